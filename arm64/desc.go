@@ -72,14 +72,14 @@ func DescCont(d uint64) bool { return d&PTECont != 0 }
 
 // IsTable reports whether d is a table descriptor at level l (pmd_table /
 // pud_table): type 0b11 at any level but the last, where 0b11 means a page.
-func (g Geometry) IsTable(d uint64, l Level) bool {
+func (g *Geometry) IsTable(d uint64, l Level) bool {
 	return l < LastLevel && d&PTETypeMask == PMDTypeTable
 }
 
 // IsLeaf reports whether d maps memory at level l: a page at level 3, or a
 // present non-table entry above (pmd_leaf / pud_leaf: present && !table, so a
 // present-invalid block is a leaf too).
-func (g Geometry) IsLeaf(d uint64, l Level) bool {
+func (g *Geometry) IsLeaf(d uint64, l Level) bool {
 	if l == LastLevel {
 		return DescPresent(d)
 	}
@@ -87,14 +87,14 @@ func (g Geometry) IsLeaf(d uint64, l Level) bool {
 }
 
 // IsSect reports a valid block descriptor (pmd_sect / pud_sect: type 0b01).
-func (g Geometry) IsSect(d uint64, l Level) bool {
+func (g *Geometry) IsSect(d uint64, l Level) bool {
 	return l < LastLevel && d&PTETypeMask == PMDTypeSect
 }
 
 // MkTable builds a table descriptor pointing at the table page at pa, with the
 // kernel's table attributes (TYPE_TABLE | TABLE_UXN | TABLE_AF, plus TABLE_PXN
 // when pxn), as alloc_init_pud/alloc_init_cont_pmd/split_pmd write them.
-func (g Geometry) MkTable(pa uint64, pxn bool) uint64 {
+func (g *Geometry) MkTable(pa uint64, pxn bool) uint64 {
 	d := g.AddressBits(pa) | PMDTypeTable | TableUXN | TableAF
 	if pxn {
 		d |= TablePXN
@@ -106,7 +106,7 @@ func (g Geometry) MkTable(pa uint64, pxn bool) uint64 {
 // value whose type bits say page): at level 3 as is (pfn_pte), above as a
 // block with type 0b01 (mk_pmd_sect_prot / mk_pud_sect_prot). A prot without
 // the valid bit (present-invalid) keeps its type bits clear.
-func (g Geometry) MkLeaf(pa uint64, prot uint64, l Level) uint64 {
+func (g *Geometry) MkLeaf(pa uint64, prot uint64, l Level) uint64 {
 	prot &= g.AttrMask()
 	if l < LastLevel && prot&PTEValid != 0 {
 		prot = prot&^PTETypeMask | PMDTypeSect
@@ -119,7 +119,7 @@ func (g Geometry) MkLeaf(pa uint64, prot uint64, l Level) uint64 {
 // PageProt is the page-form protection of a leaf at any level, as split_pmd
 // and split_pud derive it: the attribute bits with type "page" (0b11), then,
 // for a present-invalid block, bit 0 cleared and bit 11 set (pte_mkinvalid).
-func (g Geometry) PageProt(d uint64, l Level) uint64 {
+func (g *Geometry) PageProt(d uint64, l Level) uint64 {
 	p := d & g.AttrMask()
 	if l == LastLevel {
 		return p

@@ -50,6 +50,10 @@ type Geometry struct {
 	Levels     int
 
 	bitsPerLevel uint
+	// Precomputed per level (index level+1) so walks are shifts and masks.
+	shift    [5]uint8
+	idxMask  [5]uint64
+	addrMask uint64
 }
 
 // NewGeometry returns the geometry for a granule (page shift 12, 14 or 16), a
@@ -80,6 +84,18 @@ func NewGeometry(pageShift uint, vaBits int, lpa2 bool) (Geometry, error) {
 		Levels:       levels,
 		bitsPerLevel: bpl,
 	}
+	for l := Level(-1); l <= LastLevel; l++ {
+		g.shift[l+1] = uint8(bpl*uint(3-l) + pageShift)
+		if l < g.StartLevel {
+			continue // a level this geometry does not use
+		}
+		n := 1 << bpl
+		if l == g.StartLevel {
+			n = 1 << (uint(vaBits) - uint(g.shift[l+1]))
+		}
+		g.idxMask[l+1] = uint64(n - 1)
+	}
+	g.addrMask = g.addrLowMask() | g.addrHighMask()
 	return g, nil
 }
 
@@ -101,37 +117,32 @@ var (
 )
 
 // PageSize is PAGE_SIZE.
-func (g Geometry) PageSize() uint64 { return 1 << g.PageShift }
+func (g *Geometry) PageSize() uint64 { return 1 << g.PageShift }
 
 // Shift is the number of VA bits below the index of a level
 // (ARM64_HW_PGTABLE_LEVEL_SHIFT(4-n) in kernel numbering).
-func (g Geometry) Shift(l Level) uint { return g.bitsPerLevel*uint(3-l) + g.PageShift }
+func (g *Geometry) Shift(l Level) uint { return uint(g.shift[l+1]) }
 
 // Size is the VA span of one entry at a level.
-func (g Geometry) Size(l Level) uint64 { return 1 << g.Shift(l) }
+func (g *Geometry) Size(l Level) uint64 { return 1 << g.shift[l+1] }
 
 // Entries is the number of descriptors in a table at a level (PTRS_PER_*);
 // the first level may be shorter (PTRS_PER_PGD).
-func (g Geometry) Entries(l Level) int {
-	if l == g.StartLevel {
-		return 1 << (uint(g.VABits) - g.Shift(l))
-	}
-	return 1 << g.bitsPerLevel
-}
+func (g *Geometry) Entries(l Level) int { return int(g.idxMask[l+1]) + 1 }
 
 // EntriesPerPage is the number of descriptors in one table page.
-func (g Geometry) EntriesPerPage() int { return 1 << g.bitsPerLevel }
+func (g *Geometry) EntriesPerPage() int { return 1 << g.bitsPerLevel }
 
 // Index is the table index of va at a level.
-func (g Geometry) Index(va uint64, l Level) int {
-	return int((va >> g.Shift(l)) & uint64(g.Entries(l)-1))
+func (g *Geometry) Index(va uint64, l Level) int {
+	return int(va >> g.shift[l+1] & g.idxMask[l+1])
 }
 
 // BlockAllowed reports whether a block descriptor may appear at a level, as the
 // kernel uses them: PMD blocks always; PUD blocks only with the 4K granule
 // (pud_sect_supported); a 3-level 4K geometry's level-1 "PGD" blocks are the
 // same 1G blocks.
-func (g Geometry) BlockAllowed(l Level) bool {
+func (g *Geometry) BlockAllowed(l Level) bool {
 	switch l {
 	case 2:
 		return true
@@ -144,7 +155,7 @@ func (g Geometry) BlockAllowed(l Level) bool {
 // ContEntries is the number of entries in a contiguous run at a level:
 // CONT_PTES at level 3 and CONT_PMDS at level 2 (Kconfig defaults of
 // ARM64_CONT_PTE_SHIFT / ARM64_CONT_PMD_SHIFT). Other levels have none (0).
-func (g Geometry) ContEntries(l Level) int {
+func (g *Geometry) ContEntries(l Level) int {
 	switch {
 	case l == 3:
 		switch g.PageShift {
@@ -167,12 +178,12 @@ func (g Geometry) ContEntries(l Level) int {
 }
 
 // ContSize is CONT_PTE_SIZE (level 3) or CONT_PMD_SIZE (level 2).
-func (g Geometry) ContSize(l Level) uint64 { return uint64(g.ContEntries(l)) * g.Size(l) }
+func (g *Geometry) ContSize(l Level) uint64 { return uint64(g.ContEntries(l)) * g.Size(l) }
 
 // KLevel is the ptdump level number (0=PGD .. 4=PTE) of a lookup level: the
 // first level is always "PGD"; with 4 levels level 0 is PGD (P4D folded); with
 // 3 levels level 1 is PGD (P4D and PUD folded).
-func (g Geometry) KLevel(l Level) int {
+func (g *Geometry) KLevel(l Level) int {
 	if l == g.StartLevel {
 		return KLevelPGD
 	}
@@ -180,7 +191,7 @@ func (g Geometry) KLevel(l Level) int {
 }
 
 // Name is the kernel's name for a level in this geometry (PGD, P4D, PUD, PMD, PTE).
-func (g Geometry) Name(l Level) string { return KLevelNames[g.KLevel(l)] }
+func (g *Geometry) Name(l Level) string { return KLevelNames[g.KLevel(l)] }
 
 // String describes the geometry, e.g. "4K/48-bit/4 levels".
 func (g Geometry) String() string {
@@ -194,7 +205,7 @@ func (g Geometry) String() string {
 // addrLowMask is PTE_ADDR_LOW: OA bits [49:PAGE_SHIFT] for 4K/16K (bits 49:48
 // are RES0 unless LPA2 is in use, so decoding them is always safe) and
 // [47:16] for 64K, whose OA[51:48] live in bits 15:12 instead.
-func (g Geometry) addrLowMask() uint64 {
+func (g *Geometry) addrLowMask() uint64 {
 	top := uint(50)
 	if g.PageShift == PageShift64K {
 		top = 48
@@ -204,7 +215,7 @@ func (g Geometry) addrLowMask() uint64 {
 
 // addrHighMask is PTE_ADDR_HIGH: bits 9:8 under LPA2 (OA[51:50]) and bits 15:12
 // with the 64K granule (OA[51:48], FEAT_LPA; RES0 without it).
-func (g Geometry) addrHighMask() uint64 {
+func (g *Geometry) addrHighMask() uint64 {
 	switch {
 	case g.LPA2:
 		return 3 << 8
@@ -216,7 +227,7 @@ func (g Geometry) addrHighMask() uint64 {
 
 // OutputAddress extracts the output address of a page, block or table
 // descriptor (__pte_to_phys).
-func (g Geometry) OutputAddress(desc uint64) uint64 {
+func (g *Geometry) OutputAddress(desc uint64) uint64 {
 	pa := desc & g.addrLowMask()
 	switch {
 	case g.LPA2:
@@ -228,7 +239,7 @@ func (g Geometry) OutputAddress(desc uint64) uint64 {
 }
 
 // AddressBits encodes a physical address into descriptor bits (__phys_to_pte_val).
-func (g Geometry) AddressBits(pa uint64) uint64 {
+func (g *Geometry) AddressBits(pa uint64) uint64 {
 	d := pa & g.addrLowMask()
 	switch {
 	case g.LPA2:
@@ -240,8 +251,8 @@ func (g Geometry) AddressBits(pa uint64) uint64 {
 }
 
 // AddressMask is the set of descriptor bits that hold the output address.
-func (g Geometry) AddressMask() uint64 { return g.addrLowMask() | g.addrHighMask() }
+func (g *Geometry) AddressMask() uint64 { return g.addrMask }
 
 // AttrMask is every descriptor bit that is not part of the output address
 // (what pte_pgprot keeps).
-func (g Geometry) AttrMask() uint64 { return ^g.AddressMask() }
+func (g *Geometry) AttrMask() uint64 { return ^g.addrMask }

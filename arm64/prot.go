@@ -76,7 +76,7 @@ func (f Features) PresentValidKernel() uint64 { return PTEValid | f.MaybeNG() }
 // change, neither side may be contiguous, nG may not be cleared, and only PXN,
 // RDONLY, WRITE/DBM, nG and the software bits may differ — plus AttrIndx when
 // both sides are Normal or Normal-Tagged.
-func (g Geometry) PgattrChangeIsSafe(old, new uint64) bool {
+func (g *Geometry) PgattrChangeIsSafe(old, new uint64) bool {
 	if !DescValid(old) || !DescValid(new) {
 		return true
 	}

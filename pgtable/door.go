@@ -1,0 +1,42 @@
+package pgtable
+
+import (
+	"sync/atomic"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// Door is the one path by which table code touches shared state. pa is the
+// physical address of the descriptor (table page address + 8*index) and p the
+// Go location that holds it. Implementations decide what a touch costs: Direct
+// is a plain memory access, Atomic makes concurrent CPUs (goroutines) safe, and
+// the cpu package's doors add scheduling points and checks.
+type Door interface {
+	// Load reads the descriptor at pa.
+	Load(pa uint64, p *uint64) uint64
+	// Store writes v to the descriptor at pa.
+	Store(pa uint64, p *uint64, v uint64)
+	// TableAlloc is called before a table page for level l is allocated; a
+	// non-nil error makes the allocation fail as if memory were exhausted.
+	TableAlloc(l arm64.Level) error
+	// TableFree is called before the table page at pa is returned to physmem.
+	TableFree(pa uint64, l arm64.Level)
+}
+
+// Direct is the door of a plain single-threaded run: no hook, no cost.
+type Direct struct{}
+
+func (Direct) Load(_ uint64, p *uint64) uint64     { return *p }
+func (Direct) Store(_ uint64, p *uint64, v uint64) { *p = v }
+func (Direct) TableAlloc(arm64.Level) error        { return nil }
+func (Direct) TableFree(uint64, arm64.Level)       {}
+
+// Atomic accesses descriptors with single-copy-atomic 64-bit loads and stores,
+// as the hardware and READ_ONCE/WRITE_ONCE do, so CPUs running as goroutines
+// race only where the modelled kernel races.
+type Atomic struct{}
+
+func (Atomic) Load(_ uint64, p *uint64) uint64     { return atomic.LoadUint64(p) }
+func (Atomic) Store(_ uint64, p *uint64, v uint64) { atomic.StoreUint64(p, v) }
+func (Atomic) TableAlloc(arm64.Level) error        { return nil }
+func (Atomic) TableFree(uint64, arm64.Level)       {}

@@ -1,0 +1,128 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// FoldTable collapses the table under the level-l entry that covers va into
+// one block at level l, when the table's entries allow it: every entry a
+// valid leaf, output addresses contiguous from a block-aligned start, and
+// identical attributes ignoring PTE_CONT (the checks of the RFC's
+// __try_collapse_pmd, generalised to any level with blocks). Hierarchical
+// PXNTable/UXNTable of the folded table are carried into the block so the
+// translation and its permissions do not change.
+//
+// The block is written with one store (legal live only with BBML2_NOABORT;
+// policy is the caller's). The unhooked table page is returned, not freed:
+// the caller frees it with FreeTable after invalidating walk caches and
+// synchronising with lockless walkers. ok=false means nothing changed.
+func (t *Tables) FoldTable(d Door, va uint64, l arm64.Level) (freed uint64, ok bool, err error) {
+	g := t.g
+	if l >= arm64.LastLevel || !g.BlockAllowed(l) {
+		return 0, false, fmt.Errorf("%w: no blocks at %s", ErrInvalid, g.Name(l))
+	}
+	e, found, err := t.lookupAt(d, va, l)
+	if err != nil || !found {
+		return 0, false, err
+	}
+	if !g.IsTable(e.Desc, l) {
+		return 0, false, nil
+	}
+	cpa := g.OutputAddress(e.Desc)
+	ctbl, okTbl := t.lookup(cpa)
+	if !okTbl {
+		return 0, false, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, g.Name(l), e.DescPA)
+	}
+	prot, base, okRun := t.uniformRun(d, cpa, ctbl, 0, g.Entries(l+1), l+1)
+	if !okRun || base&(g.Size(l)-1) != 0 {
+		return 0, false, nil
+	}
+	if e.Desc&arm64.TablePXN != 0 {
+		prot |= arm64.PTEPXN
+	}
+	if e.Desc&arm64.TableUXN != 0 {
+		prot |= arm64.PTEUXN
+	}
+	tbl, _ := t.tableOf(e.DescPA)
+	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkLeaf(base, prot, l))
+	return cpa, true, nil
+}
+
+// FoldCont sets PTE_CONT on the aligned run of CONT_PTES (level 3) or
+// CONT_PMDS (level 2) entries around va when they are valid leaves mapping
+// contiguous output addresses from a run-aligned start with identical
+// attributes. Entries are rewritten one by one; ok=false means nothing changed.
+func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error) {
+	g := t.g
+	n := g.ContEntries(l)
+	if n == 0 || (l < arm64.LastLevel && !g.BlockAllowed(l)) {
+		return false, fmt.Errorf("%w: no contiguous runs at %s", ErrInvalid, g.Name(l))
+	}
+	e, found, err := t.lookupAt(d, va, l)
+	if err != nil || !found || !g.IsLeaf(e.Desc, l) {
+		return false, err
+	}
+	tpa := e.DescPA &^ (g.PageSize() - 1)
+	tbl, _ := t.lookup(tpa)
+	first := t.indexOf(e.DescPA) &^ (n - 1)
+	_, base, okRun := t.uniformRun(d, tpa, tbl, first, n, l)
+	if !okRun || base&(g.ContSize(l)-1) != 0 {
+		return false, nil
+	}
+	for i := first; i < first+n; i++ {
+		dpa := tpa + uint64(i)*8
+		v := d.Load(dpa, &tbl[i])
+		if v&arm64.PTECont == 0 {
+			d.Store(dpa, &tbl[i], v|arm64.PTECont)
+		}
+	}
+	return true, nil
+}
+
+// uniformRun checks n entries from index first of a level-l table: all valid
+// leaves, contiguous output addresses, equal attributes ignoring CONT. It
+// returns those attributes (without CONT) and the first output address.
+func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l arm64.Level) (prot, base uint64, ok bool) {
+	g := t.g
+	step := g.Size(l)
+	attr := g.AttrMask() &^ arm64.PTECont
+	for i := first; i < first+n; i++ {
+		v := d.Load(tpa+uint64(i)*8, &tbl[i])
+		if !arm64.DescValid(v) || g.IsTable(v, l) {
+			return 0, 0, false
+		}
+		if i == first {
+			prot, base = v&attr, g.OutputAddress(v)
+			continue
+		}
+		if v&attr != prot || g.OutputAddress(v) != base+uint64(i-first)*step {
+			return 0, 0, false
+		}
+	}
+	return prot, base, true
+}
+
+// lookupAt returns the entry at exactly level l for va; found=false when the
+// walk ends above l (a leaf or an empty slot in the way).
+func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
+	tpa := t.root
+	tbl, _ := t.lookup(tpa)
+	for cl := t.g.StartLevel; ; cl++ {
+		idx := t.g.Index(va, cl)
+		dpa := tpa + uint64(idx)*8
+		desc := d.Load(dpa, &tbl[idx])
+		if cl == l {
+			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: dpa}, true, nil
+		}
+		if !t.g.IsTable(desc, cl) {
+			return Entry{}, false, nil
+		}
+		tpa = t.g.OutputAddress(desc)
+		var ok bool
+		if tbl, ok = t.lookup(tpa); !ok {
+			return Entry{}, false, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, tpa, t.g.Name(cl), dpa)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// Flags restrict the leaves __create_pgd_mapping may use (mmu.c).
+type Flags uint8
+
+const (
+	NoBlockMappings Flags = 1 << 0 // NO_BLOCK_MAPPINGS: no PUD/PMD blocks
+	NoContMappings  Flags = 1 << 1 // NO_CONT_MAPPINGS: no contiguous runs
+	NoExecMappings  Flags = 1 << 2 // NO_EXEC_MAPPINGS: tables get PXNTable
+)
+
+// Map maps [va, va+size) to pa with prot (a page-form protection such as
+// arm64.PageKernel) using the largest leaf the alignment of VA and PA allows
+// at each level, as __create_pgd_mapping_locked does: PUD blocks (4K granule),
+// contiguous PMD runs, PMD blocks, contiguous PTE runs, then PTEs. Existing
+// tables are reused; rewriting a live leaf must pass pgattr_change_is_safe and
+// a block may not replace a table (the kernel's BUG_ONs, here ErrUnsafe).
+// Missing tables are allocated through the door (-ENOMEM stops the walk
+// where it is, as in the kernel).
+func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
+	ps := t.g.PageSize()
+	if (va^pa)&(ps-1) != 0 {
+		return fmt.Errorf("%w: va %#x and pa %#x differ in page offset", ErrInvalid, va, pa)
+	}
+	end := (va + size + ps - 1) &^ (ps - 1)
+	va &^= ps - 1
+	pa &^= ps - 1
+	if size == 0 || (end <= va && end != 0) {
+		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
+	}
+	tbl, _ := t.lookup(t.root)
+	return t.mapLevel(d, t.root, tbl, t.g.StartLevel, va, end, pa, prot, flags)
+}
+
+func (t *Tables) mapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end, pa, prot uint64, flags Flags) error {
+	g := &t.g
+	if l == arm64.LastLevel {
+		return t.mapPTEs(d, tpa, tbl, va, end, pa, prot, flags)
+	}
+	contN := g.ContEntries(l)
+	for {
+		// alloc_init_cont_pmd / alloc_init_cont_pte: a suitably aligned
+		// contiguous chunk gets PTE_CONT on every entry.
+		chunkEnd, p := end, prot
+		if contN > 0 {
+			cs := g.ContSize(l)
+			chunkEnd = (va | (cs - 1)) + 1
+			if chunkEnd-1 >= end-1 {
+				chunkEnd = end
+			}
+			if (va|chunkEnd|pa)&(cs-1) == 0 && flags&NoContMappings == 0 {
+				p |= arm64.PTECont
+			}
+		}
+		for {
+			next := t.boundary(va, chunkEnd, l)
+			idx := g.Index(va, l)
+			dpa := tpa + uint64(idx)*8
+			old := d.Load(dpa, &tbl[idx])
+			sz := g.Size(l)
+			if g.BlockAllowed(l) && flags&NoBlockMappings == 0 && (va|next|pa)&(sz-1) == 0 {
+				// init_pte / pmd_set_huge / pud_set_huge
+				nv := g.MkLeaf(pa, p, l)
+				if g.IsTable(old, l) {
+					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
+				}
+				if !g.PgattrChangeIsSafe(old, nv) {
+					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
+				}
+				d.Store(dpa, &tbl[idx], nv)
+			} else {
+				ctpa, ctbl, err := t.ensureTable(d, tpa, tbl, idx, l, old, flags&NoExecMappings != 0, va)
+				if err != nil {
+					return err
+				}
+				if err := t.mapLevel(d, ctpa, ctbl, l+1, va, next, pa, p, flags); err != nil {
+					return err
+				}
+			}
+			pa += next - va
+			if next == chunkEnd {
+				break
+			}
+			va = next
+		}
+		if chunkEnd == end {
+			return nil
+		}
+		va = chunkEnd
+	}
+}
+
+// mapPTEs fills the page entries of one PTE table for [va, end)
+// (alloc_init_cont_pte + init_pte): aligned CONT_PTES chunks get PTE_CONT.
+func (t *Tables) mapPTEs(d Door, tpa uint64, tbl []uint64, va, end, pa, prot uint64, flags Flags) error {
+	g := &t.g
+	ps := g.PageSize()
+	cs := g.ContSize(arm64.LastLevel)
+	prot &= g.AttrMask()
+	for va != end {
+		chunkEnd := (va | (cs - 1)) + 1
+		if chunkEnd-1 >= end-1 {
+			chunkEnd = end
+		}
+		p := prot
+		if (va|chunkEnd|pa)&(cs-1) == 0 && flags&NoContMappings == 0 {
+			p |= arm64.PTECont
+		}
+		idx := g.Index(va, arm64.LastLevel)
+		n := int((chunkEnd - va) / ps)
+		for i := idx; i < idx+n; i++ {
+			dpa := tpa + uint64(i)*8
+			old := d.Load(dpa, &tbl[i])
+			nv := g.AddressBits(pa) | p
+			if old != 0 && !g.PgattrChangeIsSafe(old, nv) {
+				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, dpa, va+uint64(i-idx)*ps, old, nv)
+			}
+			d.Store(dpa, &tbl[i], nv)
+			pa += ps
+		}
+		va = chunkEnd
+	}
+	return nil
+}
+
+// ensureTable returns the next-level table under entry idx, allocating and
+// publishing a zeroed one if the slot is empty (the pXd_none branch of
+// alloc_init_*), and refusing a leaf in the way (BUG_ON(pXd_bad)).
+func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
+	g := t.g
+	dpa := tpa + uint64(idx)*8
+	if old == 0 {
+		cpa, ctbl, err := t.allocTable(d, l+1)
+		if err != nil {
+			return 0, nil, fmt.Errorf("mapping va %#x: %w", va, err)
+		}
+		d.Store(dpa, &tbl[idx], g.MkTable(cpa, noExec))
+		return cpa, ctbl, nil
+	}
+	if !g.IsTable(old, l) {
+		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), dpa, va, old)
+	}
+	cpa := g.OutputAddress(old)
+	ctbl, ok := t.lookup(cpa)
+	if !ok {
+		return 0, nil, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, g.Name(l), dpa)
+	}
+	return cpa, ctbl, nil
+}
+
+// Unmap clears the leaves covering [start, end) as vunmap_range does: page
+// entries one by one and blocks only when covered whole; a partially covered
+// block is refused with ErrInvalid before anything changes. Table pages stay
+// allocated, as they do for the kernel's vmalloc range.
+func (t *Tables) Unmap(d Door, start, end uint64) error {
+	if start >= end && end != 0 {
+		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
+	}
+	// Check first so a refusal leaves the tables as they were.
+	err := t.Visit(d, start, end, func(e Entry) error {
+		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) {
+			if e.VA < start || e.VA+t.g.Size(e.Level)-1 > end-1 {
+				return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(e.Level), e.VA)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	tbl, _ := t.lookup(t.root)
+	return t.unmapLevel(d, t.root, tbl, t.g.StartLevel, start, end)
+}
+
+func (t *Tables) unmapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end uint64) error {
+	for {
+		next := t.boundary(va, end, l)
+		idx := t.g.Index(va, l)
+		dpa := tpa + uint64(idx)*8
+		desc := d.Load(dpa, &tbl[idx])
+		switch {
+		case desc == 0:
+		case t.g.IsTable(desc, l):
+			cpa := t.g.OutputAddress(desc)
+			ctbl, ok := t.lookup(cpa)
+			if !ok {
+				return fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, t.g.Name(l), dpa)
+			}
+			if err := t.unmapLevel(d, cpa, ctbl, l+1, va, next); err != nil {
+				return err
+			}
+		default:
+			d.Store(dpa, &tbl[idx], 0)
+		}
+		if next == end {
+			return nil
+		}
+		va = next
+	}
+}

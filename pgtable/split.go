@@ -1,0 +1,184 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// SplitBlock replaces the block leaf e (at a level above the last) with a
+// table of next-level entries that map the same output addresses with the
+// same attributes: split_pud (entries are blocks) and split_pmd (entries are
+// pages). The entries get PTE_CONT when toCont; a present-invalid block gives
+// present-invalid entries; the new table descriptor carries PXNTable iff the
+// block had PXN. The table is filled before it is published, so walkers see
+// either the block or the complete table. No TLB maintenance: that is the
+// caller's business (BBML2_NOABORT lets the old entry linger).
+func (t *Tables) SplitBlock(d Door, e Entry, toCont bool) error {
+	g := t.g
+	l := e.Level
+	if l >= arm64.LastLevel || !g.IsLeaf(e.Desc, l) {
+		return fmt.Errorf("%w: %s entry %#016x at %#x is not a block", ErrInvalid, g.Name(l), e.Desc, e.DescPA)
+	}
+	cpa, ctbl, err := t.allocTable(d, l+1)
+	if err != nil {
+		return fmt.Errorf("splitting %s at va %#x: %w", g.Name(l), e.VA, err)
+	}
+	var prot uint64
+	if l+1 == arm64.LastLevel {
+		prot = g.PageProt(e.Desc, l)
+	} else {
+		prot = e.Desc & g.AttrMask() // blocks stay blocks one level down
+	}
+	prot &^= arm64.PTECont
+	if toCont {
+		prot |= arm64.PTECont
+	}
+	oa := g.OutputAddress(e.Desc)
+	step := g.Size(l + 1)
+	for i := range ctbl {
+		ctbl[i] = g.MkLeaf(oa+uint64(i)*step, prot, l+1)
+	}
+	// dsb(ishst) in the kernel: the entries are visible before the table.
+	tbl, _ := t.tableOf(e.DescPA)
+	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkTable(cpa, e.Desc&arm64.PTEPXN != 0))
+	return nil
+}
+
+// ClearContRun clears PTE_CONT on every entry of the aligned contiguous run
+// that holds e, rewriting each entry in place (split_contpte, split_contpmd).
+func (t *Tables) ClearContRun(d Door, e Entry) error {
+	n := t.g.ContEntries(e.Level)
+	if n == 0 {
+		return fmt.Errorf("%w: no contiguous runs at %s", ErrInvalid, t.g.Name(e.Level))
+	}
+	tbl, ok := t.tableOf(e.DescPA)
+	if !ok {
+		return fmt.Errorf("%w: %#x", ErrNotTable, e.DescPA)
+	}
+	first := t.indexOf(e.DescPA) &^ (n - 1)
+	base := e.DescPA &^ (t.g.PageSize() - 1)
+	for i := first; i < first+n; i++ {
+		dpa := base + uint64(i)*8
+		v := d.Load(dpa, &tbl[i])
+		d.Store(dpa, &tbl[i], v&^arm64.PTECont)
+	}
+	return nil
+}
+
+// tableOf returns the table page that holds the descriptor at dpa.
+func (t *Tables) tableOf(dpa uint64) ([]uint64, bool) {
+	return t.lookup(dpa &^ (t.g.PageSize() - 1))
+}
+
+func (t *Tables) indexOf(dpa uint64) int { return int(dpa&(t.g.PageSize()-1)) / 8 }
+
+// SplitAt makes addr a leaf boundary by splitting only the leaves that
+// straddle it, in the order of split_kernel_leaf_mapping_locked:
+//
+//	levels down to PUD: stop if addr is aligned to the level or the slot is
+//	  empty; a PUD block becomes contiguous PMD blocks (split_pud, to_cont);
+//	stop if addr is CONT_PMD aligned or the PMD is empty; a contiguous PMD
+//	  run loses CONT (split_contpmd); stop if addr is PMD aligned; a PMD block
+//	  becomes contiguous PTEs (split_pmd, to_cont);
+//	stop if addr is CONT_PTE aligned or the PTE is empty; a contiguous PTE run
+//	  loses CONT (split_contpte).
+//
+// Table allocation may fail with ErrNoMem, leaving the tables valid (what was
+// split so far stays split, translation unchanged).
+func (t *Tables) SplitAt(d Door, addr uint64) error {
+	g := t.g
+	var e Entry
+	var err error
+	for l := g.StartLevel; l <= 1; l++ {
+		if addr&(g.Size(l)-1) == 0 {
+			return nil
+		}
+		if e, err = t.Lookup(d, addr); err != nil {
+			return err
+		}
+		if e.Level == l {
+			if !arm64.DescPresent(e.Desc) || !g.BlockAllowed(l) {
+				return nil
+			}
+			if err := t.SplitBlock(d, e, true); err != nil {
+				return err
+			}
+		}
+	}
+	if addr&(g.ContSize(2)-1) == 0 {
+		return nil
+	}
+	if e, err = t.Lookup(d, addr); err != nil {
+		return err
+	}
+	if e.Level == 2 {
+		if !arm64.DescPresent(e.Desc) {
+			return nil
+		}
+		if arm64.DescCont(e.Desc) {
+			if err := t.ClearContRun(d, e); err != nil {
+				return err
+			}
+			e.Desc &^= arm64.PTECont
+		}
+		if addr&(g.Size(2)-1) == 0 {
+			return nil
+		}
+		if err := t.SplitBlock(d, e, true); err != nil {
+			return err
+		}
+	}
+	if addr&(g.ContSize(3)-1) == 0 {
+		return nil
+	}
+	if e, err = t.Lookup(d, addr); err != nil {
+		return err
+	}
+	if e.Level == arm64.LastLevel && arm64.DescPresent(e.Desc) && arm64.DescCont(e.Desc) {
+		return t.ClearContRun(d, e)
+	}
+	return nil
+}
+
+// SplitRangeToPTEs splits every leaf in [start, end) down to non-contiguous
+// page entries (range_split_to_ptes, used by linear_map_split_to_ptes and
+// arch_kfence_init_pool): blocks become tables of non-contiguous entries and
+// contiguous runs lose CONT.
+func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64) error {
+	g := t.g
+	va := start
+	for va < end || (end == 0 && va != 0) {
+		e, err := t.Lookup(d, va)
+		if err != nil {
+			return err
+		}
+		next := e.VA + g.Size(e.Level)
+		switch {
+		case !arm64.DescPresent(e.Desc) || t.g.IsTable(e.Desc, e.Level):
+		case e.Level < arm64.LastLevel:
+			if !g.BlockAllowed(e.Level) {
+				break
+			}
+			if arm64.DescCont(e.Desc) {
+				if err := t.ClearContRun(d, e); err != nil {
+					return err
+				}
+				e.Desc &^= arm64.PTECont
+			}
+			if err := t.SplitBlock(d, e, false); err != nil {
+				return err
+			}
+			continue // walk the new table
+		case arm64.DescCont(e.Desc):
+			if err := t.ClearContRun(d, e); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		va = next
+	}
+	return nil
+}

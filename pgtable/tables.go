@@ -1,0 +1,231 @@
+package pgtable
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/physmem"
+)
+
+// Errors. They mirror what the kernel would do: -ENOMEM and -EINVAL are
+// returned to callers; ErrUnsafe stands for a BUG_ON in the create path
+// (pgattr_change_is_safe, pmd_bad) that would stop a real kernel.
+var (
+	ErrNoMem    = errors.New("pgtable: out of memory for a table page") // -ENOMEM
+	ErrInvalid  = errors.New("pgtable: invalid request")                // -EINVAL
+	ErrUnsafe   = errors.New("pgtable: unsafe live descriptor change")  // BUG_ON in the kernel
+	ErrNotTable = errors.New("pgtable: not a table page")               // a walk reached memory that holds no table
+)
+
+const (
+	tablesPerChunk = 64 // table pages per backing allocation
+	chunkShift     = 6
+	indexShift     = 15 // PFNs per index leaf: 32768 (a 128 MiB section at 4K)
+)
+
+// chunk backs tablesPerChunk table pages with one Go allocation.
+type chunk struct {
+	desc  []uint64
+	pa    [tablesPerChunk]uint64
+	level [tablesPerChunk]arm64.Level
+}
+
+// Tables is one tree of translation tables (swapper_pg_dir and everything
+// below it) whose table pages are allocated from a physmem.Memory.
+//
+// Finding the table page behind a descriptor's output address is O(1): a
+// two-level index from PFN to a slot, and the slot to its descriptors. The
+// index and the slot directory are published atomically, so CPUs running as
+// goroutines may walk while another allocates.
+type Tables struct {
+	g    arm64.Geometry
+	mem  *physmem.Memory
+	epp  int // entries per table page
+	root uint64
+
+	basePFN uint64
+	index   []atomic.Pointer[[1 << indexShift]atomic.Int32] // PFN -> slot+1
+
+	mu        sync.Mutex // guards slot allocation and counts
+	dir       atomic.Pointer[[]*chunk]
+	nslots    int32
+	freeSlots []int32
+	counts    [5]int // table pages per level, indexed by level+1
+}
+
+// New creates an empty tree: one zeroed top-level table page (the PGD).
+func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
+	if mem.PageShift() != g.PageShift {
+		return nil, fmt.Errorf("%w: memory has %d-bit pages, geometry %v", ErrInvalid, mem.PageShift(), g)
+	}
+	regs := mem.Regions()
+	if len(regs) == 0 {
+		return nil, fmt.Errorf("%w: no RAM", ErrInvalid)
+	}
+	lo := regs[0].Base >> g.PageShift
+	hi := (regs[len(regs)-1].Base + regs[len(regs)-1].Size - 1) >> g.PageShift
+	t := &Tables{
+		g:       g,
+		mem:     mem,
+		epp:     g.EntriesPerPage(),
+		basePFN: lo,
+		index:   make([]atomic.Pointer[[1 << indexShift]atomic.Int32], (hi-lo)>>indexShift+1),
+	}
+	empty := []*chunk{}
+	t.dir.Store(&empty)
+	root, _, err := t.allocTable(Direct{}, g.StartLevel)
+	if err != nil {
+		return nil, err
+	}
+	t.root = root
+	return t, nil
+}
+
+// Geometry is the translation geometry of the tree.
+func (t *Tables) Geometry() arm64.Geometry { return t.g }
+
+// Memory is the physical memory the table pages come from.
+func (t *Tables) Memory() *physmem.Memory { return t.mem }
+
+// Root is the physical address of the top-level table (swapper_pg_dir).
+func (t *Tables) Root() uint64 { return t.root }
+
+// slotOf returns the slot of the table page at pa, or -1.
+func (t *Tables) slotOf(pa uint64) int32 {
+	rel := pa>>t.g.PageShift - t.basePFN
+	hi := rel >> indexShift
+	if hi >= uint64(len(t.index)) {
+		return -1
+	}
+	leaf := t.index[hi].Load()
+	if leaf == nil {
+		return -1
+	}
+	return leaf[rel&(1<<indexShift-1)].Load() - 1
+}
+
+func (t *Tables) setSlot(pa uint64, slot int32) {
+	rel := pa>>t.g.PageShift - t.basePFN
+	hi := rel >> indexShift
+	leaf := t.index[hi].Load()
+	if leaf == nil {
+		leaf = new([1 << indexShift]atomic.Int32)
+		t.index[hi].Store(leaf)
+	}
+	leaf[rel&(1<<indexShift-1)].Store(slot + 1)
+}
+
+// entries returns the descriptors of a slot.
+func (t *Tables) entries(slot int32) []uint64 {
+	c := (*t.dir.Load())[slot>>chunkShift]
+	off := int(slot&(tablesPerChunk-1)) * t.epp
+	return c.desc[off : off+t.epp : off+t.epp]
+}
+
+// lookup returns the descriptors of the table page at pa.
+func (t *Tables) lookup(pa uint64) ([]uint64, bool) {
+	s := t.slotOf(pa)
+	if s < 0 {
+		return nil, false
+	}
+	return t.entries(s), true
+}
+
+// Table returns the descriptors of the table page at pa (it implements the
+// ptdump walker's source). The slice aliases the live table: read it through
+// a Door when other CPUs may be writing.
+func (t *Tables) Table(pa uint64) ([]uint64, error) {
+	tbl, ok := t.lookup(pa)
+	if !ok {
+		return nil, fmt.Errorf("%w: %#x", ErrNotTable, pa)
+	}
+	return tbl, nil
+}
+
+// LevelOf returns the level a table page was allocated for.
+func (t *Tables) LevelOf(pa uint64) (arm64.Level, bool) {
+	s := t.slotOf(pa)
+	if s < 0 {
+		return 0, false
+	}
+	c := (*t.dir.Load())[s>>chunkShift]
+	return c.level[s&(tablesPerChunk-1)], true
+}
+
+// allocTable takes an order-0 page from physmem for a table at level l and
+// zeroes it, as __pgd_pgtable_alloc + init_clear_pgtable do. The page is
+// private until the caller publishes it with a table descriptor.
+func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
+	if err := d.TableAlloc(l); err != nil {
+		return 0, nil, fmt.Errorf("%w: level %d: %w", ErrNoMem, l, err)
+	}
+	pa, err := t.mem.Alloc(0, physmem.OwnerPageTable)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: level %d: %w", ErrNoMem, l, err)
+	}
+	t.mu.Lock()
+	var slot int32
+	if n := len(t.freeSlots); n > 0 {
+		slot = t.freeSlots[n-1]
+		t.freeSlots = t.freeSlots[:n-1]
+	} else {
+		slot = t.nslots
+		t.nslots++
+		if int(slot>>chunkShift) >= len(*t.dir.Load()) {
+			old := *t.dir.Load()
+			grown := make([]*chunk, len(old)+1, len(old)+1+len(old)/2)
+			copy(grown, old)
+			grown[len(old)] = &chunk{desc: make([]uint64, tablesPerChunk*t.epp)}
+			t.dir.Store(&grown)
+		}
+	}
+	c := (*t.dir.Load())[slot>>chunkShift]
+	c.pa[slot&(tablesPerChunk-1)] = pa
+	c.level[slot&(tablesPerChunk-1)] = l
+	t.counts[l+1]++
+	t.mu.Unlock()
+	tbl := t.entries(slot)
+	clear(tbl)
+	t.setSlot(pa, slot)
+	return pa, tbl, nil
+}
+
+// FreeTable returns an unhooked table page to physmem (pte_free_kernel,
+// pmd_free). The caller must already have removed every descriptor that points
+// to it and invalidated the TLB walk caches (__flush_tlb_kernel_pgtable).
+func (t *Tables) FreeTable(d Door, pa uint64) error {
+	s := t.slotOf(pa)
+	if s < 0 || pa == t.root {
+		return fmt.Errorf("%w: free of %#x", ErrNotTable, pa)
+	}
+	c := (*t.dir.Load())[s>>chunkShift]
+	l := c.level[s&(tablesPerChunk-1)]
+	d.TableFree(pa, l)
+	t.setSlot(pa, -1)
+	t.mu.Lock()
+	t.freeSlots = append(t.freeSlots, s)
+	t.counts[l+1]--
+	t.mu.Unlock()
+	return t.mem.Free(pa, 0)
+}
+
+// TablePages returns the number of table pages in use at a level.
+func (t *Tables) TablePages(l arm64.Level) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counts[l+1]
+}
+
+// TotalTablePages is the number of table pages in use at all levels.
+func (t *Tables) TotalTablePages() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.counts {
+		n += c
+	}
+	return n
+}

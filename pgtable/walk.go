@@ -1,0 +1,112 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// Entry is one descriptor found by a walk.
+type Entry struct {
+	VA     uint64      // first VA the descriptor covers
+	Level  arm64.Level // lookup level
+	Desc   uint64      // the descriptor value
+	DescPA uint64      // physical address of the descriptor
+	// TablePXN/TableUXN accumulate the PXNTable/UXNTable bits of the table
+	// descriptors above, which restrict the leaf (hierarchical permissions).
+	TablePXN, TableUXN bool
+}
+
+// Size is the VA span of the entry.
+func (e Entry) Size(g arm64.Geometry) uint64 { return g.Size(e.Level) }
+
+// PA is the physical address va translates to through this leaf.
+func (e Entry) PA(g arm64.Geometry, va uint64) uint64 {
+	return g.OutputAddress(e.Desc) + (va & (g.Size(e.Level) - 1))
+}
+
+// boundary is the end of the level-l entry holding va, clamped to end; the
+// comparison handles the wrap at the top of the address space.
+func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
+	next := (va | (t.g.Size(l) - 1)) + 1
+	if next-1 < end-1 {
+		return next
+	}
+	return end
+}
+
+// Lookup walks to the entry that maps va: a leaf, an empty slot, or (for a
+// corrupt tree) a table that points nowhere, in which case it returns
+// ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
+func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
+	tpa := t.root
+	tbl, _ := t.lookup(tpa)
+	var pxn, uxn bool
+	for l := t.g.StartLevel; ; l++ {
+		idx := t.g.Index(va, l)
+		dpa := tpa + uint64(idx)*8
+		desc := d.Load(dpa, &tbl[idx])
+		e := Entry{VA: va &^ (t.g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa, TablePXN: pxn, TableUXN: uxn}
+		if !t.g.IsTable(desc, l) {
+			return e, nil
+		}
+		pxn = pxn || desc&arm64.TablePXN != 0
+		uxn = uxn || desc&arm64.TableUXN != 0
+		tpa = t.g.OutputAddress(desc)
+		var ok bool
+		if tbl, ok = t.lookup(tpa); !ok {
+			return e, fmt.Errorf("%w: %#x referenced by %s entry at %#x for va %#x", ErrNotTable, tpa, t.g.Name(l), dpa, va)
+		}
+	}
+}
+
+// Translate returns the physical address va maps to and the leaf that maps
+// it, or ok=false when va is not mapped by a valid leaf.
+func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
+	e, err := t.Lookup(d, va)
+	if err != nil || !arm64.DescValid(e.Desc) || t.g.IsTable(e.Desc, e.Level) {
+		return 0, e, false
+	}
+	if e.Level < arm64.LastLevel && !t.g.BlockAllowed(e.Level) {
+		return 0, e, false
+	}
+	return e.PA(t.g, va), e, true
+}
+
+// Visit calls fn for every leaf or empty slot reached in [start, end), in
+// address order, without descending into leaves — the traversal of the
+// generic page walkers (walk_page_range and ptdump's walker). Each Entry's VA
+// is the first address of the slot, which may lie below start.
+func (t *Tables) Visit(d Door, start, end uint64, fn func(Entry) error) error {
+	if start >= end && end != 0 {
+		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
+	}
+	tbl, _ := t.lookup(t.root)
+	return t.visit(d, t.root, tbl, t.g.StartLevel, start, end, false, false, fn)
+}
+
+func (t *Tables) visit(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end uint64, pxn, uxn bool, fn func(Entry) error) error {
+	for {
+		next := t.boundary(va, end, l)
+		idx := t.g.Index(va, l)
+		dpa := tpa + uint64(idx)*8
+		desc := d.Load(dpa, &tbl[idx])
+		if t.g.IsTable(desc, l) {
+			cpa := t.g.OutputAddress(desc)
+			ctbl, ok := t.lookup(cpa)
+			if !ok {
+				return fmt.Errorf("%w: %#x referenced by %s entry at %#x", ErrNotTable, cpa, t.g.Name(l), dpa)
+			}
+			err := t.visit(d, cpa, ctbl, l+1, va, next, pxn || desc&arm64.TablePXN != 0, uxn || desc&arm64.TableUXN != 0, fn)
+			if err != nil {
+				return err
+			}
+		} else if err := fn(Entry{VA: va &^ (t.g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa, TablePXN: pxn, TableUXN: uxn}); err != nil {
+			return err
+		}
+		if next == end {
+			return nil
+		}
+		va = next
+	}
+}
