@@ -132,10 +132,15 @@ func TestSplitAtOnePage(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := uint64(linBase + 100<<20 + 5<<12) // inside a 2M, inside a 64K run
+	var st SplitStats
 	for _, a := range []uint64{page, page + 4096} {
-		if err := tb.SplitAt(d, a); err != nil {
+		if err := tb.SplitAt(d, a, &st); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// One of each: PUD block, contPMD run, PMD block, contPTE run.
+	if st.Blocks != [4]int{0, 1, 1, 0} || st.ContRun != [4]int{0, 0, 1, 1} {
+		t.Errorf("split stats %+v", st)
 	}
 	check := func(va uint64, lvl arm64.Level, cont bool) {
 		t.Helper()
@@ -167,7 +172,7 @@ func TestSplitAtNoMemLeavesTablesValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	fail := failingDoor{after: 1} // the PUD split gets its table, the PMD split does not
-	err := tb.SplitAt(&fail, linBase+5<<12)
+	err := tb.SplitAt(&fail, linBase+5<<12, nil)
 	if !errors.Is(err, ErrNoMem) {
 		t.Fatalf("want ErrNoMem, got %v", err)
 	}
@@ -283,10 +288,10 @@ func TestGranules(t *testing.T) {
 			}
 		}
 		page := lay.PageOffset + 7*g.PageSize() + g.Size(2)
-		if err := tb.SplitAt(d, page); err != nil {
+		if err := tb.SplitAt(d, page, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := tb.SplitAt(d, page+g.PageSize()); err != nil {
+		if err := tb.SplitAt(d, page+g.PageSize(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if l, c := leafAt(t, tb, page); l != 3 || c {

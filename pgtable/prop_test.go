@@ -77,7 +77,7 @@ func TestPropertyTableOps(t *testing.T) {
 		for i := 0; i < steps; i++ {
 			switch rapid.IntRange(0, 4).Draw(rt, "op") {
 			case 0: // split around one boundary
-				if err := tb.SplitAt(d, pageVA("split")); err != nil {
+				if err := tb.SplitAt(d, pageVA("split"), nil); err != nil {
 					rt.Fatal(err)
 				}
 				verify("split")
@@ -87,7 +87,7 @@ func TestPropertyTableOps(t *testing.T) {
 				end := min(start+n*4096, linBase+ram)
 				ro := rapid.Bool().Draw(rt, "ro")
 				for _, a := range []uint64{start, end} {
-					if err := tb.SplitAt(d, a); err != nil {
+					if err := tb.SplitAt(d, a, nil); err != nil {
 						rt.Fatal(err)
 					}
 				}

@@ -73,6 +73,33 @@ func (t *Tables) tableOf(dpa uint64) ([]uint64, bool) {
 
 func (t *Tables) indexOf(dpa uint64) int { return int(dpa&(t.g.PageSize()-1)) / 8 }
 
+// SplitStats counts split operations by kind; any pointer may be nil.
+type SplitStats struct {
+	Blocks  [4]int // blocks split into tables, by level (PUD at 1, PMD at 2)
+	ContRun [4]int // contiguous runs broken up, by level (PMD at 2, PTE at 3)
+}
+
+// Total is the number of split operations of any kind.
+func (s *SplitStats) Total() int {
+	n := 0
+	for i := range s.Blocks {
+		n += s.Blocks[i] + s.ContRun[i]
+	}
+	return n
+}
+
+func (s *SplitStats) block(l arm64.Level) {
+	if s != nil && l >= 0 {
+		s.Blocks[l]++
+	}
+}
+
+func (s *SplitStats) cont(l arm64.Level) {
+	if s != nil && l >= 0 {
+		s.ContRun[l]++
+	}
+}
+
 // SplitAt makes addr a leaf boundary by splitting only the leaves that
 // straddle it, in the order of split_kernel_leaf_mapping_locked:
 //
@@ -86,7 +113,7 @@ func (t *Tables) indexOf(dpa uint64) int { return int(dpa&(t.g.PageSize()-1)) / 
 //
 // Table allocation may fail with ErrNoMem, leaving the tables valid (what was
 // split so far stays split, translation unchanged).
-func (t *Tables) SplitAt(d Door, addr uint64) error {
+func (t *Tables) SplitAt(d Door, addr uint64, st *SplitStats) error {
 	g := t.g
 	var e Entry
 	var err error
@@ -104,6 +131,7 @@ func (t *Tables) SplitAt(d Door, addr uint64) error {
 			if err := t.SplitBlock(d, e, true); err != nil {
 				return err
 			}
+			st.block(l)
 		}
 	}
 	if addr&(g.ContSize(2)-1) == 0 {
@@ -120,6 +148,7 @@ func (t *Tables) SplitAt(d Door, addr uint64) error {
 			if err := t.ClearContRun(d, e); err != nil {
 				return err
 			}
+			st.cont(2)
 			e.Desc &^= arm64.PTECont
 		}
 		if addr&(g.Size(2)-1) == 0 {
@@ -128,6 +157,7 @@ func (t *Tables) SplitAt(d Door, addr uint64) error {
 		if err := t.SplitBlock(d, e, true); err != nil {
 			return err
 		}
+		st.block(2)
 	}
 	if addr&(g.ContSize(3)-1) == 0 {
 		return nil
@@ -136,7 +166,10 @@ func (t *Tables) SplitAt(d Door, addr uint64) error {
 		return err
 	}
 	if e.Level == arm64.LastLevel && arm64.DescPresent(e.Desc) && arm64.DescCont(e.Desc) {
-		return t.ClearContRun(d, e)
+		if err := t.ClearContRun(d, e); err != nil {
+			return err
+		}
+		st.cont(arm64.LastLevel)
 	}
 	return nil
 }
@@ -145,7 +178,7 @@ func (t *Tables) SplitAt(d Door, addr uint64) error {
 // page entries (range_split_to_ptes, used by linear_map_split_to_ptes and
 // arch_kfence_init_pool): blocks become tables of non-contiguous entries and
 // contiguous runs lose CONT.
-func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64) error {
+func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64, st *SplitStats) error {
 	g := t.g
 	va := start
 	for va < end || (end == 0 && va != 0) {
@@ -164,16 +197,19 @@ func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64) error {
 				if err := t.ClearContRun(d, e); err != nil {
 					return err
 				}
+				st.cont(e.Level)
 				e.Desc &^= arm64.PTECont
 			}
 			if err := t.SplitBlock(d, e, false); err != nil {
 				return err
 			}
+			st.block(e.Level)
 			continue // walk the new table
 		case arm64.DescCont(e.Desc):
 			if err := t.ClearContRun(d, e); err != nil {
 				return err
 			}
+			st.cont(e.Level)
 		}
 		if next == 0 {
 			return nil
