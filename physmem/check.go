@@ -1,0 +1,216 @@
+package physmem
+
+import (
+	"fmt"
+	"slices"
+)
+
+// checkTotals accumulates what Check finds in the materialised sections.
+type checkTotals struct {
+	listed [MaxOrder + 1]uint64 // free blocks on the head/tail lists
+	boot   [MaxOrder + 1]uint64 // free blocks still in their boot position
+	carved [MaxOrder + 1]uint64 // boot-carving blocks inside materialised sections
+	free   uint64
+	owned  [NumOwners]uint64
+}
+
+// Check verifies the allocator's internal consistency and returns an error
+// wrapping errCorrupt describing the first violation:
+//   - every RAM page belongs to exactly one naturally aligned block inside
+//     one region, and pages outside RAM belong to none;
+//   - free blocks carry no owner and no private value; the free lists are
+//     well linked, hold exactly the free blocks not in their boot position,
+//     with the right order; the per-order counts match (FreeArea is exact);
+//   - no two free buddies of the same order are left unmerged
+//     (__free_one_page's post-condition);
+//   - free + owned pages == total pages, and the O(1) counters agree with
+//     the blocks.
+//
+// It is the model's CONFIG_DEBUG_VM: the kernel checks the same properties
+// piecemeal (VM_BUG_ON_PAGE in __free_one_page, check_new_pages,
+// free_pages_prepare). Cost is proportional to the touched memory: pristine
+// sections are accounted from the boot carving without being walked.
+func (m *Memory) Check() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var t checkTotals
+	secs := slices.Clone(m.touched)
+	slices.Sort(secs)
+	for _, sn := range secs {
+		if err := m.checkSection(m.sectionByNumber(sn), &t); err != nil {
+			return err
+		}
+	}
+	for o := 0; o <= MaxOrder; o++ {
+		fa := &m.area[o]
+		if t.carved[o] > m.bootInit[o] {
+			return fmt.Errorf("order %d: %d boot blocks in touched sections but only %d at boot: %w",
+				o, t.carved[o], m.bootInit[o], errCorrupt)
+		}
+		pristine := m.bootInit[o] - t.carved[o]
+		if fa.nrBoot != pristine+t.boot[o] {
+			return fmt.Errorf("order %d: boot count %d, want %d pristine + %d touched: %w",
+				o, fa.nrBoot, pristine, t.boot[o], errCorrupt)
+		}
+		t.free += pristine << o
+		if fa.run > len(fa.runs) || (fa.run < len(fa.runs) && fa.runIdx > fa.runs[fa.run].n) {
+			return fmt.Errorf("order %d: boot cursor %d/%d out of range: %w", o, fa.run, fa.runIdx, errCorrupt)
+		}
+		if err := m.checkList(o, &fa.head, false); err != nil {
+			return err
+		}
+		if err := m.checkList(o, &fa.tail, true); err != nil {
+			return err
+		}
+		if got := fa.head.n + fa.tail.n; got != t.listed[o] {
+			return fmt.Errorf("order %d: %d blocks on the free lists, %d listed free blocks in memory: %w",
+				o, got, t.listed[o], errCorrupt)
+		}
+	}
+	if t.free != m.nrFree {
+		return fmt.Errorf("free pages: counter %d, blocks %d: %w", m.nrFree, t.free, errCorrupt)
+	}
+	sum := t.free
+	for o := OwnerFree + 1; o < NumOwners; o++ {
+		if t.owned[o] != m.owned[o] {
+			return fmt.Errorf("%v pages: counter %d, blocks %d: %w", o, m.owned[o], t.owned[o], errCorrupt)
+		}
+		sum += t.owned[o]
+	}
+	if sum != m.totalPages {
+		return fmt.Errorf("free %d + owned %d pages != total %d: %w", t.free, sum-t.free, m.totalPages, errCorrupt)
+	}
+	return nil
+}
+
+// checkSection walks every page of a materialised section.
+func (m *Memory) checkSection(s *section, t *checkTotals) error {
+	m.forEachBootBlock(s, func(_ uint64, order int) { t.carved[order]++ })
+	lo, hi := s.base, s.base+uint64(len(s.pages))
+	next := lo // first page not yet checked
+	for _, r := range m.rs[m.firstRegionEndingAfter(lo):] {
+		if r.start >= hi {
+			break
+		}
+		rlo, rhi := max(lo, r.start), min(hi, r.end)
+		if err := m.checkHole(s, next, rlo); err != nil {
+			return err
+		}
+		for p := rlo; p < rhi; {
+			n, err := m.checkBlock(s, p, rhi, t)
+			if err != nil {
+				return err
+			}
+			p += n
+		}
+		next = rhi
+	}
+	return m.checkHole(s, next, hi)
+}
+
+// checkHole verifies that pages [from, to) of s, which are not RAM, carry no
+// state.
+func (m *Memory) checkHole(s *section, from, to uint64) error {
+	for p := from; p < to; p++ {
+		if s.pages[p-s.base].flags != 0 {
+			return fmt.Errorf("page %#x outside RAM has flags %#x: %w", p<<m.pageShift, s.pages[p-s.base].flags, errCorrupt)
+		}
+	}
+	return nil
+}
+
+// checkBlock verifies the block whose head must be at p, lying below end, and
+// returns its size in pages.
+func (m *Memory) checkBlock(s *section, p, end uint64, t *checkTotals) (uint64, error) {
+	pa := p << m.pageShift
+	pm := &s.pages[p-s.base]
+	if pm.flags&pgHead == 0 {
+		return 0, fmt.Errorf("page %#x: RAM page not covered by any block: %w", pa, errCorrupt)
+	}
+	order := int(pm.order)
+	n := uint64(1) << order
+	switch {
+	case order > MaxOrder:
+		return 0, fmt.Errorf("block %#x: order %d: %w", pa, order, errCorrupt)
+	case p&(n-1) != 0:
+		return 0, fmt.Errorf("block %#x order %d: not naturally aligned: %w", pa, order, errCorrupt)
+	case p+n > end:
+		return 0, fmt.Errorf("block %#x order %d: reaches outside its RAM region: %w", pa, order, errCorrupt)
+	}
+	for q := p + 1; q < p+n; q++ {
+		if f := s.pages[q-s.base].flags; f != 0 {
+			return 0, fmt.Errorf("block %#x order %d: page %#x inside it has flags %#x: %w", pa, order, q<<m.pageShift, f, errCorrupt)
+		}
+	}
+	var priv []uint64
+	if s.private != nil {
+		priv = s.private[p-s.base : p-s.base+n]
+	}
+	if pm.flags&pgBuddy != 0 {
+		if pm.flags&^(pgHead|pgBuddy|pgBoot|pgTail) != 0 || pm.flags&(pgBoot|pgTail) == pgBoot|pgTail {
+			return 0, fmt.Errorf("free block %#x order %d: flags %#x: %w", pa, order, pm.flags, errCorrupt)
+		}
+		if pm.owner != OwnerFree {
+			return 0, fmt.Errorf("free block %#x order %d: owner %v: %w", pa, order, pm.owner, errCorrupt)
+		}
+		if slices.ContainsFunc(priv, func(v uint64) bool { return v != 0 }) {
+			return 0, fmt.Errorf("free block %#x order %d: private value left set: %w", pa, order, errCorrupt)
+		}
+		if order < MaxOrder {
+			b := &s.pages[(p^n)-s.base]
+			if b.flags&pgBuddy != 0 && int(b.order) == order {
+				return 0, fmt.Errorf("free block %#x and its buddy %#x, both order %d, are not merged: %w",
+					pa, (p^n)<<m.pageShift, order, errCorrupt)
+			}
+		}
+		if pm.flags&pgBoot != 0 {
+			t.boot[order]++
+		} else {
+			t.listed[order]++
+		}
+		t.free += n
+		return n, nil
+	}
+	if pm.flags&^(pgHead|pgReserved|pgPrivate) != 0 || !validOwner(pm.owner) {
+		return 0, fmt.Errorf("block %#x order %d: flags %#x owner %v: %w", pa, order, pm.flags, pm.owner, errCorrupt)
+	}
+	if pm.flags&pgPrivate == 0 && slices.ContainsFunc(priv, func(v uint64) bool { return v != 0 }) {
+		return 0, fmt.Errorf("block %#x order %d: private value set but not recorded: %w", pa, order, errCorrupt)
+	}
+	t.owned[pm.owner] += n
+	return n, nil
+}
+
+// checkList walks one free list of the given order.
+func (m *Memory) checkList(order int, l *blockList, tail bool) error {
+	want := pgHead | pgBuddy
+	part := "head"
+	if tail {
+		want |= pgTail
+		part = "tail"
+	}
+	prev := nilPfn
+	var n uint64
+	for p := l.first; p != nilPfn; {
+		if n == l.n {
+			return fmt.Errorf("order %d %s list: longer than its count %d (cycle?): %w", order, part, l.n, errCorrupt)
+		}
+		s := m.sectionOf(p)
+		if s == nil {
+			return fmt.Errorf("order %d %s list: block %#x in an untouched section: %w", order, part, p<<m.pageShift, errCorrupt)
+		}
+		pm := &s.pages[p-s.base]
+		if pm.flags != want || int(pm.order) != order || pm.prev != prev {
+			return fmt.Errorf("order %d %s list: block %#x has flags %#x order %d prev %#x: %w",
+				order, part, p<<m.pageShift, pm.flags, pm.order, pm.prev, errCorrupt)
+		}
+		prev = p
+		p = pm.next
+		n++
+	}
+	if n != l.n || l.last != prev {
+		return fmt.Errorf("order %d %s list: %d blocks, count %d, last %#x want %#x: %w",
+			order, part, n, l.n, l.last, prev, errCorrupt)
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package physmem
+
+const raceEnabled = true
