@@ -126,3 +126,34 @@ func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool
 		}
 	}
 }
+
+// UnhookTable clears the level-l entry for va when it points to a table and
+// returns that table page, for the caller to free after invalidating walk
+// caches (the first half of pmd_free_pte_page / pud_free_pmd_page). The
+// table's own entries are left as they are. ok=false means there was no table.
+func (t *Tables) UnhookTable(d Door, va uint64, l arm64.Level) (tablePA uint64, ok bool, err error) {
+	if l >= arm64.LastLevel {
+		return 0, false, fmt.Errorf("%w: no tables below %s", ErrInvalid, t.g.Name(l))
+	}
+	e, found, err := t.lookupAt(d, va, l)
+	if err != nil || !found || !t.g.IsTable(e.Desc, l) {
+		return 0, false, err
+	}
+	tbl, _ := t.tableOf(e.DescPA)
+	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], 0)
+	return t.g.OutputAddress(e.Desc), true, nil
+}
+
+// TableEmpty reports whether every entry of the table page at pa is zero.
+func (t *Tables) TableEmpty(d Door, pa uint64) (bool, error) {
+	tbl, ok := t.lookup(pa)
+	if !ok {
+		return false, fmt.Errorf("%w: %#x", ErrNotTable, pa)
+	}
+	for i := range tbl {
+		if d.Load(pa+uint64(i)*8, &tbl[i]) != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,73 @@
+package kernel
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/ptlab/ptlab/pgtable"
+)
+
+// CPU is what kernel code runs on: the one door to shared state. Descriptor
+// loads and stores, table-page allocation and free (pgtable.Door), lock
+// acquire and release, and TLB invalidation broadcasts all go through it, so
+// a simulated CPU (package cpu) can keep a TLB, and the explorer can switch
+// CPUs at every touch.
+type CPU interface {
+	pgtable.Door
+	// ID is smp_processor_id().
+	ID() int
+	// Lock acquires m (mutex_lock); Unlock releases it.
+	Lock(m *Mutex)
+	Unlock(m *Mutex)
+	// TLBI broadcasts a TLB invalidation (with the DSB that completes it).
+	TLBI(op TLBIOp)
+}
+
+// Mutex is a kernel mutex (pgtable_split_lock, the execmem cache mutex, ...).
+// Holder is the ID of the CPU holding it, or -1; CPU implementations that
+// schedule cooperatively use it instead of the embedded sync.Mutex.
+type Mutex struct {
+	Name   string
+	mu     sync.Mutex
+	holder atomic.Int32
+}
+
+// NewMutex returns an unlocked mutex.
+func NewMutex(name string) *Mutex {
+	m := &Mutex{Name: name}
+	m.holder.Store(-1)
+	return m
+}
+
+// Holder returns the ID of the holding CPU, or -1.
+func (m *Mutex) Holder() int { return int(m.holder.Load()) }
+
+// TryAcquire takes the mutex for cpu if it is free (for cooperative schedulers).
+func (m *Mutex) TryAcquire(cpu int) bool { return m.holder.CompareAndSwap(-1, int32(cpu)) }
+
+// Release frees a mutex taken with TryAcquire.
+func (m *Mutex) Release() { m.holder.Store(-1) }
+
+// BlockingLock and BlockingUnlock are Lock/Unlock for CPUs that run as
+// goroutines.
+func (m *Mutex) BlockingLock(cpu int) {
+	m.mu.Lock()
+	m.holder.Store(int32(cpu))
+}
+
+func (m *Mutex) BlockingUnlock() {
+	m.holder.Store(-1)
+	m.mu.Unlock()
+}
+
+// PlainCPU is a CPU for single-threaded runs (boot, `ptlab sim`): plain
+// descriptor accesses, blocking mutexes, TLBIs with no TLB to invalidate.
+type PlainCPU struct {
+	pgtable.Direct
+	N int
+}
+
+func (c *PlainCPU) ID() int         { return c.N }
+func (c *PlainCPU) Lock(m *Mutex)   { m.BlockingLock(c.N) }
+func (c *PlainCPU) Unlock(m *Mutex) { m.BlockingUnlock() }
+func (c *PlainCPU) TLBI(TLBIOp)     {}

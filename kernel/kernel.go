@@ -1,0 +1,124 @@
+// Package kernel models how the Linux arm64 kernel maps and changes its own
+// memory: boot (the kernel image and the linear map, by the mainline rules for
+// rodata, BBML2_NOABORT, debug_pagealloc and KFENCE), vmalloc, pageattr
+// (set_memory_*, set_direct_map_*, the linear alias), splitting of live block
+// mappings, and the TLB maintenance all of these issue.
+//
+// Files are named after the kernel files they model (mmu.go for
+// arch/arm64/mm/mmu.c, pageattr.go, vmalloc.go, tlbflush.go); functions after
+// the kernel functions they model. Every operation takes the CPU it runs on.
+package kernel
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/pgtable"
+	"github.com/ptlab/ptlab/physmem"
+)
+
+// Errors returned by kernel operations, as the kernel returns them.
+var (
+	ErrInvalid = errors.New("kernel: -EINVAL")
+	ErrNoMem   = errors.New("kernel: -ENOMEM")
+	ErrBusy    = errors.New("kernel: -EBUSY")
+)
+
+// Stats counts what the kernel did.
+type Stats struct {
+	Split          pgtable.SplitStats // leaves split by split_kernel_leaf_mapping and range splits
+	SetMemoryCalls uint64             // change_memory_common / __change_memory_common calls
+	PageUpdates    uint64             // pages whose descriptors a pageattr walk rewrote
+	Warnings       []string           // WARN_ONCE messages, once each
+}
+
+// ImageLayout is where the kernel image ended up.
+type ImageLayout struct {
+	PA, VA                         uint64 // _text
+	TextEnd, RodataStart           uint64 // offsets from _text: _etext, __start_rodata
+	InitStart, InitEnd, DataStart  uint64 // __init_begin, __init_end, _data
+	End                            uint64 // _end
+}
+
+// Kernel is one booted, modelled kernel.
+type Kernel struct {
+	Cfg    Config
+	G      arm64.Geometry
+	Layout arm64.Layout
+	Feat   arm64.Features
+	Mem    *physmem.Memory
+	PT     *pgtable.Tables
+	MIDRs  []arm64.MIDR
+	Image  ImageLayout
+
+	PhysOffset uint64 // memstart_addr: PHYS_OFFSET of the linear map
+
+	RodataFull bool // rodata_full
+	BootBBML2  bool // the boot CPU's own BBML2_NOABORT (cpu_supports_bbml2_noabort)
+	BBML2      bool // the system capability ARM64_HAS_BBML2_NOABORT
+	// LinearMapRequiresBBML2 records at map_mem time that the linear map was
+	// block-mapped although the linear alias may need changing later.
+	LinearMapRequiresBBML2 bool
+	capsFinalized          bool
+	kfencePool             [2]uint64 // PA range of the KFENCE pool, if any
+
+	SplitLock *Mutex // pgtable_split_lock
+	Stats     Stats
+	TLB       TLBLog
+	VM        *Vmalloc
+
+	warned map[string]bool
+}
+
+// Lin is __phys_to_virt: the linear-map address of a physical address.
+func (k *Kernel) Lin(pa uint64) uint64 { return pa - k.PhysOffset + k.Layout.PageOffset }
+
+// PA is __virt_to_phys for linear-map addresses.
+func (k *Kernel) PA(lin uint64) uint64 { return lin - k.Layout.PageOffset + k.PhysOffset }
+
+// warnOnce records a WARN_ONCE.
+func (k *Kernel) warnOnce(key, format string, args ...any) {
+	if k.warned[key] {
+		return
+	}
+	k.warned[key] = true
+	k.Stats.Warnings = append(k.Stats.Warnings, fmt.Sprintf(format, args...))
+}
+
+// CanSetDirectMap is can_set_direct_map (pageattr.c): the linear map may have
+// its permissions changed at page granularity.
+func (k *Kernel) CanSetDirectMap() bool {
+	return k.RodataFull || k.Cfg.DebugPagealloc || k.Cfg.KFENCE == KFENCELate
+}
+
+// forcePTEMapping is force_pte_mapping (mmu.c): whether the linear map must be
+// PTE-granular from the start. Before the CPU capabilities are final the
+// boot CPU's own MIDR decides.
+func (k *Kernel) forcePTEMapping() bool {
+	if k.Cfg.DebugPagealloc {
+		return true
+	}
+	bbml2 := k.BootBBML2
+	if k.capsFinalized {
+		bbml2 = k.BBML2
+	}
+	if bbml2 {
+		return false
+	}
+	return k.RodataFull || k.Cfg.KFENCE == KFENCELate
+}
+
+// splitLeafMappingPossible is split_leaf_mapping_possible: live splitting
+// needs the system capability and a linear map that is not forced to PTEs.
+func (k *Kernel) splitLeafMappingPossible() bool {
+	return k.BBML2 && !k.forcePTEMapping()
+}
+
+func (k *Kernel) isKFENCEAddress(va uint64) bool {
+	if k.kfencePool[1] == 0 || !k.Layout.IsLinear(va) {
+		return false
+	}
+	pa := k.PA(va)
+	return pa >= k.kfencePool[0] && pa < k.kfencePool[1]
+}

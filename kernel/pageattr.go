@@ -1,0 +1,192 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/pgtable"
+)
+
+// SplitKernelLeafMapping is split_kernel_leaf_mapping (mmu.c): make start and
+// end leaf boundaries so a permission change can cover [start, end) exactly.
+// It does nothing (and succeeds) when live splitting is not possible — no
+// BBML2_NOABORT, or a linear map forced to PTEs — or for KFENCE addresses;
+// the permission change itself then detects a block in the way. Otherwise,
+// under pgtable_split_lock, it splits at start and at end (for a single page
+// only at the less aligned of the two).
+func (k *Kernel) SplitKernelLeafMapping(c CPU, start, end uint64) error {
+	if !k.splitLeafMappingPossible() || k.isKFENCEAddress(start) {
+		return nil
+	}
+	ps := k.G.PageSize()
+	if start&(ps-1) != 0 || end&(ps-1) != 0 {
+		return fmt.Errorf("split_kernel_leaf_mapping(%#x, %#x): unaligned: %w", start, end, ErrInvalid)
+	}
+	c.Lock(k.SplitLock)
+	defer c.Unlock(k.SplitLock)
+	if end-start == ps {
+		// Split only where the boundary is less aligned (lower lowest set bit).
+		at := start
+		if end&-end < start&-start {
+			at = end
+		}
+		return k.splitAt(c, at)
+	}
+	if err := k.splitAt(c, start); err != nil {
+		return err
+	}
+	return k.splitAt(c, end)
+}
+
+func (k *Kernel) splitAt(c CPU, addr uint64) error {
+	err := k.PT.SplitAt(c, addr, &k.Stats.Split)
+	if errors.Is(err, pgtable.ErrNoMem) {
+		return fmt.Errorf("split at %#x: %w: %w", addr, ErrNoMem, err)
+	}
+	return err
+}
+
+// updateRangeProt is update_range_prot: split so the range is leaf aligned
+// (a failure is WARNed and returned without walking), then rewrite every
+// descriptor in the range as (old &^ clear) | set.
+func (k *Kernel) updateRangeProt(c CPU, start, size, set, clear uint64) error {
+	if err := k.SplitKernelLeafMapping(c, start, start+size); err != nil {
+		k.warnOnce("split", "split_kernel_leaf_mapping failed: %v", err)
+		return err
+	}
+	err := k.PT.Protect(c, start, start+size, set, clear)
+	if errors.Is(err, pgtable.ErrInvalid) {
+		k.warnOnce("leafsize", "pageattr: change of [%#x, %#x) covers part of a block", start, start+size)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err == nil {
+		k.Stats.PageUpdates += size >> k.G.PageShift
+	}
+	return err
+}
+
+// changeMemoryCommonRange is __change_memory_common: update the range, then
+// flush it from the TLBs — always, even after a failure — except when the
+// request only makes present-invalid entries valid again (no stale entry can
+// exist for an invalid one).
+func (k *Kernel) changeMemoryCommonRange(c CPU, start, size, set, clear uint64) error {
+	k.Stats.SetMemoryCalls++
+	err := k.updateRangeProt(c, start, size, set, clear)
+	if set == k.Feat.PresentValidKernel() && clear == arm64.PTEPresentInvalid {
+		return err
+	}
+	k.FlushTLBKernelRange(c, start, start+size)
+	return err
+}
+
+// changeMemoryCommon is change_memory_common, the vmalloc-only entry point of
+// set_memory_ro/rw/x/nx: the range must lie in exactly one vmalloc area that
+// is not VM_ALLOW_HUGE_VMAP; under rodata_full, set_memory_ro/rw also update
+// the linear alias of every page, one page at a time; lazily freed aliases
+// are purged; then the vmalloc range itself is changed.
+func (k *Kernel) changeMemoryCommon(c CPU, addr uint64, numpages int, set, clear uint64) error {
+	ps := k.G.PageSize()
+	start := addr
+	if start&(ps-1) != 0 {
+		k.warnOnce("unaligned", "change_memory_common: unaligned address %#x", addr)
+		start &^= ps - 1
+	}
+	if numpages < 0 {
+		return fmt.Errorf("change_memory_common(%#x, %d): %w", addr, numpages, ErrInvalid)
+	}
+	size := uint64(numpages) * ps
+	end := start + size
+	area := k.FindVMArea(addr)
+	if area == nil || end > area.Addr+area.Size || area.Flags&(VMAlloc|VMAllowHugeVmap) != VMAlloc {
+		return fmt.Errorf("change_memory_common(%#x, %d): not in one small-page vmalloc area: %w", addr, numpages, ErrInvalid)
+	}
+	if numpages == 0 {
+		return nil
+	}
+	if k.RodataFull && (set == arm64.PTERdonly || clear == arm64.PTERdonly) {
+		first := int((start - area.Addr) / ps)
+		if first+numpages > area.NrPages {
+			// The kernel accepts a range reaching into the guard page and
+			// then reads area->pages[] past nr_pages. The model refuses.
+			k.warnOnce("oob", "change_memory_common(%#x, %d): would read area->pages[%d] of %d (out of bounds)", addr, numpages, first+numpages-1, area.NrPages)
+			return fmt.Errorf("change_memory_common(%#x, %d): range covers the guard page, area->pages[%d] is out of bounds: %w", addr, numpages, first+numpages-1, ErrInvalid)
+		}
+		for i := 0; i < numpages; i++ {
+			if err := k.changeMemoryCommonRange(c, k.Lin(area.PagePA(first+i)), ps, set, clear); err != nil {
+				return err
+			}
+		}
+	}
+	k.VmUnmapAliases(c)
+	return k.changeMemoryCommonRange(c, start, size, set, clear)
+}
+
+// SetMemoryRO is set_memory_ro.
+func (k *Kernel) SetMemoryRO(c CPU, addr uint64, numpages int) error {
+	return k.changeMemoryCommon(c, addr, numpages, arm64.PTERdonly, arm64.PTEWrite)
+}
+
+// SetMemoryRW is set_memory_rw.
+func (k *Kernel) SetMemoryRW(c CPU, addr uint64, numpages int) error {
+	return k.changeMemoryCommon(c, addr, numpages, arm64.PTEWrite, arm64.PTERdonly)
+}
+
+// SetMemoryNX is set_memory_nx.
+func (k *Kernel) SetMemoryNX(c CPU, addr uint64, numpages int) error {
+	return k.changeMemoryCommon(c, addr, numpages, arm64.PTEPXN, k.Feat.MaybeGP())
+}
+
+// SetMemoryX is set_memory_x.
+func (k *Kernel) SetMemoryX(c CPU, addr uint64, numpages int) error {
+	return k.changeMemoryCommon(c, addr, numpages, k.Feat.MaybeGP(), arm64.PTEPXN)
+}
+
+// SetMemoryROX is set_memory_rox (include/linux/set_memory.h): read-only,
+// then executable.
+func (k *Kernel) SetMemoryROX(c CPU, addr uint64, numpages int) error {
+	if err := k.SetMemoryRO(c, addr, numpages); err != nil {
+		return err
+	}
+	return k.SetMemoryX(c, addr, numpages)
+}
+
+// SetMemoryValid is set_memory_valid: any kernel address; making pages
+// present-invalid flushes them, making them valid again does not.
+func (k *Kernel) SetMemoryValid(c CPU, addr uint64, numpages int, enable bool) error {
+	pv := k.Feat.PresentValidKernel()
+	size := uint64(numpages) * k.G.PageSize()
+	if enable {
+		return k.changeMemoryCommonRange(c, addr, size, pv, arm64.PTEPresentInvalid)
+	}
+	return k.changeMemoryCommonRange(c, addr, size, arm64.PTEPresentInvalid, pv)
+}
+
+// SetDirectMapInvalidNoflush is set_direct_map_invalid_noflush: make the
+// linear alias of the page at pa present-invalid, without TLB maintenance.
+func (k *Kernel) SetDirectMapInvalidNoflush(c CPU, pa uint64) error {
+	if !k.CanSetDirectMap() {
+		return nil
+	}
+	return k.updateRangeProt(c, k.Lin(pa), k.G.PageSize(), arm64.PTEPresentInvalid, k.Feat.PresentValidKernel())
+}
+
+// SetDirectMapDefaultNoflush is set_direct_map_default_noflush: valid and
+// writable again, without TLB maintenance.
+func (k *Kernel) SetDirectMapDefaultNoflush(c CPU, pa uint64) error {
+	if !k.CanSetDirectMap() {
+		return nil
+	}
+	return k.updateRangeProt(c, k.Lin(pa), k.G.PageSize(),
+		k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly)
+}
+
+// SetDirectMapValidNoflush is set_direct_map_valid_noflush: set_memory_valid
+// on nr linear-map pages, which — despite the name — flushes when making
+// them invalid. Making them valid does not restore write permission.
+func (k *Kernel) SetDirectMapValidNoflush(c CPU, pa uint64, nr int, valid bool) error {
+	if !k.CanSetDirectMap() {
+		return nil
+	}
+	return k.SetMemoryValid(c, k.Lin(pa), nr, valid)
+}
