@@ -141,8 +141,8 @@ type Config struct {
 	Rodata         Rodata      `json:"rodata" yaml:"rodata"`
 	DebugPagealloc bool        `json:"debug_pagealloc" yaml:"debug_pagealloc"`
 	KFENCE         KFENCE      `json:"kfence" yaml:"kfence"`
-	KPTI           bool        `json:"kpti" yaml:"kpti"`           // arm64_use_ng_mappings: nG on kernel mappings
-	BTI            bool        `json:"bti" yaml:"bti"`             // kernel BTI: PTE_GP on kernel text
+	KPTI           bool        `json:"kpti" yaml:"kpti"`             // arm64_use_ng_mappings: nG on kernel mappings
+	BTI            bool        `json:"bti" yaml:"bti"`               // kernel BTI: PTE_GP on kernel text
 	TLBIRange      bool        `json:"tlbi_range" yaml:"tlbi_range"` // FEAT_TLBIRANGE
 	Image          Image       `json:"image" yaml:"image"`
 }

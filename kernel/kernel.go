@@ -35,10 +35,10 @@ type Stats struct {
 
 // ImageLayout is where the kernel image ended up.
 type ImageLayout struct {
-	PA, VA                         uint64 // _text
-	TextEnd, RodataStart           uint64 // offsets from _text: _etext, __start_rodata
-	InitStart, InitEnd, DataStart  uint64 // __init_begin, __init_end, _data
-	End                            uint64 // _end
+	PA, VA                        uint64 // _text
+	TextEnd, RodataStart          uint64 // offsets from _text: _etext, __start_rodata
+	InitStart, InitEnd, DataStart uint64 // __init_begin, __init_end, _data
+	End                           uint64 // _end
 }
 
 // Kernel is one booted, modelled kernel.
