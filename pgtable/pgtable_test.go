@@ -299,3 +299,41 @@ func TestGranules(t *testing.T) {
 		}
 	}
 }
+
+// TakeCensus agrees with a leaf-by-leaf Visit and with the table counters.
+func TestCensus(t *testing.T) {
+	tb := newTables(t, arm64.Geometry4K48, 4<<30)
+	if err := tb.Map(d, linBase, ramBase, 1<<30+32<<20+2<<20+64<<10+12<<10, linearProt, NoExecMappings); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Map(d, linBase+2<<30, ramBase+2<<30, 8<<20, linearProt, NoBlockMappings|NoContMappings|NoExecMappings); err != nil {
+		t.Fatal(err)
+	}
+	last := linBase + 2<<30 + 4096
+	if err := tb.Protect(d, last, last+4096, arm64.PTEPresentInvalid, arm64.PTEValid); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tb.TakeCensus(d, linBase, linBase+1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want Census
+	_ = tb.Visit(d, linBase, linBase+1<<40, func(e Entry) error {
+		sz := tb.g.Size(e.Level)
+		switch {
+		case arm64.DescValid(e.Desc):
+			want.Leaf[e.Level][e.Desc>>52&1] += sz
+		case arm64.DescPresentInvalid(e.Desc):
+			want.Invalid += sz
+		}
+		return nil
+	})
+	if c.Leaf != want.Leaf || c.Invalid != want.Invalid || c.Invalid != 4096 {
+		t.Errorf("census %+v, visit %+v", c, want)
+	}
+	for l := arm64.Level(0); l <= 3; l++ {
+		if c.Tables[l+1] != tb.TablePages(l) {
+			t.Errorf("level %d: census %d tables, tree %d", l, c.Tables[l+1], tb.TablePages(l))
+		}
+	}
+}

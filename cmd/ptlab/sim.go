@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/spf13/cobra"
+)
+
+type simFlags struct {
+	machine string
+	config  string
+	rodata  string
+	noDump  bool
+	json    bool
+	pa      bool
+}
+
+func init() {
+	var f simFlags
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Boot a modelled arm64 kernel, run a short built-in sequence of operations, print its ptdump and metrics",
+		Long: `sim boots a configured machine with the mainline arm64 rules (map_kernel, map_mem,
+rodata, BBML2_NOABORT, KFENCE), then runs a short sequence of operations: vmalloc areas made
+read-only and executable the way the module loader does, a huge vmalloc, a vfree. It prints
+the resulting kernel_page_tables dump and the metrics (leaf sizes per region, page-table pages,
+splits, TLB invalidations, MemFree).
+
+Machines: ` + strings.Join(machineNames(), ", ") + `. --config takes a YAML or JSON file whose fields
+override the machine (see README).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd.OutOrStdout(), f) },
+	}
+	cmd.Flags().StringVar(&f.machine, "machine", "qemu-virt", "machine preset")
+	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration (overrides --machine fields)")
+	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option: on, noalias, off (full = on)")
+	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print the metrics as JSON (no dump)")
+	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
+	rootCmd.AddCommand(cmd)
+	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runSim(cmd.OutOrStdout(), simFlags{machine: "qemu-virt"})
+	}
+}
+
+func machineNames() []string {
+	var n []string
+	for k := range kernel.Machines {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+func loadMachine(name, config, rodata string) (kernel.Config, error) {
+	cfg, err := kernel.Machine(name)
+	if err != nil {
+		return cfg, fmt.Errorf("%w (machines: %s)", err, strings.Join(machineNames(), ", "))
+	}
+	if config != "" {
+		if cfg, err = kernel.LoadConfig(config, cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if rodata != "" {
+		cfg.Rodata = kernel.Rodata(rodata)
+	}
+	return cfg, cfg.Validate()
+}
+
+func runSim(out io.Writer, f simFlags) error {
+	cfg, err := loadMachine(f.machine, f.config, f.rodata)
+	if err != nil {
+		return err
+	}
+	k, err := kernel.Boot(cfg)
+	if err != nil {
+		return err
+	}
+	c := &kernel.PlainCPU{}
+	if err := builtinSequence(k, c); err != nil {
+		return err
+	}
+	m, err := k.Metrics(c)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	if !f.noDump {
+		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa})
+		if err := ptdump.Walk(k.PT, c, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintf(out, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v\n",
+		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2)
+	return m.WriteText(out)
+}
+
+// builtinSequence exercises the kernel the way a module load and unload does:
+// text made read-only then executable, rodata read-only, a huge vmalloc, and
+// a vfree that resets the linear alias.
+func builtinSequence(k *kernel.Kernel, c kernel.CPU) error {
+	text, err := k.VmallocNodeRange(c, kernel.VmallocRequest{Size: 24 << 12, Flags: kernel.VMFlushResetPerms, Caller: "module text"})
+	if err != nil {
+		return err
+	}
+	ro, err := k.VmallocNodeRange(c, kernel.VmallocRequest{Size: 6 << 12, Flags: kernel.VMFlushResetPerms, Caller: "module rodata"})
+	if err != nil {
+		return err
+	}
+	if err := k.SetMemoryROX(c, text.Addr, text.NrPages); err != nil {
+		return err
+	}
+	if err := k.SetMemoryRO(c, ro.Addr, ro.NrPages); err != nil {
+		return err
+	}
+	if _, err := k.VmallocHuge(c, 4<<20); err != nil {
+		return err
+	}
+	tmp, err := k.VmallocNodeRange(c, kernel.VmallocRequest{Size: 8 << 12, Flags: kernel.VMFlushResetPerms, Caller: "unloaded module"})
+	if err != nil {
+		return err
+	}
+	if err := k.SetMemoryRO(c, tmp.Addr, tmp.NrPages); err != nil {
+		return err
+	}
+	return k.Vfree(c, tmp.Addr)
+}
