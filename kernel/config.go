@@ -145,6 +145,10 @@ type Config struct {
 	BTI            bool        `json:"bti" yaml:"bti"`               // kernel BTI: PTE_GP on kernel text
 	TLBIRange      bool        `json:"tlbi_range" yaml:"tlbi_range"` // FEAT_TLBIRANGE
 	Image          Image       `json:"image" yaml:"image"`
+	// KASLRSeed randomises the module region as module_init_limits does
+	// with KASLR (random_bounding_box); 0 means no KASLR.
+	KASLRSeed uint64 `json:"kaslr_seed" yaml:"kaslr_seed"`
+	Policy    Policy `json:"policy" yaml:"policy"`
 }
 
 // Debian 6.12 arm64 kernel image segment sizes, rounded to 64K (SEGMENT_ALIGN).
@@ -283,6 +287,9 @@ func (c *Config) Validate() error {
 	case KFENCEOff, KFENCEEarly, KFENCELate, "":
 	default:
 		return fmt.Errorf("%w: kfence=%q (off, early, late)", ErrConfig, c.KFENCE)
+	}
+	if err := c.Policy.validate(); err != nil {
+		return err
 	}
 	if len(c.RAM) == 0 {
 		return fmt.Errorf("%w: no RAM", ErrConfig)

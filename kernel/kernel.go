@@ -67,6 +67,7 @@ type Kernel struct {
 	Stats     Stats
 	TLB       TLBLog
 	VM        *Vmalloc
+	Exec      *Execmem
 
 	warned map[string]bool
 }

@@ -102,6 +102,9 @@ func Boot(cfg Config) (*Kernel, error) {
 			return nil, err
 		}
 	}
+	// execmem_init: late (ARCH_WANTS_EXECMEM_LATE) so the ROX cache can
+	// depend on the final BBML2_NOABORT capability (RFC patch 5).
+	k.execmemArchSetup()
 	return k, nil
 }
 

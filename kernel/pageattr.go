@@ -98,13 +98,19 @@ func (k *Kernel) changeMemoryCommon(c CPU, addr uint64, numpages int, set, clear
 	size := uint64(numpages) * ps
 	end := start + size
 	area := k.FindVMArea(addr)
-	if area == nil || end > area.Addr+area.Size || area.Flags&(VMAlloc|VMAllowHugeVmap) != VMAlloc {
-		return fmt.Errorf("change_memory_common(%#x, %d): not in one small-page vmalloc area: %w", addr, numpages, ErrInvalid)
+	if area == nil || end > area.Addr+area.Size || area.Flags&VMAlloc == 0 {
+		return fmt.Errorf("change_memory_common(%#x, %d): not in one vmalloc area: %w", addr, numpages, ErrInvalid)
+	}
+	// Mainline refuses VM_ALLOW_HUGE_VMAP areas so that only page mappings
+	// change; RFC patch 2 allows them when BBML2_NOABORT makes splitting
+	// the vmalloc mapping safe.
+	if area.Flags&VMAllowHugeVmap != 0 && !(k.Cfg.Policy.HugeVmapPerms && k.BBML2) {
+		return fmt.Errorf("change_memory_common(%#x, %d): VM_ALLOW_HUGE_VMAP area: %w", addr, numpages, ErrInvalid)
 	}
 	if numpages == 0 {
 		return nil
 	}
-	if k.RodataFull && (set == arm64.PTERdonly || clear == arm64.PTERdonly) {
+	if k.RodataFull && (set == arm64.PTERdonly || clear == arm64.PTERdonly) && !area.noAliasUpdates {
 		first := int((start - area.Addr) / ps)
 		if first+numpages > area.NrPages {
 			// The kernel accepts a range reaching into the guard page and
@@ -112,14 +118,37 @@ func (k *Kernel) changeMemoryCommon(c CPU, addr uint64, numpages int, set, clear
 			k.warnOnce("oob", "change_memory_common(%#x, %d): would read area->pages[%d] of %d (out of bounds)", addr, numpages, first+numpages-1, area.NrPages)
 			return fmt.Errorf("change_memory_common(%#x, %d): range covers the guard page, area->pages[%d] is out of bounds: %w", addr, numpages, first+numpages-1, ErrInvalid)
 		}
-		for i := 0; i < numpages; i++ {
-			if err := k.changeMemoryCommonRange(c, k.Lin(area.PagePA(first+i)), ps, set, clear); err != nil {
-				return err
-			}
+		if err := k.aliasUpdate(c, area, first, numpages, set, clear); err != nil {
+			return err
 		}
 	}
 	k.VmUnmapAliases(c)
 	return k.changeMemoryCommonRange(c, start, size, set, clear)
+}
+
+// aliasUpdate applies a set_memory_ro/rw change to the linear alias of
+// area->pages[first .. first+n). Mainline does it one 4K page at a time; with
+// the page-order policies a backing page of 1<<page_order small pages that
+// the request covers whole is changed with one call, so a whole-chunk change
+// leaves a block-mapped alias unsplit.
+func (k *Kernel) aliasUpdate(c CPU, a *VMArea, first, n int, set, clear uint64) error {
+	ps := k.G.PageSize()
+	step := 1 << a.PageOrder
+	byOrder := k.Cfg.Policy.Alias != AliasPerPage && k.Cfg.Policy.Alias != ""
+	for i := first; i < first+n; {
+		if byOrder && step > 1 && i%step == 0 && i+step <= first+n {
+			if err := k.changeMemoryCommonRange(c, k.Lin(a.PagePA(i)), ps*uint64(step), set, clear); err != nil {
+				return err
+			}
+			i += step
+			continue
+		}
+		if err := k.changeMemoryCommonRange(c, k.Lin(a.PagePA(i)), ps, set, clear); err != nil {
+			return err
+		}
+		i++
+	}
+	return nil
 }
 
 // SetMemoryRO is set_memory_ro.

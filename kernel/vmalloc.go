@@ -36,6 +36,9 @@ type VMArea struct {
 	Caller    string
 
 	pageShift uint
+	// noAliasUpdates: set_memory_ro/rw leave this area's linear alias alone
+	// (the no-alias-split policy, for ROX cache chunks).
+	noAliasUpdates bool
 }
 
 // PagePA is page_to_phys(area->pages[i]).
@@ -70,7 +73,10 @@ type Vmalloc struct {
 }
 
 func newVmalloc(k *Kernel, reserved []vaSpan) *Vmalloc {
-	v := &Vmalloc{free: []vaSpan{{k.Layout.VmallocStart, k.Layout.VmallocEnd}}}
+	// The vmap allocator's free space spans the modules region and the
+	// vmalloc range (vmap_init_free_space starts from the whole address
+	// space); callers pick their window.
+	v := &Vmalloc{free: []vaSpan{{k.Layout.ModulesVaddr, k.Layout.VmallocEnd}}}
 	for _, r := range reserved {
 		v.carve(r.start, r.end)
 	}

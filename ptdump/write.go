@@ -36,7 +36,8 @@ type Writer struct {
 	mask    uint64
 	names   [5]string
 
-	level int // -1 before the first note
+	level   int  // -1 before the first note
+	started bool // the first marker header is out
 	prot  uint64
 	start uint64
 	pa    uint64 // output address of start (Options.PA)
@@ -75,9 +76,14 @@ func (w *Writer) Note(addr uint64, level int, val, pa uint64) {
 	if w.level == -1 {
 		w.level, w.prot, w.start = level, prot, addr
 		w.pa, w.hasPA = pa, mapped
-		w.header()
+		if !w.started {
+			w.header()
+			w.started = true
+		}
 	} else if prot != w.prot || level != w.level || addr >= next || paBreak {
-		w.line(addr)
+		if addr != w.start { // a run emptied by a table line is replaced, not printed
+			w.line(addr)
+		}
 		if addr >= next {
 			w.m++
 			w.header()
@@ -96,6 +102,22 @@ func (w *Writer) Note(addr uint64, level int, val, pa uint64) {
 func (w *Writer) Table(start, end uint64, level int, desc, tablePA uint64) {
 	if !w.opt.Tables {
 		return
+	}
+	// Table lines break runs: the pending run up to start is printed first,
+	// and a new one continues from start.
+	if !w.started {
+		w.header()
+		w.started = true
+	} else if w.level != -1 && start > w.start {
+		w.line(start)
+		for start >= w.markers[w.m+1].Start {
+			w.m++
+			w.header()
+		}
+		if w.hasPA {
+			w.pa += start - w.start
+		}
+		w.start = start
 	}
 	w.buf = w.rangeText(w.buf[:0], start, end, level)
 	w.buf = append(w.buf, " TBL PA=0x"...)

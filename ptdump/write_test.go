@@ -151,3 +151,39 @@ func TestWriterColumns(t *testing.T) {
 		t.Errorf("W+X %d non-UXN %d", wx, uxn)
 	}
 }
+
+// With Options.Tables every table line follows the run it interrupts and
+// the first marker header comes first.
+func TestWriterTableLinesInOrder(t *testing.T) {
+	g := arm64.Geometry4K48
+	mem, _ := physmem.New(12, []physmem.Region{{Base: 0x40000000, Size: 1 << 30}})
+	tb, _ := pgtable.New(g, mem)
+	lay := arm64.KernelLayout(g, 0)
+	if err := tb.Map(door, lay.PageOffset, 0x40000000, 6<<20, arm64.Tagged(arm64.PageKernel), pgtable.NoBlockMappings|pgtable.NoContMappings|pgtable.NoExecMappings); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := NewWriter(&buf, g, KernelMarkers(lay), Options{Tables: true, PA: true})
+	if err := Walk(tb, nil, g, tb.Root(), lay.PageOffset, w); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(buf.String(), "\n")
+	if lines[0] != "---[ Linear Mapping start ]---" {
+		t.Fatalf("first line %q", lines[0])
+	}
+	var prevEnd string
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "0x") {
+			continue
+		}
+		if prevEnd != "" && l[:18] != prevEnd {
+			t.Fatalf("line does not start where the previous ended (%s):\n%s", prevEnd, buf.String())
+		}
+		if !strings.Contains(l, " TBL ") { // table lines nest: they precede what they cover
+			prevEnd = l[19:37]
+		}
+	}
+	if n := strings.Count(buf.String(), " TBL "); n != 1+1+3 { // PUD table, PMD table, 3 PTE tables
+		t.Errorf("%d table lines:\n%s", n, buf.String())
+	}
+}
