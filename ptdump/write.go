@@ -38,11 +38,11 @@ type Writer struct {
 
 	level   int  // -1 before the first note
 	started bool // the first marker header is out
-	prot  uint64
-	start uint64
-	pa    uint64 // output address of start (Options.PA)
-	hasPA bool
-	m     int // current marker
+	prot    uint64
+	start   uint64
+	pa      uint64 // output address of start (Options.PA)
+	hasPA   bool
+	m       int // current marker
 
 	wxPages, uxnPages uint64
 	err               error
