@@ -19,6 +19,12 @@ type CPU interface {
 	// Lock acquires m (mutex_lock); Unlock releases it.
 	Lock(m *Mutex)
 	Unlock(m *Mutex)
+	// DownRead/UpRead and DownWrite/UpWrite take and release an rwsem
+	// (init_mm's mmap lock, which ptdump holds for writing).
+	DownRead(s *RWSem)
+	UpRead(s *RWSem)
+	DownWrite(s *RWSem)
+	UpWrite(s *RWSem)
 	// TLBI broadcasts a TLB invalidation (with the DSB that completes it).
 	TLBI(op TLBIOp)
 }
@@ -60,6 +66,64 @@ func (m *Mutex) BlockingUnlock() {
 	m.mu.Unlock()
 }
 
+// RWSem is a reader-writer semaphore. Readers and Writer describe its state
+// for cooperative schedulers; the embedded sync.RWMutex serves CPUs that run
+// as goroutines.
+type RWSem struct {
+	Name    string
+	rw      sync.RWMutex
+	readers atomic.Int32
+	writer  atomic.Int32 // CPU ID + 1, 0 when free
+}
+
+// NewRWSem returns a free rwsem.
+func NewRWSem(name string) *RWSem { return &RWSem{Name: name} }
+
+// Readers is the number of readers holding s.
+func (s *RWSem) Readers() int { return int(s.readers.Load()) }
+
+// Writer is the ID of the CPU holding s for writing, or -1.
+func (s *RWSem) Writer() int { return int(s.writer.Load()) - 1 }
+
+// TryDownRead takes s for reading if no writer holds it.
+func (s *RWSem) TryDownRead() bool {
+	if s.writer.Load() != 0 {
+		return false
+	}
+	s.readers.Add(1)
+	return true
+}
+
+// TryDownWrite takes s for writing if it is free.
+func (s *RWSem) TryDownWrite(cpu int) bool {
+	if s.readers.Load() != 0 {
+		return false
+	}
+	return s.writer.CompareAndSwap(0, int32(cpu)+1)
+}
+
+// ReleaseRead and ReleaseWrite undo the Try forms.
+func (s *RWSem) ReleaseRead()  { s.readers.Add(-1) }
+func (s *RWSem) ReleaseWrite() { s.writer.Store(0) }
+
+// BlockingDownRead and friends are the rwsem operations for goroutine CPUs.
+func (s *RWSem) BlockingDownRead() {
+	s.rw.RLock()
+	s.readers.Add(1)
+}
+func (s *RWSem) BlockingUpRead() {
+	s.readers.Add(-1)
+	s.rw.RUnlock()
+}
+func (s *RWSem) BlockingDownWrite(cpu int) {
+	s.rw.Lock()
+	s.writer.Store(int32(cpu) + 1)
+}
+func (s *RWSem) BlockingUpWrite() {
+	s.writer.Store(0)
+	s.rw.Unlock()
+}
+
 // PlainCPU is a CPU for single-threaded runs (boot, `ptlab sim`): plain
 // descriptor accesses, blocking mutexes, TLBIs with no TLB to invalidate.
 type PlainCPU struct {
@@ -71,3 +135,8 @@ func (c *PlainCPU) ID() int         { return c.N }
 func (c *PlainCPU) Lock(m *Mutex)   { m.BlockingLock(c.N) }
 func (c *PlainCPU) Unlock(m *Mutex) { m.BlockingUnlock() }
 func (c *PlainCPU) TLBI(TLBIOp)     {}
+
+func (c *PlainCPU) DownRead(s *RWSem)  { s.BlockingDownRead() }
+func (c *PlainCPU) UpRead(s *RWSem)    { s.BlockingUpRead() }
+func (c *PlainCPU) DownWrite(s *RWSem) { s.BlockingDownWrite(c.N) }
+func (c *PlainCPU) UpWrite(s *RWSem)   { s.BlockingUpWrite() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"sync"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
@@ -66,6 +67,7 @@ type Execmem struct {
 	free   []vaSpan          // free_areas, sorted and merged
 	busy   map[uint64]uint64 // busy_areas: start -> size
 	chunks map[uint64]*VMArea
+	objMu  sync.Mutex      // guards live and nextObject (a Go lock, no door)
 	live   map[uint64]bool // objects whose text is live
 
 	nextObject                         uint64
@@ -139,6 +141,8 @@ func (e *Execmem) IsROX(t ExecmemType) bool { return e.Ranges[t].Flags&ExecmemRO
 
 // NewObject names a new piece of text (a module section, a BPF program).
 func (e *Execmem) NewObject() uint64 {
+	e.objMu.Lock()
+	defer e.objMu.Unlock()
 	o := e.nextObject
 	e.nextObject++
 	e.live[o] = true
@@ -146,11 +150,20 @@ func (e *Execmem) NewObject() uint64 {
 }
 
 // Retire marks an object's text dead (its owner freed or unloaded it).
-func (e *Execmem) Retire(o uint64) { delete(e.live, o) }
+func (e *Execmem) Retire(o uint64) {
+	e.objMu.Lock()
+	delete(e.live, o)
+	e.objMu.Unlock()
+}
 
 // Live reports whether a content value is trap fill, zero or live text.
 func (e *Execmem) Live(content uint64) bool {
-	return content < contentObjectBase || e.live[content]
+	if content < contentObjectBase {
+		return true
+	}
+	e.objMu.Lock()
+	defer e.objMu.Unlock()
+	return e.live[content]
 }
 
 // setContent records what the pages of [va, va+size) hold.
@@ -230,7 +243,10 @@ func (k *Kernel) ExecmemAllocRW(c CPU, t ExecmemType, size uint64) (uint64, erro
 	if err != nil {
 		return 0, err
 	}
-	if err := k.execmemForceRW(c, p, size); err != nil {
+	unlock := k.execmemExclude(c, p)
+	err = k.execmemForceRW(c, p, size)
+	unlock()
+	if err != nil {
 		_ = k.ExecmemFree(c, p)
 		return 0, err
 	}
@@ -255,7 +271,27 @@ func (k *Kernel) ExecmemRestoreROX(c CPU, p, size uint64) error {
 	if !k.Exec.ArchHasROX {
 		return nil
 	}
+	unlock := k.execmemExclude(c, p)
+	defer unlock()
 	return k.SetMemoryROX(c, p, k.pages(size))
+}
+
+// execmemExclude gives the general collapse policy its exclusion at the
+// owner level: permission changes of ROX-cache memory (and the collapse that
+// follows them) run under the cache mutex, so no other object in the same
+// chunk changes permissions while its tables are folded. Mainline and the
+// RFC take no such lock.
+func (k *Kernel) execmemExclude(c CPU, p uint64) func() {
+	if k.Cfg.Policy.Collapse != CollapseGeneral {
+		return func() {}
+	}
+	e := k.Exec
+	c.Lock(e.Mutex)
+	if _, cached := e.busy[p]; !cached {
+		c.Unlock(e.Mutex)
+		return func() {}
+	}
+	return func() { c.Unlock(e.Mutex) }
 }
 
 // withinRange is within_range: the allocation fits the primary or the
@@ -378,8 +414,8 @@ func (k *Kernel) ExecmemFree(c CPU, p uint64) error {
 	if err == nil {
 		err = k.execmemFillTrappingInsns(p, size)
 	}
-	if err == nil {
-		err = k.ExecmemRestoreROX(c, p, size)
+	if err == nil && k.Exec.ArchHasROX {
+		err = k.SetMemoryROX(c, p, k.pages(size)) // execmem_restore_rox, mutex held
 	}
 	if err != nil {
 		c.Unlock(e.Mutex)
@@ -430,8 +466,19 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 // restores valid and writable.
 func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) {
 	step := 1 << a.PageOrder
+	pol := k.Cfg.Policy
 	for i := 0; i < a.NrPages; i += step {
-		if k.Cfg.Policy.CleanRestoresRW {
+		if pol.CleanRestoresRW && pol.Alias != AliasPerPage && pol.Alias != "" && k.CanSetDirectMap() {
+			// page_order aware: one update per backing page, no split,
+			// then fold the linear map back around it.
+			_ = k.updateRangeProt(c, k.Lin(a.PagePA(i)), k.G.PageSize()<<a.PageOrder,
+				k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly)
+			if pol.Collapse == CollapseGeneral {
+				k.collapseLinear(c, a.PagePA(i), a.PageOrder)
+			}
+			continue
+		}
+		if pol.CleanRestoresRW {
 			for j := i; j < i+step; j++ {
 				_ = k.SetDirectMapDefaultNoflush(c, a.PagePA(j))
 			}

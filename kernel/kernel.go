@@ -12,6 +12,8 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
@@ -25,11 +27,13 @@ var (
 	ErrBusy    = errors.New("kernel: -EBUSY")
 )
 
-// Stats counts what the kernel did.
+// Stats counts what the kernel did. Split is updated under
+// pgtable_split_lock (or single-threaded at boot); the counters are atomic.
 type Stats struct {
 	Split          pgtable.SplitStats // leaves split by split_kernel_leaf_mapping and range splits
-	SetMemoryCalls uint64             // change_memory_common / __change_memory_common calls
-	PageUpdates    uint64             // pages whose descriptors a pageattr walk rewrote
+	Collapse       CollapseStats      // tables folded back into blocks or runs
+	SetMemoryCalls atomic.Uint64      // __change_memory_common calls
+	PageUpdates    atomic.Uint64      // pages whose descriptors a pageattr walk rewrote
 	Warnings       []string           // WARN_ONCE messages, once each
 }
 
@@ -63,13 +67,20 @@ type Kernel struct {
 	capsFinalized          bool
 	kfencePool             [2]uint64 // PA range of the KFENCE pool, if any
 
-	SplitLock *Mutex // pgtable_split_lock
+	SplitLock *Mutex       // pgtable_split_lock
+	InitMM    *RWSem       // init_mm's mmap lock: ptdump walks hold it for writing
+	ptdumping atomic.Int32 // arm64_ptdump_lock_key: a ptdump walk is running
 	Stats     Stats
 	TLB       TLBLog
 	VM        *Vmalloc
 	Exec      *Execmem
 
+	warnMu sync.Mutex
 	warned map[string]bool
+	// bookMu guards vmalloc and execmem bookkeeping (vmap_area_lock and
+	// friends). It is a Go lock, never held across a door call, so it adds
+	// no scheduling point and cannot deadlock a cooperative scheduler.
+	bookMu sync.Mutex
 }
 
 // Lin is __phys_to_virt: the linear-map address of a physical address.
@@ -80,6 +91,8 @@ func (k *Kernel) PA(lin uint64) uint64 { return lin - k.Layout.PageOffset + k.Ph
 
 // warnOnce records a WARN_ONCE.
 func (k *Kernel) warnOnce(key, format string, args ...any) {
+	k.warnMu.Lock()
+	defer k.warnMu.Unlock()
 	if k.warned[key] {
 		return
 	}

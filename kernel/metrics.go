@@ -120,7 +120,7 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 	for o := physmem.Owner(1); o < physmem.NumOwners; o++ {
 		m.Owned[o.String()] = k.Mem.OwnedPages(o)
 	}
-	m.SetMemoryCalls = k.Stats.SetMemoryCalls
+	m.SetMemoryCalls = k.Stats.SetMemoryCalls.Load()
 	m.VmallocAreas = len(k.VM.areas)
 	m.Warnings = k.Stats.Warnings
 	return m, nil

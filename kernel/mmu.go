@@ -67,6 +67,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		RodataFull: rodataFull,
 		BootBBML2:  midrs[0].SupportsBBML2NoAbort(),
 		SplitLock:  NewMutex("pgtable_split_lock"),
+		InitMM:     NewRWSem("init_mm.mmap_lock"),
 		warned:     map[string]bool{},
 	}
 	regs = mem.Regions()

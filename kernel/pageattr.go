@@ -61,7 +61,7 @@ func (k *Kernel) updateRangeProt(c CPU, start, size, set, clear uint64) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err == nil {
-		k.Stats.PageUpdates += size >> k.G.PageShift
+		k.Stats.PageUpdates.Add(size >> k.G.PageShift)
 	}
 	return err
 }
@@ -71,7 +71,7 @@ func (k *Kernel) updateRangeProt(c CPU, start, size, set, clear uint64) error {
 // request only makes present-invalid entries valid again (no stale entry can
 // exist for an invalid one).
 func (k *Kernel) changeMemoryCommonRange(c CPU, start, size, set, clear uint64) error {
-	k.Stats.SetMemoryCalls++
+	k.Stats.SetMemoryCalls.Add(1)
 	err := k.updateRangeProt(c, start, size, set, clear)
 	if set == k.Feat.PresentValidKernel() && clear == arm64.PTEPresentInvalid {
 		return err
@@ -120,6 +120,11 @@ func (k *Kernel) changeMemoryCommon(c CPU, addr uint64, numpages int, set, clear
 		}
 		if err := k.aliasUpdate(c, area, first, numpages, set, clear); err != nil {
 			return err
+		}
+		// RFC patch 6/6: after making a huge-vmap area read-only, try to
+		// fold the linear alias of its first page back into a PMD block.
+		if k.Cfg.Policy.Collapse == CollapseRFCv1 && set == arm64.PTERdonly && area.Flags&VMAllowHugeVmap != 0 {
+			k.tryCollapseKernelPMD(c, k.Lin(area.PagePA(0)))
 		}
 	}
 	k.VmUnmapAliases(c)
@@ -173,11 +178,22 @@ func (k *Kernel) SetMemoryX(c CPU, addr uint64, numpages int) error {
 
 // SetMemoryROX is set_memory_rox (include/linux/set_memory.h): read-only,
 // then executable.
+//
+// Under the general collapse policy it then folds what the change left
+// uniform, as x86's set_memory_rox does with CPA_COLLAPSE.
 func (k *Kernel) SetMemoryROX(c CPU, addr uint64, numpages int) error {
 	if err := k.SetMemoryRO(c, addr, numpages); err != nil {
 		return err
 	}
-	return k.SetMemoryX(c, addr, numpages)
+	if err := k.SetMemoryX(c, addr, numpages); err != nil {
+		return err
+	}
+	if k.Cfg.Policy.Collapse == CollapseGeneral {
+		if a := k.FindVMArea(addr); a != nil {
+			k.collapseArea(c, a, addr&^(k.G.PageSize()-1), numpages)
+		}
+	}
+	return nil
 }
 
 // SetMemoryValid is set_memory_valid: any kernel address; making pages

@@ -146,6 +146,12 @@ func (v *Vmalloc) allocVA(size, align, vstart, vend uint64) (uint64, bool) {
 
 // FindVMArea is find_vm_area: the area whose VA span holds addr.
 func (k *Kernel) FindVMArea(addr uint64) *VMArea {
+	k.bookMu.Lock()
+	defer k.bookMu.Unlock()
+	return k.findVMAreaLocked(addr)
+}
+
+func (k *Kernel) findVMAreaLocked(addr uint64) *VMArea {
 	v := k.VM
 	i := sort.Search(len(v.areas), func(i int) bool { return v.areas[i].Addr > addr }) - 1
 	if i < 0 || addr >= v.areas[i].Addr+v.areas[i].Size {
@@ -154,7 +160,8 @@ func (k *Kernel) FindVMArea(addr uint64) *VMArea {
 	return v.areas[i]
 }
 
-// Areas returns the busy areas in address order.
+// Areas returns the busy areas in address order (not safe against
+// concurrent vmalloc/vfree; for reports and checks).
 func (v *Vmalloc) Areas() []*VMArea { return v.areas }
 
 func (v *Vmalloc) insert(a *VMArea) {
@@ -230,10 +237,15 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 	if r.Flags&VMNoGuard == 0 {
 		span += ps
 	}
+	k.bookMu.Lock()
 	addr, ok := k.VM.allocVA(span, align, r.Start, r.End)
+	k.bookMu.Unlock()
 	if !ok {
 		k.purgeVmapAreaLazy(c)
-		if addr, ok = k.VM.allocVA(span, align, r.Start, r.End); !ok {
+		k.bookMu.Lock()
+		addr, ok = k.VM.allocVA(span, align, r.Start, r.End)
+		k.bookMu.Unlock()
+		if !ok {
 			return nil, fmt.Errorf("vmalloc: allocation of %#x bytes in [%#x, %#x): %w", size, r.Start, r.End, ErrNoMem)
 		}
 	}
@@ -244,19 +256,27 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 		pa, err := k.Mem.Alloc(order, r.Owner)
 		if err != nil {
 			k.freeAreaPages(a)
-			k.VM.release(addr, addr+span)
+			k.releaseVA(addr, addr+span)
 			return nil, fmt.Errorf("vmalloc: %d pages of order %d: %w", n, order, ErrNoMem)
 		}
 		a.Blocks = append(a.Blocks, pa)
 	}
 	if err := k.vmapPagesRange(c, a, shift); err != nil {
 		k.freeAreaPages(a)
-		k.VM.release(addr, addr+span)
+		k.releaseVA(addr, addr+span)
 		return nil, err
 	}
+	k.bookMu.Lock()
 	k.VM.insert(a)
 	k.VM.Allocs++
+	k.bookMu.Unlock()
 	return a, nil
+}
+
+func (k *Kernel) releaseVA(s, e uint64) {
+	k.bookMu.Lock()
+	k.VM.release(s, e)
+	k.bookMu.Unlock()
 }
 
 func (k *Kernel) freeAreaPages(a *VMArea) {
@@ -319,11 +339,15 @@ func (k *Kernel) VmallocHuge(c CPU, size uint64) (*VMArea, error) {
 // lazy purge), reset the linear alias if VM_FLUSH_RESET_PERMS (vm_reset_perms,
 // which flushes), and free the pages.
 func (k *Kernel) Vfree(c CPU, addr uint64) error {
-	a := k.FindVMArea(addr)
+	k.bookMu.Lock()
+	a := k.findVMAreaLocked(addr)
 	if a == nil || a.Addr != addr {
+		k.bookMu.Unlock()
 		return fmt.Errorf("vfree(%#x): not a vmalloc area: %w", addr, ErrInvalid)
 	}
 	k.VM.remove(a)
+	k.VM.Frees++
+	k.bookMu.Unlock()
 	if err := k.PT.Unmap(c, a.Addr, a.End()); err != nil {
 		return fmt.Errorf("vfree(%#x): %w", addr, err)
 	}
@@ -334,16 +358,18 @@ func (k *Kernel) Vfree(c CPU, addr uint64) error {
 		}
 	}
 	k.freeAreaPages(a)
-	k.VM.Frees++
 	return nil
 }
 
 // freeVmapAreaNoflush queues a freed VA range for the lazy purge, which runs
 // once more than lazy_max_pages are waiting.
 func (k *Kernel) freeVmapAreaNoflush(c CPU, s vaSpan) {
+	k.bookMu.Lock()
 	k.VM.lazy = append(k.VM.lazy, s)
 	k.VM.lazyPages += (s.end - s.start) >> k.G.PageShift
-	if k.VM.lazyPages > k.VM.lazyMax {
+	purge := k.VM.lazyPages > k.VM.lazyMax
+	k.bookMu.Unlock()
+	if purge {
 		k.purgeVmapAreaLazy(c)
 	}
 }
@@ -356,22 +382,26 @@ func (k *Kernel) purgeVmapAreaLazy(c CPU) { k.vmUnmapAliases(c, ^uint64(0), 0, f
 // [min(start, theirs), max(end, theirs)) if there was anything to purge or
 // the caller asked to flush.
 func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
-	for _, s := range k.VM.lazy {
+	k.bookMu.Lock()
+	lazy := k.VM.lazy
+	k.VM.lazy, k.VM.lazyPages = nil, 0
+	k.bookMu.Unlock()
+	for _, s := range lazy {
 		start = min(start, s.start)
 		end = max(end, s.end)
 	}
-	purged := len(k.VM.lazy) > 0
-	if purged || flush {
+	if len(lazy) > 0 || flush {
 		k.FlushTLBKernelRange(c, start, end)
 	}
-	for _, s := range k.VM.lazy {
+	// The VA becomes reusable only after the flush.
+	k.bookMu.Lock()
+	for _, s := range lazy {
 		k.VM.release(s.start, s.end)
 	}
-	if purged {
+	if len(lazy) > 0 {
 		k.VM.Purges++
 	}
-	k.VM.lazy = k.VM.lazy[:0]
-	k.VM.lazyPages = 0
+	k.bookMu.Unlock()
 }
 
 // VmUnmapAliases is vm_unmap_aliases.
