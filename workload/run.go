@@ -1,0 +1,127 @@
+package workload
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// Sample is the state of the kernel at one point of the timeline.
+type Sample struct {
+	At       time.Duration        `json:"at"`
+	Metrics  kernel.Metrics       `json:"metrics"`
+	Cache    kernel.CacheStats    `json:"cache"`
+	Collapse kernel.CollapseStats `json:"collapse"`
+}
+
+// Result is one preset's run of a scenario.
+type Result struct {
+	Preset   string               `json:"preset"`
+	Final    kernel.Metrics       `json:"final"`
+	Cache    kernel.CacheStats    `json:"cache"`
+	Collapse kernel.CollapseStats `json:"collapse"`
+	Series   []Sample             `json:"series,omitempty"`
+	Events   int                  `json:"events"`
+	Failed   []string             `json:"failed,omitempty"` // operations the kernel refused (e.g. -ENOMEM)
+	WallNS   int64                `json:"wall_ns"`
+	// PageUpdates is the number of page descriptors rewritten by pageattr.
+	PageUpdates uint64 `json:"page_updates"`
+}
+
+// Progress receives the number of events done so far and the total.
+type Progress func(done, total int)
+
+// Run replays the scenario under one preset on a freshly booted kernel:
+// the module set loads at t=0, then the timeline's churn, sampling metrics
+// every SampleEvery and once at the end.
+func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
+	start := time.Now()
+	cfg, err := s.MachineConfig(preset)
+	if err != nil {
+		return nil, err
+	}
+	k, err := kernel.Boot(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &kernel.PlainCPU{}
+	r := &Result{Preset: preset}
+	loaded := make([]*kernel.Module, len(mods))
+	jit := map[int]*kernel.JITText{}
+	ev := s.Timeline(len(mods))
+	r.Events = len(ev)
+	every := time.Duration(s.Work.SampleEvery)
+	next := time.Duration(0)
+	sample := func(at time.Duration) error {
+		m, err := k.Metrics(c)
+		if err != nil {
+			return err
+		}
+		r.Series = append(r.Series, Sample{At: at, Metrics: m, Cache: k.Exec.CacheStats(), Collapse: k.Stats.Collapse})
+		return nil
+	}
+	fail := func(e Event, err error) {
+		if len(r.Failed) < 100 {
+			r.Failed = append(r.Failed, fmt.Sprintf("%v at %v: %v", e.Kind, e.At, err))
+		}
+	}
+	for i, e := range ev {
+		for next < e.At {
+			if err := sample(next); err != nil {
+				return nil, err
+			}
+			next += every
+		}
+		switch e.Kind {
+		case EvLoadModule:
+			if loaded[e.Module] == nil {
+				m, err := k.LoadModule(c, mods[e.Module])
+				if err != nil {
+					fail(e, err)
+				}
+				loaded[e.Module] = m
+			}
+		case EvUnloadModule:
+			if m := loaded[e.Module]; m != nil {
+				if err := k.UnloadModule(c, m); err != nil {
+					return nil, fmt.Errorf("%s: %w", mods[e.Module].Name, err)
+				}
+				loaded[e.Module] = nil
+			}
+		case EvBPFLoad, EvFtraceAlloc, EvKprobeAlloc:
+			t := map[EventKind]kernel.ExecmemType{EvBPFLoad: kernel.ExecmemBPF, EvFtraceAlloc: kernel.ExecmemFtrace, EvKprobeAlloc: kernel.ExecmemKprobes}[e.Kind]
+			j, err := k.LoadJITText(c, t, e.Size)
+			if err != nil {
+				fail(e, err)
+				continue
+			}
+			jit[e.Object] = j
+		case EvBPFFree, EvFtraceFree, EvKprobeFree:
+			if j := jit[e.Object]; j != nil {
+				if err := k.FreeJITText(c, j); err != nil {
+					return nil, err
+				}
+				delete(jit, e.Object)
+			}
+		}
+		if progress != nil && (i%64 == 0 || i == len(ev)-1) {
+			progress(i+1, len(ev))
+		}
+	}
+	end := time.Duration(s.Work.Duration)
+	for next < end {
+		if err := sample(next); err != nil {
+			return nil, err
+		}
+		next += every
+	}
+	if err := sample(end); err != nil {
+		return nil, err
+	}
+	last := r.Series[len(r.Series)-1]
+	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
+	r.PageUpdates = k.Stats.PageUpdates.Load()
+	r.WallNS = time.Since(start).Nanoseconds()
+	return r, nil
+}
