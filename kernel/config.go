@@ -149,6 +149,8 @@ type Config struct {
 	// with KASLR (random_bounding_box); 0 means no KASLR.
 	KASLRSeed uint64 `json:"kaslr_seed" yaml:"kaslr_seed"`
 	Policy    Policy `json:"policy" yaml:"policy"`
+
+	imported *Imported // the linear map comes from a dump (BootImported)
 }
 
 // Debian 6.12 arm64 kernel image segment sizes, rounded to 64K (SEGMENT_ALIGN).

@@ -82,11 +82,17 @@ func Boot(cfg Config) (*Kernel, error) {
 	if err := k.mapKernel(c); err != nil {
 		return nil, fmt.Errorf("map_kernel: %w", err)
 	}
-	if err := k.mapMem(c); err != nil {
-		return nil, fmt.Errorf("map_mem: %w", err)
-	}
-	if err := k.markLinearTextAliasRO(c); err != nil {
-		return nil, err
+	if cfg.imported != nil {
+		if err := k.mapImported(c); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := k.mapMem(c); err != nil {
+			return nil, fmt.Errorf("map_mem: %w", err)
+		}
+		if err := k.markLinearTextAliasRO(c); err != nil {
+			return nil, err
+		}
 	}
 	k.VM = newVmalloc(k, []vaSpan{{k.Image.VA, k.Image.VA + k.Image.End}})
 	if err := k.freeInitmem(c); err != nil {
@@ -95,8 +101,10 @@ func Boot(cfg Config) (*Kernel, error) {
 	// smp_init: secondaries come up; setup_system_features finalizes caps.
 	k.BBML2 = arm64.SystemSupportsBBML2NoAbort(midrs)
 	k.capsFinalized = true
-	if err := k.linearMapMaybeSplitToPTEs(c); err != nil {
-		return nil, err
+	if cfg.imported == nil {
+		if err := k.linearMapMaybeSplitToPTEs(c); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.KFENCE == KFENCELate {
 		if err := k.kfenceInitPoolLate(c); err != nil {

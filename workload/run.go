@@ -41,7 +41,13 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	if err != nil {
 		return nil, err
 	}
-	k, err := kernel.Boot(cfg)
+	var im *kernel.Imported
+	if s.Import != "" {
+		if cfg, im, err = kernel.ImportFile(cfg, s.Import); err != nil {
+			return nil, err
+		}
+	}
+	k, err := kernel.BootImported(cfg, im)
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,10 @@ type Scenario struct {
 	Machine string         `json:"machine" yaml:"machine"`
 	Config  *kernel.Config `json:"config,omitempty" yaml:"config,omitempty"` // overrides on top of the machine
 	Presets []string       `json:"presets" yaml:"presets"`
-	Work    Workload       `json:"workload" yaml:"workload"`
+	// Import names a kernel_page_tables dump whose linear map (leaf sizes,
+	// permissions, RAM) replaces the machine's boot-time one.
+	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
+	Work   Workload `json:"workload" yaml:"workload"`
 }
 
 //go:embed default.yaml

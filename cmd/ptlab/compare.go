@@ -20,6 +20,7 @@ type compareFlags struct {
 	json     bool
 	csv      string
 	quiet    bool
+	imp      string
 }
 
 func init() {
@@ -42,6 +43,7 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.json, "json", false, "print results as JSON (final metrics and time series)")
 	cmd.Flags().StringVar(&f.csv, "csv", "", "write the metric time series as CSV to this file ('-' for stdout)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -84,6 +86,9 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	}
 	if len(f.presets) > 0 {
 		s.Presets = f.presets
+	}
+	if f.imp != "" {
+		s.Import = f.imp
 	}
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {

@@ -19,6 +19,8 @@ type simFlags struct {
 	noDump  bool
 	json    bool
 	pa      bool
+	imp     string
+	preset  string
 }
 
 func init() {
@@ -43,9 +45,11 @@ override the machine (see README).`,
 	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the metrics as JSON (no dump)")
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
+	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
+	cmd.Flags().StringVar(&f.preset, "preset", "mainline", "policy preset ("+strings.Join(kernel.PresetNames(), ", ")+")")
 	rootCmd.AddCommand(cmd)
 	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runSim(cmd.OutOrStdout(), simFlags{machine: "qemu-virt"})
+		return runSim(cmd.OutOrStdout(), simFlags{machine: "qemu-virt", preset: "mainline"})
 	}
 }
 
@@ -79,7 +83,16 @@ func runSim(out io.Writer, f simFlags) error {
 	if err != nil {
 		return err
 	}
-	k, err := kernel.Boot(cfg)
+	if cfg.Policy, err = kernel.Preset(f.preset); err != nil {
+		return err
+	}
+	var im *kernel.Imported
+	if f.imp != "" {
+		if cfg, im, err = kernel.ImportFile(cfg, f.imp); err != nil {
+			return err
+		}
+	}
+	k, err := kernel.BootImported(cfg, im)
 	if err != nil {
 		return err
 	}
