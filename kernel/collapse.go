@@ -51,6 +51,9 @@ func (k *Kernel) tryCollapseKernelPMD(c CPU, addr uint64) {
 	}
 	c.Lock(k.SplitLock)
 	defer c.Unlock(k.SplitLock)
+	if isTable, err := k.PT.TableAt(c, addr, 2); err != nil || !isTable {
+		return // pmd_table() is false: nothing to collapse
+	}
 	freed, ok, err := k.PT.FoldTable(c, addr, 2)
 	if err != nil || !ok {
 		k.Stats.Collapse.Refused++
@@ -81,6 +84,9 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 	st := &k.Stats.Collapse
 	if size >= g.Size(2) {
 		for r := va; r < va+size; r += g.Size(2) {
+			if isTable, err := k.PT.TableAt(c, r, 2); err != nil || !isTable {
+				continue // already a block (or unmapped): nothing to fold
+			}
 			freed, ok, err := k.PT.FoldTable(c, r, 2)
 			switch {
 			case err != nil:

@@ -18,13 +18,21 @@ const (
 
 var modMemNames = [NumModMemTypes]string{"text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata"}
 
-func (t ModMemType) String() string { return modMemNames[t] }
+func (t ModMemType) String() string {
+	if t < 0 || t >= NumModMemTypes {
+		return fmt.Sprintf("ModMemType(%d)", int(t))
+	}
+	return modMemNames[t]
+}
 
 // IsText is mod_mem_type_is_text.
 func (t ModMemType) IsText() bool { return t == ModText || t == ModInitText }
 
 // IsInit is mod_mem_type_is_init.
-func (t ModMemType) IsInit() bool { return t >= ModInitText }
+func (t ModMemType) IsInit() bool { return t >= ModInitText && t < NumModMemTypes }
+
+// IsCoreData is mod_mem_type_is_core_data: data, rodata and ro_after_init.
+func (t ModMemType) IsCoreData() bool { return !t.IsInit() && !t.IsText() }
 
 // ModuleSpec is what the loader needs of a module: its name and the size of
 // each memory region after layout_sections.

@@ -157,3 +157,13 @@ func (t *Tables) TableEmpty(d Door, pa uint64) (bool, error) {
 	}
 	return true, nil
 }
+
+// TableAt reports whether the level-l entry for va points to a table (so
+// a fold has something to work on).
+func (t *Tables) TableAt(d Door, va uint64, l arm64.Level) (bool, error) {
+	e, found, err := t.lookupAt(d, va, l)
+	if err != nil || !found {
+		return false, err
+	}
+	return t.g.IsTable(e.Desc, l), nil
+}

@@ -45,6 +45,10 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
 	rootCmd.AddCommand(cmd)
+	// ptlab's main job: compare the policies on the embedded default scenario.
+	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runCompare(cmd.OutOrStdout(), cmd.ErrOrStderr(), compareFlags{})
+	}
 }
 
 func loadScenario(path string) (*workload.Scenario, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/workload"
 	"github.com/spf13/cobra"
 )
 
@@ -21,18 +22,20 @@ type simFlags struct {
 	pa      bool
 	imp     string
 	preset  string
+	modules string
 }
 
 func init() {
 	var f simFlags
 	cmd := &cobra.Command{
 		Use:   "sim",
-		Short: "Boot a modelled arm64 kernel, run a short built-in sequence of operations, print its ptdump and metrics",
+		Short: "Boot a modelled arm64 kernel, load a module set, print its ptdump and metrics",
 		Long: `sim boots a configured machine with the mainline arm64 rules (map_kernel, map_mem,
-rodata, BBML2_NOABORT, KFENCE), then runs a short sequence of operations: vmalloc areas made
-read-only and executable the way the module loader does, a huge vmalloc, a vfree. It prints
-the resulting kernel_page_tables dump and the metrics (leaf sizes per region, page-table pages,
-splits, TLB invalidations, MemFree).
+rodata, BBML2_NOABORT, KFENCE) and a policy preset, loads a real module set (by default the
+Debian arm64 server set) with the module loader's STRICT_MODULE_RWX sequence, then runs a short
+sequence of operations (module-like vmalloc areas made read-only and executable, a huge vmalloc,
+a vfree). It prints the resulting kernel_page_tables dump and the metrics (leaf sizes per
+region, page-table pages, splits, TLB invalidations, MemFree).
 
 Machines: ` + strings.Join(machineNames(), ", ") + `. --config takes a YAML or JSON file whose fields
 override the machine (see README).`,
@@ -47,10 +50,8 @@ override the machine (see README).`,
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
 	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
 	cmd.Flags().StringVar(&f.preset, "preset", "mainline", "policy preset ("+strings.Join(kernel.PresetNames(), ", ")+")")
+	cmd.Flags().StringVar(&f.modules, "modules", "server", "module set to load after boot: server, all, none, or a comma-separated list")
 	rootCmd.AddCommand(cmd)
-	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runSim(cmd.OutOrStdout(), simFlags{machine: "qemu-virt", preset: "mainline"})
-	}
 }
 
 func machineNames() []string {
@@ -97,6 +98,15 @@ func runSim(out io.Writer, f simFlags) error {
 		return err
 	}
 	c := &kernel.PlainCPU{}
+	mods, err := workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}})
+	if err != nil {
+		return err
+	}
+	for _, spec := range mods {
+		if _, err := k.LoadModule(c, spec); err != nil {
+			return fmt.Errorf("loading %s: %w", spec.Name, err)
+		}
+	}
 	if err := builtinSequence(k, c); err != nil {
 		return err
 	}
@@ -116,8 +126,8 @@ func runSim(out io.Writer, f simFlags) error {
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintf(out, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v\n",
-		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2)
+	fmt.Fprintf(out, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
+		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
 	return m.WriteText(out)
 }
 
