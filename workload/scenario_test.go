@@ -126,3 +126,12 @@ func TestRunPresets(t *testing.T) {
 		t.Error("run not deterministic")
 	}
 }
+
+// The example scenarios in examples/ parse.
+func TestExampleScenarios(t *testing.T) {
+	for _, f := range []string{"load-only.yaml", "all-modules.yaml", "n1-server.yaml"} {
+		if _, err := LoadScenario("../examples/" + f); err != nil {
+			t.Error(err)
+		}
+	}
+}
