@@ -126,7 +126,8 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 	return m, nil
 }
 
-func human(b uint64) string {
+// HumanBytes formats a byte count compactly for tables ("-" for zero).
+func HumanBytes(b uint64) string {
 	switch {
 	case b == 0:
 		return "-"
@@ -146,9 +147,9 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	for _, r := range m.Regions {
 		fmt.Fprintf(tw, "%s\t", r.Name)
 		for _, b := range r.LeafBytes {
-			fmt.Fprintf(tw, "%s\t", human(b))
+			fmt.Fprintf(tw, "%s\t", HumanBytes(b))
 		}
-		fmt.Fprintf(tw, "%s\t%d %d %d %d %d\t\n", human(r.Invalid), r.TablePages[0], r.TablePages[1], r.TablePages[2], r.TablePages[3], r.TablePages[4])
+		fmt.Fprintf(tw, "%s\t%d %d %d %d %d\t\n", HumanBytes(r.Invalid), r.TablePages[0], r.TablePages[1], r.TablePages[2], r.TablePages[3], r.TablePages[4])
 	}
 	if err := tw.Flush(); err != nil {
 		return err

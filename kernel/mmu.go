@@ -16,6 +16,21 @@ const segmentAlign = 64 << 10
 // (255 + 1) * 2 pages.
 func (k *Kernel) kfencePoolSize() uint64 { return 256 * 2 * k.G.PageSize() }
 
+// allocKFENCEPool takes the pool from the page allocator (memblock at boot)
+// and records where it is.
+func (k *Kernel) allocKFENCEPool() (uint64, error) {
+	order := 0
+	for uint64(1)<<order*k.G.PageSize() < k.kfencePoolSize() {
+		order++
+	}
+	pa, err := k.Mem.Alloc(order, physmem.OwnerReserved)
+	if err != nil {
+		return 0, fmt.Errorf("KFENCE pool: %w", err)
+	}
+	k.kfencePool = [2]uint64{pa, pa + k.kfencePoolSize()}
+	return pa, nil
+}
+
 // memstartAlign is ARM64_MEMSTART_ALIGN: PUD_SIZE with 4K pages, CONT_PMD_SIZE
 // with 16K, PMD_SIZE with 64K (never below the 128 MiB section size).
 func memstartAlign(g arm64.Geometry) uint64 {
@@ -196,15 +211,10 @@ func (k *Kernel) mapMem(c CPU) error {
 	holes := []vaSpan{alias}
 	if k.Cfg.KFENCE == KFENCEEarly {
 		// arm64_kfence_alloc_pool: memblock_phys_alloc, marked NOMAP.
-		order := 0
-		for uint64(1)<<order*k.G.PageSize() < k.kfencePoolSize() {
-			order++
-		}
-		pa, err := k.Mem.Alloc(order, physmem.OwnerReserved)
+		pa, err := k.allocKFENCEPool()
 		if err != nil {
-			return fmt.Errorf("KFENCE pool: %w", err)
+			return err
 		}
-		k.kfencePool = [2]uint64{pa, pa + k.kfencePoolSize()}
 		holes = append(holes, vaSpan{pa, pa + k.kfencePoolSize()})
 	}
 	sort.Slice(holes, func(i, j int) bool { return holes[i].start < holes[j].start })
@@ -299,15 +309,10 @@ func (k *Kernel) linearMapMaybeSplitToPTEs(c CPU) error {
 // boot: the pool's linear mapping is split to PTEs under the split lock, with
 // no TLB maintenance (BBML2_NOABORT lets larger entries linger).
 func (k *Kernel) kfenceInitPoolLate(c CPU) error {
-	order := 0
-	for uint64(1)<<order*k.G.PageSize() < k.kfencePoolSize() {
-		order++
-	}
-	pa, err := k.Mem.Alloc(order, physmem.OwnerReserved)
+	pa, err := k.allocKFENCEPool()
 	if err != nil {
-		return fmt.Errorf("KFENCE pool: %w", err)
+		return err
 	}
-	k.kfencePool = [2]uint64{pa, pa + k.kfencePoolSize()}
 	if k.forcePTEMapping() {
 		return nil
 	}

@@ -14,19 +14,8 @@ import (
 	"github.com/ptlab/ptlab/workload"
 )
 
-// Bytes formats a byte count compactly (0 as "-").
-func Bytes(b uint64) string {
-	switch {
-	case b == 0:
-		return "-"
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2fG", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1fM", float64(b)/(1<<20))
-	default:
-		return fmt.Sprintf("%dK", b>>10)
-	}
-}
+// Bytes formats a byte count compactly ("-" for zero).
+func Bytes(b uint64) string { return kernel.HumanBytes(b) }
 
 type row struct {
 	label string
