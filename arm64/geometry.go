@@ -51,9 +51,10 @@ type Geometry struct {
 
 	bitsPerLevel uint
 	// Precomputed per level (index level+1) so walks are shifts and masks.
-	shift    [5]uint8
-	idxMask  [5]uint64
+	shift    [8]uint8 // 8 so that li(l) needs no bounds check
+	idxMask  [8]uint64
 	addrMask uint64
+	plainOA  bool // the output address is desc & addrMask (no high bits elsewhere)
 }
 
 // NewGeometry returns the geometry for a granule (page shift 12, 14 or 16), a
@@ -96,6 +97,7 @@ func NewGeometry(pageShift uint, vaBits int, lpa2 bool) (Geometry, error) {
 		g.idxMask[l+1] = uint64(n - 1)
 	}
 	g.addrMask = g.addrLowMask() | g.addrHighMask()
+	g.plainOA = g.addrHighMask() == 0
 	return g, nil
 }
 
@@ -121,21 +123,24 @@ func (g *Geometry) PageSize() uint64 { return 1 << g.PageShift }
 
 // Shift is the number of VA bits below the index of a level
 // (ARM64_HW_PGTABLE_LEVEL_SHIFT(4-n) in kernel numbering).
-func (g *Geometry) Shift(l Level) uint { return uint(g.shift[l+1]) }
+// li is the array index of level l.
+func li(l Level) uint8 { return uint8(l+1) & 7 }
+
+func (g *Geometry) Shift(l Level) uint { return uint(g.shift[li(l)]) }
 
 // Size is the VA span of one entry at a level.
-func (g *Geometry) Size(l Level) uint64 { return 1 << g.shift[l+1] }
+func (g *Geometry) Size(l Level) uint64 { return 1 << g.shift[li(l)] }
 
 // Entries is the number of descriptors in a table at a level (PTRS_PER_*);
 // the first level may be shorter (PTRS_PER_PGD).
-func (g *Geometry) Entries(l Level) int { return int(g.idxMask[l+1]) + 1 }
+func (g *Geometry) Entries(l Level) int { return int(g.idxMask[li(l)]) + 1 }
 
 // EntriesPerPage is the number of descriptors in one table page.
 func (g *Geometry) EntriesPerPage() int { return 1 << g.bitsPerLevel }
 
 // Index is the table index of va at a level.
 func (g *Geometry) Index(va uint64, l Level) int {
-	return int(va >> g.shift[l+1] & g.idxMask[l+1])
+	return int(va >> g.shift[li(l)] & g.idxMask[li(l)])
 }
 
 // BlockAllowed reports whether a block descriptor may appear at a level, as the
@@ -228,6 +233,9 @@ func (g *Geometry) addrHighMask() uint64 {
 // OutputAddress extracts the output address of a page, block or table
 // descriptor (__pte_to_phys).
 func (g *Geometry) OutputAddress(desc uint64) uint64 {
+	if g.plainOA {
+		return desc & g.addrMask
+	}
 	pa := desc & g.addrLowMask()
 	switch {
 	case g.LPA2:
@@ -240,6 +248,9 @@ func (g *Geometry) OutputAddress(desc uint64) uint64 {
 
 // AddressBits encodes a physical address into descriptor bits (__phys_to_pte_val).
 func (g *Geometry) AddressBits(pa uint64) uint64 {
+	if g.plainOA {
+		return pa & g.addrMask
+	}
 	d := pa & g.addrLowMask()
 	switch {
 	case g.LPA2:

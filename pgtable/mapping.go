@@ -34,16 +34,45 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if size == 0 || (end <= va && end != 0) {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
+	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags}
 	tbl, _ := t.lookup(t.root)
-	return t.mapLevel(d, t.root, tbl, t.g.StartLevel, va, end, pa, prot, flags)
+	return m.mapLevel(t.root, tbl, t.g.StartLevel, va, end, prot)
 }
 
-func (t *Tables) mapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end, pa, prot uint64, flags Flags) error {
-	g := &t.g
+// mapper holds what stays fixed during one Map call, so the per-level
+// recursion passes only what changes.
+type mapper struct {
+	t     *Tables
+	g     *arm64.Geometry
+	d     Door
+	delta uint64 // pa - va: output addresses advance with input addresses
+	flags Flags
+}
+
+func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot uint64) error {
+	g := m.g
+	// Descend without recursion while [va, end) lies inside one entry that
+	// cannot become a block (nor a contiguous run, which needs 16 entries):
+	// the common case of mapping a few pages.
+	for l < arm64.LastLevel {
+		sz := g.Size(l)
+		if (va^(end-1)) >= sz || (g.BlockAllowed(l) && m.flags&NoBlockMappings == 0 && (va|end|(va+m.delta))&(sz-1) == 0) {
+			break
+		}
+		idx := g.Index(va, l)
+		old := m.d.Load(tpa+uint64(idx)*8, &tbl[idx])
+		var err error
+		if tpa, tbl, err = m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va); err != nil {
+			return err
+		}
+		l++
+	}
 	if l == arm64.LastLevel {
-		return t.mapPTEs(d, tpa, tbl, va, end, pa, prot, flags)
+		return m.mapPTEs(tpa, tbl, va, end, prot)
 	}
 	contN := g.ContEntries(l)
+	sz := g.Size(l)
+	block := g.BlockAllowed(l) && m.flags&NoBlockMappings == 0
 	for {
 		// alloc_init_cont_pmd / alloc_init_cont_pte: a suitably aligned
 		// contiguous chunk gets PTE_CONT on every entry.
@@ -54,17 +83,20 @@ func (t *Tables) mapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, e
 			if chunkEnd-1 >= end-1 {
 				chunkEnd = end
 			}
-			if (va|chunkEnd|pa)&(cs-1) == 0 && flags&NoContMappings == 0 {
+			if (va|chunkEnd|(va+m.delta))&(cs-1) == 0 && m.flags&NoContMappings == 0 {
 				p |= arm64.PTECont
 			}
 		}
 		for {
-			next := t.boundary(va, chunkEnd, l)
+			next := (va | (sz - 1)) + 1 // boundary
+			if next-1 >= chunkEnd-1 {
+				next = chunkEnd
+			}
 			idx := g.Index(va, l)
 			dpa := tpa + uint64(idx)*8
-			old := d.Load(dpa, &tbl[idx])
-			sz := g.Size(l)
-			if g.BlockAllowed(l) && flags&NoBlockMappings == 0 && (va|next|pa)&(sz-1) == 0 {
+			old := m.d.Load(dpa, &tbl[idx])
+			pa := va + m.delta
+			if block && (va|next|pa)&(sz-1) == 0 {
 				// init_pte / pmd_set_huge / pud_set_huge
 				nv := g.MkLeaf(pa, p, l)
 				if g.IsTable(old, l) {
@@ -73,17 +105,16 @@ func (t *Tables) mapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, e
 				if !g.PgattrChangeIsSafe(old, nv) {
 					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
 				}
-				d.Store(dpa, &tbl[idx], nv)
+				m.d.Store(dpa, &tbl[idx], nv)
 			} else {
-				ctpa, ctbl, err := t.ensureTable(d, tpa, tbl, idx, l, old, flags&NoExecMappings != 0, va)
+				ctpa, ctbl, err := m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va)
 				if err != nil {
 					return err
 				}
-				if err := t.mapLevel(d, ctpa, ctbl, l+1, va, next, pa, p, flags); err != nil {
+				if err := m.mapLevel(ctpa, ctbl, l+1, va, next, p); err != nil {
 					return err
 				}
 			}
-			pa += next - va
 			if next == chunkEnd {
 				break
 			}
@@ -98,30 +129,31 @@ func (t *Tables) mapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, e
 
 // mapPTEs fills the page entries of one PTE table for [va, end)
 // (alloc_init_cont_pte + init_pte): aligned CONT_PTES chunks get PTE_CONT.
-func (t *Tables) mapPTEs(d Door, tpa uint64, tbl []uint64, va, end, pa, prot uint64, flags Flags) error {
-	g := &t.g
+func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
+	g := m.g
 	ps := g.PageSize()
 	cs := g.ContSize(arm64.LastLevel)
 	prot &= g.AttrMask()
+	pa := va + m.delta
 	for va != end {
 		chunkEnd := (va | (cs - 1)) + 1
 		if chunkEnd-1 >= end-1 {
 			chunkEnd = end
 		}
 		p := prot
-		if (va|chunkEnd|pa)&(cs-1) == 0 && flags&NoContMappings == 0 {
+		if (va|chunkEnd|pa)&(cs-1) == 0 && m.flags&NoContMappings == 0 {
 			p |= arm64.PTECont
 		}
 		idx := g.Index(va, arm64.LastLevel)
 		n := int((chunkEnd - va) / ps)
 		for i := idx; i < idx+n; i++ {
 			dpa := tpa + uint64(i)*8
-			old := d.Load(dpa, &tbl[i])
+			old := m.d.Load(dpa, &tbl[i])
 			nv := g.AddressBits(pa) | p
 			if old != 0 && !g.PgattrChangeIsSafe(old, nv) {
 				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, dpa, va+uint64(i-idx)*ps, old, nv)
 			}
-			d.Store(dpa, &tbl[i], nv)
+			m.d.Store(dpa, &tbl[i], nv)
 			pa += ps
 		}
 		va = chunkEnd
@@ -133,7 +165,7 @@ func (t *Tables) mapPTEs(d Door, tpa uint64, tbl []uint64, va, end, pa, prot uin
 // publishing a zeroed one if the slot is empty (the pXd_none branch of
 // alloc_init_*), and refusing a leaf in the way (BUG_ON(pXd_bad)).
 func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
-	g := t.g
+	g := &t.g
 	dpa := tpa + uint64(idx)*8
 	if old == 0 {
 		cpa, ctbl, err := t.allocTable(d, l+1)
@@ -162,17 +194,20 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	if start >= end && end != 0 {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
 	}
-	// Check first so a refusal leaves the tables as they were.
-	err := t.Visit(d, start, end, func(e Entry) error {
-		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) {
-			if e.VA < start || e.VA+t.g.Size(e.Level)-1 > end-1 {
-				return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(e.Level), e.VA)
-			}
+	// Check first so a refusal leaves the tables as they were. A block
+	// covered only in part holds start or end-1, so the two edges suffice.
+	for va := start; ; va = end - 1 {
+		e, err := t.Lookup(d, va)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		last := e.VA + t.g.Size(e.Level) - 1
+		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) && (e.VA < start || last > end-1) {
+			return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(e.Level), e.VA)
+		}
+		if va == end-1 || last >= end-1 {
+			break // this entry also holds end-1
+		}
 	}
 	tbl, _ := t.lookup(t.root)
 	return t.unmapLevel(d, t.root, tbl, t.g.StartLevel, start, end)

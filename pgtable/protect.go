@@ -23,7 +23,7 @@ func (t *Tables) Protect(d Door, start, end, set, clear uint64) error {
 }
 
 func (t *Tables) protectLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end, set, clear uint64) error {
-	g := t.g
+	g := &t.g
 	for {
 		next := t.boundary(va, end, l)
 		idx := g.Index(va, l)

@@ -179,7 +179,7 @@ func (t *Tables) SplitAt(d Door, addr uint64, st *SplitStats) error {
 // arch_kfence_init_pool): blocks become tables of non-contiguous entries and
 // contiguous runs lose CONT.
 func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64, st *SplitStats) error {
-	g := t.g
+	g := &t.g
 	va := start
 	for va < end || (end == 0 && va != 0) {
 		e, err := t.Lookup(d, va)
@@ -205,11 +205,31 @@ func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64, st *SplitStats) err
 			}
 			st.block(e.Level)
 			continue // walk the new table
-		case arm64.DescCont(e.Desc):
-			if err := t.ClearContRun(d, e); err != nil {
-				return err
+		case e.Level == arm64.LastLevel:
+			// Finish this PTE table in place instead of walking from the
+			// root for every page (the pte_entry loop of the kernel walk).
+			tbl, _ := t.tableOf(e.DescPA)
+			base := e.DescPA &^ (g.PageSize() - 1)
+			tEnd := t.boundary(va, end, arm64.LastLevel-1)
+			ps := g.PageSize()
+			for i := t.indexOf(e.DescPA); ; i++ {
+				dpa := base + uint64(i)*8
+				v := d.Load(dpa, &tbl[i])
+				if arm64.DescPresent(v) && arm64.DescCont(v) {
+					if err := t.ClearContRun(d, Entry{VA: va, Level: arm64.LastLevel, Desc: v, DescPA: dpa}); err != nil {
+						return err
+					}
+					st.cont(arm64.LastLevel)
+				}
+				va += ps
+				if va == tEnd {
+					break
+				}
 			}
-			st.cont(e.Level)
+			if va == end {
+				return nil
+			}
+			continue
 		}
 		if next == 0 {
 			return nil

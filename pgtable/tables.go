@@ -28,9 +28,17 @@ const (
 
 // chunk backs tablesPerChunk table pages with one Go allocation.
 type chunk struct {
+	desc []uint64
+	refs [tablesPerChunk]tableRef
+}
+
+// tableRef is what the PFN index points to: the descriptors of one table
+// page, so resolving a table address is two dependent loads.
+type tableRef struct {
 	desc  []uint64
-	pa    [tablesPerChunk]uint64
-	level [tablesPerChunk]arm64.Level
+	pa    uint64
+	slot  int32
+	level arm64.Level
 }
 
 // Tables is one tree of translation tables (swapper_pg_dir and everything
@@ -47,7 +55,7 @@ type Tables struct {
 	root uint64
 
 	basePFN uint64
-	index   []atomic.Pointer[[1 << indexShift]atomic.Int32] // PFN -> slot+1
+	index   []atomic.Pointer[[1 << indexShift]atomic.Pointer[tableRef]] // PFN -> table
 
 	mu        sync.Mutex // guards slot allocation and counts
 	dir       atomic.Pointer[[]*chunk]
@@ -72,7 +80,7 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 		mem:     mem,
 		epp:     g.EntriesPerPage(),
 		basePFN: lo,
-		index:   make([]atomic.Pointer[[1 << indexShift]atomic.Int32], (hi-lo)>>indexShift+1),
+		index:   make([]atomic.Pointer[[1 << indexShift]atomic.Pointer[tableRef]], (hi-lo)>>indexShift+1),
 	}
 	empty := []*chunk{}
 	t.dir.Store(&empty)
@@ -93,45 +101,38 @@ func (t *Tables) Memory() *physmem.Memory { return t.mem }
 // Root is the physical address of the top-level table (swapper_pg_dir).
 func (t *Tables) Root() uint64 { return t.root }
 
-// slotOf returns the slot of the table page at pa, or -1.
-func (t *Tables) slotOf(pa uint64) int32 {
+// refOf returns the table page at pa, or nil.
+func (t *Tables) refOf(pa uint64) *tableRef {
 	rel := pa>>t.g.PageShift - t.basePFN
 	hi := rel >> indexShift
 	if hi >= uint64(len(t.index)) {
-		return -1
+		return nil
 	}
 	leaf := t.index[hi].Load()
 	if leaf == nil {
-		return -1
+		return nil
 	}
-	return leaf[rel&(1<<indexShift-1)].Load() - 1
+	return leaf[rel&(1<<indexShift-1)].Load()
 }
 
-func (t *Tables) setSlot(pa uint64, slot int32) {
+func (t *Tables) setRef(pa uint64, r *tableRef) {
 	rel := pa>>t.g.PageShift - t.basePFN
 	hi := rel >> indexShift
 	leaf := t.index[hi].Load()
 	if leaf == nil {
-		leaf = new([1 << indexShift]atomic.Int32)
+		leaf = new([1 << indexShift]atomic.Pointer[tableRef])
 		t.index[hi].Store(leaf)
 	}
-	leaf[rel&(1<<indexShift-1)].Store(slot + 1)
-}
-
-// entries returns the descriptors of a slot.
-func (t *Tables) entries(slot int32) []uint64 {
-	c := (*t.dir.Load())[slot>>chunkShift]
-	off := int(slot&(tablesPerChunk-1)) * t.epp
-	return c.desc[off : off+t.epp : off+t.epp]
+	leaf[rel&(1<<indexShift-1)].Store(r)
 }
 
 // lookup returns the descriptors of the table page at pa.
 func (t *Tables) lookup(pa uint64) ([]uint64, bool) {
-	s := t.slotOf(pa)
-	if s < 0 {
+	r := t.refOf(pa)
+	if r == nil {
 		return nil, false
 	}
-	return t.entries(s), true
+	return r.desc, true
 }
 
 // Table returns the descriptors of the table page at pa (it implements the
@@ -147,12 +148,11 @@ func (t *Tables) Table(pa uint64) ([]uint64, error) {
 
 // LevelOf returns the level a table page was allocated for.
 func (t *Tables) LevelOf(pa uint64) (arm64.Level, bool) {
-	s := t.slotOf(pa)
-	if s < 0 {
+	r := t.refOf(pa)
+	if r == nil {
 		return 0, false
 	}
-	c := (*t.dir.Load())[s>>chunkShift]
-	return c.level[s&(tablesPerChunk-1)], true
+	return r.level, true
 }
 
 // allocTable takes an order-0 page from physmem for a table at level l and
@@ -183,28 +183,28 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 		}
 	}
 	c := (*t.dir.Load())[slot>>chunkShift]
-	c.pa[slot&(tablesPerChunk-1)] = pa
-	c.level[slot&(tablesPerChunk-1)] = l
+	i := int(slot & (tablesPerChunk - 1))
+	r := &c.refs[i]
+	r.desc = c.desc[i*t.epp : (i+1)*t.epp : (i+1)*t.epp]
+	r.pa, r.slot, r.level = pa, slot, l
 	t.counts[l+1]++
 	t.mu.Unlock()
-	tbl := t.entries(slot)
-	clear(tbl)
-	t.setSlot(pa, slot)
-	return pa, tbl, nil
+	clear(r.desc)
+	t.setRef(pa, r)
+	return pa, r.desc, nil
 }
 
 // FreeTable returns an unhooked table page to physmem (pte_free_kernel,
 // pmd_free). The caller must already have removed every descriptor that points
 // to it and invalidated the TLB walk caches (__flush_tlb_kernel_pgtable).
 func (t *Tables) FreeTable(d Door, pa uint64) error {
-	s := t.slotOf(pa)
-	if s < 0 || pa == t.root {
+	r := t.refOf(pa)
+	if r == nil || pa == t.root {
 		return fmt.Errorf("%w: free of %#x", ErrNotTable, pa)
 	}
-	c := (*t.dir.Load())[s>>chunkShift]
-	l := c.level[s&(tablesPerChunk-1)]
+	s, l := r.slot, r.level
 	d.TableFree(pa, l)
-	t.setSlot(pa, -1)
+	t.setRef(pa, nil)
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)
 	t.counts[l+1]--

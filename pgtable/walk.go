@@ -39,23 +39,25 @@ func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
 // corrupt tree) a table that points nowhere, in which case it returns
 // ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
 func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
+	g := &t.g
 	tpa := t.root
 	tbl, _ := t.lookup(tpa)
-	var pxn, uxn bool
-	for l := t.g.StartLevel; ; l++ {
-		idx := t.g.Index(va, l)
+	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
+	for l := g.StartLevel; ; l++ {
+		idx := g.Index(va, l)
 		dpa := tpa + uint64(idx)*8
 		desc := d.Load(dpa, &tbl[idx])
-		e := Entry{VA: va &^ (t.g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa, TablePXN: pxn, TableUXN: uxn}
-		if !t.g.IsTable(desc, l) {
-			return e, nil
+		if !g.IsTable(desc, l) {
+			return Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa,
+				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}, nil
 		}
-		pxn = pxn || desc&arm64.TablePXN != 0
-		uxn = uxn || desc&arm64.TableUXN != 0
-		tpa = t.g.OutputAddress(desc)
+		tableBits |= desc
+		tpa = g.OutputAddress(desc)
 		var ok bool
 		if tbl, ok = t.lookup(tpa); !ok {
-			return e, fmt.Errorf("%w: %#x referenced by %s entry at %#x for va %#x", ErrNotTable, tpa, t.g.Name(l), dpa, va)
+			e := Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa,
+				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}
+			return e, fmt.Errorf("%w: %#x referenced by %s entry at %#x for va %#x", ErrNotTable, tpa, g.Name(l), dpa, va)
 		}
 	}
 }
@@ -70,7 +72,8 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 	if e.Level < arm64.LastLevel && !t.g.BlockAllowed(e.Level) {
 		return 0, e, false
 	}
-	return e.PA(t.g, va), e, true
+	g := &t.g // not e.PA(t.g, va): that copies the Geometry on every call
+	return g.OutputAddress(e.Desc) + va&(g.Size(e.Level)-1), e, true
 }
 
 // Visit calls fn for every leaf or empty slot reached in [start, end), in
