@@ -47,6 +47,7 @@ func (t *Tables) FoldTable(d Door, va uint64, l arm64.Level) (freed uint64, ok b
 	}
 	tbl, _ := t.tableOf(e.DescPA)
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkLeaf(base, prot, l))
+	t.invalidateWalks()
 	return cpa, true, nil
 }
 
@@ -141,6 +142,7 @@ func (t *Tables) UnhookTable(d Door, va uint64, l arm64.Level) (tablePA uint64, 
 	}
 	tbl, _ := t.tableOf(e.DescPA)
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], 0)
+	t.invalidateWalks()
 	return t.g.OutputAddress(e.Desc), true, nil
 }
 

@@ -34,7 +34,19 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if size == 0 || (end <= va && end != 0) {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
-	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags}
+	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
+	if m.cache {
+		// Start from the deepest cached table that holds the whole range.
+		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
+			if va^(end-1) >= t.g.Size(cl-1) {
+				continue
+			}
+			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
+				m.bits = bits
+				return m.mapLevel(ctpa, ctbl, cl, va, end, prot)
+			}
+		}
+	}
 	tbl, _ := t.lookup(t.root)
 	return m.mapLevel(t.root, tbl, t.g.StartLevel, va, end, prot)
 }
@@ -47,6 +59,8 @@ type mapper struct {
 	d     Door
 	delta uint64 // pa - va: output addresses advance with input addresses
 	flags Flags
+	cache bool   // single-threaded door: use and fill the walk cache
+	bits  uint64 // table descriptor bits above the current table
 }
 
 func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot uint64) error {
@@ -64,6 +78,14 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 		var err error
 		if tpa, tbl, err = m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va); err != nil {
 			return err
+		}
+		if m.cache {
+			desc := old
+			if desc == 0 {
+				desc = g.MkTable(tpa, m.flags&NoExecMappings != 0)
+			}
+			m.bits |= desc
+			m.t.remember(va, l+1, tpa, tbl, m.bits)
 		}
 		l++
 	}
@@ -102,7 +124,8 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				if g.IsTable(old, l) {
 					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
 				}
-				if !g.PgattrChangeIsSafe(old, nv) {
+				// An empty or identical old entry is trivially safe.
+				if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
 					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
 				}
 				m.d.Store(dpa, &tbl[idx], nv)
@@ -150,7 +173,7 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 			dpa := tpa + uint64(i)*8
 			old := m.d.Load(dpa, &tbl[i])
 			nv := g.AddressBits(pa) | p
-			if old != 0 && !g.PgattrChangeIsSafe(old, nv) {
+			if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
 				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, dpa, va+uint64(i-idx)*ps, old, nv)
 			}
 			m.d.Store(dpa, &tbl[i], nv)
@@ -193,6 +216,12 @@ func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.
 func (t *Tables) Unmap(d Door, start, end uint64) error {
 	if start >= end && end != 0 {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
+	}
+	// A range served by one cached PTE table has no block in the way.
+	if cacheable(d) && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
+		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
+			return t.unmapLevel(d, ctpa, ctbl, arm64.LastLevel, start, end)
+		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
 	// covered only in part holds start or end-1, so the two edges suffice.

@@ -49,6 +49,8 @@ type tableRef struct {
 // index and the slot directory are published atomically, so CPUs running as
 // goroutines may walk while another allocates.
 type Tables struct {
+	gen  atomic.Uint64 // bumped when a table leaves the tree (walk cache validity)
+	wc   walkCache     // for single-threaded doors only
 	g    arm64.Geometry
 	mem  *physmem.Memory
 	epp  int // entries per table page
@@ -204,6 +206,7 @@ func (t *Tables) FreeTable(d Door, pa uint64) error {
 	}
 	s, l := r.slot, r.level
 	d.TableFree(pa, l)
+	t.invalidateWalks()
 	t.setRef(pa, nil)
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)

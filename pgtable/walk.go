@@ -43,7 +43,17 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 	tpa := t.root
 	tbl, _ := t.lookup(tpa)
 	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
-	for l := g.StartLevel; ; l++ {
+	l := g.StartLevel
+	cache := cacheable(d)
+	if cache {
+		for cl := arm64.LastLevel; cl > g.StartLevel; cl-- {
+			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
+				tpa, tbl, tableBits, l = ctpa, ctbl, bits, cl
+				break
+			}
+		}
+	}
+	for ; ; l++ {
 		idx := g.Index(va, l)
 		dpa := tpa + uint64(idx)*8
 		desc := d.Load(dpa, &tbl[idx])
@@ -54,7 +64,11 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 		tableBits |= desc
 		tpa = g.OutputAddress(desc)
 		var ok bool
-		if tbl, ok = t.lookup(tpa); !ok {
+		tbl, ok = t.lookup(tpa)
+		if ok && cache {
+			t.remember(va, l+1, tpa, tbl, tableBits)
+		}
+		if !ok {
 			e := Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa,
 				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}
 			return e, fmt.Errorf("%w: %#x referenced by %s entry at %#x for va %#x", ErrNotTable, tpa, g.Name(l), dpa, va)

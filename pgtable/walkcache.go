@@ -1,0 +1,52 @@
+package pgtable
+
+import "github.com/ptlab/ptlab/arm64"
+
+// singleThreaded is implemented by Direct and every door that embeds it:
+// doors used by one goroutine at a time, with no hook on descriptor loads.
+// Only they may use the Tables' walk cache; every other door (atomic CPUs,
+// the interleaving explorer) sees each descriptor load of every walk.
+type singleThreaded interface{ singleThreaded() }
+
+func (Direct) singleThreaded() {}
+
+// walkCache remembers, per level, the table that served the last walk of a
+// region — what a CPU's walk cache holds — so that runs of operations on
+// neighbouring addresses skip the upper levels. An entry is valid while the
+// generation has not moved: every change that removes a table (fold,
+// unhook, free) bumps it; changes that add tables cannot make an entry stale.
+type walkCache struct {
+	gen  uint64
+	tag  [5]uint64 // va >> Shift(level-1), plus 1 (0 = empty)
+	tpa  [5]uint64
+	tbl  [5][]uint64
+	bits [5]uint64 // table descriptor bits accumulated above (PXNTable, UXNTable)
+}
+
+func cacheable(d Door) bool {
+	_, ok := d.(singleThreaded)
+	return ok
+}
+
+// invalidateWalks is called whenever a table disappears from the tree.
+func (t *Tables) invalidateWalks() { t.gen.Add(1) }
+
+// cached returns the level-l table serving va, if the cache holds it.
+func (t *Tables) cached(va uint64, l arm64.Level) (uint64, []uint64, uint64, bool) {
+	wc := &t.wc
+	i := uint8(l+1) & 7 % 5
+	if wc.tag[i] != va>>t.g.Shift(l-1)+1 || wc.gen != t.gen.Load() {
+		return 0, nil, 0, false
+	}
+	return wc.tpa[i], wc.tbl[i], wc.bits[i], true
+}
+
+// remember records that the level-l table at tpa serves va.
+func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64) {
+	wc := &t.wc
+	if g := t.gen.Load(); wc.gen != g {
+		*wc = walkCache{gen: g}
+	}
+	i := uint8(l+1) & 7 % 5
+	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
+}
