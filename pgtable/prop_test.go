@@ -58,6 +58,15 @@ func TestPropertyTableOps(t *testing.T) {
 			samples = append(samples, sample{va: va, pa: va - linBase + ramBase})
 		}
 		verify := func(step string) {
+			// The walk cache (Direct) must agree with uncached walks (Atomic).
+			for i := 0; i < 8; i++ {
+				va := pageVA("cmp")
+				pa1, e1, ok1 := tb.Translate(d, va)
+				pa2, e2, ok2 := tb.Translate(Atomic{}, va)
+				if pa1 != pa2 || ok1 != ok2 || e1 != e2 {
+					rt.Fatalf("%s: cached walk of %#x gives %#x %+v, uncached %#x %+v", step, va, pa1, e1, pa2, e2)
+				}
+			}
 			for _, s := range samples {
 				pa, e, ok := tb.Translate(d, s.va)
 				if !ok || pa != s.pa {
