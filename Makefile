@@ -4,7 +4,7 @@ GO ?= go
 # run under the race detector.
 RACE_PKGS = ./physmem/... ./pgtable/...
 
-.PHONY: build test vet race bench
+.PHONY: build test vet race bench peer
 build:
 	$(GO) build -o ptlab ./cmd/ptlab
 
@@ -17,3 +17,9 @@ test: vet
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./...
+
+# Side-by-side benchmarks against gVisor's page tables (a separate module, so
+# the main module never depends on gVisor). Compare with benchstat:
+#   make peer > peer.txt; benchstat -col /impl peer.txt
+peer:
+	cd bench && $(GO) test ./... && $(GO) test -run '^$$' -bench Peer -count 6 .
