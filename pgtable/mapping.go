@@ -35,6 +35,18 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
 	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
+	if m.cache && end-va == ps {
+		// One page: never part of a contiguous run.
+		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
+			return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+		}
+	}
+	if m.cache && end-va == t.g.Size(2) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(2) && flags&NoBlockMappings == 0 {
+		// One PMD block: never part of a contiguous PMD run.
+		if tpa, tbl, _, ok := t.cached(va, 2); ok {
+			return m.setLeaf(tpa, tbl, 2, va, prot)
+		}
+	}
 	if m.cache {
 		// Start from the deepest cached table that holds the whole range.
 		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
@@ -148,6 +160,24 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 		}
 		va = chunkEnd
 	}
+}
+
+// setLeaf writes one leaf at level l (init_pte / pmd_set_huge for a single
+// entry), with the create path's checks.
+func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint64) error {
+	g := m.g
+	idx := g.Index(va, l)
+	dpa := tpa + uint64(idx)*8
+	old := m.d.Load(dpa, &tbl[idx])
+	nv := g.MkLeaf(va+m.delta, prot, l)
+	if g.IsTable(old, l) {
+		return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
+	}
+	if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
+		return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
+	}
+	m.d.Store(dpa, &tbl[idx], nv)
+	return nil
 }
 
 // mapPTEs fills the page entries of one PTE table for [va, end)

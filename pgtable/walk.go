@@ -79,6 +79,21 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 // Translate returns the physical address va maps to and the leaf that maps
 // it, or ok=false when va is not mapped by a valid leaf.
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
+	if cacheable(d) {
+		// The page-table level straight from the walk cache.
+		if tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel); hit {
+			g := &t.g
+			idx := g.Index(va, arm64.LastLevel)
+			dpa := tpa + uint64(idx)*8
+			desc := d.Load(dpa, &tbl[idx])
+			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: dpa,
+				TablePXN: bits&arm64.TablePXN != 0, TableUXN: bits&arm64.TableUXN != 0}
+			if !arm64.DescValid(desc) {
+				return 0, e, false
+			}
+			return g.OutputAddress(desc) + va&(g.PageSize()-1), e, true
+		}
+	}
 	e, err := t.Lookup(d, va)
 	if err != nil || !arm64.DescValid(e.Desc) || t.g.IsTable(e.Desc, e.Level) {
 		return 0, e, false

@@ -17,10 +17,10 @@ func (Direct) singleThreaded() {}
 // unhook, free) bumps it; changes that add tables cannot make an entry stale.
 type walkCache struct {
 	gen  uint64
-	tag  [5]uint64 // va >> Shift(level-1), plus 1 (0 = empty)
-	tpa  [5]uint64
-	tbl  [5][]uint64
-	bits [5]uint64 // table descriptor bits accumulated above (PXNTable, UXNTable)
+	tag  [8]uint64 // by level+1: va >> Shift(level-1), plus 1 (0 = empty)
+	tpa  [8]uint64
+	tbl  [8][]uint64
+	bits [8]uint64 // table descriptor bits accumulated above (PXNTable, UXNTable)
 }
 
 func cacheable(d Door) bool {
@@ -34,7 +34,7 @@ func (t *Tables) invalidateWalks() { t.gen.Add(1) }
 // cached returns the level-l table serving va, if the cache holds it.
 func (t *Tables) cached(va uint64, l arm64.Level) (uint64, []uint64, uint64, bool) {
 	wc := &t.wc
-	i := uint8(l+1) & 7 % 5
+	i := uint8(l+1) & 7
 	if wc.tag[i] != va>>t.g.Shift(l-1)+1 || wc.gen != t.gen.Load() {
 		return 0, nil, 0, false
 	}
@@ -47,6 +47,6 @@ func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bi
 	if g := t.gen.Load(); wc.gen != g {
 		*wc = walkCache{gen: g}
 	}
-	i := uint8(l+1) & 7 % 5
+	i := uint8(l+1) & 7
 	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
 }
