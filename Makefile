@@ -2,7 +2,7 @@
 GO ?= go
 # Packages whose code runs concurrently (CPUs as goroutines, locks): they also
 # run under the race detector.
-RACE_PKGS = ./physmem/... ./pgtable/...
+RACE_PKGS = ./physmem/... ./pgtable/... ./cpu/... ./explore/...
 
 .PHONY: build test vet race bench peer
 build:

@@ -25,6 +25,11 @@ func (s *CollapseStats) Total() uint64 {
 // running ptdump walk by taking init_mm's mmap lock for reading when the
 // arm64_ptdump_lock_key static key is on, then free the page.
 func (k *Kernel) freeFoldedTable(c CPU, va, tablePA uint64) error {
+	if k.Mutations.FreeTableBeforeFlush {
+		err := k.PT.FreeTable(c, tablePA)
+		k.flushTLBKernelPgtable(c, va)
+		return err
+	}
 	k.flushTLBKernelPgtable(c, va)
 	if k.ptdumping.Load() != 0 {
 		c.DownRead(k.InitMM)
@@ -49,12 +54,12 @@ func (k *Kernel) tryCollapseKernelPMD(c CPU, addr uint64) {
 		k.warnMu.Unlock()
 		return
 	}
-	c.Lock(k.SplitLock)
-	defer c.Unlock(k.SplitLock)
+	k.lockSplit(c)
+	defer k.unlockSplit(c)
 	if isTable, err := k.PT.TableAt(c, addr, 2); err != nil || !isTable {
 		return // pmd_table() is false: nothing to collapse
 	}
-	freed, ok, err := k.PT.FoldTable(c, addr, 2)
+	freed, ok, err := k.foldTable(c, addr, 2)
 	if err != nil || !ok {
 		k.Stats.Collapse.Refused++
 		return
@@ -79,15 +84,26 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 	if va&(size-1) != 0 {
 		return
 	}
-	c.Lock(k.SplitLock)
-	defer c.Unlock(k.SplitLock)
+	k.lockSplit(c)
+	defer k.unlockSplit(c)
 	st := &k.Stats.Collapse
 	if size >= g.Size(2) {
 		for r := va; r < va+size; r += g.Size(2) {
 			if isTable, err := k.PT.TableAt(c, r, 2); err != nil || !isTable {
 				continue // already a block (or unmapped): nothing to fold
 			}
-			freed, ok, err := k.PT.FoldTable(c, r, 2)
+			// The vmalloc mapping of text is walked without a lock by text
+			// patching (vmalloc_to_page under patch_lock): the fold's store
+			// happens under patch_lock, so once it is released no such walk
+			// can still be inside the old table; the TLBI, the ptdump sync
+			// and the free then run without it (no sleeping under a spinlock).
+			if !linear {
+				k.lockPatch(c)
+			}
+			freed, ok, err := k.foldTable(c, r, 2)
+			if !linear {
+				k.unlockPatch(c)
+			}
 			switch {
 			case err != nil:
 				return
@@ -112,7 +128,7 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 			}
 		}
 		if g.BlockAllowed(1) && size >= g.Size(1) {
-			if freed, ok, _ := k.PT.FoldTable(c, va&^(g.Size(1)-1), 1); ok {
+			if freed, ok, _ := k.foldTable(c, va&^(g.Size(1)-1), 1); ok {
 				if k.freeFoldedTable(c, va, freed) == nil {
 					st.PUD++
 				}

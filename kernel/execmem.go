@@ -67,7 +67,7 @@ type Execmem struct {
 	free   []vaSpan          // free_areas, sorted and merged
 	busy   map[uint64]uint64 // busy_areas: start -> size
 	chunks map[uint64]*VMArea
-	objMu  sync.Mutex      // guards live and nextObject (a Go lock, no door)
+	objMu  sync.Mutex      // guards live, nextObject and Allocs (a Go lock, no door)
 	live   map[uint64]bool // objects whose text is live
 
 	nextObject                         uint64
@@ -170,7 +170,9 @@ func (e *Execmem) Live(content uint64) bool {
 func (k *Kernel) setContent(va, size, content uint64) error {
 	ps := k.G.PageSize()
 	for p := va; p < va+size; p += ps {
-		pa, _, ok := k.PT.Translate(&PlainCPU{}, p)
+		// Atomic, not PlainCPU: Direct-door walks share the tables' walk
+		// cache, which is for single-threaded runs only.
+		pa, _, ok := k.PT.Translate(pgtable.Atomic{}, p)
 		if !ok {
 			return fmt.Errorf("execmem: %#x is not mapped: %w", p, ErrInvalid)
 		}
@@ -231,7 +233,9 @@ func (k *Kernel) ExecmemAlloc(c CPU, t ExecmemType, size uint64) (uint64, error)
 	if err != nil {
 		return 0, err
 	}
+	k.Exec.objMu.Lock() // Allocs is shared with the cache path
 	k.Exec.Allocs++
+	k.Exec.objMu.Unlock()
 	return a.Addr, nil
 }
 
@@ -317,7 +321,9 @@ func (k *Kernel) execmemCacheAllocLocked(r *ExecmemRange, size uint64) (uint64, 
 		} else {
 			e.free[i].start += size
 		}
+		e.objMu.Lock()
 		e.Allocs++
+		e.objMu.Unlock()
 		return f.start, true
 	}
 	return 0, false

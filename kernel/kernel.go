@@ -67,13 +67,19 @@ type Kernel struct {
 	capsFinalized          bool
 	kfencePool             [2]uint64 // PA range of the KFENCE pool, if any
 
-	SplitLock *Mutex       // pgtable_split_lock
-	InitMM    *RWSem       // init_mm's mmap lock: ptdump walks hold it for writing
+	SplitLock *Mutex // pgtable_split_lock
+	InitMM    *RWSem // init_mm's mmap lock: ptdump walks hold it for writing
+	// PatchLock is arm64's patch_lock: text patching (__text_poke,
+	// aarch64_insn_copy) holds it across its lockless vmalloc_to_page walk.
+	PatchLock *Mutex
 	ptdumping atomic.Int32 // arm64_ptdump_lock_key: a ptdump walk is running
 	Stats     Stats
 	TLB       TLBLog
 	VM        *Vmalloc
 	Exec      *Execmem
+	// Mutations are injected bugs for the checker's mutant suite (mutants.go);
+	// zero is the faithful model.
+	Mutations Mutations
 
 	warnMu sync.Mutex
 	warned map[string]bool
@@ -115,7 +121,7 @@ func (k *Kernel) forcePTEMapping() bool {
 	}
 	bbml2 := k.BootBBML2
 	if k.capsFinalized {
-		bbml2 = k.BBML2
+		bbml2 = k.splitCapable()
 	}
 	if bbml2 {
 		return false
@@ -126,7 +132,7 @@ func (k *Kernel) forcePTEMapping() bool {
 // splitLeafMappingPossible is split_leaf_mapping_possible: live splitting
 // needs the system capability and a linear map that is not forced to PTEs.
 func (k *Kernel) splitLeafMappingPossible() bool {
-	return k.BBML2 && !k.forcePTEMapping()
+	return k.splitCapable() && !k.forcePTEMapping()
 }
 
 func (k *Kernel) isKFENCEAddress(va uint64) bool {

@@ -83,6 +83,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		BootBBML2:  midrs[0].SupportsBBML2NoAbort(),
 		SplitLock:  NewMutex("pgtable_split_lock"),
 		InitMM:     NewRWSem("init_mm.mmap_lock"),
+		PatchLock:  NewMutex("patch_lock"),
 		warned:     map[string]bool{},
 	}
 	regs = mem.Regions()

@@ -23,8 +23,8 @@ func (k *Kernel) SplitKernelLeafMapping(c CPU, start, end uint64) error {
 	if start&(ps-1) != 0 || end&(ps-1) != 0 {
 		return fmt.Errorf("split_kernel_leaf_mapping(%#x, %#x): unaligned: %w", start, end, ErrInvalid)
 	}
-	c.Lock(k.SplitLock)
-	defer c.Unlock(k.SplitLock)
+	k.lockSplit(c)
+	defer k.unlockSplit(c)
 	if end-start == ps {
 		// Split only where the boundary is less aligned (lower lowest set bit).
 		at := start
@@ -104,7 +104,7 @@ func (k *Kernel) changeMemoryCommon(c CPU, addr uint64, numpages int, set, clear
 	// Mainline refuses VM_ALLOW_HUGE_VMAP areas so that only page mappings
 	// change; RFC patch 2 allows them when BBML2_NOABORT makes splitting
 	// the vmalloc mapping safe.
-	if area.Flags&VMAllowHugeVmap != 0 && !(k.Cfg.Policy.HugeVmapPerms && k.BBML2) {
+	if area.Flags&VMAllowHugeVmap != 0 && !(k.Cfg.Policy.HugeVmapPerms && k.splitCapable()) {
 		return fmt.Errorf("change_memory_common(%#x, %d): VM_ALLOW_HUGE_VMAP area: %w", addr, numpages, ErrInvalid)
 	}
 	if numpages == 0 {

@@ -98,6 +98,9 @@ func (k *Kernel) FlushTLBAll(c CPU) {
 // invalidation by VA, page by page or in range operations
 // (__flush_tlb_range_op).
 func (k *Kernel) FlushTLBKernelRange(c CPU, start, end uint64) {
+	if k.Mutations.SkipTLBI {
+		return
+	}
 	ps := k.G.PageSize()
 	start &^= ps - 1
 	end = (end + ps - 1) &^ (ps - 1)

@@ -315,13 +315,19 @@ func (k *Kernel) vmapPagesRange(c CPU, a *VMArea, shift uint) error {
 }
 
 // pmdFreePTEPage is pmd_free_pte_page: unhook the PTE table under a PMD slot
-// about to become a block, invalidate walk caches for it, and free it.
+// about to become a block, invalidate walk caches for it, wait for a running
+// ptdump walk (init_mm's mmap lock taken and released for reading when the
+// arm64_ptdump_lock_key static key is on), and free it.
 func (k *Kernel) pmdFreePTEPage(c CPU, va uint64) error {
 	tpa, ok, err := k.PT.UnhookTable(c, va, 2)
 	if err != nil || !ok {
 		return err
 	}
 	k.flushTLBKernelPgtable(c, va)
+	if k.ptdumping.Load() != 0 {
+		c.DownRead(k.InitMM)
+		c.UpRead(k.InitMM)
+	}
 	return k.PT.FreeTable(c, tpa)
 }
 

@@ -1,0 +1,616 @@
+package check
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/pgtable"
+)
+
+// Violation is one invariant failure found while CPUs run: what broke,
+// where (a VA or a PA, as Addr says), on which CPU and at which step of the
+// schedule. It wraps ErrViolation.
+type Violation struct {
+	Kind string // short name of the invariant ("lost update", "stale TLB entry", ...)
+	Addr uint64
+	CPU  int // the CPU whose action broke it (-1: none in particular)
+	Step int // the schedule step at which it was found (-1: at the end)
+	Msg  string
+}
+
+func (v *Violation) Error() string {
+	return fmt.Sprintf("%v: %s at %#x: %s", ErrViolation, v.Kind, v.Addr, v.Msg)
+}
+
+func (v *Violation) Unwrap() error { return ErrViolation }
+
+// Range is a VA range [Start, End).
+type Range struct{ Start, End uint64 }
+
+// Translation is what a VA maps to through the tables (or a TLB) and what
+// the kernel may do through it.
+type Translation struct {
+	PA                 uint64
+	Valid, Write, Exec bool
+}
+
+func (t Translation) String() string {
+	if !t.Valid {
+		return "unmapped"
+	}
+	p := []byte("r--")
+	if t.Write {
+		p[1] = 'w'
+	}
+	if t.Exec {
+		p[2] = 'x'
+	}
+	return fmt.Sprintf("%#x %s", t.PA, p)
+}
+
+// OpInfo is what the monitor knows of a scenario operation.
+type OpInfo struct {
+	Name string
+	// Footprint is where the operation changes intended translations
+	// (permissions): its object's pages, through every alias.
+	Footprint []Range
+	// Racy: the result depends on the interleaving (an access racing with a
+	// permission change), so it is not compared with the serial run.
+	Racy bool
+}
+
+type opKey struct{ cpu, op int }
+
+type pageIntent struct {
+	va uint64
+	t  Translation
+}
+
+// Oracle holds the intended outcome of every operation of a scenario: the
+// translations of its footprint and its error when the CPUs run one after
+// another. Operations of different CPUs have disjoint footprints, so the
+// serial outcome is what every interleaving must produce.
+type Oracle struct {
+	after map[opKey][]pageIntent
+	errs  map[opKey]error
+}
+
+// group follows the translations of one PMD-sized, PMD-aligned VA region.
+type group struct {
+	va   uint64
+	up   [5]uint64 // descriptor addresses read above the last level (by level+1)
+	pte  uint64    // the last-level table, 0 when a block or nothing maps the region
+	ref  []Translation
+	flux []uint8 // operations in progress that may change the page
+}
+
+// Monitor checks the invariants at every step of one run of CPUs over a
+// kernel: translation equivalence against a reference map (every split and
+// collapse keeps VA → PA and permissions, operations change only their
+// footprint and end with the serial outcome), no stale permissive TLB entry
+// when an operation returns, no conflicting TLB entries on CPUs without
+// BBML2_NOABORT, no table page freed while a walk cache or a walker can reach
+// it, no store into a table that is no longer reachable (a lost update), W^X
+// across aliases, and at the end physmem accounting and table leaks.
+//
+// It is driven by the cpu package's Hook calls (Before/After), through the
+// explorer, which sets Step. In record mode it only builds the Oracle.
+type Monitor struct {
+	K *kernel.Kernel
+	M *cpu.Machine
+	// Step is the schedule step being performed (set by the driver).
+	Step int
+	// Exempt exempts vm areas from the W^X check.
+	Exempt Exemption
+
+	g        *arm64.Geometry
+	raw      pgtable.Atomic
+	groups   []group
+	ops      [][]OpInfo
+	cur      []int
+	oracle   *Oracle
+	record   bool
+	err      *Violation
+	nonBBML2 bool
+	pmdSize  uint64
+	ps       uint64
+}
+
+// NewMonitor follows the translations of every PMD-sized region that the
+// tracked ranges touch, starting from the current tables as the reference.
+// ops are the operations of each CPU's thread. With a nil oracle the monitor
+// records one (a serial run); otherwise it checks against it.
+func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInfo, oracle *Oracle) *Monitor {
+	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(2), ps: k.G.PageSize()}
+	if oracle == nil {
+		mo.record = true
+		mo.oracle = &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
+	}
+	mo.cur = make([]int, len(m.CPUs))
+	for i := range mo.cur {
+		mo.cur[i] = -1
+	}
+	for _, c := range m.CPUs {
+		mo.nonBBML2 = mo.nonBBML2 || !c.BBML2
+	}
+	n := int(mo.pmdSize / mo.ps)
+	for _, r := range tracked {
+		for va := r.Start &^ (mo.pmdSize - 1); va < r.End; va += mo.pmdSize {
+			if mo.groupOf(va) != nil {
+				continue
+			}
+			mo.groups = append(mo.groups, group{va: va, ref: make([]Translation, n), flux: make([]uint8, n)})
+			gr := &mo.groups[len(mo.groups)-1]
+			mo.scan(gr, 0, n, func(i int, t Translation) { gr.ref[i] = t })
+		}
+	}
+	return mo
+}
+
+// Oracle returns the oracle recorded by a record-mode monitor.
+func (mo *Monitor) Oracle() *Oracle { return mo.oracle }
+
+// Err is the first violation found, or nil.
+func (mo *Monitor) Err() error {
+	if mo.err == nil {
+		return nil
+	}
+	return mo.err
+}
+
+// Violation is the first violation found, or nil.
+func (mo *Monitor) Violation() *Violation { return mo.err }
+
+// CurrentOp is the index of the operation CPU c is running, or -1.
+func (mo *Monitor) CurrentOp(c int) int { return mo.cur[c] }
+
+func (mo *Monitor) fail(kind string, addr uint64, c int, format string, args ...any) {
+	if mo.err != nil || mo.record {
+		return
+	}
+	mo.err = &Violation{Kind: kind, Addr: addr, CPU: c, Step: mo.Step, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (mo *Monitor) groupOf(va uint64) *group {
+	base := va &^ (mo.pmdSize - 1)
+	for i := range mo.groups {
+		if mo.groups[i].va == base {
+			return &mo.groups[i]
+		}
+	}
+	return nil
+}
+
+func (mo *Monitor) load(pa uint64) (uint64, bool) {
+	tbl, err := mo.K.PT.Table(pa &^ (mo.ps - 1))
+	if err != nil {
+		return 0, false
+	}
+	return mo.raw.Load(pa, &tbl[(pa&(mo.ps-1))/8]), true
+}
+
+func leafTranslation(g *arm64.Geometry, d uint64, l arm64.Level, va uint64, pxn bool) Translation {
+	if !arm64.DescValid(d) || (l < arm64.LastLevel && !g.BlockAllowed(l)) {
+		return Translation{}
+	}
+	return Translation{PA: g.OutputAddress(d)&^(g.Size(l)-1) + va&(g.Size(l)-1), Valid: true,
+		Write: d&arm64.PTERdonly == 0, Exec: d&arm64.PTEPXN == 0 && !pxn}
+}
+
+// scan walks the group's region, refreshing its upper descriptor addresses
+// and last-level table, and calls fn with the translation of pages [i0, i1).
+func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
+	g := mo.g
+	gr.up = [5]uint64{}
+	gr.pte = 0
+	tpa, pxn := mo.K.PT.Root(), false
+	for l := g.StartLevel; ; l++ {
+		if l == arm64.LastLevel {
+			gr.pte = tpa
+			for i := i0; i < i1; i++ {
+				va := gr.va + uint64(i)*mo.ps
+				d, _ := mo.load(tpa + uint64(g.Index(va, l))*8)
+				fn(i, leafTranslation(g, d, l, va, pxn))
+			}
+			return
+		}
+		dpa := tpa + uint64(g.Index(gr.va, l))*8
+		gr.up[int(l)+1] = dpa
+		d, ok := mo.load(dpa)
+		if ok && g.IsTable(d, l) {
+			pxn = pxn || d&arm64.TablePXN != 0
+			tpa = g.OutputAddress(d)
+			continue
+		}
+		for i := i0; i < i1; i++ {
+			va := gr.va + uint64(i)*mo.ps
+			fn(i, leafTranslation(g, d, l, va, pxn))
+		}
+		return
+	}
+}
+
+// Translate is the current translation of va through the tables.
+func (mo *Monitor) Translate(va uint64) Translation {
+	pa, e, ok := mo.K.PT.Translate(mo.raw, va)
+	if !ok {
+		return Translation{}
+	}
+	return Translation{PA: pa, Valid: true, Write: e.Desc&arm64.PTERdonly == 0, Exec: e.Desc&arm64.PTEPXN == 0 && !e.TablePXN}
+}
+
+// checkGroup compares pages [i0, i1) of a group with the reference: pages no
+// operation is changing must translate exactly as before; pages being changed
+// may change permissions but never their PA.
+func (mo *Monitor) checkGroup(gr *group, i0, i1, c int) {
+	mo.scan(gr, i0, i1, func(i int, t Translation) {
+		if mo.err != nil {
+			return
+		}
+		ref := gr.ref[i]
+		va := gr.va + uint64(i)*mo.ps
+		if gr.flux[i] == 0 {
+			if t != ref && (t.Valid || ref.Valid) {
+				mo.fail("translation changed", va, c, "%#x now translates to %v, was %v, and no operation is changing it", va, t, ref)
+			}
+			return
+		}
+		if t.Valid && ref.Valid && t.PA != ref.PA {
+			mo.fail("translation changed", va, c, "%#x now translates to PA %#x, was %#x (a split or collapse must keep the output address)", va, t.PA, ref.PA)
+		}
+	})
+}
+
+// Before is called when CPU c announces ev (before any switch to another CPU).
+func (mo *Monitor) Before(c *cpu.CPU, ev *cpu.Event) {
+	if ev.Kind == cpu.EvOpBegin && !mo.record {
+		mo.cur[c.ID()] = ev.Op
+		mo.flux(c.ID(), ev.Op, 1)
+	}
+}
+
+func (mo *Monitor) flux(c, op int, delta int) {
+	for _, r := range mo.ops[c][op].Footprint {
+		for va := r.Start &^ (mo.ps - 1); va < r.End; va += mo.ps {
+			if gr := mo.groupOf(va); gr != nil {
+				i := (va - gr.va) / mo.ps
+				gr.flux[i] = uint8(int(gr.flux[i]) + delta)
+			}
+		}
+	}
+}
+
+// After is called when CPU c has performed ev.
+func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	switch ev.Kind {
+	case cpu.EvOpBegin:
+		if mo.record {
+			mo.cur[id] = ev.Op
+		}
+	case cpu.EvOpEnd:
+		mo.opEnd(c, ev)
+	}
+	if mo.err != nil || mo.record {
+		return
+	}
+	switch ev.Kind {
+	case cpu.EvLoad, cpu.EvWalk:
+		if ev.Level == cpu.LevelUnknown {
+			mo.fail("use after free", ev.PA, id, "CPU%d read the descriptor at %#x in page %#x, which is not a live table page", id, ev.PA, ev.PA&^(mo.ps-1))
+		}
+	case cpu.EvStore:
+		mo.afterStore(c, ev)
+	case cpu.EvTableFree:
+		mo.tableFree(c, ev)
+	case cpu.EvAccess:
+		mo.access(c, ev)
+	}
+}
+
+func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	if ev.Level == cpu.LevelUnknown {
+		mo.fail("use after free", ev.PA, id, "CPU%d stored %#016x at %#x in page %#x, which is no longer a table page (freed)", id, ev.Val, ev.PA, ev.PA&^(mo.ps-1))
+		return
+	}
+	// Lost update: the store lands in a table the walker reached from the
+	// root, but the chain that led there no longer holds.
+	g := mo.g
+	if c.Path.Chain(g.StartLevel, ev.Level) && c.Path.Slot(g.StartLevel).Table == mo.K.PT.Root() {
+		for l := g.StartLevel; l < ev.Level; l++ {
+			s, next := c.Path.Slot(l), c.Path.Slot(l+1).Table
+			dpa := s.Table + uint64(s.Index)*8
+			d, ok := mo.load(dpa)
+			if !ok || !g.IsTable(d, l) || g.OutputAddress(d) != next {
+				va, _ := c.Path.VA(g, ev.Level, int((ev.PA&(mo.ps-1))/8))
+				mo.fail("lost update", va, id, "CPU%d stored %#016x at %#x (%s entry for va %#x) in table %#x, which is no longer reachable: the %s entry at %#x that led to it now holds %#016x",
+					id, ev.Val, ev.PA, g.Name(ev.Level), va, ev.PA&^(mo.ps-1), g.Name(l), dpa, d)
+				return
+			}
+		}
+	}
+	for i := range mo.groups {
+		gr := &mo.groups[i]
+		hit := false
+		for _, u := range gr.up {
+			hit = hit || (u == ev.PA && u != 0)
+		}
+		switch {
+		case hit:
+			mo.checkGroup(gr, 0, len(gr.ref), id)
+		case gr.pte != 0 && ev.PA&^(mo.ps-1) == gr.pte:
+			j := int((ev.PA & (mo.ps - 1)) / 8)
+			mo.checkGroup(gr, j, j+1, id)
+		}
+	}
+	if mo.nonBBML2 {
+		mo.conflicts(id)
+	}
+}
+
+// conflicts checks break-before-make: a CPU without BBML2_NOABORT must never
+// hold a TLB entry while the tables map part of it with a leaf of another
+// size, since its walker may then cache both (a TLB conflict abort).
+func (mo *Monitor) conflicts(by int) {
+	for _, o := range mo.M.CPUs {
+		if o.BBML2 {
+			continue
+		}
+		o.TLB.Leaves(func(e *cpu.Entry) {
+			if mo.err != nil {
+				return
+			}
+			leaf, err := mo.K.PT.Lookup(mo.raw, e.VA)
+			if err != nil || !arm64.DescValid(leaf.Desc) || mo.g.IsTable(leaf.Desc, leaf.Level) {
+				return
+			}
+			size := mo.g.Size(leaf.Level)
+			if arm64.DescCont(leaf.Desc) {
+				size = mo.g.ContSize(leaf.Level)
+			}
+			if size != e.Size {
+				mo.fail("break-before-make", e.VA, by, "CPU%d (no BBML2_NOABORT) caches a %#x-byte entry for %#x while the tables now map it with a %#x-byte leaf: its walker may add a conflicting entry",
+					o.ID(), e.Size, e.VA, size)
+			}
+		})
+	}
+}
+
+func (mo *Monitor) tableFree(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	for _, o := range mo.M.CPUs {
+		o.TLB.Walks(func(w *cpu.WalkEntry) {
+			if w.Table == ev.PA {
+				mo.fail("table freed under walk cache", ev.PA, id, "CPU%d frees table page %#x while CPU%d's walk cache still points to it for [%#x, %#x)",
+					id, ev.PA, o.ID(), w.VA, w.VA+w.Size)
+			}
+		})
+		if o == c {
+			continue
+		}
+		if l, ok := o.Path.Contains(ev.PA); ok {
+			op := "its walk"
+			if k := mo.cur[o.ID()]; k >= 0 {
+				op = mo.ops[o.ID()][k].Name
+			}
+			mo.fail("table freed under walker", ev.PA, id, "CPU%d frees the %s table page %#x while CPU%d (%s) is walking it",
+				id, mo.g.Name(l), ev.PA, o.ID(), op)
+		}
+	}
+}
+
+func (mo *Monitor) access(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	if ev.Err != nil {
+		if errors.Is(ev.Err, cpu.ErrTLBConflict) {
+			mo.fail("TLB conflict", ev.VA, id, "%v", ev.Err)
+		} else if errors.Is(ev.Err, cpu.ErrStaleWalk) {
+			mo.fail("use after free", ev.VA, id, "%v", ev.Err)
+		}
+		return
+	}
+	gr := mo.groupOf(ev.VA)
+	if gr == nil {
+		return
+	}
+	i := (ev.VA - gr.va) / mo.ps
+	ref := gr.ref[i]
+	if ref.Valid && ev.Val&^(mo.ps-1) != ref.PA {
+		mo.fail("translation changed", ev.VA, id, "CPU%d's %v at %#x reached PA %#x, intended %#x", id, ev.Acc, ev.VA, ev.Val, ref.PA)
+		return
+	}
+	if gr.flux[i] != 0 {
+		return
+	}
+	if (ev.Acc == cpu.Write && !ref.Write) || (ev.Acc == cpu.Exec && !ref.Exec) || !ref.Valid {
+		mo.fail("stale TLB entry", ev.VA, id, "CPU%d's %v at %#x succeeded although the page is %v", id, ev.Acc, ev.VA, ref)
+	}
+}
+
+// opEnd records (record mode) or checks the operation's outcome: its
+// footprint translates as in the serial run, its error is the serial run's,
+// no CPU's TLB is more permissive than the tables over the footprint, and
+// W^X holds for the tracked executable pages.
+func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	info := &mo.ops[id][ev.Op]
+	key := opKey{id, ev.Op}
+	mo.cur[id] = -1
+	if mo.record {
+		var got []pageIntent
+		for _, r := range info.Footprint {
+			for va := r.Start &^ (mo.ps - 1); va < r.End; va += mo.ps {
+				got = append(got, pageIntent{va, mo.Translate(va)})
+			}
+		}
+		mo.oracle.after[key] = got
+		mo.oracle.errs[key] = ev.Err
+		return
+	}
+	defer mo.flux(id, ev.Op, -1)
+	if mo.err != nil {
+		return
+	}
+	if want := mo.oracle.errs[key]; !info.Racy && (want == nil) != (ev.Err == nil) {
+		mo.fail("operation failed", 0, id, "%s on CPU%d returned %v; alone it returns %v", info.Name, id, ev.Err, want)
+		return
+	}
+	for _, p := range mo.oracle.after[key] {
+		t := mo.Translate(p.va)
+		if !info.Racy && t != p.t && (t.Valid || p.t.Valid) {
+			mo.fail("lost update", p.va, id, "after %s returned on CPU%d, %#x translates to %v; the operation alone leaves %v", info.Name, id, p.va, t, p.t)
+			return
+		}
+		if gr := mo.groupOf(p.va); gr != nil {
+			gr.ref[(p.va-gr.va)/mo.ps] = t
+		}
+	}
+	// No stale permissive TLB entry over the footprint once it returns.
+	for _, o := range mo.M.CPUs {
+		o.TLB.Leaves(func(e *cpu.Entry) {
+			for _, r := range info.Footprint {
+				if mo.err != nil || !e.Overlaps(r.Start, r.End) || !(e.Write || e.Exec) {
+					continue
+				}
+				for va := max(r.Start, e.VA) &^ (mo.ps - 1); va < min(r.End, e.VA+e.Size); va += mo.ps {
+					t := mo.Translate(va)
+					if (e.Write && !t.Write) || (e.Exec && !t.Exec) {
+						mo.fail("stale TLB entry", va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
+							info.Name, id, o.ID(), va, perm(e.Write, e.Exec), t)
+						return
+					}
+				}
+			}
+		})
+	}
+	mo.wx(id)
+}
+
+func perm(w, x bool) string {
+	return Translation{Valid: true, Write: w, Exec: x}.String()[4:]
+}
+
+// wx checks W^X across aliases over the tracked pages: an executable page is
+// not writable, and neither is its linear alias.
+func (mo *Monitor) wx(by int) {
+	for gi := range mo.groups {
+		gr := &mo.groups[gi]
+		mo.scan(gr, 0, len(gr.ref), func(i int, t Translation) {
+			if mo.err != nil || !t.Valid || !t.Exec {
+				return
+			}
+			va := gr.va + uint64(i)*mo.ps
+			if mo.Exempt != nil {
+				if a := mo.K.FindVMArea(va); a != nil && mo.Exempt(a) {
+					return
+				}
+			}
+			if t.Write {
+				mo.fail("W^X", va, by, "%#x is writable and executable", va)
+				return
+			}
+			if lin := mo.K.Lin(t.PA &^ (mo.ps - 1)); mo.K.Layout.IsLinear(lin) {
+				if lt := mo.Translate(lin); lt.Valid && lt.Write {
+					mo.fail("W^X", va, by, "%#x is executable while its linear alias %#x is writable", va, lin)
+				}
+			}
+		})
+	}
+}
+
+// Final checks the state when every CPU is done: the tracked translations,
+// no TLB entry more permissive than the tables over them, W^X across aliases
+// and executable content for all execmem memory, physmem accounting, and
+// that every table page is reachable from the root (none leaked).
+func (mo *Monitor) Final() error {
+	if mo.err != nil || mo.record {
+		return mo.Err()
+	}
+	mo.Step = -1
+	for gi := range mo.groups {
+		gr := &mo.groups[gi]
+		mo.checkGroup(gr, 0, len(gr.ref), -1)
+		for _, o := range mo.M.CPUs {
+			o.TLB.Leaves(func(e *cpu.Entry) {
+				if mo.err != nil || !e.Overlaps(gr.va, gr.va+mo.pmdSize) {
+					return
+				}
+				for va := max(gr.va, e.VA); va < min(gr.va+mo.pmdSize, e.VA+e.Size); va += mo.ps {
+					ref := gr.ref[(va-gr.va)/mo.ps]
+					if (e.Write && !ref.Write) || (e.Exec && !ref.Exec) || (ref.Valid && e.Translate(va) != ref.PA) {
+						mo.fail("stale TLB entry", va, -1, "CPU%d's TLB maps %#x to %#x %s at the end; the tables say %v", o.ID(), va, e.Translate(va), perm(e.Write, e.Exec), ref)
+						return
+					}
+				}
+			})
+		}
+	}
+	if mo.err != nil {
+		return mo.err
+	}
+	mo.wx(-1)
+	if mo.err != nil {
+		return mo.err
+	}
+	for _, err := range []error{WX(mo.K, mo.raw, mo.Exempt), ExecContent(mo.K, mo.raw), Accounting(mo.K), Leaks(mo.K)} {
+		if err != nil {
+			var v *Violation
+			if errors.As(err, &v) {
+				return v
+			}
+			mo.err = &Violation{Kind: "final state", Step: -1, CPU: -1, Msg: err.Error()}
+			return mo.err
+		}
+	}
+	return nil
+}
+
+// Leaks checks that every table page the tables count is reachable from the
+// root: a table replaced without being freed (a lost split) leaks memory.
+func Leaks(k *kernel.Kernel) error {
+	g := &k.G
+	var raw pgtable.Atomic
+	seen := map[uint64]bool{}
+	var walk func(pa uint64, l arm64.Level) error
+	walk = func(pa uint64, l arm64.Level) error {
+		if seen[pa] {
+			return &Violation{Kind: "table reachable twice", Addr: pa, CPU: -1, Step: -1,
+				Msg: fmt.Sprintf("table page %#x is referenced by two entries", pa)}
+		}
+		seen[pa] = true
+		if l == arm64.LastLevel {
+			return nil
+		}
+		tbl, err := k.PT.Table(pa)
+		if err != nil {
+			return &Violation{Kind: "dangling table", Addr: pa, CPU: -1, Step: -1, Msg: err.Error()}
+		}
+		for i := range tbl {
+			d := raw.Load(pa+uint64(i)*8, &tbl[i])
+			if !g.IsTable(d, l) {
+				continue
+			}
+			child := g.OutputAddress(d)
+			if _, err := k.PT.Table(child); err != nil {
+				return &Violation{Kind: "dangling table", Addr: pa + uint64(i)*8, CPU: -1, Step: -1,
+					Msg: fmt.Sprintf("the %s entry at %#x points to %#x, which is not a table page", g.Name(l), pa+uint64(i)*8, child)}
+			}
+			if err := walk(child, l+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(k.PT.Root(), g.StartLevel); err != nil {
+		return err
+	}
+	if n := k.PT.TotalTablePages(); n != len(seen) {
+		return &Violation{Kind: "table leak", CPU: -1, Step: -1,
+			Msg: fmt.Sprintf("%d table pages allocated, %d reachable from the root", n, len(seen))}
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/explore"
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/spf13/cobra"
+)
+
+type checkFlags struct {
+	preset, scenario, replay, points, mutant string
+	bound, random, maxRuns                   int
+	seed                                     uint64
+	trace, time                              bool
+}
+
+func init() {
+	var f checkFlags
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Search the interleavings of a concurrency scenario for invariant violations",
+		Long: `check runs a named scenario — a few simulated CPUs, a few kernel operations each — under a
+policy preset and searches its interleavings: depth-first with iterative deepening of the
+preemption bound up to --bound (exhaustive within it), then --random seeded random walks. Every
+step is checked: translation equivalence across splits and collapses, W^X across aliases, no
+stale permissive TLB entry after an operation returns, no conflicting TLB entries without
+BBML2_NOABORT, no table page freed under a walk cache or a walker, no store into an unreachable
+table (a lost update), physmem accounting and table leaks.
+
+It prints "no violation in N schedules (bound B, exhaustive)" or the first violation with the
+schedule that reaches it (fewest preemptions first): per step the CPU, its operation, the event,
+the kernel function and the descriptor (old → new); it exits non-zero after a violation. A
+schedule is written CPUxSTEPS in run-length form ("0x65 1x619": CPU0 for 65 steps, then CPU1
+for 619); --replay runs one printed schedule again.
+
+Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioNames(), ", ") + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd.OutOrStdout(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.preset, "preset", "collapse", "policy preset ("+strings.Join(kernel.PresetNames(), ", ")+")")
+	fl.StringVar(&f.scenario, "scenario", "all", "scenario name, or all")
+	fl.IntVar(&f.bound, "bound", 2, "preemption bound of the exhaustive search (-1: none)")
+	fl.IntVar(&f.random, "random", 0, "random walks after the search")
+	fl.Uint64Var(&f.seed, "seed", 1, "seed of the random walks")
+	fl.StringVar(&f.replay, "replay", "", `replay one schedule ("0x65 1x619" or "0,0,1,...") instead of searching`)
+	fl.StringVar(&f.points, "points", "shared", "preemption points: shared (stores, sync, loads of shared tables), all, writes")
+	fl.StringVar(&f.mutant, "mutant", "none", "inject a known bug: "+mutantNames())
+	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
+	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
+	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	rootCmd.AddCommand(cmd)
+}
+
+func mutantNames() string {
+	var n []string
+	for _, m := range explore.Mutants {
+		n = append(n, m.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func runCheck(out io.Writer, f checkFlags) error {
+	points, err := explore.ParsePoints(f.points)
+	if err != nil {
+		return err
+	}
+	muts, err := explore.LookupMutant(f.mutant)
+	if err != nil {
+		return err
+	}
+	if _, err := kernel.Preset(f.preset); err != nil {
+		return err
+	}
+	names := []string{f.scenario}
+	if f.scenario == "all" {
+		if f.replay != "" {
+			return fmt.Errorf("%w: --replay needs one --scenario", explore.ErrScenario)
+		}
+		names = explore.ScenarioNames()
+	}
+	total := explore.Result{}
+	var bad []string
+	for _, name := range names {
+		sc, err := explore.LookupScenario(name)
+		if err != nil {
+			return err
+		}
+		x, err := explore.New(explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns})
+		if err != nil {
+			return err
+		}
+		if f.replay != "" {
+			return replayCheck(out, x, f, sc)
+		}
+		res, err := x.Run()
+		if err != nil {
+			return err
+		}
+		total.Schedules += res.Schedules
+		total.Runs += res.Runs
+		total.Steps += res.Steps
+		total.Elapsed += res.Elapsed
+		if res.Violation != nil {
+			if err := reportViolation(out, x, f, sc, res); err != nil {
+				return err
+			}
+			bad = append(bad, name)
+			continue
+		}
+		fmt.Fprintf(out, "preset %s, scenario %s: no violation in %d schedules (%s; %d runs, %d steps)\n",
+			f.preset, name, res.Schedules, boundText(res, f), res.Runs, res.Steps)
+		if f.time {
+			fmt.Fprintf(out, "  %v, %.0f schedules/s\n", res.Elapsed.Round(1e6), float64(res.Runs)/res.Elapsed.Seconds())
+		}
+	}
+	if len(names) > 1 {
+		if len(bad) == 0 {
+			fmt.Fprintf(out, "preset %s: no violation in %d schedules over %d scenarios (bound %d)\n", f.preset, total.Schedules, len(names), f.bound)
+		} else {
+			fmt.Fprintf(out, "preset %s: violations in %s; %d schedules over %d scenarios (bound %d)\n",
+				f.preset, strings.Join(bad, ", "), total.Schedules, len(names), f.bound)
+		}
+		if f.time {
+			fmt.Fprintf(out, "  %v, %.0f schedules/s\n", total.Elapsed.Round(1e6), float64(total.Runs)/total.Elapsed.Seconds())
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w in %s (preset %s)", errViolations, strings.Join(bad, ", "), f.preset)
+	}
+	return nil
+}
+
+// errViolations makes ptlab exit non-zero when a scenario breaks an invariant.
+var errViolations = errors.New("invariant violations")
+
+func boundText(res *explore.Result, f checkFlags) string {
+	s := fmt.Sprintf("bound %d", f.bound)
+	switch {
+	case f.bound < 0:
+		s = "no systematic search"
+	case res.Exhaustive:
+		s += ", exhaustive"
+	default:
+		s += ", stopped at --max-runs"
+	}
+	if f.random > 0 {
+		s += fmt.Sprintf(", %d random walks seed %d", f.random, f.seed)
+	}
+	return s + ", points " + f.points
+}
+
+func reportViolation(out io.Writer, x *explore.Explorer, f checkFlags, sc *explore.Scenario, res *explore.Result) error {
+	how := fmt.Sprintf("%d preemption(s), search bound %d", res.Preemptions, f.bound)
+	if res.Random {
+		how = fmt.Sprintf("random walk, seed %d", f.seed)
+	}
+	fmt.Fprintf(out, "preset %s, scenario %s: VIOLATION after %d schedules (%s)\n", f.preset, sc.Name, res.Schedules, how)
+	if f.time {
+		fmt.Fprintf(out, "  found in %v, %.0f schedules/s\n", res.Elapsed.Round(1e6), float64(res.Runs)/res.Elapsed.Seconds())
+	}
+	fmt.Fprintf(out, "  %s: %s\n", res.Violation.Kind, res.Violation.Msg)
+	fmt.Fprintf(out, "schedule (%d steps, %d context switches): %s\n", len(res.Schedule), res.Schedule.Switches(), res.Schedule)
+	fmt.Fprintf(out, "replay: ptlab check --preset %s --scenario %s%s --replay %q\n\n", f.preset, sc.Name, mutantFlag(f), res.Schedule.String())
+	_, steps, err := x.Replay(res.Schedule, true)
+	if err != nil {
+		return err
+	}
+	if err := writeTrace(out, steps, res.Violation.Step, f.trace); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func mutantFlag(f checkFlags) string {
+	if f.mutant == "" || f.mutant == "none" {
+		return ""
+	}
+	return " --mutant " + f.mutant
+}
+
+// writeTrace prints the steps up to the violation and, after it, the next
+// few state changes, which show what the violation leads to.
+func writeTrace(out io.Writer, steps []explore.TraceStep, upto int, all bool) error {
+	if all {
+		return explore.WriteTrace(out, steps, -1)
+	}
+	if err := explore.WriteTrace(out, steps, upto); err != nil {
+		return err
+	}
+	if upto < 0 {
+		return nil
+	}
+	var next []explore.TraceStep
+	per := map[int]int{}
+	for _, st := range steps {
+		if st.Step > upto && st.Ev.Kind != cpu.EvLoad && st.Ev.Kind != cpu.EvWalk && per[st.CPU] < 3 {
+			per[st.CPU]++
+			st.Switch = false
+			next = append(next, st)
+		}
+	}
+	if len(next) > 0 {
+		fmt.Fprintln(out, "then each CPU goes on (no preemption, checks off):")
+		return explore.WriteTrace(out, next, -1)
+	}
+	return nil
+}
+
+func replayCheck(out io.Writer, x *explore.Explorer, f checkFlags, sc *explore.Scenario) error {
+	s, err := explore.ParseSchedule(f.replay)
+	if err != nil {
+		return err
+	}
+	res, steps, err := x.Replay(s, true)
+	if err != nil {
+		return err
+	}
+	if res.Violation == nil {
+		fmt.Fprintf(out, "preset %s, scenario %s: replayed %d steps, no violation\n", f.preset, sc.Name, res.Steps)
+		if f.trace {
+			return explore.WriteTrace(out, steps, -1)
+		}
+		return nil
+	}
+	fmt.Fprintf(out, "preset %s, scenario %s: VIOLATION at step %d of the replay\n  %s: %s\n\n", f.preset, sc.Name, res.Violation.Step, res.Violation.Kind, res.Violation.Msg)
+	if err := writeTrace(out, steps, res.Violation.Step, f.trace); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w in %s (preset %s)", errViolations, sc.Name, f.preset)
+}

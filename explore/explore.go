@@ -1,0 +1,447 @@
+// Package explore runs modelled kernel operations on several simulated CPUs
+// and searches their interleavings for invariant violations, the way CHESS
+// and loom do for threads: systematically, depth-first with a bound on
+// preemptions, plus seeded random walks, and replays any schedule exactly
+// from its printed form.
+//
+// Two modes run the same kernel code. Explore: one CPU runs at a time; at
+// every door call (descriptor load or store, table alloc or free, lock,
+// rwsem, TLBI, hardware walk read, access) the running CPU yields to the
+// scheduler, which picks who runs next; a CPU waiting for a held lock is not
+// runnable. Real (RunReal): every CPU is a goroutine with atomic descriptor
+// accesses and blocking locks, for stress tests under the race detector.
+//
+// Preemption points. A context switch away from a runnable CPU (a
+// preemption) is considered only where another CPU could observe the
+// difference: before stores, table allocs and frees, locks, rwsems, TLBIs,
+// accesses and operation boundaries, and — with PointsShared, the default —
+// before loads of table pages that another CPU stores to (learned from the
+// bound-0 runs, then fixed so the search tree is stable). PointsAll
+// preempts before every load too; PointsWrites before none.
+package explore
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+
+	"github.com/ptlab/ptlab/check"
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// Errors.
+var (
+	ErrScenario = errors.New("explore: bad scenario")
+	// ErrNondeterminism: a replayed prefix offered different choices (the
+	// modelled kernel depends on something outside the schedule).
+	ErrNondeterminism = errors.New("explore: run is not deterministic")
+)
+
+// Op is one operation a CPU performs in a scenario.
+type Op struct {
+	Name string
+	// Footprint: the VA ranges whose intended translation (permissions) the
+	// operation changes; operations on different CPUs must not overlap.
+	Footprint []check.Range
+	// Racy: the outcome depends on the interleaving (an access racing with
+	// a permission change): not compared with the serial run.
+	Racy bool
+	Run  func(k *kernel.Kernel, c *cpu.CPU) error
+}
+
+// Setup is a scenario's initial state, built on a freshly booted kernel by
+// Scenario.Build: the threads each CPU runs and the VA ranges whose
+// translations the checker follows at every step.
+type Setup struct {
+	K       *kernel.Kernel
+	M       *cpu.Machine
+	Threads [][]Op
+	Tracked []check.Range
+	Exempt  check.Exemption
+}
+
+// Scenario is a named concurrency scenario.
+type Scenario struct {
+	Name, Doc string
+	CPUs      int
+	// Config returns the machine to boot under a policy preset.
+	Config func(p kernel.Policy) (kernel.Config, error)
+	// Build runs single-threaded on the booted kernel (CPUs without a
+	// scheduler) and sets the threads.
+	Build func(s *Setup) error
+}
+
+// Points selects the preemption points.
+type Points uint8
+
+const (
+	PointsShared Points = iota // writes, sync, and loads of table pages other CPUs write
+	PointsAll                  // every door call
+	PointsWrites               // never before a load
+)
+
+var pointNames = []string{"shared", "all", "writes"}
+
+func (p Points) String() string {
+	if int(p) < len(pointNames) {
+		return pointNames[p]
+	}
+	return fmt.Sprintf("points(%d)", uint8(p))
+}
+
+// ParsePoints reads a Points name.
+func ParsePoints(s string) (Points, error) {
+	for i, n := range pointNames {
+		if n == s {
+			return Points(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: preemption points %q (shared, all, writes)", ErrScenario, s)
+}
+
+// Config is one exploration.
+type Config struct {
+	Preset    string
+	Scenario  *Scenario
+	Mutations kernel.Mutations
+	// Bound is the preemption bound of the depth-first search (iterative
+	// deepening from 0); negative skips the systematic search.
+	Bound  int
+	Random int    // seeded random walks after the search
+	Seed   uint64 // seed of the random walks
+	Points Points
+	// MaxRuns stops the search after this many runs (0: no limit).
+	MaxRuns int
+}
+
+// Result is what an exploration found.
+type Result struct {
+	Preset, Scenario string
+	Bound            int
+	Points           Points
+	// Schedules counts distinct schedules checked: runs of the depth-first
+	// search with exactly the iteration's number of preemptions (earlier
+	// iterations covered the others) plus random walks. Runs counts every
+	// execution.
+	Schedules, Runs int
+	Exhaustive      bool // the search covered every schedule within the bound
+	Steps           int  // steps executed in total
+	Elapsed         time.Duration
+	// Violation is the first violation, with the schedule that reaches it.
+	Violation   *check.Violation
+	Schedule    Schedule
+	Preemptions int  // in the violating schedule
+	Random      bool // found by a random walk
+}
+
+// Explorer runs one scenario under one preset.
+type Explorer struct {
+	cfg    Config
+	kcfg   kernel.Config
+	oracle *check.Oracle
+	// Learned from the bound-0 runs for PointsShared: which CPUs store to
+	// each descriptor, and store to or free each table page.
+	descWriters, pageWriters map[uint64]uint64
+	learn                    bool
+}
+
+func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
+	bit := uint64(1) << uint(id)
+	switch ev.Kind {
+	case cpu.EvStore:
+		x.descWriters[ev.PA] |= bit
+		x.pageWriters[ev.PA&^(pageSize-1)] |= bit
+	case cpu.EvTableFree:
+		x.pageWriters[ev.PA] |= bit
+	}
+}
+
+// New prepares an exploration: it checks the configuration and records the
+// oracle (the outcome of each operation when the CPUs run one after the
+// other).
+func New(cfg Config) (*Explorer, error) {
+	if cfg.Scenario == nil {
+		return nil, fmt.Errorf("%w: no scenario", ErrScenario)
+	}
+	pol, err := kernel.Preset(cfg.Preset)
+	if err != nil {
+		return nil, err
+	}
+	kcfg, err := cfg.Scenario.Config(pol)
+	if err != nil {
+		return nil, err
+	}
+	x := &Explorer{cfg: cfg, kcfg: kcfg, descWriters: map[uint64]uint64{}, pageWriters: map[uint64]uint64{}}
+	o, err := x.run(&serialChooser{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if o.violation != nil {
+		return nil, fmt.Errorf("%w: the serial run fails: %v", ErrScenario, o.violation)
+	}
+	x.oracle = o.oracle
+	return x, nil
+}
+
+// outcome is what one run produced.
+type outcome struct {
+	violation   *check.Violation
+	schedule    Schedule
+	preemptions int
+	steps       int
+	oracle      *check.Oracle
+	trace       []TraceStep
+}
+
+// boot builds a fresh kernel and the scenario's initial state.
+func (x *Explorer) boot(mode cpu.Mode) (*Setup, error) {
+	k, err := kernel.Boot(x.kcfg)
+	if err != nil {
+		return nil, err
+	}
+	k.Mutations = x.cfg.Mutations
+	s := &Setup{K: k, M: cpu.NewMachine(k, x.cfg.Scenario.CPUs, mode)}
+	if err := x.cfg.Scenario.Build(s); err != nil {
+		return nil, fmt.Errorf("%w: %s: setup: %w", ErrScenario, x.cfg.Scenario.Name, err)
+	}
+	if len(s.Threads) != len(s.M.CPUs) {
+		return nil, fmt.Errorf("%w: %s: %d threads for %d CPUs", ErrScenario, x.cfg.Scenario.Name, len(s.Threads), len(s.M.CPUs))
+	}
+	return s, nil
+}
+
+// run executes one schedule chosen by ch on a fresh kernel, checked against
+// the oracle (or recording it when there is none yet).
+func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
+	s, err := x.boot(cpu.Cooperative)
+	if err != nil {
+		return nil, err
+	}
+	mon := x.monitor(s)
+	r := newRun(x, s, mon, ch, tr)
+	r.start()
+	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps()}
+	if r.violation != nil {
+		o.violation = r.violation
+	} else if err := mon.Final(); err != nil {
+		o.violation = mon.Violation()
+	} else if v := mon.Violation(); v != nil {
+		o.violation = v
+	}
+	if x.oracle == nil {
+		o.oracle = mon.Oracle()
+	}
+	return o, nil
+}
+
+func (x *Explorer) monitor(s *Setup) *check.Monitor {
+	infos := make([][]check.OpInfo, len(s.Threads))
+	for i, th := range s.Threads {
+		for _, op := range th {
+			infos[i] = append(infos[i], check.OpInfo{Name: op.Name, Footprint: op.Footprint, Racy: op.Racy})
+		}
+	}
+	mon := check.NewMonitor(s.K, s.M, s.Tracked, infos, x.oracle)
+	mon.Exempt = s.Exempt
+	return mon
+}
+
+// Run explores: depth-first with iterative deepening of the preemption
+// bound from 0 to cfg.Bound, then cfg.Random seeded random walks; it stops at
+// the first violation, whose schedule has the fewest preemptions the search
+// needed.
+func (x *Explorer) Run() (*Result, error) {
+	defer relaxGC()()
+	start := time.Now()
+	res := &Result{Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: x.cfg.Bound, Points: x.cfg.Points}
+	found := func(o *outcome, random bool) {
+		res.Violation = o.violation
+		res.Schedule = o.schedule
+		if v := o.violation; v.Step >= 0 && v.Step+1 < len(o.schedule) {
+			res.Schedule = o.schedule[:v.Step+1]
+		}
+		res.Random = random
+		res.Preemptions = o.preemptions
+	}
+	limited := false
+	for b := 0; b <= x.cfg.Bound && res.Violation == nil && !limited; b++ {
+		x.learn = b == 0
+		d := &dfsChooser{bound: b, points: x.cfg.Points}
+		for {
+			if x.cfg.MaxRuns > 0 && res.Runs >= x.cfg.MaxRuns {
+				limited = true
+				break
+			}
+			d.depth = 0
+			o, err := x.run(d, nil)
+			if err != nil {
+				return nil, err
+			}
+			res.Runs++
+			res.Steps += o.steps
+			if o.preemptions == b {
+				res.Schedules++
+			}
+			if o.violation != nil {
+				found(o, false)
+				break
+			}
+			if !d.next() {
+				break
+			}
+		}
+	}
+	x.learn = false
+	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
+	for i := 0; i < x.cfg.Random && res.Violation == nil; i++ {
+		rc := newRandomChooser(x.cfg.Seed, uint64(i))
+		o, err := x.run(rc, nil)
+		if err != nil {
+			return nil, err
+		}
+		res.Runs++
+		res.Schedules++
+		res.Steps += o.steps
+		if o.violation != nil {
+			found(o, true)
+		}
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// relaxGC raises the garbage collector's target for the duration of a
+// search: every run boots a fresh kernel (about 1.7 MB) that is garbage
+// when the run ends, and with the default target and a small live heap the
+// collector would run after nearly every run (a 2-4x slowdown measured).
+// It returns the function that restores the previous setting.
+func relaxGC() func() {
+	old := debug.SetGCPercent(400)
+	return func() { debug.SetGCPercent(old) }
+}
+
+// Replay runs one schedule, recording a trace of every step when trace is
+// set; steps past the schedule continue without preemption.
+func (x *Explorer) Replay(s Schedule, trace bool) (*Result, []TraceStep, error) {
+	start := time.Now()
+	var tr *tracer
+	if trace {
+		tr = &tracer{}
+	}
+	rc := &replayChooser{s: s}
+	o, err := x.run(rc, tr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rc.err != nil {
+		return nil, nil, rc.err
+	}
+	res := &Result{Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: -1, Points: x.cfg.Points,
+		Schedules: 1, Runs: 1, Steps: o.steps, Violation: o.violation, Schedule: s, Elapsed: time.Since(start)}
+	return res, o.trace, nil
+}
+
+// chooser decides who runs at a scheduling decision.
+type chooser interface {
+	// choose picks among opts (runnable CPU IDs; when cur can run, opts[0]
+	// is cur and the others are preemptions) the CPU that performs step;
+	// point says whether a preemption may happen here (r.preemptions counts
+	// those so far).
+	choose(r *run, step, cur int, curRuns bool, opts []int, point bool) int
+}
+
+// serialChooser runs each CPU to completion, lowest first: the oracle run.
+type serialChooser struct{}
+
+func (serialChooser) choose(_ *run, _, _ int, _ bool, opts []int, _ bool) int { return opts[0] }
+
+// dfsChooser enumerates choices depth-first within a preemption bound.
+type dfsChooser struct {
+	bound  int
+	points Points
+	stack  []choicePoint
+	depth  int
+}
+
+type choicePoint struct{ n, idx int }
+
+func (d *dfsChooser) choose(r *run, _, _ int, curRuns bool, opts []int, point bool) int {
+	n := len(opts)
+	if curRuns && (!point || r.preemptions >= d.bound) {
+		n = 1
+	}
+	if n == 1 {
+		return opts[0]
+	}
+	if d.depth < len(d.stack) {
+		cp := d.stack[d.depth]
+		d.depth++
+		if cp.n != n {
+			r.fail(&check.Violation{Kind: "nondeterminism", CPU: -1, Step: len(r.sched),
+				Msg: fmt.Sprintf("%v: choice point %d had %d options, now %d", ErrNondeterminism, d.depth-1, cp.n, n)})
+			return opts[0]
+		}
+		return opts[cp.idx]
+	}
+	d.stack = append(d.stack, choicePoint{n: n})
+	d.depth++
+	return opts[0]
+}
+
+// next moves to the next unexplored branch; false when none is left.
+func (d *dfsChooser) next() bool {
+	for len(d.stack) > 0 {
+		top := &d.stack[len(d.stack)-1]
+		top.idx++
+		if top.idx < top.n {
+			return true
+		}
+		d.stack = d.stack[:len(d.stack)-1]
+	}
+	return false
+}
+
+// randomChooser preempts at each point with a probability drawn per walk.
+type randomChooser struct {
+	rng  *rand.Rand
+	pInv uint64
+}
+
+func newRandomChooser(seed, walk uint64) *randomChooser {
+	rng := rand.New(rand.NewPCG(seed, walk))
+	inv := []uint64{4, 16, 64, 256, 1024}
+	return &randomChooser{rng: rng, pInv: inv[rng.IntN(len(inv))]}
+}
+
+func (rc *randomChooser) choose(_ *run, _, _ int, curRuns bool, opts []int, point bool) int {
+	if !curRuns {
+		return opts[rc.rng.IntN(len(opts))]
+	}
+	if !point || len(opts) == 1 || rc.rng.Uint64N(rc.pInv) != 0 {
+		return opts[0]
+	}
+	return opts[1+rc.rng.IntN(len(opts)-1)]
+}
+
+// replayChooser follows a schedule step by step.
+type replayChooser struct {
+	s   Schedule
+	err error
+}
+
+func (rc *replayChooser) choose(r *run, step, _ int, _ bool, opts []int, _ bool) int {
+	if step >= len(rc.s) || rc.err != nil {
+		return opts[0]
+	}
+	want := int(rc.s[step])
+	for _, o := range opts {
+		if o == want {
+			return want
+		}
+	}
+	rc.err = fmt.Errorf("%w: at step %d CPU%d cannot run (runnable: %v)", ErrSchedule, step, want, r.runnable)
+	return opts[0]
+}

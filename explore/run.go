@@ -1,0 +1,237 @@
+package explore
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/ptlab/ptlab/check"
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// run is one execution: a goroutine per CPU, exactly one of them running at
+// a time. The running CPU holds the baton; at every door call (Before) it
+// asks the chooser who performs the next step and, if that is another CPU,
+// hands the baton over and parks until it gets it back.
+type run struct {
+	x       *Explorer
+	k       *kernel.Kernel
+	m       *cpu.Machine
+	mon     *check.Monitor
+	ch      chooser
+	tr      *tracer
+	threads [][]Op
+
+	pending  []*cpu.Event // what each CPU is about to perform
+	done     []bool
+	begun    []bool
+	lastPage []uint64 // page of the CPU's last step if it was a load
+	wake     []chan struct{}
+	parked   chan int
+	fin      chan struct{}
+	runnable []int
+	opts     []int
+
+	sched       Schedule
+	preemptions int
+	violation   *check.Violation
+	winding     bool // after a violation: run to completion without checks
+}
+
+func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *run {
+	n := len(s.M.CPUs)
+	r := &run{x: x, k: s.K, m: s.M, mon: mon, ch: ch, tr: tr, threads: s.Threads,
+		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), wake: make([]chan struct{}, n),
+		parked: make(chan int, n), fin: make(chan struct{}),
+		runnable: make([]int, 0, n), opts: make([]int, 0, n)}
+	for i, c := range s.M.CPUs {
+		r.wake[i] = make(chan struct{})
+		c.Hook = r
+	}
+	return r
+}
+
+// start runs the threads to completion.
+func (r *run) start() {
+	for i := range r.m.CPUs {
+		go r.thread(i)
+	}
+	for range r.m.CPUs {
+		<-r.parked // every CPU announced its first operation
+	}
+	next := r.decide(-1)
+	r.wake[next] <- struct{}{}
+	<-r.fin
+}
+
+func (r *run) thread(i int) {
+	c := r.m.CPUs[i]
+	defer func() {
+		if p := recover(); p != nil {
+			r.fail(&check.Violation{Kind: "panic", CPU: i, Step: len(r.sched) - 1,
+				Msg: fmt.Sprintf("CPU%d: %v\n%s", i, p, debug.Stack())})
+		}
+		r.exit(i)
+	}()
+	for j, op := range r.threads[i] {
+		c.Mark(cpu.EvOpBegin, j, nil)
+		err := op.Run(r.k, c)
+		c.Mark(cpu.EvOpEnd, j, err)
+	}
+}
+
+// fail records the first violation; the run then winds down without
+// preemptions or checks.
+func (r *run) fail(v *check.Violation) {
+	if r.violation == nil {
+		r.violation = v
+	}
+	r.winding = true
+}
+
+// Before implements cpu.Hook: park until the chooser gives c the next step.
+func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
+	id := c.ID()
+	r.pending[id] = ev
+	if r.x.learn {
+		r.x.learnEvent(id, ev, r.k.G.PageSize())
+	}
+	if !r.begun[id] {
+		// The thread's first announcement: wait for the scheduler's decision.
+		r.begun[id] = true
+		r.parked <- id
+		<-r.wake[id]
+	} else if next := r.decide(id); next != id {
+		r.wake[next] <- struct{}{}
+		<-r.wake[id]
+	}
+	// c performs ev now, as step len(r.sched)-1.
+	r.pending[id] = nil
+	r.lastPage[id] = 0
+	if ev.Kind == cpu.EvLoad || ev.Kind == cpu.EvWalk {
+		r.lastPage[id] = ev.PA &^ (r.k.G.PageSize() - 1)
+	}
+	if !r.winding {
+		r.mon.Step = len(r.sched) - 1
+		r.mon.Before(c, ev)
+	}
+	if r.tr != nil {
+		r.tr.before(r, c, ev)
+	}
+}
+
+// After implements cpu.Hook: check the step.
+func (r *run) After(c *cpu.CPU, ev *cpu.Event) {
+	if r.tr != nil {
+		r.tr.after(r, c, ev)
+	}
+	if r.winding {
+		return
+	}
+	r.mon.After(c, ev)
+	if v := r.mon.Violation(); v != nil {
+		r.fail(v)
+	}
+}
+
+// exit ends CPU i's thread and hands the baton on.
+func (r *run) exit(i int) {
+	r.done[i] = true
+	r.pending[i] = nil
+	for _, d := range r.done {
+		if !d {
+			next := r.decide(-1)
+			r.wake[next] <- struct{}{}
+			return
+		}
+	}
+	close(r.fin)
+}
+
+// decide picks the CPU that performs the next step; cur is the CPU that
+// holds the baton (-1 when it has none: the start, or it just finished).
+func (r *run) decide(cur int) int {
+	r.runnable = r.runnable[:0]
+	for i, c := range r.m.CPUs {
+		if !r.done[i] && r.pending[i] != nil && c.Enabled(r.pending[i]) {
+			r.runnable = append(r.runnable, i)
+		}
+	}
+	if len(r.runnable) == 0 {
+		r.fail(&check.Violation{Kind: "deadlock", CPU: cur, Step: len(r.sched),
+			Msg: fmt.Sprintf("no CPU can run: %s", r.describeWaits())})
+		for i, c := range r.m.CPUs {
+			c.IgnoreLocks = true
+			if !r.done[i] && r.pending[i] != nil {
+				r.runnable = append(r.runnable, i)
+			}
+		}
+	}
+	curRuns := false
+	r.opts = r.opts[:0]
+	for _, i := range r.runnable {
+		if i == cur {
+			curRuns = true
+			r.opts = append(r.opts, i)
+		}
+	}
+	for _, i := range r.runnable {
+		if i != cur {
+			r.opts = append(r.opts, i)
+		}
+	}
+	next := r.opts[0]
+	if rc, ok := r.ch.(*replayChooser); ok {
+		next = rc.choose(r, len(r.sched), cur, curRuns, r.opts, true)
+	} else if !r.winding && len(r.opts) > 1 {
+		point := !curRuns || r.point(cur, r.pending[cur])
+		next = r.ch.choose(r, len(r.sched), cur, curRuns, r.opts, point)
+	}
+	if curRuns && next != cur {
+		r.preemptions++
+	}
+	r.sched = append(r.sched, int8(next))
+	return next
+}
+
+// point says whether a preemption of CPU id may happen before ev. With
+// PointsShared a load is a point when another CPU stores to that very
+// descriptor, or when it is the CPU's first load in a run of loads from a
+// page that another CPU stores to or frees (entering the page is what
+// matters to a walker whose page is freed; its position inside does not).
+func (r *run) point(id int, ev *cpu.Event) bool {
+	switch ev.Kind {
+	case cpu.EvLoad, cpu.EvWalk:
+		switch r.x.cfg.Points {
+		case PointsAll:
+			return true
+		case PointsWrites:
+			return false
+		}
+		others := ^uint64(1 << uint(id))
+		if r.x.descWriters[ev.PA]&others != 0 {
+			return true
+		}
+		page := ev.PA &^ (r.k.G.PageSize() - 1)
+		return r.x.pageWriters[page]&others != 0 && r.lastPage[id] != page
+	}
+	return true
+}
+
+func (r *run) describeWaits() string {
+	s := ""
+	for i, ev := range r.pending {
+		if r.done[i] || ev == nil {
+			continue
+		}
+		what := ev.Kind.String()
+		switch {
+		case ev.Mutex != nil:
+			what += fmt.Sprintf(" %s (held by CPU%d)", ev.Mutex.Name, ev.Mutex.Holder())
+		case ev.Sem != nil:
+			what += fmt.Sprintf(" %s (writer CPU%d, %d readers)", ev.Sem.Name, ev.Sem.Writer(), ev.Sem.Readers())
+		}
+		s += fmt.Sprintf("CPU%d waits in %s; ", i, what)
+	}
+	return s
+}
