@@ -83,7 +83,7 @@ func TestRFCv1RaceFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"tryCollapseKernelPMD → pgtable.FoldTable", "freeFoldedTable → pgtable.FreeTable", "(freed)", "preemption to CPU1"} {
+	for _, want := range []string{"tryCollapseKernelPMD → pgtable.foldTable", "freeFoldedTable → pgtable.FreeTable", "(freed)", "preemption to CPU1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("trace lacks %q", want)
 		}

@@ -20,7 +20,8 @@ func (s *CollapseStats) Total() uint64 {
 	return s.PMDLinear + s.PMDVmalloc + s.ContPTE + s.ContPMD + s.PUD
 }
 
-// freeFoldedTable releases a table page unhooked by a fold: invalidate the
+// freeFoldedTable releases a table page unhooked by a fold (or by
+// pmd_free_pte_page): invalidate the
 // walk caches for the region (__flush_tlb_kernel_pgtable), wait for a
 // running ptdump walk by taking init_mm's mmap lock for reading when the
 // arm64_ptdump_lock_key static key is on, then free the page.

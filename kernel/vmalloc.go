@@ -323,12 +323,7 @@ func (k *Kernel) pmdFreePTEPage(c CPU, va uint64) error {
 	if err != nil || !ok {
 		return err
 	}
-	k.flushTLBKernelPgtable(c, va)
-	if k.ptdumping.Load() != 0 {
-		c.DownRead(k.InitMM)
-		c.UpRead(k.InitMM)
-	}
-	return k.PT.FreeTable(c, tpa)
+	return k.freeFoldedTable(c, va, tpa)
 }
 
 // Vmalloc is vmalloc(size): PAGE_KERNEL small pages.

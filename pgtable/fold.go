@@ -19,7 +19,20 @@ import (
 // the caller frees it with FreeTable after invalidating walk caches and
 // synchronising with lockless walkers. ok=false means nothing changed.
 func (t *Tables) FoldTable(d Door, va uint64, l arm64.Level) (freed uint64, ok bool, err error) {
-	g := t.g
+	return t.foldTable(d, va, l, true)
+}
+
+// FoldTableAnyAttr is FoldTable without the attribute check: the table folds
+// when its entries are valid leaves mapping contiguous output addresses from
+// a block-aligned start, whatever their attributes, and the block takes the
+// first entry's. No kernel does this; it is the checker's FoldIgnoresAttributes
+// mutant (a collapse that changes permissions of part of the region).
+func (t *Tables) FoldTableAnyAttr(d Door, va uint64, l arm64.Level) (freed uint64, ok bool, err error) {
+	return t.foldTable(d, va, l, false)
+}
+
+func (t *Tables) foldTable(d Door, va uint64, l arm64.Level, checkAttrs bool) (freed uint64, ok bool, err error) {
+	g := &t.g
 	if l >= arm64.LastLevel || !g.BlockAllowed(l) {
 		return 0, false, fmt.Errorf("%w: no blocks at %s", ErrInvalid, g.Name(l))
 	}
@@ -35,7 +48,7 @@ func (t *Tables) FoldTable(d Door, va uint64, l arm64.Level) (freed uint64, ok b
 	if !okTbl {
 		return 0, false, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, g.Name(l), e.DescPA)
 	}
-	prot, base, okRun := t.uniformRun(d, cpa, ctbl, 0, g.Entries(l+1), l+1)
+	prot, base, okRun := t.uniformRun(d, cpa, ctbl, 0, g.Entries(l+1), l+1, checkAttrs)
 	if !okRun || base&(g.Size(l)-1) != 0 {
 		return 0, false, nil
 	}
@@ -56,7 +69,7 @@ func (t *Tables) FoldTable(d Door, va uint64, l arm64.Level) (freed uint64, ok b
 // contiguous output addresses from a run-aligned start with identical
 // attributes. Entries are rewritten one by one; ok=false means nothing changed.
 func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error) {
-	g := t.g
+	g := &t.g
 	n := g.ContEntries(l)
 	if n == 0 || (l < arm64.LastLevel && !g.BlockAllowed(l)) {
 		return false, fmt.Errorf("%w: no contiguous runs at %s", ErrInvalid, g.Name(l))
@@ -68,7 +81,7 @@ func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error)
 	tpa := e.DescPA &^ (g.PageSize() - 1)
 	tbl, _ := t.lookup(tpa)
 	first := t.indexOf(e.DescPA) &^ (n - 1)
-	_, base, okRun := t.uniformRun(d, tpa, tbl, first, n, l)
+	_, base, okRun := t.uniformRun(d, tpa, tbl, first, n, l, true)
 	if !okRun || base&(g.ContSize(l)-1) != 0 {
 		return false, nil
 	}
@@ -83,10 +96,11 @@ func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error)
 }
 
 // uniformRun checks n entries from index first of a level-l table: all valid
-// leaves, contiguous output addresses, equal attributes ignoring CONT. It
-// returns those attributes (without CONT) and the first output address.
-func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l arm64.Level) (prot, base uint64, ok bool) {
-	g := t.g
+// leaves, contiguous output addresses and (when checkAttrs) equal attributes
+// ignoring CONT. It returns the first entry's attributes (without CONT) and
+// its output address.
+func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l arm64.Level, checkAttrs bool) (prot, base uint64, ok bool) {
+	g := &t.g
 	step := g.Size(l)
 	attr := g.AttrMask() &^ arm64.PTECont
 	for i := first; i < first+n; i++ {
@@ -98,7 +112,7 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 			prot, base = v&attr, g.OutputAddress(v)
 			continue
 		}
-		if v&attr != prot || g.OutputAddress(v) != base+uint64(i-first)*step {
+		if (checkAttrs && v&attr != prot) || g.OutputAddress(v) != base+uint64(i-first)*step {
 			return 0, 0, false
 		}
 	}
