@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/ptlab/ptlab/ptdump"
 	"io"
 	"os"
 )
@@ -103,19 +104,9 @@ func parseKallsymsLine(line []byte) (addr uint64, name []byte, module bool, err 
 	if len(f[0]) > 16 {
 		return 0, nil, false, fmt.Errorf("%q: address longer than 16 hex digits", line)
 	}
-	for _, c := range f[0] {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, nil, false, fmt.Errorf("%q: address %q is not hex", line, f[0])
-		}
-		addr = addr<<4 | uint64(d)
+	var ok bool
+	if addr, ok = ptdump.HexDigits(f[0]); !ok {
+		return 0, nil, false, fmt.Errorf("%q: address %q is not hex", line, f[0])
 	}
 	if len(f[1]) != 1 {
 		return 0, nil, false, fmt.Errorf("%q: type %q is not one letter", line, f[1])

@@ -745,11 +745,20 @@ func parseAddrRange(b []byte) (start, end uint64, ok bool) {
 }
 
 func parseHex(b []byte) (uint64, bool) {
-	if len(b) < 3 || b[0] != '0' || (b[1] != 'x' && b[1] != 'X') || len(b) > 2+16 {
+	if len(b) < 3 || b[0] != '0' || (b[1] != 'x' && b[1] != 'X') {
+		return 0, false
+	}
+	return HexDigits(b[2:])
+}
+
+// HexDigits parses 1 to 16 hexadecimal digits (no prefix) without
+// allocating, as dump and kallsyms addresses are written.
+func HexDigits(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
 		return 0, false
 	}
 	var v uint64
-	for _, c := range b[2:] {
+	for _, c := range b {
 		var d byte
 		switch {
 		case c >= '0' && c <= '9':
