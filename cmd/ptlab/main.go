@@ -15,8 +15,8 @@ import (
 // files with rootCmd.AddCommand in an init function, so each concern stays in
 // one file.
 var rootCmd = &cobra.Command{
-	Use:           "ptlab",
-	Short:         "Model and inspect arm64 kernel page tables",
+	Use:   "ptlab",
+	Short: "Model and inspect arm64 kernel page tables",
 	Long: `ptlab models the Linux arm64 kernel's own mappings (linear map, vmalloc, set_memory_*,
 splits and collapses, the execmem ROX cache) on real translation-table descriptors, checks
 concurrent designs for races, and reads, analyzes and captures real kernel_page_tables dumps.
