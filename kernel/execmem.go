@@ -448,7 +448,7 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 			continue
 		}
 		a := k.FindVMArea(f.start)
-		if a == nil {
+		if a == nil || (k.Cfg.Policy.CleanWholeArea && (a.Addr != f.start || a.MappedSize() != f.end-f.start)) {
 			continue
 		}
 		k.execmemSetDirectMapDefault(c, a)

@@ -215,3 +215,53 @@ func TestROXCacheSplitsChunk(t *testing.T) {
 		t.Errorf("free part of the chunk: %+v", p)
 	}
 }
+
+// execmem_cache_clean (mm/execmem.c as in linux-mm, "EXM-mmA") releases a
+// free range whose start and size are PMD aligned by vfree'ing the whole vm
+// area it starts — without checking that the range is the whole area. With a
+// chunk larger than 2 MiB (one object over 2 MiB of text) a free 2 MiB prefix
+// takes the busy rest of the chunk with it. The model follows that code, so
+// the hazard shows: the still-allocated objects lose their mapping.
+func TestCacheCleanFreesBusyRestOfLargeChunk(t *testing.T) {
+	for _, preset := range []string{"rox-cache", "collapse"} {
+		t.Run(preset, func(t *testing.T) { cleanLargeChunk(t, preset) })
+	}
+}
+
+func cleanLargeChunk(t *testing.T, preset string) {
+	k := bootPreset(t, "bbml2-server", preset, nil)
+	c := &kernel.PlainCPU{}
+	alloc := func(size uint64) uint64 {
+		p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	x := alloc(3 << 20) // a 4 MiB chunk: [0, 3M) busy
+	y := alloc(512 << 10)
+	if y != x+3<<20 {
+		t.Fatalf("layout: x %#x y %#x", x, y)
+	}
+	if err := k.ExecmemFree(c, x); err != nil {
+		t.Fatal(err)
+	}
+	a, b, cc := alloc(1<<20), alloc(1<<20), alloc(1<<20) // [0,1M) [1M,2M) [2M,3M)
+	if a != x || b != x+1<<20 || cc != x+2<<20 {
+		t.Fatalf("first fit: %#x %#x %#x", a, b, cc)
+	}
+	for _, p := range []uint64{a, b} {
+		if err := k.ExecmemFree(c, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// [0, 2M) is free, PMD aligned and PMD sized: linux-mm's clean vfrees
+	// the whole chunk; with the whole-area check (collapse preset) it waits.
+	_, _, stillMapped := k.PT.Translate(c, cc)
+	if k.Cfg.Policy.CleanWholeArea != stillMapped {
+		t.Fatalf("%s: busy object %#x mapped=%v after the clean", preset, cc, stillMapped)
+	}
+	if !stillMapped {
+		t.Logf("busy objects at %#x and %#x lost their mapping when a free 2 MiB prefix of their 4 MiB chunk was released", cc, y)
+	}
+}

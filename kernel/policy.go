@@ -50,9 +50,14 @@ type Policy struct {
 	HugeVmapPerms bool `json:"huge_vmap_perms" yaml:"huge_vmap_perms"`
 	// CleanRestoresRW makes the ROX cache's clean path restore the linear
 	// alias to valid and writable (RFC patch 3) rather than only valid.
-	CleanRestoresRW bool         `json:"clean_restores_rw" yaml:"clean_restores_rw"`
-	Collapse        CollapseMode `json:"collapse" yaml:"collapse"`
-	Alias           AliasMode    `json:"alias" yaml:"alias"`
+	CleanRestoresRW bool `json:"clean_restores_rw" yaml:"clean_restores_rw"`
+	// CleanWholeArea makes the cache clean release a free range only when it
+	// is a whole chunk (the size check of Mike Rapoport's tree); without it
+	// (linux-mm's execmem_cache_clean) a free PMD-aligned prefix of a larger
+	// chunk takes the busy rest of the chunk with it.
+	CleanWholeArea bool         `json:"clean_whole_area" yaml:"clean_whole_area"`
+	Collapse       CollapseMode `json:"collapse" yaml:"collapse"`
+	Alias          AliasMode    `json:"alias" yaml:"alias"`
 }
 
 // Presets are the named policies.
@@ -60,8 +65,8 @@ var Presets = map[string]Policy{
 	"mainline":       {Name: "mainline", Collapse: CollapseNone, Alias: AliasPerPage},
 	"rox-cache":      {Name: "rox-cache", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, Collapse: CollapseNone, Alias: AliasPerPage},
 	"rfc-v1":         {Name: "rfc-v1", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, Collapse: CollapseRFCv1, Alias: AliasPerPage},
-	"collapse":       {Name: "collapse", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, Collapse: CollapseGeneral, Alias: AliasPageOrder},
-	"no-alias-split": {Name: "no-alias-split", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, Collapse: CollapseGeneral, Alias: AliasNoExecmemSplit},
+	"collapse":       {Name: "collapse", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, CleanWholeArea: true, Collapse: CollapseGeneral, Alias: AliasPageOrder},
+	"no-alias-split": {Name: "no-alias-split", ROXCache: true, HugeVmapPerms: true, CleanRestoresRW: true, CleanWholeArea: true, Collapse: CollapseGeneral, Alias: AliasNoExecmemSplit},
 }
 
 // PresetNames lists the presets in a fixed order.
