@@ -56,15 +56,7 @@ func buildScene(t testing.TB, c geometryCase, rwx bool) (*fakeKernel, []testLeaf
 }
 
 func captureScene(t testing.TB, fk *fakeKernel, opt Options) (string, *Result) {
-	k := mustKcore(t, fk)
-	syms, err := ReadKallsyms(strings.NewReader(fk.kallsyms()), KernelSymbols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := DetectMachine(k, syms, MachineHints{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, m := mustMachine(t, fk)
 	var b bytes.Buffer
 	r, err := Capture(&b, k, m, opt)
 	if err != nil {

@@ -22,6 +22,22 @@ func mustKcore(t testing.TB, fk *fakeKernel) *Kcore {
 	return k
 }
 
+// mustMachine opens the fake kernel's kcore and detects its machine from
+// its kallsyms, as ptlab capture does.
+func mustMachine(t testing.TB, fk *fakeKernel) (*Kcore, *Machine) {
+	t.Helper()
+	k := mustKcore(t, fk)
+	syms, err := ReadKallsyms(strings.NewReader(fk.kallsyms()), KernelSymbols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DetectMachine(k, syms, MachineHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, m
+}
+
 func TestKcoreSegmentsNotesAndReads(t *testing.T) {
 	fk, err := newFakeKernel(12, 48, 48)
 	if err != nil {
@@ -198,15 +214,7 @@ func TestDetectMachineGeometries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k := mustKcore(t, fk)
-			syms, err := ReadKallsyms(strings.NewReader(fk.kallsyms()), KernelSymbols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := DetectMachine(k, syms, MachineHints{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, m := mustMachine(t, fk)
 			g := m.Geometry
 			if g.PageShift != c.pageShift || g.VABits != c.vaActual || g.Levels != c.levels || g.LPA2 != c.lpa2 ||
 				g.Entries(g.StartLevel) != c.rootEntries {
