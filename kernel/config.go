@@ -18,28 +18,33 @@ import (
 // ErrConfig reports a machine or boot configuration the model cannot boot.
 var ErrConfig = errors.New("kernel: bad configuration")
 
-// Rodata is the rodata= boot option (arch_parse_debug_rodata). Current arm64
-// kernels accept "on" (the default: read-only kernel memory and read-only
-// linear aliases, i.e. rodata_full), "noalias" (no alias protection, more
-// block mappings) and "off". "full" is the name older kernels gave to what is
-// now "on", and is accepted as such.
+// Rodata is the rodata= boot option (arch_parse_debug_rodata), read the way
+// the configured kernel release reads it (Version.RodataFull): 7.x accepts
+// "on" (the default: read-only kernel memory and read-only linear aliases,
+// i.e. rodata_full), "noalias" (no alias protection, more block mappings) and
+// "off"; 6.x accepts "full" (rodata_full), "on" (no alias protection) and
+// "off". A value the release does not parse leaves the default, rodata_full.
 type Rodata string
 
 const (
 	RodataOn      Rodata = "on"
 	RodataNoAlias Rodata = "noalias"
 	RodataOff     Rodata = "off"
-	RodataFull    Rodata = "full" // legacy spelling of "on"
+	RodataFull    Rodata = "full" // 6.x: rodata_full; 7.x does not parse it
 )
 
-// KFENCE is how the KFENCE pool is set up: off, early (kfence.sample_interval
-// set at boot: the pool is mapped page-granular from the start) or late
-// (pool allocated after boot: the linear map must be changeable).
+// KFENCE is how the KFENCE pool is set up: off (CONFIG_KFENCE=n), early
+// (kfence.sample_interval non-zero at boot: the pool is taken from memblock
+// and mapped page-granular from the start), idle (built in with
+// kfence.sample_interval=0, Debian's default: no pool at boot, but it may be
+// enabled later, so the linear map must stay changeable) or late (idle, and
+// then enabled: the pool is allocated once the system is up).
 type KFENCE string
 
 const (
 	KFENCEOff   KFENCE = "off"
 	KFENCEEarly KFENCE = "early"
+	KFENCEIdle  KFENCE = "idle"
 	KFENCELate  KFENCE = "late"
 )
 
@@ -123,6 +128,7 @@ var CPUModels = map[string]arm64.MIDR{
 type Image struct {
 	PhysBase Size `json:"phys_base" yaml:"phys_base"` // PA of _text; 0: 2 MiB into the first RAM region
 	KASLR    Size `json:"kaslr_offset" yaml:"kaslr_offset"`
+	Header   Size `json:"header" yaml:"header"` // _text.._stext, the image header (part of Text)
 	Text     Size `json:"text" yaml:"text"`
 	Rodata   Size `json:"rodata" yaml:"rodata"`
 	Init     Size `json:"init" yaml:"init"`
@@ -131,7 +137,11 @@ type Image struct {
 
 // Config is one simulated machine and its boot options.
 type Config struct {
-	Name           string      `json:"name" yaml:"name"`
+	Name string `json:"name" yaml:"name"`
+	// Kernel is the modelled release (Versions): "6.1", "6.6", "6.12",
+	// "6.18", "linux-mm", "7.3", or a release string such as
+	// "6.12.117+deb12-arm64"; "" is DefaultVersion.
+	Kernel         string      `json:"kernel" yaml:"kernel"`
 	Granule        string      `json:"granule" yaml:"granule"` // "4K", "16K", "64K"
 	VABits         int         `json:"va_bits" yaml:"va_bits"`
 	ConfigVABits   int         `json:"config_va_bits" yaml:"config_va_bits"` // CONFIG_ARM64_VA_BITS; 0 = va_bits
@@ -153,23 +163,20 @@ type Config struct {
 	imported *Imported // the linear map comes from a dump (BootImported)
 }
 
-// Debian 6.12 arm64 kernel image segment sizes, rounded to 64K (SEGMENT_ALIGN).
-var defaultImage = Image{Text: 20 << 20, Rodata: 8 << 20, Init: 2 << 20, Data: 3 << 20}
-
 // Machines are named machine presets.
 var Machines = map[string]Config{
 	// QEMU virt with -cpu cortex-a72: 2 GiB at 0x40000000, no BBML2.
 	"qemu-virt": {Name: "qemu-virt", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x40000000, 2 << 30}},
-		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff},
 	// A 16 GiB AmpereOne server: every CPU has BBML2_NOABORT.
 	"bbml2-server": {Name: "bbml2-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true, Image: defaultImage},
+		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true},
 	// A 16 GiB Neoverse-N1 server: no BBML2, so rodata=on maps the linear map with PTEs.
 	"n1-server": {Name: "n1-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"neoverse-n1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"neoverse-n1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff},
 	// Boot CPU with BBML2, one secondary without ("mode 3": block-mapped, then repainted).
 	"mixed-server": {Name: "mixed-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"ampere1", 15}, {"neoverse-n1", 1}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"ampere1", 15}, {"neoverse-n1", 1}}, Rodata: RodataOn, KFENCE: KFENCEOff},
 }
 
 // Machine returns a copy of a named preset.
@@ -262,21 +269,34 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 	return out, nil
 }
 
-// RodataFull reports rodata_full: "on" (and its legacy name "full").
+// Version is the kernel release profile the configuration names.
+func (c *Config) Version() (*Version, error) { return LookupVersion(c.Kernel) }
+
+// RodataFull reports rodata_full as the configured release parses rodata=.
+// Values no release knows are configuration errors; a value only another
+// release knows ("full" on 7.x, "noalias" on 6.x) is what the kernel would
+// see: rejected, default kept.
 func (c *Config) RodataFull() (bool, error) {
 	switch c.Rodata {
-	case RodataOn, RodataFull, "":
-		return true, nil
-	case RodataNoAlias, RodataOff:
-		return false, nil
+	case RodataOn, RodataFull, RodataNoAlias, RodataOff, "":
+	default:
+		return false, fmt.Errorf("%w: rodata=%q (on, noalias, off; full on 6.x)", ErrConfig, c.Rodata)
 	}
-	return false, fmt.Errorf("%w: rodata=%q (on, noalias, off)", ErrConfig, c.Rodata)
+	v, err := c.Version()
+	if err != nil {
+		return false, err
+	}
+	full, _, _ := v.RodataFull(c.Rodata)
+	return full, nil
 }
 
 // Validate checks the configuration without booting it.
 func (c *Config) Validate() error {
 	g, err := c.Geometry()
 	if err != nil {
+		return err
+	}
+	if _, err := c.Version(); err != nil {
 		return err
 	}
 	if _, err := c.MIDRs(); err != nil {
@@ -286,9 +306,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch c.KFENCE {
-	case KFENCEOff, KFENCEEarly, KFENCELate, "":
+	case KFENCEOff, KFENCEEarly, KFENCEIdle, KFENCELate, "":
 	default:
-		return fmt.Errorf("%w: kfence=%q (off, early, late)", ErrConfig, c.KFENCE)
+		return fmt.Errorf("%w: kfence=%q (off, early, idle, late)", ErrConfig, c.KFENCE)
 	}
 	if err := c.Policy.validate(); err != nil {
 		return err

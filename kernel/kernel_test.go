@@ -15,6 +15,9 @@ func boot(t testing.TB, name string, edit func(*Config)) *Kernel {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The shape tests below are written against linux-mm's rules (the
+	// lazy split, a block-mapped alias); version_test.go covers the others.
+	cfg.Kernel = "linux-mm"
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -90,10 +93,16 @@ func TestBootLinearMapModes(t *testing.T) {
 	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"] != k.Image.InitStart {
 		t.Errorf("debug_pagealloc: %v", lin)
 	}
-	// An early KFENCE pool is page mapped inside a block-mapped linear map.
+	// An early KFENCE pool is taken top-down from memblock and page mapped
+	// inside a block-mapped linear map; kfence_init_pool then protects the
+	// first two pages and every object's guard page, so only the 255 object
+	// pages stay mapped.
 	k = boot(t, "bbml2-server", func(c *Config) { c.KFENCE = KFENCEEarly })
-	if lin = linearLeaves(t, k); lin["PTE"] != k.kfencePoolSize() {
+	if lin = linearLeaves(t, k); lin["PTE"] != 255*4096 {
 		t.Errorf("KFENCE early: %v", lin)
+	}
+	if end := k.Mem.Regions()[0].End(); k.kfencePool != [2]uint64{end - k.kfencePoolSize(), end} {
+		t.Errorf("KFENCE early pool at %#x, want the top of RAM %#x", k.kfencePool, end)
 	}
 }
 

@@ -59,6 +59,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	g, _ := cfg.Geometry()
+	v, _ := cfg.Version()
 	midrs, _ := cfg.MIDRs()
 	rodataFull, _ := cfg.RodataFull()
 	if cfg.KFENCE == "" {
@@ -74,8 +75,9 @@ func Boot(cfg Config) (*Kernel, error) {
 	}
 	k := &Kernel{
 		Cfg:        cfg,
+		V:          v,
 		G:          g,
-		Layout:     arm64.KernelLayout(g, cfg.ConfigVABits),
+		Layout:     v.Layout(g, cfg.ConfigVABits),
 		Feat:       arm64.Features{NG: cfg.KPTI, LPA2: g.LPA2, BTI: cfg.BTI},
 		Mem:        mem,
 		MIDRs:      midrs,
@@ -106,6 +108,19 @@ func Boot(cfg Config) (*Kernel, error) {
 		if err := k.mapMem(c); err != nil {
 			return nil, fmt.Errorf("map_mem: %w", err)
 		}
+		if cfg.KFENCE == KFENCEEarly {
+			if k.V.KFENCEForcesPTEs {
+				// kfence_alloc_pool: generic memblock_alloc, inside the
+				// already page-granular linear map.
+				if _, err := k.allocKFENCEPoolTopDown(); err != nil {
+					return nil, err
+				}
+			}
+			// kfence_init (mm_core_init): guard pages protected.
+			if err := k.kfenceInitPool(c); err != nil {
+				return nil, err
+			}
+		}
 		if err := k.markLinearTextAliasRO(c); err != nil {
 			return nil, err
 		}
@@ -134,11 +149,21 @@ func Boot(cfg Config) (*Kernel, error) {
 }
 
 // placeImage reserves the kernel image in physical memory (2 MiB into the
-// first RAM region unless configured) and computes its segment layout.
+// first RAM region unless configured) and computes its segment layout. The
+// segment sizes are the release's (Version.Image) unless configured.
 func (k *Kernel) placeImage() error {
 	im := k.Cfg.Image
+	if im.Text == 0 {
+		vi := k.V.Image
+		vi.PhysBase, vi.KASLR = im.PhysBase, im.KASLR
+		im = vi
+	}
 	l := ImageLayout{}
+	l.Stext = alignUp(uint64(im.Header), segmentAlign)
 	l.TextEnd = alignUp(uint64(im.Text), segmentAlign)
+	if l.Stext >= l.TextEnd {
+		return fmt.Errorf("%w: image header %#x not below _etext %#x", ErrConfig, l.Stext, l.TextEnd)
+	}
 	l.RodataStart = l.TextEnd
 	l.InitStart = l.RodataStart + alignUp(uint64(im.Rodata), segmentAlign)
 	l.InitEnd = l.InitStart + alignUp(uint64(im.Init), segmentAlign)
@@ -161,7 +186,9 @@ func (k *Kernel) placeImage() error {
 
 // mapKernel is map_kernel: text read-only executable, rodata read-only
 // without contiguous hints, init text/data, data read-write. Blocks are used
-// where alignment allows.
+// where alignment allows. Since the C map_kernel (Version.HeaderMapped) the
+// image header [_text, _stext) is a segment of its own, read-only and
+// non-executable, with pages; 6.1 mapped from _stext.
 func (k *Kernel) mapKernel(c CPU) error {
 	im := k.Image
 	text := k.Feat.Prot(arm64.PageKernelROX)
@@ -180,10 +207,17 @@ func (k *Kernel) mapKernel(c CPU) error {
 		prot       uint64
 		flags      pgtable.Flags
 	}{
-		{0, im.TextEnd, text, 0},
+		{im.Stext, im.TextEnd, text, 0},
 		{im.RodataStart, im.InitStart, ro, pgtable.NoContMappings},
 		{im.InitStart, im.InitEnd, text, 0},
 		{im.DataStart, im.End, k.Feat.Prot(arm64.PageKernel), 0},
+	}
+	if k.V.HeaderMapped {
+		segs = append(segs, struct {
+			start, end uint64
+			prot       uint64
+			flags      pgtable.Flags
+		}{0, im.Stext, ro, pgtable.NoBlockMappings | pgtable.NoContMappings})
 	}
 	for _, s := range segs {
 		if s.end == s.start {
@@ -196,11 +230,22 @@ func (k *Kernel) mapKernel(c CPU) error {
 	return nil
 }
 
+// aliasStart is the offset from _text where map_mem's kernel-alias interval
+// begins: _text, or _stext in 6.1 (Version.AliasFromText).
+func (k *Kernel) aliasStart() uint64 {
+	if k.V.AliasFromText {
+		return 0
+	}
+	return k.Image.Stext
+}
+
 // mapMem is map_mem: the linear map of all RAM. The kernel alias
 // [_text, __init_begin) is left out (NOMAP) and mapped afterwards with plain
-// PAGE_KERNEL and no contiguous hints; an early KFENCE pool is mapped page
-// by page. The rest is pgprot_tagged(PAGE_KERNEL), NO_EXEC tables, and —
-// when force_pte_mapping() — no blocks or contiguous runs.
+// PAGE_KERNEL (no contiguous hints up to 6.18; map_mem's own flags with the
+// 7.x alias series, which also leaves [__init_end, _end) unmapped); an early
+// KFENCE pool is taken top-down from memblock and mapped page by page. The
+// rest is pgprot_tagged(PAGE_KERNEL), NO_EXEC tables, and — when
+// force_pte_mapping() — no blocks or contiguous runs.
 func (k *Kernel) mapMem(c CPU) error {
 	force := k.forcePTEMapping()
 	k.LinearMapRequiresBBML2 = !force && k.CanSetDirectMap()
@@ -208,11 +253,15 @@ func (k *Kernel) mapMem(c CPU) error {
 	if force {
 		flags |= pgtable.NoBlockMappings | pgtable.NoContMappings
 	}
-	alias := vaSpan{k.Image.PA, k.Image.PA + k.Image.InitStart}
+	im := k.Image
+	alias := vaSpan{im.PA + k.aliasStart(), im.PA + im.InitStart}
 	holes := []vaSpan{alias}
-	if k.Cfg.KFENCE == KFENCEEarly {
-		// arm64_kfence_alloc_pool: memblock_phys_alloc, marked NOMAP.
-		pa, err := k.allocKFENCEPool()
+	if k.V.AliasUnmapData && im.End > im.InitEnd {
+		holes = append(holes, vaSpan{im.PA + im.InitEnd, im.PA + im.End})
+	}
+	if k.Cfg.KFENCE == KFENCEEarly && !k.V.KFENCEForcesPTEs {
+		// arm64_kfence_alloc_pool: memblock_phys_alloc (top-down), NOMAP.
+		pa, err := k.allocKFENCEPoolTopDown()
 		if err != nil {
 			return err
 		}
@@ -239,7 +288,14 @@ func (k *Kernel) mapMem(c CPU) error {
 			}
 		}
 	}
-	if err := k.PT.Map(c, k.Lin(alias.start), alias.start, alias.end-alias.start, k.Feat.Prot(arm64.PageKernel), pgtable.NoContMappings); err != nil {
+	aliasFlags := pgtable.Flags(0)
+	switch {
+	case k.V.AliasUnmapData:
+		aliasFlags = flags &^ pgtable.NoExecMappings
+	case k.V.AliasNoCont:
+		aliasFlags = pgtable.NoContMappings
+	}
+	if err := k.PT.Map(c, k.Lin(alias.start), alias.start, alias.end-alias.start, k.Feat.Prot(arm64.PageKernel), aliasFlags); err != nil {
 		return err
 	}
 	if k.kfencePool[1] != 0 {
@@ -252,10 +308,59 @@ func (k *Kernel) mapMem(c CPU) error {
 	return nil
 }
 
+// allocKFENCEPoolTopDown is memblock_phys_alloc(KFENCE_POOL_SIZE, PAGE_SIZE)
+// as arm64_kfence_alloc_pool calls it: memblock allocates top-down, so the
+// pool is the highest free page-aligned range of RAM.
+func (k *Kernel) allocKFENCEPoolTopDown() (uint64, error) {
+	size, ps := k.kfencePoolSize(), k.G.PageSize()
+	regs := k.Mem.Regions()
+	for i := len(regs) - 1; i >= 0; i-- {
+		r := regs[i]
+		if r.Size < size {
+			continue
+		}
+		for pa := (r.End() - size) &^ (ps - 1); pa >= r.Base; pa -= ps {
+			if err := k.Mem.Reserve(pa, size, physmem.OwnerReserved); err == nil {
+				k.kfencePool = [2]uint64{pa, pa + size}
+				return pa, nil
+			}
+			if pa < r.Base+ps {
+				break
+			}
+		}
+	}
+	return 0, fmt.Errorf("KFENCE pool: %w", ErrNoMem)
+}
+
+// kfenceInitPool is kfence_init_pool (mm/kfence/core.c): the first two pages
+// of the pool and the guard page after every object page are protected
+// (kfence_protect -> set_memory_valid(addr, 1, false) on arm64), so only the
+// 255 object pages stay mapped.
+func (k *Kernel) kfenceInitPool(c CPU) error {
+	p := k.kfencePool
+	if p[1] == 0 {
+		return nil
+	}
+	ps := k.G.PageSize()
+	n := int((p[1] - p[0]) / ps)
+	for i := 0; i < n; i++ {
+		if i >= 2 && i%2 == 0 {
+			continue // an object page
+		}
+		if err := k.SetMemoryValid(c, k.Lin(p[0]+uint64(i)*ps), 1, false); err != nil {
+			return fmt.Errorf("kfence_init_pool: %w", err)
+		}
+	}
+	return nil
+}
+
 // updateMappingProt is update_mapping_prot: remap a range with new
 // permissions through the create path (no contiguous hints), then flush it.
-func (k *Kernel) updateMappingProt(c CPU, pa, va, size, prot uint64) error {
-	if err := k.PT.Map(c, va, pa, size, prot, pgtable.NoContMappings); err != nil {
+// extra adds create flags: with the 7.x alias series the create path keeps
+// the tables it finds ("Preserve existing table mappings"), which for a
+// range first mapped with map_mem's flags is the same as passing them again.
+func (k *Kernel) updateMappingProt(c CPU, pa, va, size, prot uint64, extra pgtable.Flags) error {
+	if err := k.PT.Map(c, va, pa, size, prot, pgtable.NoContMappings|extra); err != nil {
 		return err
 	}
 	k.FlushTLBKernelRange(c, va, va+size)
@@ -263,13 +368,37 @@ func (k *Kernel) updateMappingProt(c CPU, pa, va, size, prot uint64) error {
 }
 
 // markLinearTextAliasRO is mark_linear_text_alias_ro: the linear alias of
-// [_text, __init_begin) becomes read-only.
+// the kernel text and rodata becomes read-only. smp_cpus_done calls it
+// whatever rodata= says, so the alias is read-only even with rodata=off.
 func (k *Kernel) markLinearTextAliasRO(c CPU) error {
-	if k.Cfg.Rodata == RodataOff {
-		return nil
-	}
 	im := k.Image
-	return k.updateMappingProt(c, im.PA, k.Lin(im.PA), im.InitStart, k.Feat.Prot(arm64.PageKernelRO))
+	a := k.aliasStart()
+	var extra pgtable.Flags
+	if k.V.AliasUnmapData && k.forcePTEMapping() {
+		extra = pgtable.NoBlockMappings
+	}
+	return k.updateMappingProt(c, im.PA+a, k.Lin(im.PA+a), im.InitStart-a, k.Feat.Prot(arm64.PageKernelRO), extra)
+}
+
+// LinearHoles are the physical ranges of RAM the boot leaves out of the
+// linear map on purpose: the kernel's data/bss alias (7.x) and the KFENCE
+// pool's protected pages. Sorted, end exclusive.
+func (k *Kernel) LinearHoles() [][2]uint64 {
+	var out [][2]uint64
+	im := k.Image
+	if k.V.AliasUnmapData && k.Cfg.imported == nil && im.End > im.InitEnd {
+		out = append(out, [2]uint64{im.PA + im.InitEnd, im.PA + im.End})
+	}
+	if p := k.kfencePool; p[1] != 0 {
+		ps := k.G.PageSize()
+		for i := uint64(0); p[0]+i*ps < p[1]; i++ {
+			if i < 2 || i%2 == 1 {
+				out = append(out, [2]uint64{p[0] + i*ps, p[0] + (i+1)*ps})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
 }
 
 // freeInitmem is free_initmem: the init segment's pages go back to the page
@@ -314,10 +443,13 @@ func (k *Kernel) kfenceInitPoolLate(c CPU) error {
 	if err != nil {
 		return err
 	}
-	if k.forcePTEMapping() {
-		return nil
+	if !k.forcePTEMapping() {
+		c.Lock(k.SplitLock)
+		err = k.PT.SplitRangeToPTEs(c, k.Lin(pa), k.Lin(pa)+k.kfencePoolSize(), &k.Stats.Split)
+		c.Unlock(k.SplitLock)
+		if err != nil {
+			return err
+		}
 	}
-	c.Lock(k.SplitLock)
-	defer c.Unlock(k.SplitLock)
-	return k.PT.SplitRangeToPTEs(c, k.Lin(pa), k.Lin(pa)+k.kfencePoolSize(), &k.Stats.Split)
+	return k.kfenceInitPool(c)
 }

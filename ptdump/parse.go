@@ -189,6 +189,9 @@ type Dump struct {
 	// Skipped counts entries x86 left out of a marker region with a line limit
 	// ("... N entries skipped ...", the ESPfix area).
 	Skipped uint64 `json:"skipped"`
+	// OSRelease is the kernel release a ptlab capture recorded in its
+	// OSReleaseComment line.
+	OSRelease string `json:"os_release,omitempty"`
 }
 
 // Parse reads a kernel page-table dump: /sys/kernel/debug/kernel_page_tables
@@ -289,6 +292,9 @@ func (p *parser) warn(line int, format string, args ...any) {
 func (p *parser) line(b []byte, n int) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] == '#' {
+		if r, ok := bytes.CutPrefix(b, []byte(OSReleaseComment)); ok && p.d.OSRelease == "" {
+			p.d.OSRelease = string(r)
+		}
 		return nil
 	}
 	b = stripLogPrefix(b)

@@ -180,6 +180,9 @@ func (s *Scenario) MachineConfig(preset string) (kernel.Config, error) {
 		if over.Rodata != "" {
 			cfg.Rodata = over.Rodata
 		}
+		if over.Kernel != "" {
+			cfg.Kernel = over.Kernel
+		}
 		if over.Granule != "" {
 			cfg.Granule = over.Granule
 		}

@@ -14,15 +14,18 @@ import (
 )
 
 type simFlags struct {
-	machine string
-	config  string
-	rodata  string
-	noDump  bool
-	json    bool
-	pa      bool
-	imp     string
-	preset  string
-	modules string
+	machine  string
+	config   string
+	rodata   string
+	kernel   string
+	bootOnly bool
+	tables   bool
+	noDump   bool
+	json     bool
+	pa       bool
+	imp      string
+	preset   string
+	modules  string
 }
 
 func init() {
@@ -44,8 +47,11 @@ override the machine (see README).`,
 	}
 	cmd.Flags().StringVar(&f.machine, "machine", "qemu-virt", "machine preset")
 	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration (overrides --machine fields)")
-	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option: on, noalias, off (full = on)")
+	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option as the kernel release reads it: on, noalias, off (7.x); full, on, off (6.x)")
+	cmd.Flags().StringVar(&f.kernel, "kernel", "", "kernel release to model: "+strings.Join(kernel.VersionNames(), ", ")+" (default "+kernel.DefaultVersion+"; --import of a capture picks its own)")
 	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics")
+	cmd.Flags().BoolVar(&f.bootOnly, "boot-only", false, "stop after the boot: no modules, no built-in sequence (compare with a real kernel's capture)")
+	cmd.Flags().BoolVar(&f.tables, "tables", false, "print a TBL line for every table descriptor in the dump (as ptlab capture --tables)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the metrics as JSON (no dump)")
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
 	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
@@ -63,7 +69,7 @@ func machineNames() []string {
 	return n
 }
 
-func loadMachine(name, config, rodata string) (kernel.Config, error) {
+func loadMachine(name, config, rodata, kver string) (kernel.Config, error) {
 	cfg, err := kernel.Machine(name)
 	if err != nil {
 		return cfg, fmt.Errorf("%w (machines: %s)", err, strings.Join(machineNames(), ", "))
@@ -76,11 +82,14 @@ func loadMachine(name, config, rodata string) (kernel.Config, error) {
 	if rodata != "" {
 		cfg.Rodata = kernel.Rodata(rodata)
 	}
+	if kver != "" {
+		cfg.Kernel = kver
+	}
 	return cfg, cfg.Validate()
 }
 
 func runSim(out io.Writer, f simFlags) error {
-	cfg, err := loadMachine(f.machine, f.config, f.rodata)
+	cfg, err := loadMachine(f.machine, f.config, f.rodata, f.kernel)
 	if err != nil {
 		return err
 	}
@@ -98,17 +107,19 @@ func runSim(out io.Writer, f simFlags) error {
 		return err
 	}
 	c := &kernel.PlainCPU{}
-	mods, err := workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}})
-	if err != nil {
-		return err
-	}
-	for _, spec := range mods {
-		if _, err := k.LoadModule(c, spec); err != nil {
-			return fmt.Errorf("loading %s: %w", spec.Name, err)
+	var mods []kernel.ModuleSpec
+	if !f.bootOnly {
+		if mods, err = workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}}); err != nil {
+			return err
 		}
-	}
-	if err := builtinSequence(k, c); err != nil {
-		return err
+		for _, spec := range mods {
+			if _, err := k.LoadModule(c, spec); err != nil {
+				return fmt.Errorf("loading %s: %w", spec.Name, err)
+			}
+		}
+		if err := builtinSequence(k, c); err != nil {
+			return err
+		}
 	}
 	m, err := k.Metrics(c)
 	if err != nil {
@@ -120,14 +131,14 @@ func runSim(out io.Writer, f simFlags) error {
 		return enc.Encode(m)
 	}
 	if !f.noDump {
-		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa})
+		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa, Tables: f.tables})
 		if err := ptdump.Walk(k.PT, c, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
 			return err
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintf(out, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
-		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
+	fmt.Fprintf(out, "machine %s: kernel %s, %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
+		cfg.Name, k.V.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
 	return m.WriteText(out)
 }
 
