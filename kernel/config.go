@@ -122,6 +122,11 @@ var CPUModels = map[string]arm64.MIDR{
 	"olympus":     arm64.MIDROlympus,
 }
 
+// CPUPABits is the physical address size of each named CPU model
+// (PARange of its technical reference manual; QEMU's cortex-a72 has 44 bits).
+// Models not listed have 48.
+var CPUPABits = map[string]int{"cortex-a72": 44, "cortex-x4": 40}
+
 // Image is the kernel image: where it sits in physical memory and in the
 // kernel VA space, and the sizes of its segments (_text.._etext,
 // __start_rodata..__init_begin, __init_begin..__init_end, _data.._end).
@@ -158,7 +163,15 @@ type Config struct {
 	// KASLRSeed randomises the module region as module_init_limits does
 	// with KASLR (random_bounding_box); 0 means no KASLR.
 	KASLRSeed uint64 `json:"kaslr_seed" yaml:"kaslr_seed"`
-	Policy    Policy `json:"policy" yaml:"policy"`
+	// MemstartAddr pins memstart_addr (PHYS_OFFSET, the PA the linear map
+	// starts at), as a capture shows it; 0 computes it as
+	// arm64_memblock_init does, randomised under KASLR (KASLRSeed).
+	MemstartAddr Size `json:"memstart_addr" yaml:"memstart_addr"`
+	// PABits is the CPU's physical address size (ID_AA64MMFR0_EL1.PARange);
+	// 0 takes the boot CPU model's (CPUPABits). It decides whether KASLR
+	// can move the linear map.
+	PABits int    `json:"pa_bits" yaml:"pa_bits"`
+	Policy Policy `json:"policy" yaml:"policy"`
 
 	imported *Imported // the linear map comes from a dump (BootImported)
 }

@@ -508,7 +508,7 @@ func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) {
 			// page_order aware: one update per backing page, no split,
 			// then fold the linear map back around it.
 			_ = k.updateRangeProt(c, k.Lin(a.PagePA(i)), k.G.PageSize()<<a.PageOrder,
-				k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly)
+				k.presentValidBits()|arm64.PTEWrite, k.presentInvalidBits()|arm64.PTERdonly)
 			if pol.Collapse == CollapseGeneral {
 				k.collapseLinear(c, a.PagePA(i), a.PageOrder)
 			}

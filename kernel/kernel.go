@@ -110,13 +110,9 @@ func (k *Kernel) warnOnce(key, format string, args ...any) {
 
 // CanSetDirectMap is can_set_direct_map (pageattr.c): the linear map may have
 // its permissions changed at page granularity.
-// Before v6.3 any kernel with CONFIG_KFENCE counted (Version.KFENCEForcesPTEs);
-// since, only one whose pool may still be set up late (kfence.sample_interval
+// KFENCE counts when its pool may still be set up late (kfence.sample_interval
 // 0 at boot: arm64_kfence_can_set_direct_map).
 func (k *Kernel) CanSetDirectMap() bool {
-	if k.V.KFENCEForcesPTEs && k.Cfg.KFENCE != KFENCEOff {
-		return true
-	}
 	return k.RodataFull || k.Cfg.DebugPagealloc || k.Cfg.KFENCE == KFENCELate || k.Cfg.KFENCE == KFENCEIdle
 }
 

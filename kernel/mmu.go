@@ -2,7 +2,9 @@ package kernel
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sort"
+	"strings"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
@@ -48,6 +50,37 @@ func memstartAlign(g arm64.Geometry) uint64 {
 
 func alignUp(x, a uint64) uint64 { return (x + a - 1) &^ (a - 1) }
 
+// memstartAddr is memstart_addr as arm64_memblock_init sets it: the first
+// RAM address rounded down to ARM64_MEMSTART_ALIGN, then, under KASLR, moved
+// down by a random multiple of it when the linear region is larger than the
+// CPU's physical address space by at least that much (memstart_offset_seed,
+// 16 bits of the KASLR seed). A configured MemstartAddr wins.
+func (k *Kernel) memstartAddr(firstRAM uint64) uint64 {
+	if k.Cfg.MemstartAddr != 0 {
+		return uint64(k.Cfg.MemstartAddr)
+	}
+	align := memstartAlign(k.G)
+	addr := firstRAM &^ (align - 1)
+	if k.Cfg.KASLRSeed == 0 {
+		return addr
+	}
+	pa := k.Cfg.PABits
+	if pa == 0 && len(k.Cfg.CPUs) > 0 {
+		pa = CPUPABits[strings.ToLower(k.Cfg.CPUs[0].Model)]
+	}
+	if pa == 0 {
+		pa = 48
+	}
+	linear := k.Layout.PageEnd - k.Layout.PageOffset
+	if pa >= 64 || linear <= 1<<uint(pa) || linear-1<<uint(pa) < align {
+		return addr
+	}
+	rng := rand.New(rand.NewPCG(k.Cfg.KASLRSeed, 0x6d656d7374617274))
+	seed := uint64(rng.Uint32() & 0xffff)
+	r := (linear - 1<<uint(pa)) / align
+	return addr - align*((r*seed)>>16)
+}
+
 // Boot builds a kernel from cfg and boots it on CPU 0: the physical memory,
 // the kernel image mapping (map_kernel, in its final post-mark_rodata_ro
 // permissions), the linear map (map_mem), the read-only kernel alias
@@ -62,8 +95,11 @@ func Boot(cfg Config) (*Kernel, error) {
 	v, _ := cfg.Version()
 	midrs, _ := cfg.MIDRs()
 	rodataFull, _ := cfg.RodataFull()
+	kfenceIgnored := false
 	if cfg.KFENCE == "" {
 		cfg.KFENCE = KFENCEOff
+	} else if cfg.KFENCE != KFENCEOff && !v.KFENCE {
+		cfg.KFENCE, kfenceIgnored = KFENCEOff, true
 	}
 	regs := make([]physmem.Region, len(cfg.RAM))
 	for i, r := range cfg.RAM {
@@ -88,8 +124,11 @@ func Boot(cfg Config) (*Kernel, error) {
 		PatchLock:  NewMutex("patch_lock"),
 		warned:     map[string]bool{},
 	}
+	if kfenceIgnored {
+		k.warnOnce("kfence", "kfence: not in the %s build (CONFIG_KFENCE=n); kfence setting ignored", v.Name)
+	}
 	regs = mem.Regions()
-	k.PhysOffset = regs[0].Base &^ (memstartAlign(g) - 1)
+	k.PhysOffset = k.memstartAddr(regs[0].Base)
 	if err := k.placeImage(); err != nil {
 		return nil, err
 	}
@@ -109,13 +148,6 @@ func Boot(cfg Config) (*Kernel, error) {
 			return nil, fmt.Errorf("map_mem: %w", err)
 		}
 		if cfg.KFENCE == KFENCEEarly {
-			if k.V.KFENCEForcesPTEs {
-				// kfence_alloc_pool: generic memblock_alloc, inside the
-				// already page-granular linear map.
-				if _, err := k.allocKFENCEPoolTopDown(); err != nil {
-					return nil, err
-				}
-			}
 			// kfence_init (mm_core_init): guard pages protected.
 			if err := k.kfenceInitPool(c); err != nil {
 				return nil, err
@@ -259,7 +291,7 @@ func (k *Kernel) mapMem(c CPU) error {
 	if k.V.AliasUnmapData && im.End > im.InitEnd {
 		holes = append(holes, vaSpan{im.PA + im.InitEnd, im.PA + im.End})
 	}
-	if k.Cfg.KFENCE == KFENCEEarly && !k.V.KFENCEForcesPTEs {
+	if k.Cfg.KFENCE == KFENCEEarly {
 		// arm64_kfence_alloc_pool: memblock_phys_alloc (top-down), NOMAP.
 		pa, err := k.allocKFENCEPoolTopDown()
 		if err != nil {
@@ -453,3 +485,6 @@ func (k *Kernel) kfenceInitPoolLate(c CPU) error {
 	}
 	return k.kfenceInitPool(c)
 }
+
+// KFENCEPool is the physical range of the KFENCE pool, if one was set up.
+func (k *Kernel) KFENCEPool() (start, end uint64) { return k.kfencePool[0], k.kfencePool[1] }

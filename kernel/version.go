@@ -23,11 +23,10 @@ type Version struct {
 	// protection, "off". Both default to rodata_full
 	// (RODATA_FULL_DEFAULT_ENABLED, which Debian sets).
 	RodataNoAlias bool
-	// KFENCEForcesPTEs: before 840b23986344 ("arm64: mm: Make kfence pool
-	// mapping page-granular only when kfence enabled", v6.3) map_mem mapped
-	// the whole linear map with pages whenever CONFIG_KFENCE was built in,
-	// and the pool came from the generic memblock_alloc in that map.
-	KFENCEForcesPTEs bool
+	// KFENCE: the build has CONFIG_KFENCE (Debian's 6.1 does not: booted
+	// with kfence.sample_interval=100 it sets up no pool). Without it the
+	// configuration's kfence is off whatever it says.
+	KFENCE bool
 	// LazySplit: a166563e7ec3 ("arm64: mm: support large block mapping when
 	// rodata=full", v6.18): with BBML2_NOABORT the linear map keeps blocks
 	// under rodata_full and leaves are split on demand
@@ -66,6 +65,12 @@ type Version struct {
 	// (1dad391daef1 "bpf, arm64: use bpf_prog_pack for memory management",
 	// v6.10).
 	BPFProgPack bool
+	// PresentInvalid: set_memory_valid(false) leaves kernel entries
+	// present-invalid (bit 11, PTE_PRESENT_INVALID) and valid ones carry
+	// PTE_PRESENT_VALID_KERNEL (in the 6.18.24 stable update and 7.x).
+	// Before, it cleared PTE_VALID alone, and __change_memory_common always
+	// flushed.
+	PresentInvalid bool
 	// ModuleRegionFull is CONFIG_RANDOMIZE_MODULE_REGION_FULL, which Debian
 	// sets: under KASLR modules get a random 2 GiB region reached through
 	// PLTs, never the 128 MiB direct-branch window (module_init_limits).
@@ -79,18 +84,20 @@ type Version struct {
 var Versions = []Version{
 	{
 		Name: "6.1", Release: "v6.1 (Debian 6.1.0, bookworm)",
-		KFENCEForcesPTEs: true, LegacyLayout: true, AliasNoCont: true,
+		LegacyLayout: true, AliasNoCont: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian61,
 	},
 	{
 		Name: "6.6", Release: "v6.6 (longterm; reasoned from the commits above, not booted)",
+		KFENCE:        true,
 		AliasFromText: true, AliasNoCont: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian612,
 	},
 	{
 		Name: "6.12", Release: "v6.12 (Debian 6.12.117+deb12)",
+		KFENCE:        true,
 		AliasFromText: true, AliasNoCont: true, HeaderMapped: true,
 		Execmem: true, BPFProgPack: true,
 		ModuleRegionFull: true,
@@ -98,22 +105,25 @@ var Versions = []Version{
 	},
 	{
 		Name: "6.18", Release: "v6.18 (longterm; reasoned from the commits above, not booted)",
+		KFENCE:        true,
 		AliasFromText: true, AliasNoCont: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian612,
 	},
 	{
 		Name: "linux-mm", Release: "linux-mm mm-new, May 2026 (part of Ard Biesheuvel's alias series)",
+		KFENCE:        true,
 		RodataNoAlias: true, AliasFromText: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
 	},
 	{
 		Name: "7.3", Release: "v7.3 (Debian 7.3.4, trixie-backports)",
+		KFENCE:        true,
 		RodataNoAlias: true, AliasFromText: true, AliasUnmapData: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
 	},
