@@ -126,7 +126,7 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 	if len(cfg.RAM) == 0 {
 		return cfg, fmt.Errorf("no memblock memory")
 	}
-	syms, err := capture.ReadKallsyms(strings.NewReader(strings.Join(c.secs["kallsyms"].Lines, "\n")), capture.KernelSymbols)
+	syms, err := capture.ReadKallsyms(strings.NewReader(strings.Join(c.secs["kallsyms"].Lines, "\n")), append(capture.KernelSymbols, "__bss_stop"))
 	if err != nil {
 		return cfg, err
 	}
@@ -175,6 +175,9 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 		Rodata:   kernel.Size(sym("__init_begin") - rodata),
 		Init:     kernel.Size(initEnd - sym("__init_begin")),
 		Data:     kernel.Size(end - initEnd),
+	}
+	if b := sym("__bss_stop"); b != 0 && b < end {
+		cfg.Image.Tail = kernel.Size(end - b)
 	}
 	cmdline := ""
 	if l := c.secs["cmdline"].Lines; len(l) > 0 {

@@ -138,6 +138,9 @@ type Image struct {
 	Rodata   Size `json:"rodata" yaml:"rodata"`
 	Init     Size `json:"init" yaml:"init"`
 	Data     Size `json:"data" yaml:"data"`
+	// Tail is _end - __bss_stop: what follows the bss (the early fixmap
+	// tables bm_pud/bm_pmd/bm_pte, init_pg_dir); part of Data.
+	Tail Size `json:"tail" yaml:"tail"`
 }
 
 // Config is one simulated machine and its boot options.

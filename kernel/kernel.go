@@ -44,6 +44,7 @@ type ImageLayout struct {
 	TextEnd, RodataStart          uint64 // offsets from _text: _etext, __start_rodata
 	InitStart, InitEnd, DataStart uint64 // __init_begin, __init_end, _data
 	End                           uint64 // _end
+	BssStop                       uint64 // __bss_stop
 }
 
 // Kernel is one booted, modelled kernel.

@@ -59,7 +59,9 @@ func TestBootLinearMapModes(t *testing.T) {
 	k := boot(t, "n1-server", nil)
 	lin := linearLeaves(t, k)
 	ram := uint64(16 << 30)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPTE"] != 0 || lin["PUD"] != 0 {
+	// The alias [_text, __init_begin) is mapped with flags 0 on linux-mm:
+	// PMD blocks and, at its unaligned end, a contiguous run.
+	if lin["PTE"] != ram-k.Image.InitStart || lin["PMD"]+lin["contPTE"] != k.Image.InitStart || lin["PUD"] != 0 {
 		t.Errorf("no-BBML2 rodata=on: %v", lin)
 	}
 	if k.LinearMapRequiresBBML2 {
@@ -77,7 +79,7 @@ func TestBootLinearMapModes(t *testing.T) {
 	// Boot CPU with BBML2, a secondary without: repainted to PTEs, alias kept.
 	k = boot(t, "mixed-server", nil)
 	lin = linearLeaves(t, k)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("mode 3: %v", lin)
 	}
 	if k.TLB.Count[TLBIVMALLE1IS] == 0 {
@@ -90,7 +92,7 @@ func TestBootLinearMapModes(t *testing.T) {
 	}
 	// debug_pagealloc forces PTEs even with BBML2.
 	k = boot(t, "bbml2-server", func(c *Config) { c.DebugPagealloc = true })
-	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("debug_pagealloc: %v", lin)
 	}
 	// An early KFENCE pool is taken top-down from memblock and page mapped

@@ -201,6 +201,7 @@ func (k *Kernel) placeImage() error {
 	l.InitEnd = l.InitStart + alignUp(uint64(im.Init), segmentAlign)
 	l.DataStart = l.InitEnd
 	l.End = l.DataStart + alignUp(uint64(im.Data), segmentAlign)
+	l.BssStop = l.End - min(uint64(im.Tail)&^(k.G.PageSize()-1), l.End-l.DataStart)
 	l.PA = uint64(im.PhysBase)
 	if l.PA == 0 {
 		l.PA = alignUp(k.Mem.Regions()[0].Base+2<<20, 2<<20)
@@ -274,7 +275,7 @@ func (k *Kernel) aliasStart() uint64 {
 // mapMem is map_mem: the linear map of all RAM. The kernel alias
 // [_text, __init_begin) is left out (NOMAP) and mapped afterwards with plain
 // PAGE_KERNEL (no contiguous hints up to 6.18; map_mem's own flags with the
-// 7.x alias series, which also leaves [__init_end, _end) unmapped); an early
+// 7.x alias series, see unmapKernelDataAlias); an early
 // KFENCE pool is taken top-down from memblock and mapped page by page. The
 // rest is pgprot_tagged(PAGE_KERNEL), NO_EXEC tables, and — when
 // force_pte_mapping() — no blocks or contiguous runs.
@@ -288,8 +289,9 @@ func (k *Kernel) mapMem(c CPU) error {
 	im := k.Image
 	alias := vaSpan{im.PA + k.aliasStart(), im.PA + im.InitStart}
 	holes := []vaSpan{alias}
-	if k.V.AliasUnmapData && im.End > im.InitEnd {
-		holes = append(holes, vaSpan{im.PA + im.InitEnd, im.PA + im.End})
+	data := k.dataAliasHole()
+	if data.end > data.start {
+		holes = append(holes, data)
 	}
 	if k.Cfg.KFENCE == KFENCEEarly {
 		// arm64_kfence_alloc_pool: memblock_phys_alloc (top-down), NOMAP.
@@ -329,6 +331,18 @@ func (k *Kernel) mapMem(c CPU) error {
 	}
 	if err := k.PT.Map(c, k.Lin(alias.start), alias.start, alias.end-alias.start, k.Feat.Prot(arm64.PageKernel), aliasFlags); err != nil {
 		return err
+	}
+	if data.end > data.start {
+		// The data/bss alias: mapped with map_mem's flags, then made
+		// present-invalid (set_memory_valid(false) semantics: PTE_VALID
+		// cleared, PTE_PRESENT_INVALID set) before anything runs on it.
+		if err := k.PT.Map(c, k.Lin(data.start), data.start, data.end-data.start, prot, flags); err != nil {
+			return err
+		}
+		pv, pi := k.presentBits()
+		if err := k.PT.Protect(c, k.Lin(data.start), k.Lin(data.end), pi, pv); err != nil {
+			return fmt.Errorf("data/bss alias: %w", err)
+		}
 	}
 	if k.kfencePool[1] != 0 {
 		// arm64_kfence_map_pool: always page granular.
@@ -405,11 +419,30 @@ func (k *Kernel) updateMappingProt(c CPU, pa, va, size, prot uint64, extra pgtab
 func (k *Kernel) markLinearTextAliasRO(c CPU) error {
 	im := k.Image
 	a := k.aliasStart()
-	var extra pgtable.Flags
-	if k.V.AliasUnmapData && k.forcePTEMapping() {
-		extra = pgtable.NoBlockMappings
+	if !k.V.AliasNoCont {
+		// linux-mm and 7.x keep the shape it finds (existing tables, contiguous
+		// runs: "Preserve existing table mappings", "Permit contiguous
+		// descriptors to be manipulated"): only the permission changes.
+		start, end := k.Lin(im.PA+a), k.Lin(im.PA+im.InitStart)
+		if err := k.PT.Protect(c, start, end, arm64.PTERdonly, arm64.PTEWrite); err != nil {
+			return fmt.Errorf("mark_linear_text_alias_ro: %w", err)
+		}
+		k.FlushTLBKernelRange(c, start, end)
+		return nil
 	}
-	return k.updateMappingProt(c, im.PA+a, k.Lin(im.PA+a), im.InitStart-a, k.Feat.Prot(arm64.PageKernelRO), extra)
+	return k.updateMappingProt(c, im.PA+a, k.Lin(im.PA+a), im.InitStart-a, k.Feat.Prot(arm64.PageKernelRO), 0)
+}
+
+// dataAliasHole is the linear alias of the kernel's data and bss,
+// [__init_end, __bss_stop), which the 7.x alias series leaves out of the
+// plain linear map and maps present-invalid unless rodata=off (as 7.3
+// captures show: F entries there with rodata=on and noalias, RW with off).
+func (k *Kernel) dataAliasHole() vaSpan {
+	im := k.Image
+	if !k.V.AliasUnmapData || k.Cfg.Rodata == RodataOff || im.BssStop <= im.InitEnd {
+		return vaSpan{}
+	}
+	return vaSpan{im.PA + im.InitEnd, im.PA + im.BssStop}
 }
 
 // LinearHoles are the physical ranges of RAM the boot leaves out of the
@@ -417,9 +450,8 @@ func (k *Kernel) markLinearTextAliasRO(c CPU) error {
 // pool's protected pages. Sorted, end exclusive.
 func (k *Kernel) LinearHoles() [][2]uint64 {
 	var out [][2]uint64
-	im := k.Image
-	if k.V.AliasUnmapData && k.Cfg.imported == nil && im.End > im.InitEnd {
-		out = append(out, [2]uint64{im.PA + im.InitEnd, im.PA + im.End})
+	if h := k.dataAliasHole(); h.end > h.start && k.Cfg.imported == nil {
+		out = append(out, [2]uint64{h.start, h.end})
 	}
 	if p := k.kfencePool; p[1] != 0 {
 		ps := k.G.PageSize()

@@ -40,8 +40,8 @@ type Version struct {
 	AliasFromText bool
 	// AliasUnmapData: Ard Biesheuvel's "arm64: Unmap linear alias of kernel
 	// data/bss" (v7.x): the alias [_text, __init_begin) takes map_mem's own
-	// flags (page-granular when the rest is) and [__init_end, __bss_stop)
-	// is not mapped in the linear map at all.
+	// flags (page-granular when the rest is) and the alias of
+	// [__init_end, __bss_stop) is made present-invalid.
 	AliasUnmapData bool
 	// AliasNoCont: the alias is mapped NO_CONT_MAPPINGS (every release up to
 	// 6.18 and linux-mm before Ard's series; "Permit contiguous descriptors
@@ -241,7 +241,9 @@ var (
 	// 6.12.117+deb12-arm64: _stext +0x10000, _etext = __start_rodata
 	// +0xf50000, __init_begin +0x1d00000, __init_end +0x2670000, _end +0x2b30000.
 	imageDebian612 = Image{Header: 0x10000, Text: 0xf50000, Rodata: 0xdb0000, Init: 0x970000, Data: 0x4c0000}
-	imageDebian73  = Image{Header: 64 << 10, Text: 20 << 20, Rodata: 8 << 20, Init: 2 << 20, Data: 3 << 20}
+	// 7.3.4+deb13-arm64: _etext +0x12e0000, __init_begin +0x2700000,
+	// __init_end +0x2b00000, __bss_stop +0x321e000, _end +0x3240000.
+	imageDebian73 = Image{Header: 0x10000, Text: 0x12e0000, Rodata: 0x1420000, Init: 0x400000, Data: 0x740000, Tail: 0x22000}
 )
 
 // Layout is the kernel VA layout of this release for a geometry.
