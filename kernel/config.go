@@ -115,11 +115,14 @@ type CPUGroup struct {
 var CPUModels = map[string]arm64.MIDR{
 	"cortex-a72":  arm64.MIDRCortexA72,
 	"neoverse-n1": arm64.MIDRNeoverseN1,
-	"neoverse-v3": arm64.MIDRNeoverseV3,
-	"cortex-x4":   arm64.MIDRCortexX4,
-	"ampere1":     arm64.MIDRAmpere1,
-	"ampere1a":    arm64.MIDRAmpere1A,
-	"olympus":     arm64.MIDROlympus,
+	"neoverse-v3": arm64.MIDRNeoverseV3, // r0p2: on the BBML2_NOABORT list
+	"cortex-x4":   arm64.MIDRCortexX4,   // r0p3: on the list
+	// Revisions the allow-list rejects (MIDR_REV_RANGE starts above them).
+	"neoverse-v3-r0p1": arm64.MIDRNeoverseV3Early,
+	"cortex-x4-r0p2":   arm64.MIDRCortexX4Early,
+	"ampere1":          arm64.MIDRAmpere1,
+	"ampere1a":         arm64.MIDRAmpere1A,
+	"olympus":          arm64.MIDROlympus,
 }
 
 // CPUPABits is the physical address size of each named CPU model
@@ -268,7 +271,7 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 		if !ok {
 			v, err := strconv.ParseUint(grp.Model, 0, 32)
 			if err != nil {
-				return nil, fmt.Errorf("%w: CPU model %q (known: cortex-a72, neoverse-n1, neoverse-v3, cortex-x4, ampere1, ampere1a, olympus, or a MIDR value)", ErrConfig, grp.Model)
+				return nil, fmt.Errorf("%w: CPU model %q (known: cortex-a72, neoverse-n1, neoverse-v3, neoverse-v3-r0p1, cortex-x4, cortex-x4-r0p2, ampere1, ampere1a, olympus, or a MIDR value)", ErrConfig, grp.Model)
 			}
 			m = arm64.MIDR(v)
 		}
