@@ -105,7 +105,9 @@ func Boot(cfg Config) (*Kernel, error) {
 	for i, r := range cfg.RAM {
 		regs[i] = physmem.Region{Base: uint64(r.Base), Size: uint64(r.Size)}
 	}
-	mem, err := physmem.New(g.PageShift, regs)
+	// MAX_PAGE_ORDER follows the granule (ARCH_FORCE_MAX_ORDER), so a
+	// PMD-sized huge vmalloc page is one buddy block on 16K and 64K too.
+	mem, err := physmem.NewMaxOrder(g.PageShift, regs, physmem.MaxOrderFor(g.PageShift))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
