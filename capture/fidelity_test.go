@@ -233,19 +233,27 @@ type fidelityResult struct {
 	modelTables map[string]int
 	realTotal   int // every table page of the tree
 	modelTotal  int
+	realOwned   map[string]int // vmemmap, PCI I/O, fixmap tables per level
+	modelOwned  map[string]int
 }
 
 // linearTables counts the table pages of each level the linear map uses:
 // one per table descriptor naming it (TBL lines), by the level of the table.
 func linearTables(d *ptdump.Dump, l arm64.Layout) (map[string]int, int) {
+	return tablesIn(d, l.IsLinear), len(d.Tables) + 1
+}
+
+// tablesIn counts, per level, the table pages named by table descriptors
+// whose range starts where in says.
+func tablesIn(d *ptdump.Dump, in func(va uint64) bool) map[string]int {
 	next := map[string]string{"PGD": "P4D/PUD", "P4D": "P4D/PUD", "PUD": "PMD", "PMD": "PTE"}
 	out := map[string]int{}
 	for _, tl := range d.Tables {
-		if l.IsLinear(tl.Start) {
+		if in(tl.Start) {
 			out[next[tl.Level]]++
 		}
 	}
-	return out, len(d.Tables) + 1
+	return out
 }
 
 func compareFidelity(c fidelityCase) (*fidelityResult, error) {
@@ -300,6 +308,9 @@ func compareFidelity(c fidelityCase) (*fidelityResult, error) {
 	}
 	res.realTables, res.realTotal = linearTables(c.real, k.Layout)
 	res.modelTables, res.modelTotal = linearTables(model, k.Layout)
+	// vmemmap, PCI I/O and fixmap: everything above VMALLOC_END.
+	owned := func(va uint64) bool { return va >= k.Layout.VmallocEnd }
+	res.realOwned, res.modelOwned = tablesIn(c.real, owned), tablesIn(model, owned)
 	return res, nil
 }
 
@@ -307,7 +318,7 @@ func TestFidelityAgainstRealKernels(t *testing.T) {
 	cases := loadFidelityCases(t)
 	var table bytes.Buffer
 	tw := bufio.NewWriter(&table)
-	fmt.Fprintf(tw, "%-32s %-15s %-30s %-30s %s\n", "configuration", "release", "real tables (linear; all)", "ptlab tables (linear; all)", "diff (tolerated)")
+	fmt.Fprintf(tw, "%-30s %-15s %-32s %-32s %-22s %-22s %s\n", "configuration", "release", "real tables (linear; all)", "ptlab tables (linear; all)", "real vmemmap/fixmap", "ptlab vmemmap/fixmap", "diff (tolerated)")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := compareFidelity(c)
@@ -325,13 +336,17 @@ func TestFidelityAgainstRealKernels(t *testing.T) {
 				if d := res.realTables[l] - res.modelTables[l]; d < -1 || d > 1 {
 					t.Errorf("linear-map %s tables: real %d, ptlab %d", l, res.realTables[l], res.modelTables[l])
 				}
+				if d := res.realOwned[l] - res.modelOwned[l]; d < -1 || d > 1 {
+					t.Errorf("vmemmap/PCI I/O/fixmap %s tables: real %d, ptlab %d", l, res.realOwned[l], res.modelOwned[l])
+				}
 			}
 			rel := ""
 			if u := c.secs["uname"].Lines; len(u) > 0 {
 				rel = u[0]
 			}
-			fmt.Fprintf(tw, "%-32s %-15s %-30s %-30s %d (%d)\n", c.name, strings.SplitN(rel, "-", 2)[0],
-				fmtTables(res.realTables, res.realTotal), fmtTables(res.modelTables, res.modelTotal), len(res.changes), res.tolerated)
+			fmt.Fprintf(tw, "%-30s %-15s %-32s %-32s %-22s %-22s %d (%d)\n", c.name, strings.SplitN(rel, "-", 2)[0],
+				fmtTables(res.realTables, res.realTotal), fmtTables(res.modelTables, res.modelTotal),
+				fmtTables(res.realOwned, -1), fmtTables(res.modelOwned, -1), len(res.changes), res.tolerated)
 		})
 	}
 	tw.Flush()
@@ -347,6 +362,9 @@ func fmtTables(m map[string]int, total int) string {
 	var parts []string
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if total < 0 {
+		return strings.Join(parts, ", ")
 	}
 	return strings.Join(parts, ", ") + fmt.Sprintf("; %d", total)
 }

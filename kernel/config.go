@@ -173,6 +173,10 @@ type Config struct {
 	// starts at), as a capture shows it; 0 computes it as
 	// arm64_memblock_init does, randomised under KASLR (KASLRSeed).
 	MemstartAddr Size `json:"memstart_addr" yaml:"memstart_addr"`
+	// StructPageSize is sizeof(struct page) (VMCOREINFO SIZE(page)); 0 is 64.
+	StructPageSize Size `json:"struct_page_size" yaml:"struct_page_size"`
+	// Devices are MMIO ranges the boot maps (the PCI I/O window).
+	Devices []Device `json:"devices" yaml:"devices"`
 	// PABits is the CPU's physical address size (ID_AA64MMFR0_EL1.PARange);
 	// 0 takes the boot CPU model's (CPUPABits). It decides whether KASLR
 	// can move the linear map.
@@ -186,7 +190,7 @@ type Config struct {
 var Machines = map[string]Config{
 	// QEMU virt with -cpu cortex-a72: 2 GiB at 0x40000000, no BBML2.
 	"qemu-virt": {Name: "qemu-virt", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x40000000, 2 << 30}},
-		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff},
+		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Devices: QEMUVirtDevices},
 	// A 16 GiB AmpereOne server: every CPU has BBML2_NOABORT.
 	"bbml2-server": {Name: "bbml2-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
 		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true},
@@ -206,6 +210,7 @@ func Machine(name string) (Config, error) {
 	}
 	c.RAM = append([]RAMRegion(nil), c.RAM...)
 	c.CPUs = append([]CPUGroup(nil), c.CPUs...)
+	c.Devices = append([]Device(nil), c.Devices...)
 	return c, nil
 }
 

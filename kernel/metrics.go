@@ -86,6 +86,8 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd},
 		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd},
 		{"kernel image", im[0], im[1]},
+		// vmemmap, PCI I/O and fixmap (in either layout order).
+		{"vmemmap, PCI I/O, fixmap", k.Layout.VmallocEnd, max(k.Layout.FixaddrTop, k.Layout.VmemmapEnd)},
 	}
 	for _, r := range regions {
 		cs, err := k.PT.TakeCensus(c, r.start, r.end)

@@ -138,6 +138,9 @@ func Boot(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	c := &PlainCPU{}
+	if err := k.earlyFixmapInit(c); err != nil {
+		return nil, err
+	}
 	if err := k.mapKernel(c); err != nil {
 		return nil, fmt.Errorf("map_kernel: %w", err)
 	}
@@ -159,6 +162,10 @@ func Boot(cfg Config) (*Kernel, error) {
 			return nil, err
 		}
 	}
+	// bootmem_init -> sparse_init: the struct pages of every present section.
+	if err := k.vmemmapPopulate(c); err != nil {
+		return nil, err
+	}
 	k.VM = newVmalloc(k, []vaSpan{{k.Image.VA, k.Image.VA + k.Image.End}})
 	if err := k.freeInitmem(c); err != nil {
 		return nil, err
@@ -175,6 +182,10 @@ func Boot(cfg Config) (*Kernel, error) {
 		if err := k.kfenceInitPoolLate(c); err != nil {
 			return nil, err
 		}
+	}
+	// The PCI host bridge probe maps its I/O window.
+	if err := k.pciRemapIOSpace(c); err != nil {
+		return nil, err
 	}
 	// execmem_init: late (ARCH_WANTS_EXECMEM_LATE) so the ROX cache can
 	// depend on the final BBML2_NOABORT capability (RFC patch 5).
