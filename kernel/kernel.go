@@ -80,6 +80,8 @@ type Kernel struct {
 	TLB       TLBLog
 	VM        *Vmalloc
 	Exec      *Execmem
+	// bpfPackList is bpf_prog_pack's pack_list (bpf_pack.go).
+	bpfPackList *bpfPacks
 	// Mutations are injected bugs for the checker's mutant suite (mutants.go);
 	// zero is the faithful model.
 	Mutations Mutations
