@@ -1,0 +1,74 @@
+package tlb
+
+import "math/rand/v2"
+
+// Sim drives one core's TLB with a mix of streams, each drawn in proportion
+// to its rate. Real rates are billions of accesses per second, so a caller
+// simulates a window of accesses against the tables of one moment and
+// scales the per-access costs up by the rates (Window, Cost).
+type Sim struct {
+	T       *TLB
+	Streams []*Stream
+	pcg     rand.PCG
+	Rand    *rand.Rand
+	cum     []float64
+	seed    uint64
+}
+
+// NewSim returns a simulator for t with the given streams, seeded.
+func NewSim(t *TLB, seed uint64, streams ...*Stream) *Sim {
+	s := &Sim{T: t, Streams: streams, seed: seed}
+	s.pcg.Seed(seed, 0x746c62)
+	s.Rand = rand.New(&s.pcg)
+	return s
+}
+
+// Reseed makes the next window's draws depend only on the seed and n (the
+// window's index), so results do not depend on how many accesses earlier
+// windows made.
+func (s *Sim) Reseed(n uint64) { s.pcg.Seed(s.seed, 0x746c62^n*0x9E3779B97F4A7C15) }
+
+// Window runs n accesses and returns what they cost, per kind. Streams with
+// nothing to access (no BPF program loaded) are skipped and the others keep
+// their relative rates.
+func (s *Sim) Window(n int) [numKinds]Counts {
+	s.cum = s.cum[:0]
+	total := 0.0
+	for _, st := range s.Streams {
+		if !st.Empty() {
+			total += st.Rate
+		}
+		s.cum = append(s.cum, total)
+	}
+	before := s.T.C
+	if total > 0 {
+		r := s.Rand
+		for i := 0; i < n; i++ {
+			x := r.Float64() * total
+			k := 0
+			for s.cum[k] <= x || s.Streams[k].Empty() {
+				k++
+			}
+			st := s.Streams[k]
+			s.T.Access(st.Next(r), st.Kind)
+		}
+	}
+	var d [numKinds]Counts
+	for k := range d {
+		a, b := s.T.C[k], before[k]
+		d[k] = Counts{Accesses: a.Accesses - b.Accesses, L1Misses: a.L1Misses - b.L1Misses, L2Misses: a.L2Misses - b.L2Misses,
+			Reads: a.Reads - b.Reads, Faults: a.Faults - b.Faults, Cycles: a.Cycles - b.Cycles}
+	}
+	return d
+}
+
+// Rate is the accesses per second the non-empty streams of kind k stand for.
+func (s *Sim) Rate(k Kind) float64 {
+	r := 0.0
+	for _, st := range s.Streams {
+		if st.Kind == k && !st.Empty() {
+			r += st.Rate
+		}
+	}
+	return r
+}

@@ -1,0 +1,213 @@
+package tlb
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+)
+
+// Pattern is the shape of an access stream.
+type Pattern uint8
+
+const (
+	// Code stands for instruction fetch: a jump to a random line of a
+	// weighted range (a function entry), then a run of sequential 64-byte
+	// fetch blocks of geometric length (mean RunLines) — straight-line code
+	// between taken branches.
+	Code Pattern = iota
+	// Uniform picks a byte uniformly over all ranges (weights are sizes):
+	// the worst case for any TLB, gups-like.
+	Uniform
+	// Zipf picks a page by a Zipf law (exponent ZipfS) over the pages of all
+	// ranges, the page order scrambled so hot pages are spread over memory:
+	// a key-value store's object accesses (memcached-like).
+	Zipf
+	// PageCache reads a file-sized run (mean RunLines lines) from a 64 KiB
+	// chunk picked by a Zipf law over most of RAM: the page cache serving
+	// reads, whose pages the buddy allocator scattered over memory.
+	PageCache
+)
+
+var patternNames = []string{"code", "uniform", "zipf", "pagecache"}
+
+func (p Pattern) String() string { return patternNames[p] }
+
+// ParsePattern reads a pattern name.
+func ParsePattern(s string) (Pattern, error) {
+	for i, n := range patternNames {
+		if n == s {
+			return Pattern(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown access pattern %q (code, uniform, zipf, pagecache)", ErrModel, s)
+}
+
+// Range is a VA range a stream draws from, with a relative weight per byte.
+type Range struct {
+	Start, Size uint64
+	Weight      float64
+}
+
+const line = 64
+
+// Stream generates the accesses of one kind of kernel work.
+type Stream struct {
+	Name     string
+	Kind     Kind
+	Pattern  Pattern
+	Rate     float64 // accesses per second it stands for
+	RunLines float64 // mean run length in 64-byte lines (Code, PageCache)
+	ZipfS    float64 // Zipf exponent (> 1)
+
+	ranges []Range
+	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
+	total  float64
+	units  uint64 // pages or chunks for the Zipf patterns
+	zipf   *rand.Zipf
+	zrng   *rand.Rand
+	mult   uint64 // scrambling multiplier, coprime to units
+
+	pos, end uint64 // current run
+	left     int
+}
+
+// SetRanges replaces the ranges the stream draws from; it reuses the
+// stream's slices, so a steady state allocates nothing.
+func (s *Stream) SetRanges(rs []Range, r *rand.Rand) {
+	s.ranges = append(s.ranges[:0], rs...)
+	s.cum = s.cum[:0]
+	s.total = 0
+	s.left = 0
+	unit := uint64(1)
+	switch s.Pattern {
+	case Zipf:
+		unit = 4096
+	case PageCache:
+		unit = 64 << 10
+	}
+	var n uint64
+	for _, r := range s.ranges {
+		switch s.Pattern {
+		case Code, Uniform:
+			w := r.Weight
+			if w <= 0 {
+				w = 1
+			}
+			s.total += float64(r.Size) * w
+			s.cum = append(s.cum, s.total)
+		default:
+			n += r.Size / unit
+			s.cum = append(s.cum, float64(n))
+		}
+	}
+	if s.Pattern == Zipf || s.Pattern == PageCache {
+		if s.units != n || s.zrng != r {
+			s.units, s.zrng = n, r
+			s.zipf = nil
+			if n > 1 {
+				z := s.ZipfS
+				if z <= 1 {
+					z = 1.01
+				}
+				s.zipf = rand.NewZipf(r, z, 1, n-1)
+			}
+			s.mult = scrambler(n)
+		}
+	}
+}
+
+// scrambler returns a multiplier coprime to n near n·φ, so i → i·m mod n
+// is a permutation that spreads neighbouring ranks far apart.
+func scrambler(n uint64) uint64 {
+	if n < 2 {
+		return 1
+	}
+	m := uint64(float64(n)*0.6180339887) | 1
+	for gcd(m, n) != 1 {
+		m += 2
+	}
+	return m
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// Empty reports whether the stream has nothing to access.
+func (s *Stream) Empty() bool { return len(s.ranges) == 0 || (s.total == 0 && s.units == 0) }
+
+// pick returns the index of the range holding cumulative position x.
+func (s *Stream) pick(x float64) int {
+	i := sort.SearchFloat64s(s.cum, x)
+	if i >= len(s.cum) {
+		i = len(s.cum) - 1
+	}
+	for i > 0 && s.cum[i] == s.cum[i-1] {
+		i--
+	}
+	return i
+}
+
+func (s *Stream) geometric(r *rand.Rand) int {
+	if s.RunLines <= 1 {
+		return 1
+	}
+	// Inverse transform of a geometric law with mean RunLines.
+	p := 1 / s.RunLines
+	return 1 + int(math.Log(1-r.Float64())/math.Log(1-p))
+}
+
+// unitVA maps the i-th page/chunk (in range order) to its VA.
+func (s *Stream) unitVA(i, unit uint64) (va, end uint64) {
+	k := s.pick(float64(i) + 0.5)
+	var before uint64
+	if k > 0 {
+		before = uint64(s.cum[k-1])
+	}
+	r := s.ranges[k]
+	va = r.Start + (i-before)*unit
+	return va, r.Start + r.Size
+}
+
+// Next returns the next address; the stream must not be Empty.
+func (s *Stream) Next(r *rand.Rand) uint64 {
+	if s.left > 0 {
+		s.left--
+		s.pos += line
+		if s.pos >= s.end {
+			s.pos = s.end - line
+		}
+		return s.pos
+	}
+	switch s.Pattern {
+	case Code:
+		rg := s.ranges[s.pick(r.Float64()*s.total)]
+		s.pos = rg.Start + (r.Uint64N(max(rg.Size/line, 1)))*line
+		s.end = rg.Start + rg.Size
+		s.left = s.geometric(r) - 1
+		return s.pos
+	case Uniform:
+		rg := s.ranges[s.pick(r.Float64()*s.total)]
+		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
+	case Zipf:
+		i := uint64(0)
+		if s.zipf != nil {
+			i = s.zipf.Uint64() * s.mult % s.units
+		}
+		va, _ := s.unitVA(i, 4096)
+		return va + r.Uint64N(4096/8)*8
+	default: // PageCache
+		i := uint64(0)
+		if s.zipf != nil {
+			i = s.zipf.Uint64() * s.mult % s.units
+		}
+		va, end := s.unitVA(i, 64<<10)
+		s.pos, s.end = va+r.Uint64N(1024)*line, min(end, va+64<<10)
+		s.left = s.geometric(r) - 1
+		return s.pos
+	}
+}

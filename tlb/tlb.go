@@ -1,0 +1,310 @@
+package tlb
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/pgtable"
+)
+
+// Errors.
+var (
+	ErrModel    = errors.New("tlb: bad CPU model")
+	ErrReadOnly = errors.New("tlb: the cost model never changes tables")
+)
+
+// Kind is an instruction fetch or a data access.
+type Kind uint8
+
+const (
+	Data Kind = iota
+	Instr
+	numKinds
+)
+
+func (k Kind) String() string {
+	if k == Instr {
+		return "instr"
+	}
+	return "data"
+}
+
+// Counts are what a stream of accesses cost.
+type Counts struct {
+	Accesses uint64  `json:"accesses"`
+	L1Misses uint64  `json:"l1_misses"` // missed the L1 (i or d) TLB
+	L2Misses uint64  `json:"l2_misses"` // missed the L2 TLB too: one walk each
+	Reads    uint64  `json:"reads"`     // descriptors read by walks
+	Faults   uint64  `json:"faults"`    // walks that found no valid leaf
+	Cycles   float64 `json:"cycles"`    // walk cycles
+}
+
+// Add accumulates o into c.
+func (c *Counts) Add(o Counts) {
+	c.Accesses += o.Accesses
+	c.L1Misses += o.L1Misses
+	c.L2Misses += o.L2Misses
+	c.Reads += o.Reads
+	c.Faults += o.Faults
+	c.Cycles += o.Cycles
+}
+
+// readDoor reads descriptors and nothing else. It is not one of pgtable's
+// single-threaded doors, so walks through it leave the Tables' own walk
+// cache untouched: the cost model observes the tables without changing them.
+type readDoor struct{}
+
+func (readDoor) Load(_ uint64, p *uint64) uint64 { return *p }
+func (readDoor) Store(uint64, *uint64, uint64)   {} // never called by Lookup
+func (readDoor) TableAlloc(arm64.Level) error    { return ErrReadOnly }
+func (readDoor) TableFree(uint64, arm64.Level)   {}
+func (readDoor) String() string                  { return "tlb.readDoor" }
+func holdsDesc(h []uint8) []uint8                { s := slices.Clone(h); slices.Sort(s); slices.Reverse(s); return s }
+func largestHeld(desc []uint8, span uint8) uint8 {
+	for _, s := range desc {
+		if s <= span {
+			return s
+		}
+	}
+	return 0
+}
+
+// TLB is one core's translation hardware in front of one tree of tables.
+type TLB struct {
+	M         *Model
+	pt        *pgtable.Tables
+	g         arm64.Geometry
+	l1        [numKinds]*cache
+	l1Holds   [numKinds][]uint8 // descending
+	l2        *cache
+	l2Holds   []uint8
+	coal      bool
+	coalShift uint8
+	walk      []*cache
+	walkAt    [8]*cache // by level+1: the structure caching pointers to level-l tables
+	C         [numKinds]Counts
+}
+
+// New builds m's TLBs, empty, in front of pt.
+func New(m *Model, pt *pgtable.Tables) *TLB {
+	t := &TLB{M: m, pt: pt, g: pt.Geometry()}
+	t.l1[Data] = newCache(m.L1D.Entries, m.L1D.Ways)
+	t.l1[Instr] = newCache(m.L1I.Entries, m.L1I.Ways)
+	t.l1Holds[Data] = holdsDesc(m.L1D.Holds)
+	t.l1Holds[Instr] = holdsDesc(m.L1I.Holds)
+	t.l2 = newCache(m.L2.Entries, m.L2.Ways)
+	t.l2Holds = holdsDesc(m.L2.Holds)
+	t.coal = m.L2.Coalesce4
+	t.coalShift = uint8(t.g.PageShift + 2)
+	for _, l := range m.L2.WalkLevels {
+		t.walkAt[l+1] = t.l2
+	}
+	for _, w := range m.Walk {
+		c := newCache(w.Entries, w.Ways)
+		t.walk = append(t.walk, c)
+		for _, l := range w.WalkLevels {
+			t.walkAt[l+1] = c
+		}
+	}
+	return t
+}
+
+// SetTables points the TLB at another tree (a fresh kernel) and empties it.
+func (t *TLB) SetTables(pt *pgtable.Tables) {
+	t.pt, t.g = pt, pt.Geometry()
+	t.coalShift = uint8(t.g.PageShift + 2)
+	t.Flush()
+}
+
+// Flush empties every structure (TLBI VMALLE1IS) and returns the number of
+// leaf translations the L2 TLB held: each is a walk when next used.
+func (t *TLB) Flush() int {
+	n := 0
+	for class := range t.l2.count {
+		if uint64(class)&flagWalk == 0 {
+			n += int(t.l2.count[class])
+		}
+	}
+	t.l1[Data].flush()
+	t.l1[Instr].flush()
+	t.l2.flush()
+	for _, w := range t.walk {
+		w.flush()
+	}
+	return n
+}
+
+// Invalidate drops the entries translating any VA in [start, end): leaf
+// entries always, walk-cache entries too unless lastLevel (TLBI VAALE1IS and
+// RVAALE1IS invalidate only the last level of the walk; VAAE1IS all levels).
+// It returns the number of L2 leaf translations removed.
+func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
+	s, e := start&vaMask, end&vaMask
+	if e <= s {
+		e = vaMask + 1
+	}
+	drop := func(key uint64) bool {
+		if key&flagWalk != 0 && lastLevel {
+			return false
+		}
+		ks, ke := keySpan(key)
+		return ks < e && s < ke
+	}
+	leaf := func(key uint64) bool { return key&flagWalk == 0 && drop(key) }
+	n := t.l2.invalidate(leaf)
+	t.l2.invalidate(drop)
+	t.l1[Data].invalidate(drop)
+	t.l1[Instr].invalidate(drop)
+	for _, w := range t.walk {
+		w.invalidate(drop)
+	}
+	return n
+}
+
+// probe looks va up in c among the spans it holds (descending) and returns
+// the span of the entry that hit, or 0.
+func (t *TLB) probe(c *cache, holds []uint8, va uint64) uint8 {
+	for _, s := range holds {
+		if c.count[s] == 0 {
+			continue
+		}
+		if slot := c.find(mkKey(va, s, 0)); slot >= 0 {
+			c.touch(slot)
+			return s
+		}
+	}
+	if c == t.l2 && t.coal && c.count[uint64(t.coalShift)|flagCoal] != 0 {
+		if slot := c.find(mkKey(va, t.coalShift, flagCoal)); slot >= 0 && c.mask[slot]&(1<<(va>>t.g.PageShift&3)) != 0 {
+			c.touch(slot)
+			return uint8(t.g.PageShift)
+		}
+	}
+	return 0
+}
+
+// Access translates one access of kind k at va, updating the structures and
+// the counts. It allocates nothing.
+func (t *TLB) Access(va uint64, k Kind) {
+	c := &t.C[k]
+	c.Accesses++
+	l1 := t.l1[k]
+	if t.probe(l1, t.l1Holds[k], va) != 0 {
+		return
+	}
+	c.L1Misses++
+	if span := t.probe(t.l2, t.l2Holds, va); span != 0 {
+		if s := largestHeld(t.l1Holds[k], span); s != 0 {
+			l1.insert(mkKey(va, s, 0), 0)
+		}
+		return
+	}
+	c.L2Misses++
+	span, reads, ok := t.walkFill(va)
+	c.Reads += uint64(reads)
+	c.Cycles += t.M.WalkCycles + float64(reads)*t.M.ReadCycles
+	if !ok {
+		c.Faults++
+		return
+	}
+	if s := largestHeld(t.l1Holds[k], span); s != 0 {
+		l1.insert(mkKey(va, s, 0), 0)
+	}
+}
+
+// walkFill walks the tables for va starting below the deepest walk-cache
+// hit, fills the walk cache and the L2 TLB, and returns the leaf's span, the
+// descriptors read, and whether a valid leaf was found.
+func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
+	g := &t.g
+	start := g.StartLevel
+	var hit *cache
+	hitSlot := -1
+	for l := arm64.LastLevel; l > g.StartLevel; l-- {
+		w := t.walkAt[l+1]
+		if w == nil {
+			continue
+		}
+		key := mkKey(va, uint8(g.Shift(l-1)), flagWalk)
+		if !w.has(key) {
+			continue
+		}
+		if s := w.find(key); s >= 0 {
+			start, hit, hitSlot = l, w, s
+			break
+		}
+	}
+	e, err := t.pt.Lookup(readDoor{}, va)
+	if err != nil {
+		return 0, int(arm64.LastLevel-start) + 1, false
+	}
+	if e.Level < start {
+		// The cached table is no longer in the tree at that level (a fold the
+		// kernel invalidated with a last-level TLBI only): the walk restarts.
+		hit.remove(hitSlot)
+		hit, start = nil, g.StartLevel
+	}
+	if hit != nil {
+		hit.touch(hitSlot)
+	}
+	reads = int(e.Level-start) + 1
+	if !arm64.DescValid(e.Desc) {
+		return 0, reads, false
+	}
+	if e.Level == arm64.LastLevel || t.M.WalkFillOnBlock {
+		for l := start + 1; l <= e.Level; l++ {
+			if w := t.walkAt[l+1]; w != nil {
+				w.insert(mkKey(va, uint8(g.Shift(l-1)), flagWalk), 0)
+			}
+		}
+	}
+	span = uint8(g.Shift(e.Level))
+	if arm64.DescCont(e.Desc) && g.ContEntries(e.Level) > 0 {
+		span += uint8(bitsLen(uint64(g.ContEntries(e.Level))) - 1)
+	}
+	s2 := largestHeld(t.l2Holds, span)
+	if t.coal && s2 == uint8(g.PageShift) && e.Level == arm64.LastLevel {
+		if m := t.coalesceMask(e); m&(m-1) != 0 {
+			t.l2.insert(mkKey(va, t.coalShift, flagCoal), m)
+			return span, reads, true
+		}
+	}
+	if s2 != 0 {
+		t.l2.insert(mkKey(va, s2, 0), 0)
+	}
+	return span, reads, true
+}
+
+func bitsLen(x uint64) int {
+	n := 0
+	for ; x != 0; x >>= 1 {
+		n++
+	}
+	return n
+}
+
+// coalesceMask reads the four aligned PTEs around leaf e (one cache line the
+// walker has already fetched) and returns which of them translate to the
+// matching pages of one contiguous output range with identical attributes.
+func (t *TLB) coalesceMask(e pgtable.Entry) uint8 {
+	g := &t.g
+	ps := g.PageSize()
+	tbl, err := t.pt.Table(e.DescPA &^ (ps - 1))
+	if err != nil {
+		return 0
+	}
+	idx := int(e.DescPA&(ps-1)) / 8
+	first := idx &^ 3
+	base := g.OutputAddress(e.Desc) - uint64(idx-first)*ps
+	attr := e.Desc &^ g.AddressMask()
+	var m uint8
+	var d readDoor
+	for i := 0; i < 4; i++ {
+		desc := d.Load(0, &tbl[first+i])
+		if arm64.DescValid(desc) && !arm64.DescCont(desc) && desc&^g.AddressMask() == attr &&
+			g.OutputAddress(desc) == base+uint64(i)*ps {
+			m |= 1 << i
+		}
+	}
+	return m
+}
