@@ -31,6 +31,12 @@ type cache struct {
 	count      [256]int32 // live entries per (flags|shift), so lookups probe only classes present
 	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
 	idxMask    uint64
+	// Fully associative structures keep their LRU order as a list (O(1)
+	// victim choice); prev/next are slot indices, -1 ends the list.
+	prev, next []int32
+	head, tail int32 // most and least recently used
+	used       int   // slots [0, used) have been filled at least once
+	live       int   // entries present
 }
 
 const scanWays = 8
@@ -51,8 +57,35 @@ func newCache(entries, ways int) *cache {
 		}
 		c.idx = make([]int32, sz)
 		c.idxMask = uint64(sz - 1)
+		c.prev = make([]int32, n)
+		c.next = make([]int32, n)
+		c.head, c.tail = -1, -1
 	}
 	return c
+}
+
+func (c *cache) unlink(s int32) {
+	p, n := c.prev[s], c.next[s]
+	if p >= 0 {
+		c.next[p] = n
+	} else {
+		c.head = n
+	}
+	if n >= 0 {
+		c.prev[n] = p
+	} else {
+		c.tail = p
+	}
+}
+
+func (c *cache) pushFront(s int32) {
+	c.prev[s], c.next[s] = -1, c.head
+	if c.head >= 0 {
+		c.prev[c.head] = s
+	} else {
+		c.tail = s
+	}
+	c.head = s
 }
 
 func (c *cache) set(key uint64) int { return int((key >> 8) % uint64(c.sets)) }
@@ -86,6 +119,13 @@ func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
 
 // touch marks slot s most recently used.
 func (c *cache) touch(s int) {
+	if c.prev != nil {
+		if int32(s) != c.head {
+			c.unlink(int32(s))
+			c.pushFront(int32(s))
+		}
+		return
+	}
 	c.clock++
 	c.stamp[s] = c.clock
 }
@@ -100,7 +140,20 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 	}
 	base := c.set(key) * c.ways
 	victim := base
-	for i := base; i < base+c.ways; i++ {
+	if c.prev != nil {
+		// Fully associative: the next never-used slot, else the list's tail.
+		switch {
+		case c.used < len(c.keys):
+			victim = c.used
+		case c.live < len(c.keys):
+			for c.keys[victim] != 0 {
+				victim++
+			}
+		default:
+			victim = int(c.tail)
+		}
+	}
+	for i := base; c.prev == nil && i < base+c.ways; i++ {
 		if c.keys[i] == 0 {
 			victim = i
 			break
@@ -116,6 +169,13 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 	c.keys[victim] = key
 	c.mask[victim] = mask
 	c.count[key&0xff]++
+	c.live++
+	if c.prev != nil {
+		if victim >= c.used {
+			c.used = victim + 1
+		}
+		c.pushFront(int32(victim))
+	}
 	if c.idx != nil {
 		h := hashKey(key) & c.idxMask
 		for c.idx[h] != 0 {
@@ -134,12 +194,14 @@ func (c *cache) remove(s int) {
 		return
 	}
 	c.count[key&0xff]--
+	c.live--
 	c.keys[s] = 0
 	c.mask[s] = 0
 	c.stamp[s] = 0
 	if c.idx == nil {
 		return
 	}
+	c.unlink(int32(s))
 	// Backward-shift deletion keeps linear probing correct without tombstones.
 	h := hashKey(key) & c.idxMask
 	for c.idx[h] != int32(s+1) {
@@ -177,6 +239,7 @@ func (c *cache) flush() int {
 	for i := range c.idx {
 		c.idx[i] = 0
 	}
+	c.head, c.tail, c.used, c.live = -1, -1, 0, 0
 	return n
 }
 

@@ -70,17 +70,17 @@ const (
 )
 
 // readCyclesAltra is the descriptor-read cost that makes the model's mean
-// cycles per walk on a gups-like stream (uniform random 8-byte reads over a
-// large 4K-mapped region) on Neoverse N1 equal the median measured on an
+// cycles per walk on a gups-like stream (uniform random 8-byte reads over an
+// 8 GiB 4K-mapped region) on Neoverse N1 equal the median measured on an
 // Ampere Altra: ≈39 cycles per dTLB walk, derived from the Elastic
 // Translations (MICRO'24) artifact, cslab-ntua/elastic-translations-MICRO2024
 // scripts/plots/fig8/{cycles,tlbmisses}.csv (Δcycles/Δdtlb_walk between 4K
-// and ET over ten workloads: median 39, range 4–131). In the model that
-// stream averages 2 reads per walk (the level-2 table pointer misses the
-// walk cache about as often as it hits; TestCalibrationAltra pins it), so
-// each read costs 19.5 cycles — of the order of an L2-cache hit plus queuing,
-// which is where most descriptors of a busy walker live.
-const readCyclesAltra = 19.5
+// and ET over ten workloads: median 39, range 4–131). On that stream the
+// model's walks read 3.55 descriptors on average (the L2 TLB's walk entries
+// rarely cover 8 GiB of PTE tables; TestCalibrationAltra pins it), so one
+// read costs 39/3.55 ≈ 11 cycles — an L2-cache hit on N1, the effective
+// cost once the out-of-order core overlaps walks with other misses.
+const readCyclesAltra = 11.0
 
 var models = []*Model{
 	{
