@@ -57,6 +57,8 @@ func newCache(entries, ways int) *cache {
 		}
 		c.idx = make([]int32, sz)
 		c.idxMask = uint64(sz - 1)
+	}
+	if c.sets == 1 && ways > scanWays {
 		c.prev = make([]int32, n)
 		c.next = make([]int32, n)
 		c.head, c.tail = -1, -1
@@ -198,10 +200,12 @@ func (c *cache) remove(s int) {
 	c.keys[s] = 0
 	c.mask[s] = 0
 	c.stamp[s] = 0
+	if c.prev != nil {
+		c.unlink(int32(s))
+	}
 	if c.idx == nil {
 		return
 	}
-	c.unlink(int32(s))
 	// Backward-shift deletion keeps linear probing correct without tombstones.
 	h := hashKey(key) & c.idxMask
 	for c.idx[h] != int32(s+1) {
