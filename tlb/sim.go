@@ -1,6 +1,10 @@
 package tlb
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/ptlab/ptlab/pgtable"
+)
 
 // Sim drives one core's TLB with a mix of streams, each drawn in proportion
 // to its rate. Real rates are billions of accesses per second, so a caller
@@ -71,4 +75,14 @@ func (s *Sim) Rate(k Kind) float64 {
 		}
 	}
 	return r
+}
+
+// Measure builds m's TLBs in front of pt, runs warm accesses of stream st
+// over ranges to fill them, then n accesses, and returns what the n cost.
+func Measure(m *Model, pt *pgtable.Tables, st *Stream, ranges []Range, seed uint64, warm, n int) Counts {
+	t := New(m, pt)
+	s := NewSim(t, seed, st)
+	st.SetRanges(ranges, s.Rand)
+	s.Window(warm)
+	return s.Window(n)[st.Kind]
 }
