@@ -1,5 +1,7 @@
 package tlb
 
+import "math/bits"
+
 // A key names one cached translation: the VA tag at the entry's span, the
 // span (log2 bytes) and two flag bits. Leaf entries, coalesced entries and
 // walk-cache entries (table pointers) of the same span never collide.
@@ -29,6 +31,7 @@ type cache struct {
 	mask       []uint8  // coalesced entries: which of the four pages are valid
 	clock      uint64
 	count      [256]int32 // live entries per (flags|shift), so lookups probe only classes present
+	present    [4]uint64  // bitmap of the classes with count > 0
 	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
 	idxMask    uint64
 	// Fully associative structures keep their LRU order as a list (O(1)
@@ -170,7 +173,9 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 	}
 	c.keys[victim] = key
 	c.mask[victim] = mask
-	c.count[key&0xff]++
+	if c.count[key&0xff]++; c.count[key&0xff] == 1 {
+		c.present[key>>6&3] |= 1 << (key & 63)
+	}
 	c.live++
 	if c.prev != nil {
 		if victim >= c.used {
@@ -195,7 +200,9 @@ func (c *cache) remove(s int) {
 	if key == 0 {
 		return
 	}
-	c.count[key&0xff]--
+	if c.count[key&0xff]--; c.count[key&0xff] == 0 {
+		c.present[key>>6&3] &^= 1 << (key & 63)
+	}
 	c.live--
 	c.keys[s] = 0
 	c.mask[s] = 0
@@ -240,6 +247,7 @@ func (c *cache) flush() int {
 		}
 	}
 	c.count = [256]int32{}
+	c.present = [4]uint64{}
 	for i := range c.idx {
 		c.idx[i] = 0
 	}
@@ -248,13 +256,15 @@ func (c *cache) flush() int {
 }
 
 // invalidate removes the entries for which drop returns true and returns how
-// many it removed.
-func (c *cache) invalidate(drop func(key uint64) bool) int {
+// many it removed (only leaf entries if leavesOnly).
+func (c *cache) invalidate(drop func(key uint64) bool, leavesOnly bool) int {
 	n := 0
 	for s, k := range c.keys {
 		if k != 0 && drop(k) {
 			c.remove(s)
-			n++
+			if !leavesOnly || k&flagWalk == 0 {
+				n++
+			}
 		}
 	}
 	return n
@@ -265,4 +275,49 @@ func keySpan(key uint64) (start, end uint64) {
 	shift := uint8(key & 0x3f)
 	start = (key >> 8) << shift
 	return start, start + 1<<shift
+}
+
+// invalidateRange removes the entries whose span overlaps [s, e) (VAs
+// modulo 2^56), walk-cache entries only if walks, and returns how many leaf
+// entries it removed. Small ranges probe the few tags they cover in each
+// class present; large ones scan the structure.
+func (c *cache) invalidateRange(s, e uint64, walks bool) (leaves int) {
+	if c.live == 0 {
+		return 0
+	}
+	words := 2 // leaf and coalesced classes: flags 0 and flagCoal
+	if walks {
+		words = 4
+	}
+	probes := 0
+	for w := 0; w < words; w++ {
+		for m := c.present[w]; m != 0; m &= m - 1 {
+			shift := uint8(bits.TrailingZeros64(m))
+			probes += int((e-1)>>shift - s>>shift + 1)
+		}
+	}
+	if probes > len(c.keys)/2 {
+		return c.invalidate(func(key uint64) bool {
+			if key&flagWalk != 0 && !walks {
+				return false
+			}
+			ks, ke := keySpan(key)
+			return ks < e && s < ke
+		}, true)
+	}
+	for w := 0; w < words; w++ {
+		for m := c.present[w]; m != 0; m &= m - 1 {
+			shift := uint8(bits.TrailingZeros64(m))
+			class := uint64(w)<<6 | uint64(shift)
+			for tag := s >> shift; tag <= (e-1)>>shift; tag++ {
+				if slot := c.find(tag<<8 | class); slot >= 0 {
+					c.remove(slot)
+					if class&flagWalk == 0 {
+						leaves++
+					}
+				}
+			}
+		}
+	}
+	return leaves
 }

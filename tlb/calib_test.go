@@ -1,7 +1,6 @@
 package tlb
 
 import (
-	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +22,7 @@ func gups(t testing.TB, m *Model, size uint64, n int) Counts {
 	tb := New(m, pt)
 	st := &Stream{Name: "gups", Kind: Data, Pattern: Uniform, Rate: 1}
 	sim := NewSim(tb, 1, st)
-	st.SetRanges([]Range{{Start: linBase, Size: size}}, sim.Rand)
+	st.SetRanges([]Range{{Start: linBase, Size: size}})
 	sim.Window(n / 4) // warm up
 	return sim.Window(n)[Data]
 }
@@ -55,8 +54,9 @@ func BenchmarkAccess(b *testing.B) {
 				k = Instr
 			}
 			st := &Stream{Name: "s", Kind: k, Pattern: pat, Rate: 1, RunLines: 8, ZipfS: 1.1}
-			r := rand.New(rand.NewPCG(1, 2))
-			st.SetRanges([]Range{{Start: linBase, Size: gib}}, r)
+			r := &RNG{}
+			r.Seed(1)
+			st.SetRanges([]Range{{Start: linBase, Size: gib}})
 			b.ReportAllocs()
 			b.ResetTimer()
 			c0 := cpuTime()

@@ -1,10 +1,6 @@
 package tlb
 
-import (
-	"math/rand/v2"
-
-	"github.com/ptlab/ptlab/pgtable"
-)
+import "github.com/ptlab/ptlab/pgtable"
 
 // Sim drives one core's TLB with a mix of streams, each drawn in proportion
 // to its rate. Real rates are billions of accesses per second, so a caller
@@ -13,47 +9,47 @@ import (
 type Sim struct {
 	T       *TLB
 	Streams []*Stream
-	pcg     rand.PCG
-	Rand    *rand.Rand
+	Rand    RNG
 	cum     []float64
+	act     []*Stream
 	seed    uint64
 }
 
 // NewSim returns a simulator for t with the given streams, seeded.
 func NewSim(t *TLB, seed uint64, streams ...*Stream) *Sim {
 	s := &Sim{T: t, Streams: streams, seed: seed}
-	s.pcg.Seed(seed, 0x746c62)
-	s.Rand = rand.New(&s.pcg)
+	s.Rand.Seed(seed)
 	return s
 }
 
 // Reseed makes the next window's draws depend only on the seed and n (the
 // window's index), so results do not depend on how many accesses earlier
 // windows made.
-func (s *Sim) Reseed(n uint64) { s.pcg.Seed(s.seed, 0x746c62^n*0x9E3779B97F4A7C15) }
+func (s *Sim) Reseed(n uint64) { s.Rand.Seed(s.seed ^ (n+1)*0xD1B54A32D192ED03) }
 
 // Window runs n accesses and returns what they cost, per kind. Streams with
 // nothing to access (no BPF program loaded) are skipped and the others keep
 // their relative rates.
 func (s *Sim) Window(n int) [numKinds]Counts {
-	s.cum = s.cum[:0]
+	s.cum, s.act = s.cum[:0], s.act[:0]
 	total := 0.0
 	for _, st := range s.Streams {
-		if !st.Empty() {
+		if !st.Empty() && st.Rate > 0 {
 			total += st.Rate
+			s.cum = append(s.cum, total)
+			s.act = append(s.act, st)
 		}
-		s.cum = append(s.cum, total)
 	}
 	before := s.T.C
 	if total > 0 {
-		r := s.Rand
+		r := &s.Rand
 		for i := 0; i < n; i++ {
 			x := r.Float64() * total
 			k := 0
-			for s.cum[k] <= x || s.Streams[k].Empty() {
+			for k < len(s.cum)-1 && s.cum[k] <= x {
 				k++
 			}
-			st := s.Streams[k]
+			st := s.act[k]
 			s.T.Access(st.Next(r), st.Kind)
 		}
 	}
@@ -82,7 +78,7 @@ func (s *Sim) Rate(k Kind) float64 {
 func Measure(m *Model, pt *pgtable.Tables, st *Stream, ranges []Range, seed uint64, warm, n int) Counts {
 	t := New(m, pt)
 	s := NewSim(t, seed, st)
-	st.SetRanges(ranges, s.Rand)
+	st.SetRanges(ranges)
 	s.Window(warm)
 	return s.Window(n)[st.Kind]
 }

@@ -3,7 +3,6 @@ package tlb
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sort"
 )
 
@@ -19,7 +18,9 @@ const (
 	// Uniform picks a byte uniformly over all ranges (weights are sizes):
 	// the worst case for any TLB, gups-like.
 	Uniform
-	// Zipf picks a page by a Zipf law (exponent ZipfS) over the pages of all
+	// Zipf picks a page by a Zipf-like power law (density ∝ rank^-ZipfS, the
+	// continuous form of Zipf's law, which gives the head ranks somewhat less
+	// weight than the discrete one) over the pages of all
 	// ranges, the page order scrambled so hot pages are spread over memory:
 	// a key-value store's object accesses (memcached-like).
 	Zipf
@@ -63,10 +64,11 @@ type Stream struct {
 	ranges []Range
 	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
 	total  float64
-	units  uint64 // pages or chunks for the Zipf patterns
-	zipf   *rand.Zipf
-	zrng   *rand.Rand
-	mult   uint64 // scrambling multiplier, coprime to units
+	units  uint64    // pages or chunks for the Zipf patterns
+	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ
+	zs     float64
+	mult   uint64  // scrambling multiplier, coprime to units
+	lg     float64 // log(1 - 1/RunLines)
 
 	pos, end uint64 // current run
 	left     int
@@ -74,7 +76,7 @@ type Stream struct {
 
 // SetRanges replaces the ranges the stream draws from; it reuses the
 // stream's slices, so a steady state allocates nothing.
-func (s *Stream) SetRanges(rs []Range, r *rand.Rand) {
+func (s *Stream) SetRanges(rs []Range) {
 	s.ranges = append(s.ranges[:0], rs...)
 	s.cum = s.cum[:0]
 	s.total = 0
@@ -101,20 +103,52 @@ func (s *Stream) SetRanges(rs []Range, r *rand.Rand) {
 			s.cum = append(s.cum, float64(n))
 		}
 	}
+	if s.RunLines > 1 {
+		s.lg = math.Log(1 - 1/s.RunLines)
+	}
 	if s.Pattern == Zipf || s.Pattern == PageCache {
-		if s.units != n || s.zrng != r {
-			s.units, s.zrng = n, r
-			s.zipf = nil
-			if n > 1 {
-				z := s.ZipfS
-				if z <= 1 {
-					z = 1.01
-				}
-				s.zipf = rand.NewZipf(r, z, 1, n-1)
-			}
+		z := s.ZipfS
+		if z <= 1 {
+			z = 1.01
+		}
+		if s.units != n || s.zs != z {
+			s.units, s.zs = n, z
+			s.zq = zipfQuantiles(s.zq, n, z)
 			s.mult = scrambler(n)
 		}
 	}
+}
+
+const zipfQ = 4096
+
+// zipfQuantiles tabulates the inverse of the continuous Zipf law over ranks
+// [1, n+1) with exponent z, P(x) ∝ x^-z: drawing a rank is then a table
+// look-up and an interpolation, no logarithm or exponential per access.
+// Narrow buckets at the head keep the hottest ranks exact; the tail is flat.
+func zipfQuantiles(q []float64, n uint64, z float64) []float64 {
+	q = q[:0]
+	a := 1 - z
+	top := math.Pow(float64(n)+1, a) - 1
+	for i := 0; i <= zipfQ; i++ {
+		u := float64(i) / zipfQ
+		q = append(q, math.Pow(1+u*top, 1/a))
+	}
+	return q
+}
+
+// zipfRank draws a rank in [0, units).
+func (s *Stream) zipfRank(r *RNG) uint64 {
+	if s.units <= 1 {
+		return 0
+	}
+	u := r.Float64() * zipfQ
+	i := int(u)
+	x := s.zq[i] + (u-float64(i))*(s.zq[i+1]-s.zq[i])
+	k := uint64(x) - 1
+	if k >= s.units {
+		k = s.units - 1
+	}
+	return k
 }
 
 // scrambler returns a multiplier coprime to n near n·φ, so i → i·m mod n
@@ -152,13 +186,12 @@ func (s *Stream) pick(x float64) int {
 	return i
 }
 
-func (s *Stream) geometric(r *rand.Rand) int {
+func (s *Stream) geometric(r *RNG) int {
 	if s.RunLines <= 1 {
 		return 1
 	}
 	// Inverse transform of a geometric law with mean RunLines.
-	p := 1 / s.RunLines
-	return 1 + int(math.Log(1-r.Float64())/math.Log(1-p))
+	return 1 + int(math.Log(1-r.Float64())/s.lg)
 }
 
 // unitVA maps the i-th page/chunk (in range order) to its VA.
@@ -174,7 +207,7 @@ func (s *Stream) unitVA(i, unit uint64) (va, end uint64) {
 }
 
 // Next returns the next address; the stream must not be Empty.
-func (s *Stream) Next(r *rand.Rand) uint64 {
+func (s *Stream) Next(r *RNG) uint64 {
 	if s.left > 0 {
 		s.left--
 		s.pos += line
@@ -194,18 +227,10 @@ func (s *Stream) Next(r *rand.Rand) uint64 {
 		rg := s.ranges[s.pick(r.Float64()*s.total)]
 		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
 	case Zipf:
-		i := uint64(0)
-		if s.zipf != nil {
-			i = s.zipf.Uint64() * s.mult % s.units
-		}
-		va, _ := s.unitVA(i, 4096)
+		va, _ := s.unitVA(s.zipfRank(r)*s.mult%s.units, 4096)
 		return va + r.Uint64N(4096/8)*8
 	default: // PageCache
-		i := uint64(0)
-		if s.zipf != nil {
-			i = s.zipf.Uint64() * s.mult % s.units
-		}
-		va, end := s.unitVA(i, 64<<10)
+		va, end := s.unitVA(s.zipfRank(r)*s.mult%s.units, 64<<10)
 		s.pos, s.end = va+r.Uint64N(1024)*line, min(end, va+64<<10)
 		s.left = s.geometric(r) - 1
 		return s.pos

@@ -84,6 +84,8 @@ type TLB struct {
 	walk      []*cache
 	walkAt    [8]*cache // by level+1: the structure caching pointers to level-l tables
 	C         [numKinds]Counts
+
+	anyBuf, walkBuf, tmpBuf []Span // InvalidateBatch scratch
 }
 
 // New builds m's TLBs, empty, in front of pt.
@@ -144,20 +146,11 @@ func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
 	if e <= s {
 		e = vaMask + 1
 	}
-	drop := func(key uint64) bool {
-		if key&flagWalk != 0 && lastLevel {
-			return false
-		}
-		ks, ke := keySpan(key)
-		return ks < e && s < ke
-	}
-	leaf := func(key uint64) bool { return key&flagWalk == 0 && drop(key) }
-	n := t.l2.invalidate(leaf)
-	t.l2.invalidate(drop)
-	t.l1[Data].invalidate(drop)
-	t.l1[Instr].invalidate(drop)
+	n := t.l2.invalidateRange(s, e, !lastLevel)
+	t.l1[Data].invalidateRange(s, e, !lastLevel)
+	t.l1[Instr].invalidateRange(s, e, !lastLevel)
 	for _, w := range t.walk {
-		w.invalidate(drop)
+		w.invalidateRange(s, e, !lastLevel)
 	}
 	return n
 }
@@ -307,4 +300,82 @@ func (t *TLB) coalesceMask(e pgtable.Entry) uint8 {
 		}
 	}
 	return m
+}
+
+// Span is a VA range [Start, End); End 0 means the top of the address space.
+type Span struct{ Start, End uint64 }
+
+// mergeSpans sorts and merges spans (VAs taken modulo 2^56) into dst.
+func mergeSpans(dst, src []Span) []Span {
+	dst = dst[:0]
+	for _, s := range src {
+		a, b := s.Start&vaMask, s.End&vaMask
+		if b <= a {
+			b = vaMask + 1
+		}
+		dst = append(dst, Span{a, b})
+	}
+	slices.SortFunc(dst, func(x, y Span) int {
+		switch {
+		case x.Start < y.Start:
+			return -1
+		case x.Start > y.Start:
+			return 1
+		}
+		return 0
+	})
+	out := dst[:0]
+	for _, s := range dst {
+		if n := len(out); n > 0 && s.Start <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, s.End)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// overlaps reports whether [s, e) meets one of the merged spans.
+func overlaps(spans []Span, s, e uint64) bool {
+	i, _ := slices.BinarySearchFunc(spans, s, func(x Span, v uint64) int {
+		if x.End <= v {
+			return -1
+		}
+		return 1
+	})
+	return i < len(spans) && spans[i].Start < e
+}
+
+// InvalidateBatch applies many invalidations at once — the TLBIs the kernel
+// broadcast between two windows, when no access ran in between, so their
+// order does not matter: lastLevel spans drop leaf entries, allLevels spans
+// leaf and walk-cache entries. A few spans are probed, many are matched in
+// one scan of each structure. It returns the L2 leaf translations removed.
+func (t *TLB) InvalidateBatch(lastLevel, allLevels []Span) int {
+	if len(lastLevel)+len(allLevels) <= 16 {
+		n := 0
+		for _, s := range lastLevel {
+			n += t.Invalidate(s.Start, s.End, true)
+		}
+		for _, s := range allLevels {
+			n += t.Invalidate(s.Start, s.End, false)
+		}
+		return n
+	}
+	t.anyBuf = mergeSpans(t.anyBuf, append(append(t.tmpBuf[:0], lastLevel...), allLevels...))
+	t.walkBuf = mergeSpans(t.walkBuf, allLevels)
+	drop := func(key uint64) bool {
+		ks, ke := keySpan(key)
+		if key&flagWalk != 0 {
+			return overlaps(t.walkBuf, ks, ke)
+		}
+		return overlaps(t.anyBuf, ks, ke)
+	}
+	n := t.l2.invalidate(drop, true)
+	t.l1[Data].invalidate(drop, true)
+	t.l1[Instr].invalidate(drop, true)
+	for _, w := range t.walk {
+		w.invalidate(drop, true)
+	}
+	return n
 }

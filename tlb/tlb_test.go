@@ -229,3 +229,83 @@ func TestCacheIndex(t *testing.T) {
 		t.Fatalf("%d slots used, %d keys present", n, len(present))
 	}
 }
+
+// Range invalidation by probing the covered tags removes exactly what a scan
+// of every entry removes.
+func TestInvalidateRangeMatchesScan(t *testing.T) {
+	x := uint64(7)
+	next := func() uint64 { x = x*6364136223846793005 + 1442695040888963407; return x >> 11 }
+	for round := 0; round < 200; round++ {
+		a, b := newCache(64, 4), newCache(64, 4)
+		for i := 0; i < 100; i++ {
+			shift := []uint8{12, 14, 16, 21, 25}[next()%5]
+			flags := []uint64{0, flagWalk, flagCoal}[next()%3]
+			key := mkKey(linBase+next()%(64*mib), shift, flags)
+			a.insert(key, 1)
+			b.insert(key, 1)
+		}
+		s := (linBase + next()%(64*mib)) & vaMask
+		e := s + 1 + next()%(8*mib)
+		walks := next()%2 == 0
+		got := a.invalidateRange(s, e, walks)
+		want := b.invalidate(func(key uint64) bool {
+			ks, ke := keySpan(key)
+			return (walks || key&flagWalk == 0) && ks < e && s < ke
+		}, true)
+		if got != want {
+			t.Fatalf("round %d: probing removed %d leaves, scanning %d", round, got, want)
+		}
+		for i := range a.keys {
+			if a.keys[i] != b.keys[i] {
+				t.Fatalf("round %d: slot %d: %#x vs %#x", round, i, a.keys[i], b.keys[i])
+			}
+		}
+	}
+}
+
+// A batch of invalidations removes what applying them one by one removes.
+func TestInvalidateBatchMatchesSingles(t *testing.T) {
+	a1, _ := LookupModel("ampereone")
+	pt := tables(t, 64*mib, ptes)
+	x := uint64(11)
+	next := func() uint64 { x = x*6364136223846793005 + 1442695040888963407; return x >> 11 }
+	for round := 0; round < 20; round++ {
+		a, b := New(a1, pt), New(a1, pt)
+		for i := 0; i < 3000; i++ {
+			va := linBase + next()%(64*mib)
+			a.Access(va, Kind(i%2))
+			b.Access(va, Kind(i%2))
+		}
+		var last, all []Span
+		for i := 0; i < 40; i++ {
+			s := linBase + next()%(64*mib)
+			sp := Span{s, s + 4*kib*(1+next()%64)}
+			if next()%3 == 0 {
+				all = append(all, sp)
+			} else {
+				last = append(last, sp)
+			}
+		}
+		got := a.InvalidateBatch(last, all)
+		want := 0
+		for _, s := range last {
+			want += b.Invalidate(s.Start, s.End, true)
+		}
+		for _, s := range all {
+			want += b.Invalidate(s.Start, s.End, false)
+		}
+		if got != want {
+			t.Fatalf("round %d: batch removed %d, singles %d", round, got, want)
+		}
+		for i := range a.l2.keys {
+			if a.l2.keys[i] != b.l2.keys[i] {
+				t.Fatalf("round %d: L2 slot %d differs", round, i)
+			}
+		}
+		for i := range a.walk[0].keys {
+			if a.walk[0].keys[i] != b.walk[0].keys[i] {
+				t.Fatalf("round %d: walk-cache slot %d differs", round, i)
+			}
+		}
+	}
+}

@@ -19,7 +19,9 @@ type CostConfig struct {
 	// CPUs are tlb model keys (n1, a76, v2, ampereone); default all.
 	CPUs []string `json:"cpus,omitempty" yaml:"cpus,omitempty"`
 	// Window is the number of accesses simulated per CPU model and sample
-	// interval, against the table shape of that moment; default 4000.
+	// interval, against the table shape of that moment; default 1000 (the
+	// TLBs stay warm from one interval to the next, so the run's averages
+	// rest on every window together).
 	Window int `json:"window,omitempty" yaml:"window,omitempty"`
 	// Streams replace the default streams (DefaultCostStreams).
 	Streams []StreamConfig `json:"streams,omitempty" yaml:"streams,omitempty"`
@@ -111,6 +113,10 @@ type CostObserver struct {
 	samples int
 	dur     time.Duration
 	ranges  [][]tlb.Range // per stream
+	// invalidations since the last sample
+	flushAll             bool
+	weights              map[*kernel.Module]float64 // module text weight, by loaded module
+	lastLevel, allLevels []tlb.Span
 }
 
 // ScenarioObservers are the observers of a scenario's comparison: the TLB
@@ -130,7 +136,7 @@ func ScenarioObservers(s *Scenario) ([]Observer, error) {
 func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 	o := &CostObserver{cfg: cfg, seed: seed}
 	if o.cfg.Window <= 0 {
-		o.cfg.Window = 4000
+		o.cfg.Window = 1000
 	}
 	if len(cfg.CPUs) == 0 {
 		o.models = tlb.Models()
@@ -186,25 +192,36 @@ func (o *CostObserver) Start(v *View) error {
 		o.per = append(o.per, cm)
 	}
 	o.prevAt, o.samples, o.dur = 0, 0, 0
+	o.weights = map[*kernel.Module]float64{}
 	return nil
 }
 
-// TLBI applies an invalidation to every model's TLB and counts the
-// translations it removed: each is a walk when next used (a full
-// invalidation costs the whole TLB's contents).
+// TLBI records an invalidation. No access is simulated between two sample
+// points, so the TLBs see the interval's invalidations as one batch at the
+// next sample (InvalidateBatch); the translations they remove are counted
+// as refills: each is a walk when next used, and a full invalidation costs
+// the whole TLB's contents.
 func (o *CostObserver) TLBI(_ time.Duration, op kernel.TLBIOp) {
-	for _, cm := range o.per {
-		var n int
-		switch op.Kind {
-		case kernel.TLBIVMALLE1IS:
-			n = cm.tb.Flush()
-		case kernel.TLBIVAAE1IS:
-			n = cm.tb.Invalidate(op.Start, op.End, false)
-		default:
-			n = cm.tb.Invalidate(op.Start, op.End, true)
-		}
-		cm.refills += uint64(n)
+	switch op.Kind {
+	case kernel.TLBIVMALLE1IS:
+		o.flushAll = true
+	case kernel.TLBIVAAE1IS:
+		o.allLevels = append(o.allLevels, tlb.Span{Start: op.Start, End: op.End})
+	default:
+		o.lastLevel = append(o.lastLevel, tlb.Span{Start: op.Start, End: op.End})
 	}
+}
+
+// applyTLBIs applies the interval's invalidations to every model.
+func (o *CostObserver) applyTLBIs() {
+	for _, cm := range o.per {
+		if o.flushAll {
+			cm.refills += uint64(cm.tb.Flush())
+		} else {
+			cm.refills += uint64(cm.tb.InvalidateBatch(o.lastLevel, o.allLevels))
+		}
+	}
+	o.flushAll, o.lastLevel, o.allLevels = false, o.lastLevel[:0], o.allLevels[:0]
 }
 
 func hot(name string, prefixes []string) bool {
@@ -227,9 +244,13 @@ func (o *CostObserver) streamRanges(v *View) bool {
 		case "modules":
 			for _, m := range v.Modules {
 				if sz := m.Spec.Size[kernel.ModText]; sz > 0 && m.Base[kernel.ModText] != 0 {
-					w := 1.0
-					if hot(m.Spec.Name, sc.Hot) && sc.HotWeight > 0 {
-						w = sc.HotWeight
+					w, ok := o.weights[m]
+					if !ok {
+						w = 1.0
+						if hot(m.Spec.Name, sc.Hot) && sc.HotWeight > 0 {
+							w = sc.HotWeight
+						}
+						o.weights[m] = w
 					}
 					rs = append(rs, tlb.Range{Start: m.Base[kernel.ModText], Size: sz, Weight: w})
 				}
@@ -288,14 +309,15 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 	interval := (v.At - o.prevAt).Seconds()
 	o.prevAt = v.At
 	changed := o.streamRanges(v) || v.Stores > 0 || v.TLBIs > 0 || o.samples == 0
+	o.applyTLBIs()
 	var wg sync.WaitGroup
 	for mi, cm := range o.per {
 		if changed {
 			for i, st := range cm.streams {
-				st.SetRanges(o.ranges[i], cm.sim.Rand)
+				st.SetRanges(o.ranges[i])
 			}
 			wg.Add(1)
-			go func() {
+			go func() { // models are independent: one goroutine each
 				defer wg.Done()
 				cm.sim.Reseed(uint64(v.Index))
 				if o.samples == 0 {
