@@ -69,6 +69,11 @@ func TestCostDefaultScenarioOrdering(t *testing.T) {
 			if v := costValue(t, r, m.Key+"_dtlb_l1_mpka"); v <= 0 {
 				t.Errorf("%s %s: dTLB L1 misses %v: the data streams did not run", p, m.Key, v)
 			}
+			// Every policy invalidates translations the warm TLBs hold
+			// (module reloads and BPF programs come and go).
+			if v := costValue(t, r, m.Key+"_tlbi_refills"); v <= 0 {
+				t.Errorf("%s %s: no TLBI refills: invalidations did not reach the TLBs", p, m.Key)
+			}
 		}
 	}
 }
