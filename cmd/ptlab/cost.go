@@ -15,8 +15,8 @@ import (
 )
 
 var dumpCostFlags struct {
-	cpus     []string
-	patterns []string
+	cpus     string
+	patterns string
 	accesses int
 	rate     float64
 	seed     uint64
@@ -43,8 +43,8 @@ Streams: zipf (a key-value store: objects picked by a Zipf law, spread over RAM)
 
 func init() {
 	f := dumpCostCmd.Flags()
-	f.StringSliceVar(&dumpCostFlags.cpus, "cpu", nil, "CPU models ("+strings.Join(tlb.ModelKeys(), ", ")+"); default all")
-	f.StringSliceVar(&dumpCostFlags.patterns, "stream", []string{"zipf", "pagecache", "uniform"}, "data-access streams over the linear map")
+	f.StringVar(&dumpCostFlags.cpus, "cpu", "", "CPU models, comma-separated ("+strings.Join(tlb.ModelKeys(), ", ")+"); default all")
+	f.StringVar(&dumpCostFlags.patterns, "stream", "zipf,pagecache,uniform", "data-access streams over the linear map, comma-separated")
 	f.IntVar(&dumpCostFlags.accesses, "accesses", 400000, "accesses simulated per CPU model, stream and shape (after as many to warm up)")
 	f.Float64Var(&dumpCostFlags.rate, "rate", 100e6, "accesses per second the stream stands for (walk cycles /s)")
 	f.Uint64Var(&dumpCostFlags.seed, "seed", 1, "random seed")
@@ -87,7 +87,7 @@ func runDumpCost(cmd *cobra.Command, path string) error {
 		return err
 	}
 	var models []*tlb.Model
-	for _, n := range dumpCostFlags.cpus {
+	for _, n := range splitList(dumpCostFlags.cpus) {
 		m, err := tlb.LookupModel(n)
 		if err != nil {
 			return err
@@ -98,7 +98,7 @@ func runDumpCost(cmd *cobra.Command, path string) error {
 		models = tlb.Models()
 	}
 	var pats []tlb.Pattern
-	for _, p := range dumpCostFlags.patterns {
+	for _, p := range splitList(dumpCostFlags.patterns) {
 		pt, err := tlb.ParsePattern(p)
 		if err != nil {
 			return err
@@ -221,4 +221,15 @@ func printCost(w io.Writer, path string, shapes []costShape, models []*tlb.Model
 		fmt.Fprintf(w, "%s assumed: %s\n", m.Name, strings.Join(m.Assumed, "; "))
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
