@@ -3,6 +3,7 @@ package ptdump
 import (
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/ptlab/ptlab/arm64"
 )
@@ -96,4 +97,43 @@ func Regions(d *Dump) ([]Region, []int) {
 		idx[i] = len(regs) - 1
 	}
 	return regs, idx
+}
+
+// RegionKind maps a marker name to a canonical region kind and whether the
+// marker closes the region. Kinds: linear, kasan, bpf, modules, vmalloc,
+// vmemmap, pci-io, fixmap, percpu, kernel-image, user, kernel-space,
+// cpu-entry, ldt, espfix, efi; other names give a lower-case slug of the name.
+func RegionKind(name string) (kind string, end bool) {
+	l := strings.ToLower(name)
+	end = strings.HasSuffix(l, " end") || strings.HasPrefix(l, "end ")
+	for _, m := range []struct{ sub, kind string }{
+		{"linear mapping", "linear"},
+		{"low kernel mapping", "linear"},
+		{"kernel mapping", "linear"}, // x86-32's PAGE_OFFSET region
+		{"kasan", "kasan"},
+		{"bpf", "bpf"},
+		{"modules", "modules"},
+		{"vmalloc", "vmalloc"},
+		{"vmemmap", "vmemmap"},
+		{"pci i/o", "pci-io"},
+		{"fixmap", "fixmap"},
+		{"percpu", "percpu"},
+		{"high kernel mapping", "kernel-image"},
+		{"user space", "user"},
+		{"kernel space", "kernel-space"},
+		{"cpu entry area", "cpu-entry"},
+		{"ldt remap", "ldt"},
+		{"espfix", "espfix"},
+		{"efi", "efi"},
+	} {
+		if strings.Contains(l, m.sub) {
+			if m.kind == "linear" && m.sub == "kernel mapping" && strings.Contains(l, "high") {
+				continue
+			}
+			return m.kind, end
+		}
+	}
+	l = strings.TrimSuffix(strings.TrimPrefix(l, "end "), " end")
+	l = strings.TrimSuffix(strings.TrimSuffix(l, " start"), " area")
+	return strings.Join(strings.Fields(l), "-"), end
 }
