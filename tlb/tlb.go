@@ -60,6 +60,8 @@ func (readDoor) Store(uint64, *uint64, uint64)   {} // never called by Lookup
 func (readDoor) TableAlloc(arm64.Level) error    { return ErrReadOnly }
 func (readDoor) TableFree(uint64, arm64.Level)   {}
 func (readDoor) String() string                  { return "tlb.readDoor" }
+func (readDoor) PageTableLock(*pgtable.Tables)   {}
+func (readDoor) PageTableUnlock(*pgtable.Tables) {}
 func holdsDesc(h []uint8) []uint8                { s := slices.Clone(h); slices.Sort(s); slices.Reverse(s); return s }
 func largestHeld(desc []uint8, span uint8) uint8 {
 	for _, s := range desc {
