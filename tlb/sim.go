@@ -41,6 +41,7 @@ func (s *Sim) Window(n int) [numKinds]Counts {
 		}
 	}
 	before := s.T.C
+	s.T.TablesChanged()
 	if total > 0 {
 		r := &s.Rand
 		for i := 0; i < n; i++ {

@@ -88,6 +88,46 @@ type TLB struct {
 	C         [numKinds]Counts
 
 	anyBuf, walkBuf, tmpBuf []Span // InvalidateBatch scratch
+
+	// shadow remembers, per 2M region (4K granule; a PMD entry's span in
+	// general), the PTE table the last walk of this window reached, so that
+	// the simulator reads the leaf descriptor without walking pgtable's tree
+	// again. It speeds the simulation only: the modelled walk's reads come
+	// from the walk caches above. Valid while the tables do not change.
+	shadow [shadowSize]shadowEntry
+}
+
+const shadowSize = 1024
+
+type shadowEntry struct {
+	tag uint64 // va >> Shift(level 2), plus 1 (0 = empty)
+	tpa uint64
+	tbl []uint64
+}
+
+// TablesChanged must be called when the tables may have changed since the
+// last access (Sim.Window calls it at the start of every window).
+func (t *TLB) TablesChanged() { t.shadow = [shadowSize]shadowEntry{} }
+
+// leaf returns the leaf entry for va: from the shadow when its PTE table is
+// known, else by pgtable's walk.
+func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
+	g := &t.g
+	tag := va>>g.Shift(arm64.LastLevel-1) + 1
+	sh := &t.shadow[tag%shadowSize]
+	if sh.tag == tag {
+		idx := g.Index(va, arm64.LastLevel)
+		return pgtable.Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel,
+			Desc: readDoor{}.Load(0, &sh.tbl[idx]), DescPA: sh.tpa + uint64(idx)*8}, nil
+	}
+	e, err := t.pt.Lookup(readDoor{}, va)
+	if err == nil && e.Level == arm64.LastLevel {
+		tpa := e.DescPA &^ (g.PageSize() - 1)
+		if tbl, err := t.pt.Table(tpa); err == nil {
+			*sh = shadowEntry{tag: tag, tpa: tpa, tbl: tbl}
+		}
+	}
+	return e, err
 }
 
 // New builds m's TLBs, empty, in front of pt.
@@ -117,6 +157,7 @@ func New(m *Model, pt *pgtable.Tables) *TLB {
 // SetTables points the TLB at another tree (a fresh kernel) and empties it.
 func (t *TLB) SetTables(pt *pgtable.Tables) {
 	t.pt, t.g = pt, pt.Geometry()
+	t.TablesChanged()
 	t.coalShift = uint8(t.g.PageShift + 2)
 	t.Flush()
 }
@@ -179,7 +220,8 @@ func (t *TLB) probe(c *cache, holds []uint8, va uint64) uint8 {
 }
 
 // Access translates one access of kind k at va, updating the structures and
-// the counts. It allocates nothing.
+// the counts. It allocates nothing. If the tables changed since the last
+// access, call TablesChanged first.
 func (t *TLB) Access(va uint64, k Kind) {
 	c := &t.C[k]
 	c.Accesses++
@@ -229,7 +271,7 @@ func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
 			break
 		}
 	}
-	e, err := t.pt.Lookup(readDoor{}, va)
+	e, err := t.leaf(va)
 	if err != nil {
 		return 0, int(arm64.LastLevel-start) + 1, false
 	}

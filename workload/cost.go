@@ -53,7 +53,7 @@ type StreamConfig struct {
 // checksum helpers they call: on a server, kernel time in module text goes
 // mostly to the packet and block I/O paths.
 var hotModules = []string{"nf_", "nft_", "nfnetlink", "ip_tables", "ip6_tables", "x_tables", "xt_", "ip6table", "iptable",
-	"tun", "bridge", "8021q", "bonding", "mlx5", "mlx4", "igb", "ixgbe", "i40e", "ice", "hns3", "hclge", "hinic", "bnxt", "ena",
+	"tun", "bridge", "8021q", "bonding", "mlx5", "mlx4", "igb", "ixgbe", "i40e", "ice", "hns3", "hclge", "hinic", "bnxt",
 	"virtio", "nvme", "xfs", "ext4", "dm_", "scsi", "sd_mod", "mpt3sas", "qla2xxx", "hisi_sas", "libsas", "libcrc32c", "crc32",
 	"crct10dif", "ghash", "sha", "aes", "polyval"}
 
