@@ -3,6 +3,7 @@ package workload
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +93,7 @@ type costModel struct {
 	sim     *tlb.Sim
 	streams []*tlb.Stream
 	last    []float64 // values of the last simulated window
+	vals    []float64 // this sample's values
 	sum     []float64 // sums over samples, for the averages
 	refills uint64    // since the last sample
 	total   uint64    // over the run
@@ -105,7 +107,8 @@ type CostObserver struct {
 	cfg     CostConfig
 	seed    uint64
 	models  []*tlb.Model
-	per     []*costModel
+	per     []*costModel // per model; models with identical parameters share one
+	uniq    []*costModel
 	conf    []StreamConfig
 	cols    []Column
 	mu      sync.Mutex
@@ -177,9 +180,15 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 func (o *CostObserver) Columns() []Column { return o.cols }
 
 func (o *CostObserver) Start(v *View) error {
-	o.per = nil
+	o.per, o.uniq = nil, nil
+	n := len(costColumns)
 	for mi, m := range o.models {
-		cm := &costModel{tb: tlb.New(m, v.Kernel.PT), sum: make([]float64, len(costColumns)), last: make([]float64, len(costColumns))}
+		if j := sameHardware(o.models[:mi], m); j >= 0 {
+			// Identical TLB parameters (N1's are the A76's): one simulation.
+			o.per = append(o.per, o.per[j])
+			continue
+		}
+		cm := &costModel{tb: tlb.New(m, v.Kernel.PT), sum: make([]float64, n), last: make([]float64, n), vals: make([]float64, n)}
 		for _, sc := range o.conf {
 			p, _ := tlb.ParsePattern(sc.Pattern)
 			k := tlb.Data
@@ -188,12 +197,29 @@ func (o *CostObserver) Start(v *View) error {
 			}
 			cm.streams = append(cm.streams, &tlb.Stream{Name: sc.Name, Kind: k, Pattern: p, Rate: sc.Rate, RunLines: sc.RunLines, ZipfS: sc.ZipfS})
 		}
-		cm.sim = tlb.NewSim(cm.tb, o.seed^uint64(mi+1)*0x51ed27, cm.streams...)
+		cm.sim = tlb.NewSim(cm.tb, o.seed^uint64(len(o.uniq)+1)*0x51ed27, cm.streams...)
 		o.per = append(o.per, cm)
+		o.uniq = append(o.uniq, cm)
 	}
 	o.prevAt, o.samples, o.dur = 0, 0, 0
 	o.weights = map[*kernel.Module]float64{}
 	return nil
+}
+
+// sameHardware returns the index of a model in ms whose TLB parameters equal
+// m's, or -1.
+func sameHardware(ms []*tlb.Model, m *tlb.Model) int {
+	strip := func(x *tlb.Model) tlb.Model {
+		c := *x
+		c.Key, c.Name, c.Sources, c.Assumed = "", "", nil, nil
+		return c
+	}
+	for i, x := range ms {
+		if reflect.DeepEqual(strip(x), strip(m)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // TLBI records an invalidation. No access is simulated between two sample
@@ -214,7 +240,7 @@ func (o *CostObserver) TLBI(_ time.Duration, op kernel.TLBIOp) {
 
 // applyTLBIs applies the interval's invalidations to every model.
 func (o *CostObserver) applyTLBIs() {
-	for _, cm := range o.per {
+	for _, cm := range o.uniq {
 		if o.flushAll {
 			cm.refills += uint64(cm.tb.Flush())
 		} else {
@@ -311,7 +337,7 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 	changed := o.streamRanges(v) || v.Stores > 0 || v.TLBIs > 0 || o.samples == 0
 	o.applyTLBIs()
 	var wg sync.WaitGroup
-	for mi, cm := range o.per {
+	for _, cm := range o.uniq {
 		if changed {
 			for i, st := range cm.streams {
 				st.SetRanges(o.ranges[i])
@@ -326,14 +352,14 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 				o.measure(cm, cm.sim.Window(o.cfg.Window))
 			}()
 		}
-		_ = mi
 	}
 	wg.Wait()
-	for mi, cm := range o.per {
-		vals := out[mi*len(costColumns) : (mi+1)*len(costColumns)]
+	for _, cm := range o.uniq {
+		vals := cm.vals
 		copy(vals, cm.last)
 		vals[7] = float64(cm.refills)
 		refillCycles := float64(cm.refills) * cm.walkCost
+		vals[8] = 0
 		if interval > 0 {
 			vals[8] = refillCycles / interval
 		}
@@ -345,6 +371,9 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 				cm.sum[i] += vals[i]
 			}
 		}
+	}
+	for mi, cm := range o.per {
+		copy(out[mi*len(costColumns):(mi+1)*len(costColumns)], cm.vals)
 	}
 	o.samples++
 	o.dur = v.At
