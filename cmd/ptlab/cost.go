@@ -188,7 +188,16 @@ func printCost(w io.Writer, path string, shapes []costShape, models []*tlb.Model
 	fmt.Fprintf(w, "%s: linear map of %s RAM; %d accesses per cell (after as many to warm up), data streams at %s/s\n\n",
 		path, kernel.HumanBytes(shapes[0].k.Mem.TotalPages()*shapes[0].k.Mem.PageSize()), dumpCostFlags.accesses, workload.SI(dumpCostFlags.rate))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "\t")
+	// Labels are padded to one width, so the right-aligned table reads
+	// them left-aligned.
+	width := len("  descriptor reads /walk")
+	for _, m := range models {
+		for _, p := range pats {
+			width = max(width, len(m.Name)+2+len(p.String()))
+		}
+	}
+	label := func(s string) string { return fmt.Sprintf("%-*s", width, s) }
+	fmt.Fprintf(tw, "%s\t", label(""))
 	for _, sh := range shapes {
 		fmt.Fprintf(tw, "%s\t", sh.Name)
 	}
@@ -198,9 +207,9 @@ func printCost(w io.Writer, path string, shapes []costShape, models []*tlb.Model
 		for _, p := range pats {
 			row := cells[i : i+len(shapes)]
 			i += len(shapes)
-			fmt.Fprintf(tw, "%s, %s\t\n", m.Name, p)
-			line := func(label string, f func(costCell) string) {
-				fmt.Fprintf(tw, "  %s\t", label)
+			fmt.Fprintf(tw, "%s\t%s\n", label(m.Name+", "+p.String()), strings.Repeat("\t", len(shapes)))
+			line := func(name string, f func(costCell) string) {
+				fmt.Fprintf(tw, "%s\t", label("  "+name))
 				for _, c := range row {
 					fmt.Fprintf(tw, "%s\t", f(c))
 				}
