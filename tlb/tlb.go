@@ -181,8 +181,10 @@ func (t *TLB) Flush() int {
 }
 
 // Invalidate drops the entries translating any VA in [start, end): leaf
-// entries always, walk-cache entries too unless lastLevel (TLBI VAALE1IS and
-// RVAALE1IS invalidate only the last level of the walk; VAAE1IS all levels).
+// entries always, walk-cache entries too unless lastLevel. The kernel's
+// flush_tlb_kernel_range issues last-level TLBI VAALE1IS (or RVAALE1IS),
+// and __flush_tlb_kernel_pgtable TLBI VAAE1IS so that walk-cache entries go
+// too, before a table page is freed (arch/arm64/include/asm/tlbflush.h).
 // It returns the number of L2 leaf translations removed.
 func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
 	s, e := start&vaMask, end&vaMask
