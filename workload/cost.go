@@ -141,6 +141,9 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 	if o.cfg.Window <= 0 {
 		o.cfg.Window = 1000
 	}
+	if o.cfg.Window > 10_000_000 {
+		return nil, fmt.Errorf("%w: cost window %d above 10,000,000 accesses", ErrScenario, o.cfg.Window)
+	}
 	if len(cfg.CPUs) == 0 {
 		o.models = tlb.Models()
 	}
@@ -164,8 +167,18 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 		default:
 			return nil, fmt.Errorf("%w: cost stream %q: over %q (modules, bpf, linear)", ErrScenario, sc.Name, sc.Over)
 		}
-		if sc.Rate < 0 || math.IsNaN(sc.Rate) || math.IsInf(sc.Rate, 0) {
-			return nil, fmt.Errorf("%w: cost stream %q: rate %v", ErrScenario, sc.Name, sc.Rate)
+		bad := func(v, lo, hi float64) bool { return math.IsNaN(v) || v < lo || v > hi }
+		switch {
+		case bad(sc.Rate, 0, 1e12):
+			return nil, fmt.Errorf("%w: cost stream %q: rate %v (0 to 1e12 per second)", ErrScenario, sc.Name, sc.Rate)
+		case bad(sc.RunLines, 0, 1<<20):
+			return nil, fmt.Errorf("%w: cost stream %q: run_lines %v (0 to 2^20)", ErrScenario, sc.Name, sc.RunLines)
+		case bad(sc.ZipfS, 0, 10):
+			return nil, fmt.Errorf("%w: cost stream %q: zipf_s %v (above 1, at most 10)", ErrScenario, sc.Name, sc.ZipfS)
+		case bad(sc.HotWeight, 0, 1e6):
+			return nil, fmt.Errorf("%w: cost stream %q: hot_weight %v", ErrScenario, sc.Name, sc.HotWeight)
+		case bad(sc.Fraction, 0, 1):
+			return nil, fmt.Errorf("%w: cost stream %q: fraction %v (0 to 1)", ErrScenario, sc.Name, sc.Fraction)
 		}
 	}
 	for _, m := range o.models {
