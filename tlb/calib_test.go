@@ -4,6 +4,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ptlab/ptlab/pgtable"
 )
 
 // cpuTime is this process's user+system CPU time: on a shared machine the
@@ -65,6 +67,36 @@ func BenchmarkAccess(b *testing.B) {
 			}
 			cpu := cpuTime() - c0
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Maccess/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkWindowServerMix measures the simulator on the default comparison's
+// mix: module-text fetch (100M/s) over 32 MiB of 4K-mapped text, Zipf and
+// page-cache reads (100M/s each) over a 16 GiB block-mapped linear map.
+func BenchmarkWindowServerMix(b *testing.B) {
+	const textVA = linBase + 32*gib
+	pt := tables(b, 16*gib, 0)
+	if err := pt.Map(pgtable.Direct{}, textVA, 80*gib, 32*mib, prot, ptes); err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []*Model{models[0], models[3]} {
+		b.Run(m.Key, func(b *testing.B) {
+			text := &Stream{Kind: Instr, Pattern: Code, Rate: 100e6, RunLines: 8}
+			kv := &Stream{Kind: Data, Pattern: Zipf, Rate: 100e6, ZipfS: 1.01}
+			pc := &Stream{Kind: Data, Pattern: PageCache, Rate: 100e6, RunLines: 64, ZipfS: 1.01}
+			text.SetRanges([]Range{{Start: textVA, Size: 32 * mib, Weight: 1}})
+			kv.SetRanges([]Range{{Start: linBase, Size: 16 * gib, Weight: 1}})
+			pc.SetRanges([]Range{{Start: linBase, Size: 14 * gib, Weight: 1}})
+			sim := NewSim(New(m, pt), 1, text, kv, pc)
+			sim.Window(100000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			c0 := cpuTime()
+			sim.Window(b.N)
+			cpu := cpuTime() - c0
+			b.ReportMetric(float64(b.N)/cpu.Seconds()/1e6, "Maccess/cpu-s")
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}

@@ -67,7 +67,7 @@ type Stream struct {
 	units  uint64    // pages or chunks for the Zipf patterns
 	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ
 	zs     float64
-	mult   uint64  // scrambling multiplier, coprime to units
+	mult   uint64  // bits of the scrambling permutation (see scramble)
 	lg     float64 // log(1 - 1/RunLines)
 
 	pos, end uint64 // current run
@@ -151,24 +151,31 @@ func (s *Stream) zipfRank(r *RNG) uint64 {
 	return k
 }
 
-// scrambler returns a multiplier coprime to n near n·φ, so i → i·m mod n
-// is a permutation that spreads neighbouring ranks far apart.
+// scrambler returns the bit width of the smallest power of two holding n:
+// scramble permutes [0, 2^bits) and walks the cycle until it lands below n,
+// a permutation of [0, n) without a division per draw.
 func scrambler(n uint64) uint64 {
-	if n < 2 {
-		return 1
+	b := uint64(1)
+	for b < 63 && 1<<b < n {
+		b++
 	}
-	m := uint64(float64(n)*0.6180339887) | 1
-	for gcd(m, n) != 1 {
-		m += 2
-	}
-	return m
+	return b
 }
 
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
+// scramble maps rank i to a unit so that neighbouring ranks (hot objects)
+// land far apart in memory: odd multiplications and xor-shifts are
+// bijections on [0, 2^bits).
+func (s *Stream) scramble(i uint64) uint64 {
+	mask := uint64(1)<<s.mult - 1
+	half := (s.mult + 1) / 2
+	for {
+		i = (i * 0x9E3779B97F4A7C15) & mask
+		i ^= i >> half
+		i = (i * 0xBF58476D1CE4E5B9) & mask
+		if i < s.units {
+			return i
+		}
 	}
-	return a
 }
 
 // Empty reports whether the stream has nothing to access.
@@ -196,6 +203,10 @@ func (s *Stream) geometric(r *RNG) int {
 
 // unitVA maps the i-th page/chunk (in range order) to its VA.
 func (s *Stream) unitVA(i, unit uint64) (va, end uint64) {
+	if len(s.ranges) == 1 {
+		r := &s.ranges[0]
+		return r.Start + i*unit, r.Start + r.Size
+	}
 	k := s.pick(float64(i) + 0.5)
 	var before uint64
 	if k > 0 {
@@ -227,10 +238,10 @@ func (s *Stream) Next(r *RNG) uint64 {
 		rg := s.ranges[s.pick(r.Float64()*s.total)]
 		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
 	case Zipf:
-		va, _ := s.unitVA(s.zipfRank(r)*s.mult%s.units, 4096)
+		va, _ := s.unitVA(s.scramble(s.zipfRank(r)), 4096)
 		return va + r.Uint64N(4096/8)*8
 	default: // PageCache
-		va, end := s.unitVA(s.zipfRank(r)*s.mult%s.units, 64<<10)
+		va, end := s.unitVA(s.scramble(s.zipfRank(r)), 64<<10)
 		s.pos, s.end = va+r.Uint64N(1024)*line, min(end, va+64<<10)
 		s.left = s.geometric(r) - 1
 		return s.pos

@@ -88,6 +88,7 @@ type TLB struct {
 	C         [numKinds]Counts
 
 	anyBuf, walkBuf, tmpBuf []Span // InvalidateBatch scratch
+	last                    [numKinds]lastHit
 
 	// shadow remembers, per 2M region (4K granule; a PMD entry's span in
 	// general), the PTE table the last walk of this window reached, so that
@@ -171,6 +172,7 @@ func (t *TLB) Flush() int {
 			n += int(t.l2.count[class])
 		}
 	}
+	t.forget()
 	t.l1[Data].flush()
 	t.l1[Instr].flush()
 	t.l2.flush()
@@ -191,6 +193,7 @@ func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
 	if e <= s {
 		e = vaMask + 1
 	}
+	t.forget()
 	n := t.l2.invalidateRange(s, e, !lastLevel)
 	t.l1[Data].invalidateRange(s, e, !lastLevel)
 	t.l1[Instr].invalidateRange(s, e, !lastLevel)
@@ -203,23 +206,48 @@ func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
 // probe looks va up in c among the spans it holds (descending) and returns
 // the span of the entry that hit, or 0.
 func (t *TLB) probe(c *cache, holds []uint8, va uint64) uint8 {
+	s, _ := t.probeSlot(c, holds, va)
+	return s
+}
+
+// probeSlot is probe that also returns the slot that hit.
+func (t *TLB) probeSlot(c *cache, holds []uint8, va uint64) (uint8, int) {
 	for _, s := range holds {
 		if c.count[s] == 0 {
 			continue
 		}
 		if slot := c.find(mkKey(va, s, 0)); slot >= 0 {
 			c.touch(slot)
-			return s
+			return s, slot
 		}
 	}
-	if c == t.l2 && t.coal && c.count[uint64(t.coalShift)|flagCoal] != 0 {
+	if c != t.l2 {
+		return 0, -1
+	}
+	if t.coal && c.count[uint64(t.coalShift)|flagCoal] != 0 {
 		if slot := c.find(mkKey(va, t.coalShift, flagCoal)); slot >= 0 && c.mask[slot]&(1<<(va>>t.g.PageShift&3)) != 0 {
 			c.touch(slot)
-			return uint8(t.g.PageShift)
+			return uint8(t.g.PageShift), slot
 		}
 	}
-	return 0
+	return 0, -1
 }
+
+// lastHit remembers the L1 entry the previous access of a kind used: the
+// next access inside its span hits it again without a look-up (the same
+// result, faster: consecutive fetches and reads mostly stay in one page).
+// Any L1 insert or invalidation forgets it.
+type lastHit struct {
+	lo, span uint64 // VA modulo 2^56
+	slot     int
+}
+
+func (t *TLB) remember(k Kind, va uint64, shift uint8, slot int) {
+	m := va & vaMask
+	t.last[k] = lastHit{lo: m &^ (1<<shift - 1), span: 1 << shift, slot: slot}
+}
+
+func (t *TLB) forget() { t.last = [numKinds]lastHit{} }
 
 // Access translates one access of kind k at va, updating the structures and
 // the counts. It allocates nothing. If the tables changed since the last
@@ -228,13 +256,19 @@ func (t *TLB) Access(va uint64, k Kind) {
 	c := &t.C[k]
 	c.Accesses++
 	l1 := t.l1[k]
-	if t.probe(l1, t.l1Holds[k], va) != 0 {
+	if lh := &t.last[k]; (va&vaMask)-lh.lo < lh.span {
+		l1.touch(lh.slot)
+		return
+	}
+	if s, slot := t.probeSlot(l1, t.l1Holds[k], va); s != 0 {
+		t.remember(k, va, s, slot)
 		return
 	}
 	c.L1Misses++
 	if span := t.probe(t.l2, t.l2Holds, va); span != 0 {
 		if s := largestHeld(t.l1Holds[k], span); s != 0 {
-			l1.insert(mkKey(va, s, 0), 0)
+			slot, _ := l1.insert(mkKey(va, s, 0), 0)
+			t.remember(k, va, s, slot)
 		}
 		return
 	}
@@ -247,7 +281,8 @@ func (t *TLB) Access(va uint64, k Kind) {
 		return
 	}
 	if s := largestHeld(t.l1Holds[k], span); s != 0 {
-		l1.insert(mkKey(va, s, 0), 0)
+		slot, _ := l1.insert(mkKey(va, s, 0), 0)
+		t.remember(k, va, s, slot)
 	}
 }
 
@@ -417,6 +452,7 @@ func (t *TLB) InvalidateBatch(lastLevel, allLevels []Span) int {
 		}
 		return overlaps(t.anyBuf, ks, ke)
 	}
+	t.forget()
 	n := t.l2.invalidate(drop, true)
 	t.l1[Data].invalidate(drop, true)
 	t.l1[Instr].invalidate(drop, true)

@@ -309,3 +309,18 @@ func TestInvalidateBatchMatchesSingles(t *testing.T) {
 		}
 	}
 }
+
+// The scrambling of Zipf ranks is a permutation of the units.
+func TestScramblePermutes(t *testing.T) {
+	for _, n := range []uint64{1, 2, 3, 7, 64, 1000, 4097, 65536, 100003} {
+		s := &Stream{units: n, mult: scrambler(n)}
+		seen := make([]bool, n)
+		for i := uint64(0); i < n; i++ {
+			j := s.scramble(i)
+			if j >= n || seen[j] {
+				t.Fatalf("n=%d: rank %d -> %d (out of range or twice)", n, i, j)
+			}
+			seen[j] = true
+		}
+	}
+}
