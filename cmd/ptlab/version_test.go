@@ -34,7 +34,13 @@ func TestVersionFlag(t *testing.T) {
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
 	rootCmd.SetArgs([]string{"--version"})
-	defer rootCmd.SetArgs(nil)
+	defer func() { // flags keep their values between Execute calls
+		rootCmd.SetOut(nil)
+		rootCmd.SetArgs(nil)
+		if err := rootCmd.Flags().Set("version", "false"); err != nil {
+			t.Error(err)
+		}
+	}()
 	if err := rootCmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
