@@ -385,7 +385,11 @@ func (k *Kernel) execmemCacheAlloc(c CPU, r *ExecmemRange, size uint64) (uint64,
 		}
 	}
 	if err := k.SetMemoryROX(c, a.Addr, a.NrPages); err != nil {
-		err = errors.Join(err, k.execmemSetDirectMapDefault(c, a), k.Vfree(c, a.Addr))
+		// execmem_cache_populate_alloc's err_free_mem: vfree only. The area
+		// has no VM_FLUSH_RESET_PERMS, so the alias of the pages the failed
+		// set_memory_rox already made read-only stays so when they go back
+		// to the page allocator (docs/findings.md).
+		err = errors.Join(err, k.Vfree(c, a.Addr))
 		return 0, fmt.Errorf("execmem cache populate: %w", err)
 	}
 	c.Lock(e.Mutex)
