@@ -110,6 +110,7 @@ type CostObserver struct {
 	per     []*costModel // per model; models with identical parameters share one
 	uniq    []*costModel
 	conf    []StreamConfig
+	pats    []tlb.Pattern // conf's patterns, parsed
 	cols    []Column
 	mu      sync.Mutex
 	prevAt  time.Duration
@@ -159,9 +160,11 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 		o.conf = DefaultCostStreams()
 	}
 	for _, sc := range o.conf {
-		if _, err := tlb.ParsePattern(sc.Pattern); err != nil {
+		p, err := tlb.ParsePattern(sc.Pattern)
+		if err != nil {
 			return nil, fmt.Errorf("%w: cost stream %q: %w", ErrScenario, sc.Name, err)
 		}
+		o.pats = append(o.pats, p)
 		switch sc.Over {
 		case "modules", "bpf", "linear":
 		default:
@@ -202,8 +205,8 @@ func (o *CostObserver) Start(v *View) error {
 			continue
 		}
 		cm := &costModel{tb: tlb.New(m, v.Kernel.PT), sum: make([]float64, n), last: make([]float64, n), vals: make([]float64, n)}
-		for _, sc := range o.conf {
-			p, _ := tlb.ParsePattern(sc.Pattern)
+		for i, sc := range o.conf {
+			p := o.pats[i]
 			k := tlb.Data
 			if sc.Over != "linear" {
 				k = tlb.Instr
