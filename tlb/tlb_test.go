@@ -324,3 +324,25 @@ func TestScramblePermutes(t *testing.T) {
 		}
 	}
 }
+
+// N1 keeps its walk-cache entries in the L2 TLB: a last-level TLBI drops the
+// leaf there but keeps the level-3 table pointer.
+//
+//	page 0   cold walk: 4 reads; L2 gets page 0's coalesced entry and the
+//	         pointer to the PTE table of [0,2M)
+//	page 4   another coalescing group: L1, L2 miss; pointer hit: 1 read
+//	TLBI VAALE1IS page 0 -> removes page 0's L2 entry (1), keeps the pointer
+//	page 0   L1 (invalidated) and L2 miss; pointer hit: 1 read
+//
+// 3 accesses, 3 walks, 4+1+1 reads.
+func TestInvalidateKeepsL2WalkEntries(t *testing.T) {
+	n1, _ := LookupModel("n1")
+	tb := New(n1, tables(t, 4*mib, ptes))
+	tb.Access(linBase, Data)
+	tb.Access(linBase+4*4*kib, Data)
+	if n := tb.Invalidate(linBase, linBase+4*kib, true); n != 1 {
+		t.Errorf("last-level TLBI removed %d L2 leaf entries, want 1", n)
+	}
+	tb.Access(linBase, Data)
+	want(t, "n1", tb.C[Data], 3, 3, 3, 6)
+}
