@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/ptlab/ptlab/kernel"
-	"github.com/ptlab/ptlab/workload"
+	"github.com/ptlab/ptlab/modscan"
 )
 
 // Module placement against the real kernel: in the captures of the kernel
@@ -60,7 +60,7 @@ func TestFidelityModulePlacement(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			specs, err := workload.ModuleSpecs(order)
+			specs, err := modscan.ModuleSpecs(order)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/ptlab/ptlab/capture"
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 )
 
 // fidelityCase is one captured boot.
@@ -227,9 +228,9 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 
 // fidelityResult is one configuration compared.
 type fidelityResult struct {
-	changes     []ptdump.DiffChange // in the linear map and the kernel image
-	tolerated   int                 // runtime permission changes (see compareFidelity)
-	realTables  map[string]int      // linear-map table pages per level
+	changes     []analysis.DiffChange // in the linear map and the kernel image
+	tolerated   int                   // runtime permission changes (see compareFidelity)
+	realTables  map[string]int        // linear-map table pages per level
 	modelTables map[string]int
 	realTotal   int // every table page of the tree
 	modelTotal  int
@@ -283,11 +284,11 @@ func compareFidelity(c fidelityCase) (*fidelityResult, error) {
 	p0, p1 := k.KFENCEPool()
 	pool0, pool1 := k.Lin(p0), k.Lin(p1)
 	alias0, alias1 := k.Lin(k.Image.PA), k.Lin(k.Image.PA+k.Image.InitStart)
-	for _, ch := range ptdump.Diff(c.real, model).Changes {
+	for _, ch := range analysis.Diff(c.real, model).Changes {
 		if !k.Layout.IsLinear(ch.Start) && (ch.Start < imStart || ch.Start >= imEnd) {
 			continue
 		}
-		if ch.Kind == ptdump.DiffPermission {
+		if ch.Kind == analysis.DiffPermission {
 			// KFENCE protects an object's page when the object is freed:
 			// which object pages are valid depends on what ran.
 			if p1 != 0 && ch.Start >= pool0 && ch.End <= pool1 {

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"sort"
@@ -107,14 +108,12 @@ func (k *Kernel) bpfProgPackAlloc(c CPU, size, object uint64) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := k.execmemFillTrappingInsns(addr, bpfProgPackSize); err != nil {
-			return 0, err
+		err = k.execmemFillTrappingInsns(addr, bpfProgPackSize)
+		if err == nil && !k.Exec.IsROX(ExecmemBPF) {
+			err = k.SetMemoryROX(c, addr, k.pages(bpfProgPackSize))
 		}
-		if !k.Exec.IsROX(ExecmemBPF) {
-			if err := k.SetMemoryROX(c, addr, k.pages(bpfProgPackSize)); err != nil {
-				_ = k.ExecmemFree(c, addr)
-				return 0, err
-			}
+		if err != nil {
+			return 0, errors.Join(fmt.Errorf("alloc_new_pack: %w", err), k.ExecmemFree(c, addr))
 		}
 		pack = &bpfPack{addr: addr, progs: map[uint64]bpfPackProg{}}
 		bp.packs = append(bp.packs, pack)

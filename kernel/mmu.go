@@ -91,10 +91,22 @@ func Boot(cfg Config) (*Kernel, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g, _ := cfg.Geometry()
-	v, _ := cfg.Version()
-	midrs, _ := cfg.MIDRs()
-	rodataFull, _ := cfg.RodataFull()
+	g, err := cfg.Geometry()
+	if err != nil {
+		return nil, err
+	}
+	v, err := cfg.Version()
+	if err != nil {
+		return nil, err
+	}
+	midrs, err := cfg.MIDRs()
+	if err != nil {
+		return nil, err
+	}
+	rodataFull, err := cfg.RodataFull()
+	if err != nil {
+		return nil, err
+	}
 	kfenceIgnored := false
 	if cfg.KFENCE == "" {
 		cfg.KFENCE = KFENCEOff
@@ -112,19 +124,20 @@ func Boot(cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	k := &Kernel{
-		Cfg:        cfg,
-		V:          v,
-		G:          g,
-		Layout:     v.Layout(g, cfg.ConfigVABits),
-		Feat:       arm64.Features{NG: cfg.KPTI, LPA2: g.LPA2, BTI: cfg.BTI},
-		Mem:        mem,
-		MIDRs:      midrs,
-		RodataFull: rodataFull,
-		BootBBML2:  midrs[0].SupportsBBML2NoAbort(),
-		SplitLock:  NewMutex("pgtable_split_lock"),
-		InitMM:     NewRWSem("init_mm.mmap_lock"),
-		PatchLock:  NewMutex("patch_lock"),
-		warned:     map[string]bool{},
+		Cfg:           cfg,
+		V:             v,
+		G:             g,
+		Layout:        v.Layout(g, cfg.ConfigVABits),
+		Feat:          arm64.Features{NG: cfg.KPTI, LPA2: g.LPA2, BTI: cfg.BTI},
+		Mem:           mem,
+		MIDRs:         midrs,
+		RodataFull:    rodataFull,
+		BootBBML2:     midrs[0].SupportsBBML2NoAbort(),
+		SplitLock:     NewMutex("pgtable_split_lock"),
+		PageTableLock: NewMutex("init_mm.page_table_lock"),
+		InitMM:        NewRWSem("init_mm.mmap_lock"),
+		PatchLock:     NewMutex("patch_lock"),
+		warned:        map[string]bool{},
 	}
 	if kfenceIgnored {
 		k.warnOnce("kfence", "kfence: not in the %s build (CONFIG_KFENCE=n); kfence setting ignored", v.Name)
