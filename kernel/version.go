@@ -16,7 +16,8 @@ type Version struct {
 	Release string // what the profile was taken from
 
 	// RodataNoAlias is the rodata= scheme of "arm64: refactor the
-	// rodata=xxx" (Huang Shijie; in 7.x, not in 6.12): "on" means
+	// rodata=xxx" (Huang Shijie; in 6.18 and 7.x, not in 6.12: Debian's
+	// 6.18.15 booted with rodata=on has a page-mapped linear map): "on" means
 	// rodata_full, "noalias" the old "on", "full" is no longer parsed (the
 	// generic parser rejects it and the default stays). Before it:
 	// "full" = rodata_full, "on" = read-only kernel without the alias
@@ -104,12 +105,12 @@ var Versions = []Version{
 		Image:            imageDebian612,
 	},
 	{
-		Name: "6.18", Release: "v6.18 (longterm; reasoned from the commits above, not booted)",
+		Name: "6.18", Release: "v6.18 (Debian 6.18.15+deb13, trixie-backports)",
 		KFENCE:        true,
-		AliasFromText: true, AliasNoCont: true, HeaderMapped: true, LazySplit: true,
+		RodataNoAlias: true, AliasFromText: true, AliasNoCont: true, HeaderMapped: true, LazySplit: true,
 		Execmem: true, BPFProgPack: true, PresentInvalid: true,
 		ModuleRegionFull: true,
-		Image:            imageDebian612,
+		Image:            imageDebian618,
 	},
 	{
 		Name: "linux-mm", Release: "linux-mm mm-new, May 2026 (part of Ard Biesheuvel's alias series)",
@@ -241,6 +242,9 @@ var (
 	// 6.12.117+deb12-arm64: _stext +0x10000, _etext = __start_rodata
 	// +0xf50000, __init_begin +0x1d00000, __init_end +0x2670000, _end +0x2b30000.
 	imageDebian612 = Image{Header: 0x10000, Text: 0xf50000, Rodata: 0xdb0000, Init: 0x970000, Data: 0x4c0000}
+	// 6.18.15+deb13-arm64: _etext +0x1170000, __init_begin +0x2190000,
+	// __init_end +0x2520000, __bss_stop +0x2a9a730, _end +0x2ab0000.
+	imageDebian618 = Image{Header: 0x10000, Text: 0x1170000, Rodata: 0x1020000, Init: 0x390000, Data: 0x590000, Tail: 0x15000}
 	// 7.3.4+deb13-arm64: _etext +0x12e0000, __init_begin +0x2700000,
 	// __init_end +0x2b00000, __bss_stop +0x321e000, _end +0x3240000.
 	imageDebian73 = Image{Header: 0x10000, Text: 0x12e0000, Rodata: 0x1420000, Init: 0x400000, Data: 0x740000, Tail: 0x22000}

@@ -26,6 +26,7 @@ func TestRodataPerRelease(t *testing.T) {
 		{"7.3", RodataFull, true}, // not parsed: the default stays
 		{"7.3", RodataOff, false},
 		{"linux-mm", RodataOn, true},
+		{"6.18", RodataOn, true},
 	}
 	for _, c := range cases {
 		cfg := Config{Kernel: c.kernel, Rodata: c.rodata}
