@@ -182,8 +182,14 @@ func WriteParquet(w io.Writer, r *Result) error {
 	return pw.Close()
 }
 
-// ReadParquet reads a result written by WriteParquet.
-func ReadParquet(data []byte, name string) (*Result, error) {
+// ReadParquet reads a result written by WriteParquet. parquet-go panics on
+// some corrupt files; that becomes an ErrResult error.
+func ReadParquet(data []byte, name string) (r *Result, err error) {
+	defer func() {
+		if e := recover(); e != nil {
+			r, err = nil, fmt.Errorf("%w: %s: corrupt Parquet: %v", ErrResult, name, e)
+		}
+	}()
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrResult, name, err)
@@ -192,7 +198,7 @@ func ReadParquet(data []byte, name string) (*Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: no %s metadata: not a ptlab result", ErrResult, name, EnvelopeKey)
 	}
-	r := &Result{Name: name}
+	r = &Result{Name: name}
 	dec := json.NewDecoder(strings.NewReader(env))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r.Envelope); err != nil {
