@@ -15,6 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 )
 
 // KindDumpStats is the kind of "ptlab dump stats --shard" results.
@@ -126,7 +127,7 @@ func dumpRow(i int, path string, opt DumpOptions) DumpRow {
 		row.Error = err.Error()
 		return row
 	}
-	st := ptdump.Stats(d)
+	st := analysis.Stats(d)
 	row.Warnings = int64(len(d.Warnings))
 	row.Arch, row.PageSize, row.VABits, row.Geometry, row.Ranges = string(st.Arch), int64(st.PageSize), int64(st.VABits), st.Geometry, int64(st.Ranges)
 	t := &st.Total

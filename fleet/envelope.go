@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strconv"
 	"strings"
 )
@@ -112,34 +111,12 @@ func NewEnvelope(kind string, s Shard, in Inputs, options map[string]string) Env
 		Shard: s, Range: [2]int{lo, hi}, Inputs: in, Options: options, Tool: ThisTool()}
 }
 
-// ThisTool is ptlab with its module version, or its VCS revision for a
-// development build.
-func ThisTool() Tool {
-	t := Tool{Name: "ptlab", Version: "unknown"}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return t
-	}
-	t.Version = bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev != "" && (t.Version == "" || t.Version == "(devel)") {
-		t.Version = rev + dirty
-	}
-	if t.Version == "" {
-		t.Version = "(devel)"
-	}
-	return t
-}
+// Version is the version of the program writing results (the CLI sets it
+// to "ptlab --version"'s text); results of different versions do not merge.
+var Version = "unknown"
+
+// ThisTool is the program writing results.
+func ThisTool() Tool { return Tool{Name: "ptlab", Version: Version} }
 
 // check reports what is wrong with an envelope read from name.
 func (e *Envelope) check(name string) error {

@@ -62,6 +62,7 @@ func fleetMode(cmd *cobra.Command, args []string) bool {
 }
 
 func runFleetStats(cmd *cobra.Command, args []string) error {
+	fleet.Version = rootCmd.Version
 	if dumpFlags.heatmap != "" || dumpFlags.json {
 		return fmt.Errorf("--heatmap and --json are for one dump; fleet mode writes JSON Lines or Parquet (-o)")
 	}

@@ -17,6 +17,7 @@ result the unsharded run would have written. It refuses results that do not belo
 missing or repeated shard, naming the files.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			fleet.Version = rootCmd.Version
 			paths, err := fleet.ResolveInputs(args)
 			if err != nil {
 				return err
