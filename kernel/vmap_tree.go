@@ -182,6 +182,13 @@ func (f *vmapTree) fitAt(x int32, size, align, vstart uint64) (uint64, bool) {
 // length: the lowest-address span where size bytes aligned to align fit at
 // or above vstart. Subtrees whose largest span is below size are skipped,
 // and so are left subtrees that lie wholly below vstart.
+//
+// For align > PAGE_SIZE, __alloc_vmap_area prunes with size+align-1
+// (adjust_search_size) unless the window is exactly size long; the kernel
+// may then pass over a lower free area that is smaller than that but still
+// fits, and which one it finds depends on its rbtree's shape. The model
+// keeps the exact lowest fit, which is what the kernel's own
+// DEBUG_AUGMENT_LOWEST_MATCH_CHECK compares its search against.
 func (f *vmapTree) lowest(t int32, size, align, vstart uint64) (int32, uint64) {
 	for t != 0 && f.n[t].max >= size {
 		nd := &f.n[t]
