@@ -34,9 +34,9 @@ func ptlabProcess(t *testing.T, env []string, args ...string) *exec.Cmd {
 }
 
 // N shards of "dump stats" run as separate processes at once, as the pods of
-// the Kubernetes Indexed Job in deploy/k8s run them, then "ptlab merge" of their Parquet
-// results gives byte for byte the unsharded JSON Lines result; a missing or
-// duplicated shard makes merge fail.
+// the Kubernetes Indexed Job in deploy/k8s run them; "ptlab merge" of their
+// results into Parquet, read back, gives byte for byte the unsharded JSON
+// Lines result; a missing or duplicated shard makes merge fail.
 func TestFleetShardsAsProcesses(t *testing.T) {
 	dir := t.TempDir()
 	dumps, _ := filepath.Glob("../../ptdump/testdata/*.txt")
@@ -105,25 +105,30 @@ func TestFleetShardsAsProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	merged, err := ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.parquet")).Output()
+	merged, err := ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.jsonl"), "-o", filepath.Join(out, "fleet.parquet")).Output()
+	if err != nil || len(merged) != 0 {
+		t.Fatalf("merge to Parquet: %v %s", err, merged)
+	}
+	// and the Parquet result, merged again on its own, is the JSON Lines one
+	merged, err = ptlabProcess(t, nil, "merge", filepath.Join(out, "fleet.parquet")).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(whole, merged) || bytes.Count(whole, []byte("\n")) != len(dumps)+2 {
 		t.Fatalf("merged (%d bytes) differs from unsharded (%d bytes)", len(merged), len(whole))
 	}
-	if err := os.Remove(filepath.Join(out, "shard-2.parquet")); err != nil {
+	if err := os.Remove(filepath.Join(out, "shard-2.jsonl")); err != nil {
 		t.Fatal(err)
 	}
-	mout, err := ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.parquet")).CombinedOutput()
+	mout, err := ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.jsonl")).CombinedOutput()
 	if err == nil || !strings.Contains(string(mout), fmt.Sprintf("missing shard(s) 2 of %d", n)) {
 		t.Fatalf("merge without shard 2: %v %s", err, mout)
 	}
-	b, _ := os.ReadFile(filepath.Join(out, "shard-1.parquet"))
-	if err := os.WriteFile(filepath.Join(out, "shard-1-again.parquet"), b, 0o644); err != nil {
+	b, _ := os.ReadFile(filepath.Join(out, "shard-1.jsonl"))
+	if err := os.WriteFile(filepath.Join(out, "shard-1-again.jsonl"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mout, err = ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.parquet")).CombinedOutput()
+	mout, err = ptlabProcess(t, nil, "merge", filepath.Join(out, "shard-*.jsonl")).CombinedOutput()
 	if err == nil || !strings.Contains(string(mout), fmt.Sprintf("shard 1/%d twice", n)) {
 		t.Fatalf("merge with shard 1 twice: %v %s", err, mout)
 	}
