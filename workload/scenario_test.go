@@ -129,7 +129,7 @@ func TestRunPresets(t *testing.T) {
 
 // The example scenarios in examples/ parse.
 func TestExampleScenarios(t *testing.T) {
-	for _, f := range []string{"load-only.yaml", "all-modules.yaml", "n1-server.yaml"} {
+	for _, f := range []string{"load-only.yaml", "all-modules.yaml", "n1-server.yaml", "n1-1tib.yaml"} {
 		if _, err := LoadScenario("../examples/" + f); err != nil {
 			t.Error(err)
 		}
