@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/report"
 	"github.com/ptlab/ptlab/workload"
 )
 
 func TestCompareTextAndCSV(t *testing.T) {
 	s, _ := workload.DefaultScenario()
-	s.Config = &kernel.Config{RAM: []kernel.RAMRegion{{Base: 0x80000000, Size: 2 << 30}}}
+	s.Config = workload.NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 2G}]"), "test.yaml")
 	s.Work.Duration = workload.Duration(3 * time.Minute)
 	s.Presets = []string{"mainline", "collapse"}
 	var res []*workload.Result

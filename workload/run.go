@@ -23,11 +23,18 @@ type Result struct {
 	Collapse kernel.CollapseStats `json:"collapse"`
 	Series   []Sample             `json:"series,omitempty"`
 	Events   int                  `json:"events"`
-	Failed   []string             `json:"failed,omitempty"` // operations the kernel refused (e.g. -ENOMEM)
-	WallNS   int64                `json:"wall_ns"`
+	Failed   []string             `json:"failed,omitempty"` // the first MaxFailed operations the kernel refused (e.g. -ENOMEM)
+	Refused  int                  `json:"refused"`          // every refused operation, listed or not
+	// Config is the machine and policy the run booted, after the scenario's
+	// overrides and an import.
+	Config kernel.Config `json:"config"`
+	WallNS int64         `json:"wall_ns"`
 	// PageUpdates is the number of page descriptors rewritten by pageattr.
 	PageUpdates uint64 `json:"page_updates"`
 }
+
+// MaxFailed bounds the refused operations a Result lists (Refused counts all).
+const MaxFailed = 100
 
 // Progress receives the number of events done so far and the total.
 type Progress func(done, total int)
@@ -52,7 +59,7 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 		return nil, err
 	}
 	c := &kernel.PlainCPU{}
-	r := &Result{Preset: preset}
+	r := &Result{Preset: preset, Config: cfg}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}
 	ev := s.Timeline(len(mods))
@@ -68,7 +75,8 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 		return nil
 	}
 	fail := func(e Event, err error) {
-		if len(r.Failed) < 100 {
+		r.Refused++
+		if len(r.Failed) < MaxFailed {
 			r.Failed = append(r.Failed, fmt.Sprintf("%v at %v: %v", e.Kind, e.At, err))
 		}
 	}

@@ -25,6 +25,7 @@ func resetFlags(c *cobra.Command) {
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
+	setupCommands()
 	resetFlags(rootCmd)
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
