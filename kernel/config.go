@@ -261,6 +261,9 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 		if grp.Count <= 0 {
 			return nil, fmt.Errorf("%w: CPU group %q has count %d", ErrConfig, grp.Model, grp.Count)
 		}
+		if grp.Count > NRCPUsMax-len(out) {
+			return nil, fmt.Errorf("%w: cpus: more than NR_CPUS allows (%d)", ErrConfig, NRCPUsMax)
+		}
 		for i := 0; i < grp.Count; i++ {
 			out = append(out, m)
 		}
@@ -288,10 +291,14 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.MIDRs(); err != nil {
+	midrs, err := c.MIDRs()
+	if err != nil {
 		return err
 	}
 	if _, err := c.RodataFull(); err != nil {
+		return err
+	}
+	if err := c.checkLimits(g, midrs); err != nil {
 		return err
 	}
 	switch c.KFENCE {

@@ -13,7 +13,11 @@ import (
 // cobra keeps values between in-process runs.
 func resetFlags(c *cobra.Command) {
 	c.Flags().VisitAll(func(f *pflag.Flag) {
-		_ = f.Value.Set(f.DefValue)
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			_ = sv.Replace(nil)
+		} else {
+			_ = f.Value.Set(f.DefValue)
+		}
 		f.Changed = false
 	})
 	for _, sub := range c.Commands() {
@@ -29,6 +33,19 @@ func run(t *testing.T, args ...string) (string, error) {
 	resetFlags(rootCmd)
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
+	rootCmd.SetArgs(args)
+	err := rootCmd.Execute()
+	return out.String(), err
+}
+
+// runSplit executes the command line and returns standard output alone.
+func runSplit(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	setupCommands()
+	resetFlags(rootCmd)
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&errw)
 	rootCmd.SetArgs(args)
 	err := rootCmd.Execute()
 	return out.String(), err
