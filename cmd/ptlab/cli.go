@@ -118,8 +118,7 @@ func rejectUnknownSubcommands(c *cobra.Command) {
 		if sug := cmd.SuggestionsFor(args[0]); len(sug) > 0 {
 			msg += fmt.Sprintf("; did you mean %q?", sug[0])
 		}
-		cmd.SetOut(cmd.ErrOrStderr())
-		_ = cmd.Usage()
+		fmt.Fprint(cmd.ErrOrStderr(), cmd.UsageString())
 		return &exitError{code: 2, err: errors.New(msg)}
 	}
 }

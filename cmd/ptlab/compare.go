@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -185,27 +184,49 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 		results = append(results, r)
 	}
 	if f.csv != "" {
-		w := out
-		if f.csv != "-" {
-			file, err := os.Create(f.csv)
-			if err != nil {
-				return err
-			}
-			defer file.Close()
-			w = file
-		}
-		if err := report.CompareCSV(w, results); err != nil {
+		if err := writeCSV(out, f.csv, results); err != nil {
 			return err
 		}
-		if f.csv == "-" {
-			return nil
+	}
+	v := report.ComputeVerdict(results)
+	if f.html != "" {
+		if err := writeCompareHTML(f.html, s, len(mods), results, v); err != nil {
+			return err
 		}
+		fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
 	}
 	if f.json {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+		return report.WriteJSON(out, report.BuildJSON(s, len(mods), results, v))
+	}
+	if f.csv == "-" {
+		return nil
 	}
 	fmt.Fprintf(out, "scenario %s: machine %s; %d modules, %v, seed %d\n\n", s.Name, report.Machine(results[0].Config), len(mods), time.Duration(s.Work.Duration), s.Seed)
-	return report.CompareText(out, results)
+	if err := report.CompareText(out, results); err != nil {
+		return err
+	}
+	if f.explain {
+		fmt.Fprintln(out)
+		if err := report.WriteExplain(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(out, "\n(ptlab explain: what every row means)")
+	}
+	return report.WriteVerdict(out, v)
+}
+
+func writeCSV(out io.Writer, path string, results []*workload.Result) error {
+	if path == "-" {
+		return report.CompareCSV(out, results)
+	}
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.CompareCSV(file, results); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
 }

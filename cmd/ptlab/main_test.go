@@ -57,17 +57,23 @@ func TestDefaultRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"scenario default", "mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "linear map 4K", "page-table pages", "execmem chunks"} {
+	for _, want := range []string{"scenario default", "mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "linear map 4K", "page-table pages", "execmem chunks", "Verdict"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("default output lacks %q", want)
 		}
 	}
+	// The default output ends with the verdict.
+	if i := strings.LastIndex(out, "\nVerdict"); i < 0 || !strings.Contains(out[i:], "against mainline") || strings.Contains(out[i:], "page-table pages  ") {
+		t.Error("default output does not end with the verdict")
+	}
 	strip := func(s string) string { // wall time is the one thing that varies
-		i := strings.Index(s, "wall time")
-		if i < 0 {
-			return s
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			if strings.Contains(l, "wall time") {
+				lines[i] = ""
+			}
 		}
-		return s[:i]
+		return strings.Join(lines, "\n")
 	}
 	again, _ := run(t)
 	if strip(again) != strip(out) {
