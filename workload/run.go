@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -31,6 +32,9 @@ type Result struct {
 	WallNS int64         `json:"wall_ns"`
 	// PageUpdates is the number of page descriptors rewritten by pageattr.
 	PageUpdates uint64 `json:"page_updates"`
+	// Dump is the kernel_page_tables dump of the final state, when the
+	// scenario asked for it (Scenario.CaptureDump).
+	Dump []byte `json:"-"`
 }
 
 // MaxFailed bounds the refused operations a Result lists (Refused counts all).
@@ -136,6 +140,13 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	last := r.Series[len(r.Series)-1]
 	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
 	r.PageUpdates = k.Stats.PageUpdates.Load()
+	if s.CaptureDump {
+		var buf bytes.Buffer
+		if err := k.PtdumpWalk(c, &buf); err != nil {
+			return nil, err
+		}
+		r.Dump = buf.Bytes()
+	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, nil
 }

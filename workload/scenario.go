@@ -88,6 +88,10 @@ type Scenario struct {
 	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
 	Work   Workload `json:"workload" yaml:"workload"`
 
+	// CaptureDump keeps each run's final kernel_page_tables dump in
+	// Result.Dump (compare --html shows heat maps and diffs of them).
+	CaptureDump bool `json:"-" yaml:"-"`
+
 	extra []*ConfigOverride // compare --config, --kernel
 }
 

@@ -169,6 +169,7 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	if err := applyCompareFlags(s, f); err != nil {
 		return err
 	}
+	s.CaptureDump = f.html != ""
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {
 		return err

@@ -55,6 +55,7 @@ var dumpFlags struct {
 	json    bool
 	lenient bool
 	heatmap string
+	html    string
 	width   int
 	limit   int
 	page    string
@@ -66,6 +67,7 @@ func init() {
 	f.BoolVar(&dumpFlags.lenient, "lenient", false, "turn malformed lines into warnings instead of failing")
 	f.StringVar(&dumpFlags.heatmap, "heatmap", "", "also draw the linear map to this PNG file (one pixel per PMD block)")
 	f.IntVar(&dumpFlags.width, "heatmap-width", 256, "heatmap pixels per row")
+	f.StringVar(&dumpFlags.html, "html", "", "also write a self-contained HTML page (statistics, leaf-size chart, linear-map heat map) to this file")
 	f.StringVar(&dumpFlags.page, "page-size", "", "arm64 granule (4K, 16K or 64K) instead of inferring it from the dump")
 	f = dumpDiffCmd.Flags()
 	f.BoolVar(&dumpFlags.json, "json", false, "print JSON instead of text")
@@ -133,6 +135,11 @@ func runDumpStats(cmd *cobra.Command, args []string) error {
 	}
 	if err := out.Flush(); err != nil {
 		return err
+	}
+	if dumpFlags.html != "" {
+		if err := writeDumpHTML(dumpFlags.html, d); err != nil {
+			return err
+		}
 	}
 	if dumpFlags.heatmap != "" {
 		return writeHeatmap(cmd, d, dumpFlags.heatmap)
