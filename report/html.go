@@ -178,7 +178,7 @@ func heatChart(id, title string, h *HeatGrid) Chart {
 		charts.WithTitleOpts(opts.Title{Title: title, Subtitle: fmt.Sprintf("1 cell = %s, 1 row = %s; each cell shows the smallest leaf in it", ptdump.FormatSize(h.CellBytes), ptdump.FormatSize(rowBytes))}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true)}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "bottom"}),
-		charts.WithXAxisOpts(opts.XAxis{Name: "offset in row", Type: "category", Data: xs, SplitArea: &opts.SplitArea{Show: opts.Bool(false)}}),
+		charts.WithXAxisOpts(opts.XAxis{Name: "offset in row", NameLocation: "middle", NameGap: 25, Type: "category", Data: xs}),
 		charts.WithYAxisOpts(opts.YAxis{Name: "linear-map address", Type: "category", Data: ys, Inverse: opts.Bool(true)}),
 		charts.WithGridOpts(opts.Grid{Left: "150", Right: "20", Top: "70", Bottom: "70"}),
 	)

@@ -116,7 +116,7 @@ func loadPage(t *testing.T, browser, page, shot string) []chartState {
 	if err != nil {
 		t.Fatalf("%s: %v", page, err)
 	}
-	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(80))
+	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("%s: screenshot: %v", page, err)
 	}
@@ -194,7 +194,7 @@ workload:
 	if _, err := run(t, "compare", "--quiet", "--scenario", scen, "--html", page); err != nil {
 		t.Fatal(err)
 	}
-	charts := loadPage(t, browser, page, filepath.Join(shots, "ptlab-compare.jpg"))
+	charts := loadPage(t, browser, page, filepath.Join(shots, "ptlab-compare.png"))
 	if len(charts) < 10 {
 		t.Errorf("compare page: %d charts", len(charts))
 	}
@@ -204,5 +204,5 @@ workload:
 	if _, err := run(t, "dump", "stats", "../../ptdump/testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt", "--html", dpage); err != nil {
 		t.Fatal(err)
 	}
-	checkCharts(t, "dump.html", loadPage(t, browser, dpage, filepath.Join(shots, "ptlab-dump.jpg")), 1, nil)
+	checkCharts(t, "dump.html", loadPage(t, browser, dpage, filepath.Join(shots, "ptlab-dump.png")), 1, nil)
 }
