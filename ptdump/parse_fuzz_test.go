@@ -27,6 +27,7 @@ func FuzzParse(f *testing.F) {
 		"0xffff000000000000-0xffff000040000000           1G PUD TBL PA=0x0000000040001000 PXNTable UXNTable\n",
 		"0xffff000000000000-0xffff000000001000           4K PTE F     RW NX SHD AF NG         UXN    MEM/NORMAL-TAGGED PA=0x0000000040000000\n",
 		"kernel: 0xfff0000000000000-0xfff0000001000000   16M PTE RW NX SHD AF UXN GP XYZ\n",
+		"~ # cat /sys/kernel/debug/kernel_page_tables\n---[ Modules start ]---\n0xffff800000000000-0xffff800000001000 4K PTE ro x SHD AF UXN MEM/NORMAL\n0xffff800000001000-0xffff800000200000 2044K PTE F RW x BLK DEVICE/nGnRnE\n---[ Modules end ]---\n0xffff800000200000-0xffff800000201000 4K PTE RW NX SHD AF UXN MEM/NORMAL\n~ #\n",
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -62,6 +63,19 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := json.Marshal(s); err != nil {
 			t.Fatal(err)
+		}
+		// A table serving two regions counts in one of them only.
+		var sum uint64
+		for _, r := range s.Regions {
+			sum += r.TablePages
+		}
+		if sum != s.Total.TablePages {
+			t.Fatalf("regions count %d table pages, the dump %d", sum, s.Total.TablePages)
+		}
+		for i := range d.Ranges {
+			if a := d.Ranges[i].Attrs; a != nil && d.Arch == ArchARM64 && a.Has(AttrInvalid) && !a.Has(AttrAF) {
+				t.Fatalf("line %d: an empty descriptor (F without AF) counted as mapped", d.Ranges[i].Line)
+			}
 		}
 		if res := Diff(d, d); len(res.Changes) != 0 {
 			t.Fatalf("self-diff: %+v", res.Changes)

@@ -128,7 +128,7 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 		if r == base {
 			continue
 		}
-		pv := PresetVerdict{Preset: r.Preset, Against: base.Preset, Recovers: []Change{}, Costs: []Change{}, Relaxes: Relaxed(r.Config.Policy), Refused: r.Refused}
+		pv := PresetVerdict{Preset: r.Preset, Against: base.Preset, Recovers: []Change{}, Costs: []Change{}, Relaxes: append([]string{}, Relaxed(r.Config.Policy)...), Refused: r.Refused, Sentences: []string{}}
 		for i := range ms {
 			m := &ms[i]
 			if m.Better == Neutral || m.Volatile {

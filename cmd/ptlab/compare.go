@@ -146,6 +146,15 @@ func applyCompareFlags(s *workload.Scenario, f compareFlags) error {
 
 // cpusOverride turns --cpus MODEL[:COUNT],... into a configuration override.
 func cpusOverride(v string) (*workload.ConfigOverride, error) {
+	y, err := cpusYAML(v)
+	if err != nil {
+		return nil, err
+	}
+	return workload.NewConfigOverride([]byte(y), "--cpus.yaml"), nil
+}
+
+// cpusYAML is --cpus MODEL[:COUNT],... as a configuration's cpus: field.
+func cpusYAML(v string) (string, error) {
 	var groups []string
 	for _, g := range strings.Split(v, ",") {
 		model, count, ok := strings.Cut(strings.TrimSpace(g), ":")
@@ -153,12 +162,12 @@ func cpusOverride(v string) (*workload.ConfigOverride, error) {
 		if ok {
 			var err error
 			if n, err = strconv.Atoi(count); err != nil || n < 1 {
-				return nil, usageError("--cpus %q: count %q of %s is not a positive number", v, count, model)
+				return "", usageError("--cpus %q: count %q of %s is not a positive number", v, count, model)
 			}
 		}
 		groups = append(groups, fmt.Sprintf("{model: %s, count: %d}", strconv.Quote(model), n))
 	}
-	return workload.NewConfigOverride([]byte("cpus: ["+strings.Join(groups, ", ")+"]"), "--cpus.yaml"), nil
+	return "cpus: [" + strings.Join(groups, ", ") + "]", nil
 }
 
 func runCompare(out, errw io.Writer, f compareFlags) error {

@@ -23,6 +23,7 @@ type simFlags struct {
 	imp     string
 	preset  string
 	modules string
+	cpus    string
 }
 
 func init() {
@@ -52,6 +53,7 @@ override the machine (see README).`,
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
 	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
 	cmd.Flags().StringVar(&f.preset, "preset", "mainline", "policy preset ("+strings.Join(kernel.PresetNames(), ", ")+")")
+	cmd.Flags().StringVar(&f.cpus, "cpus", "", "CPUs instead of the machine's: MODEL[:COUNT],... (e.g. ampere1:15,neoverse-n1:1)")
 	cmd.Flags().StringVar(&f.modules, "modules", "server", "module set to load after boot: server, all, none, or a comma-separated list")
 	rootCmd.AddCommand(cmd)
 }
@@ -68,7 +70,7 @@ func machineNames() []string {
 // loadMachine is the one way the CLI builds a configuration: the machine
 // preset, the policy preset, a --config file decoded over both
 // (kernel.DecodeConfig, as a scenario's config:), then --rodata.
-func loadMachine(name, preset, config, rodata string) (kernel.Config, error) {
+func loadMachine(name, preset, config, rodata, cpus string) (kernel.Config, error) {
 	cfg, err := kernel.Machine(name)
 	if err != nil {
 		return cfg, fmt.Errorf("--machine: %w (machines: %s)", err, strings.Join(machineNames(), ", "))
@@ -78,6 +80,15 @@ func loadMachine(name, preset, config, rodata string) (kernel.Config, error) {
 	}
 	if config != "" {
 		if cfg, err = kernel.LoadConfig(config, cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if cpus != "" {
+		y, err := cpusYAML(cpus)
+		if err != nil {
+			return cfg, err
+		}
+		if cfg, err = kernel.DecodeConfig([]byte(y), "--cpus", cfg); err != nil {
 			return cfg, err
 		}
 	}
@@ -91,7 +102,7 @@ func loadMachine(name, preset, config, rodata string) (kernel.Config, error) {
 }
 
 func runSim(out, errw io.Writer, f simFlags) error {
-	cfg, err := loadMachine(f.machine, f.preset, f.config, f.rodata)
+	cfg, err := loadMachine(f.machine, f.preset, f.config, f.rodata, f.cpus)
 	if err != nil {
 		return err
 	}
