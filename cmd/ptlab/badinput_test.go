@@ -121,3 +121,24 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+// The header names the machine as booted: after --import, --cpus, --machine.
+func TestCompareHeaderNamesBootedMachine(t *testing.T) {
+	dir := t.TempDir()
+	scen := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(scen, []byte("name: s\npresets: [mainline]\nworkload: {modules: none, duration: 1m}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--import", "../../ptdump/testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt"}, "machine imported:../../ptdump/testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt (12 GiB RAM"},
+		{[]string{"--machine", "n1-server", "--cpus", "neoverse-n1:2"}, "machine n1-server (16 GiB RAM, 2 CPUs: 2×neoverse-n1"},
+	} {
+		out, err := run(t, append([]string{"compare", "--quiet", "--scenario", scen}, tc.args...)...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: %v\n%s", tc.args, err, strings.SplitN(out, "\n", 2)[0])
+		}
+	}
+}
