@@ -31,7 +31,8 @@ func TestBadInputs(t *testing.T) {
 	}{
 		{"unknown dump subcommand", []string{"dump", "stat", "x"}, 2, `unknown command "stat" for "ptlab dump"`},
 		{"unknown modules subcommand", []string{"modules", "bogus"}, 2, `unknown command "bogus" for "ptlab modules"`},
-		{"unknown top-level command", []string{"bogus"}, 1, `unknown command "bogus"`},
+		{"unknown top-level command", []string{"bogus"}, 2, `unknown command "bogus"`},
+		{"unknown flag", []string{"compare", "--bogus"}, 2, "unknown flag: --bogus"},
 		{"check without schedules", []string{"check", "--bound", "-1"}, 2, "--bound -1"},
 		{"json and csv on stdout", []string{"compare", "--json", "--csv", "-"}, 2, "--json and --csv -"},
 		{"negative lifetime", []string{"compare", "--scenario", scenario("life", "  bpf: {per_hour: 10, lifetime: -5m}\n")}, 1, "workload.bpf.lifetime"},

@@ -54,6 +54,10 @@ func setupCommands() {
 		rootCmd.SetVersionTemplate("ptlab {{.Version}}\n")
 		rejectUnknownSubcommands(rootCmd)
 		registerCompletions(rootCmd)
+		// A bad flag is a usage error, like an unknown command: status 2.
+		rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+			return &exitError{code: 2, err: fmt.Errorf("%w (ptlab %s --help)", err, strings.TrimPrefix(c.CommandPath(), "ptlab "))}
+		})
 	})
 }
 
@@ -187,10 +191,19 @@ func textFiles(*cobra.Command, []string, string) ([]cobra.Completion, cobra.Shel
 	return nil, cobra.ShellCompDirectiveDefault
 }
 
+// usageStatus gives cobra's own "unknown command" error (the root's) the
+// usage status 2.
+func usageStatus(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		return &exitError{code: 2, err: fmt.Errorf("%w (ptlab --help lists the commands)", err)}
+	}
+	return err
+}
+
 // Execute runs ptlab with os.Args and exits with its status.
 func execute() int {
 	setupCommands()
-	err := rootCmd.Execute()
+	err := usageStatus(rootCmd.Execute())
 	var ee *exitError
 	if err != nil && (!errors.As(err, &ee) || ee.err != nil) {
 		fmt.Fprintln(os.Stderr, "ptlab:", err)

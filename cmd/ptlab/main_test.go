@@ -34,7 +34,7 @@ func run(t *testing.T, args ...string) (string, error) {
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
 	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	err := usageStatus(rootCmd.Execute())
 	return out.String(), err
 }
 
@@ -47,7 +47,7 @@ func runSplit(t *testing.T, args ...string) (string, error) {
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&errw)
 	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	err := usageStatus(rootCmd.Execute())
 	return out.String(), err
 }
 
