@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 )
 
 // HeatClasses name the cell classes of a linear-map heat map, from largest
@@ -29,7 +30,7 @@ func LinearHeat(d *ptdump.Dump) (*HeatGrid, error) {
 	g := &d.Geometry
 	n := len(g.Levels)
 	if n < 2 {
-		return nil, fmt.Errorf("%s: %w (no geometry)", d.Name, ptdump.ErrNoLinearMap)
+		return nil, fmt.Errorf("%s: %w (no geometry)", d.Name, analysis.ErrNoLinearMap)
 	}
 	regs, idx := ptdump.Regions(d)
 	var lin []*ptdump.Range
@@ -39,7 +40,7 @@ func LinearHeat(d *ptdump.Dump) (*HeatGrid, error) {
 		}
 	}
 	if len(lin) == 0 {
-		return nil, fmt.Errorf("%s: %w", d.Name, ptdump.ErrNoLinearMap)
+		return nil, fmt.Errorf("%s: %w", d.Name, analysis.ErrNoLinearMap)
 	}
 	first, last := lin[0].Start, lin[len(lin)-1].Last()
 	cell := g.Levels[n-2].Size // one PMD block

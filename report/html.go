@@ -15,6 +15,7 @@ import (
 	"github.com/go-echarts/go-echarts/v2/render"
 
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 	"github.com/ptlab/ptlab/workload"
 )
 
@@ -258,7 +259,7 @@ func WriteCompareHTML(w io.Writer, in CompareHTML) error {
 				continue
 			}
 			var b bytes.Buffer
-			if err := ptdump.Diff(base, dumps[r.Preset]).WriteText(&b, 200); err != nil {
+			if err := analysis.Diff(base, dumps[r.Preset]).WriteText(&b, 200); err != nil {
 				return err
 			}
 			p.Diffs = append(p.Diffs, htmlDiff{Preset: r.Preset, Text: b.String()})
@@ -270,7 +271,7 @@ func WriteCompareHTML(w io.Writer, in CompareHTML) error {
 // WriteDumpHTML writes a page for one real dump: its statistics, leaf sizes
 // per region as a chart, and its linear-map heat map.
 func WriteDumpHTML(w io.Writer, d *ptdump.Dump) error {
-	s := ptdump.Stats(d)
+	s := analysis.Stats(d)
 	var text bytes.Buffer
 	if err := s.WriteText(&text); err != nil {
 		return err
@@ -296,7 +297,7 @@ func WriteDumpHTML(w io.Writer, d *ptdump.Dump) error {
 		regions = append(regions, r.Name)
 	}
 	for ri, name := range regions {
-		var reg *ptdump.RegionStats
+		var reg *analysis.RegionStats
 		for i := range s.Regions {
 			if s.Regions[i].Name == name {
 				reg = &s.Regions[i]

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 )
 
 // dumpCmd groups the commands that read kernel page-table dumps.
@@ -123,7 +124,7 @@ func runDumpStats(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := ptdump.Stats(d)
+	s := analysis.Stats(d)
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	if dumpFlags.json {
 		err = writeJSON(out, s)
@@ -155,7 +156,7 @@ func writeHeatmap(cmd *cobra.Command, d *ptdump.Dump, path string) error {
 	if dumpFlags.width < 1 || dumpFlags.width > maxHeatmapWidth {
 		return usageError("--heatmap-width %d: want 1 to %d pixels", dumpFlags.width, maxHeatmapWidth)
 	}
-	img, info, err := ptdump.Heatmap(d, ptdump.HeatmapOptions{Width: dumpFlags.width})
+	img, info, err := analysis.Heatmap(d, analysis.HeatmapOptions{Width: dumpFlags.width})
 	if err != nil {
 		return err
 	}
@@ -185,7 +186,7 @@ func runDumpDiff(cmd *cobra.Command, args []string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res := ptdump.Diff(a, b)
+	res := analysis.Diff(a, b)
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	if dumpFlags.json {
 		err = writeJSON(out, res)
