@@ -54,7 +54,7 @@ func CompareText(w io.Writer, results []*workload.Result) error {
 		fmt.Fprintf(tw, "%s\t", r.Preset)
 	}
 	fmt.Fprintln(tw)
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		fmt.Fprintf(tw, "%s\t", m.LabelFor(sizes))
 		for _, r := range results {
 			fmt.Fprintf(tw, "%s\t", Format(&m, m.Value(r)))
@@ -66,9 +66,9 @@ func CompareText(w io.Writer, results []*workload.Result) error {
 
 // CSVHeader are the columns of CompareCSV: the preset, the time, and every
 // metric that has a time series, by key.
-func CSVHeader() []string {
+func CSVHeader(results []*workload.Result) []string {
 	h := []string{"preset", "t_seconds"}
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		if m.Sample != nil {
 			h = append(h, m.Key)
 		}
@@ -81,10 +81,10 @@ func csvValue(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 // CompareCSV writes the time series of every result, one row per sample.
 func CompareCSV(w io.Writer, results []*workload.Result) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(CSVHeader()); err != nil {
+	if err := cw.Write(CSVHeader(results)); err != nil {
 		return err
 	}
-	ms := Metrics()
+	ms := MetricsFor(results)
 	for _, r := range results {
 		for i := range r.Series {
 			s := &r.Series[i]

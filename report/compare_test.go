@@ -43,7 +43,7 @@ func TestCompareTextAndCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Header plus 4 samples (0, 1, 2, 3 minutes) per preset.
-	if len(recs) != 1+2*4 || len(recs[1]) != len(report.CSVHeader()) {
+	if len(recs) != 1+2*4 || len(recs[1]) != len(report.CSVHeader(res)) {
 		t.Errorf("%d records of %d fields", len(recs), len(recs[1]))
 	}
 }

@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ptlab/ptlab/workload"
 )
 
 // WriteExplain documents every row of the comparison table, every CSV
-// column and every JSON field.
-func WriteExplain(w io.Writer) error {
+// column and every JSON field; with results, also the rows only runs know.
+func WriteExplain(w io.Writer, results []*workload.Result) error {
 	ew := &errWriter{w: w}
 	ew.printf("Rows of the comparison (ptlab compare), by group. Leaf sizes are for 4K pages; 16K and 64K\n")
 	ew.printf("granules have their own (contPTE 2M and PMD 32M with 16K; contPTE 2M and PMD 512M with 64K).\n")
 	group := ""
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		if m.Group != group {
 			group = m.Group
 			ew.printf("\n%s\n", group)
@@ -35,7 +37,7 @@ func WriteExplain(w io.Writer) error {
 	ew.printf("\nCSV columns (compare --csv): one row per preset and sample\n")
 	ew.printf("  preset     the policy preset\n  t_seconds  simulated time of the sample\n")
 	ew.printf("  then one column per metric with a time series, named by its key above:\n    %s\n",
-		wrap(strings.Join(CSVHeader()[2:], " "), 96, "    "))
+		wrap(strings.Join(CSVHeader(results)[2:], " "), 96, "    "))
 	ew.printf("\nJSON fields (compare --json; the JSON Schema: ptlab explain --schema)\n")
 	for _, p := range JSONPaths() {
 		ew.printf("  %s\n    %s\n", p, wrap(JSONFieldDocs[p], 96, "    "))
@@ -47,10 +49,10 @@ func WriteExplain(w io.Writer) error {
 }
 
 // MissingExplanations lists rows, CSV columns and JSON fields without an
-// explanation (a test keeps it empty).
-func MissingExplanations() []string {
+// explanation (a test keeps it empty), for these results' rows.
+func MissingExplanations(results []*workload.Result) []string {
 	var out []string
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		if strings.TrimSpace(m.Explain) == "" {
 			out = append(out, "metric "+m.Key)
 		}
@@ -61,10 +63,10 @@ func MissingExplanations() []string {
 		}
 	}
 	keys := map[string]bool{"preset": true, "t_seconds": true}
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		keys[m.Key] = true
 	}
-	for _, c := range CSVHeader() {
+	for _, c := range CSVHeader(results) {
 		if !keys[c] {
 			out = append(out, fmt.Sprintf("CSV column %s", c))
 		}

@@ -101,7 +101,7 @@ func timeCharts(results []*workload.Result) []chartGroup {
 	for _, s := range longest.Series {
 		xs = append(xs, fmtMinutes(s.At))
 	}
-	for i, m := range Metrics() {
+	for i, m := range MetricsFor(results) {
 		if m.Sample == nil || m.Volatile {
 			continue
 		}
@@ -229,7 +229,7 @@ func WriteCompareHTML(w io.Writer, in CompareHTML) error {
 	for _, r := range res {
 		p.Presets = append(p.Presets, r.Preset)
 	}
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(res) {
 		row := htmlRow{Label: strings.TrimSpace(m.LabelFor(sizes)), Explain: m.Explain}
 		for _, r := range res {
 			row.Values = append(row.Values, Format(&m, m.Value(r)))

@@ -60,7 +60,7 @@ type SeriesPoint struct {
 func MetricInfos(results []*workload.Result) []MetricInfo {
 	sizes := leafSizes(results)
 	var out []MetricInfo
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(results) {
 		out = append(out, MetricInfo{Key: m.Key, Label: strings.TrimSpace(m.LabelFor(sizes)), Group: m.Group, Unit: m.Unit,
 			Better: m.Better.String(), Series: m.Sample != nil, Explain: m.Explain})
 	}
@@ -71,7 +71,7 @@ func MetricInfos(results []*workload.Result) []MetricInfo {
 func BuildJSON(s *workload.Scenario, modules int, results []*workload.Result, v *Verdict) *JSONReport {
 	rep := &JSONReport{Schema: SchemaID, Scenario: s.Name, Seed: s.Seed, Duration: time.Duration(s.Work.Duration).String(),
 		Modules: modules, Metrics: MetricInfos(results), Presets: []PresetJSON{}, Verdict: v}
-	ms := Metrics()
+	ms := MetricsFor(results)
 	for _, r := range results {
 		p := PresetJSON{Preset: r.Preset, Machine: Machine(r.Config), Values: map[string]float64{}, Series: []SeriesPoint{},
 			Refused: r.Refused, Failed: append([]string{}, r.Failed...)}
@@ -198,7 +198,7 @@ func JSONPaths() []string {
 // field's description and every metric key under values.
 func Schema() map[string]any {
 	values := map[string]any{}
-	for _, m := range Metrics() {
+	for _, m := range MetricsFor(nil) {
 		values[m.Key] = map[string]any{"type": "number", "description": fmt.Sprintf("%s (%s; %s is better). %s", strings.TrimSpace(m.Label), m.Unit, m.Better, m.Explain)}
 	}
 	valuesSchema := map[string]any{"type": "object", "properties": values, "additionalProperties": map[string]any{"type": "number"}}

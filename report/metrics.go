@@ -111,6 +111,36 @@ func Metrics() []Metric {
 	return append([]Metric(nil), registry...)
 }
 
+// Provider describes rows known only from the runs themselves (columns an
+// observer of the run declares, which depend on the machine's CPU models).
+// With nil results it returns the rows it can describe without a run.
+type Provider func(results []*workload.Result) []Metric
+
+var providers []Provider
+
+// RegisterProvider adds rows computed from the results to every
+// comparison, after the registered ones.
+func RegisterProvider(p Provider) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	providers = append(providers, p)
+}
+
+// MetricsFor returns the registered rows and the providers' rows for these
+// results, in order; every consumer (table, CSV, JSON, verdict, HTML,
+// explain) lists rows through it. A provider row without an explanation is
+// reported by MissingExplanations.
+func MetricsFor(results []*workload.Result) []Metric {
+	ms := Metrics()
+	regMu.Lock()
+	ps := append([]Provider(nil), providers...)
+	regMu.Unlock()
+	for _, p := range ps {
+		ms = append(ms, p(results)...)
+	}
+	return ms
+}
+
 func regionOf(m *kernel.Metrics, name string) *kernel.RegionMetrics {
 	for i := range m.Regions {
 		if m.Regions[i].Name == name {

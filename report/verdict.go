@@ -119,7 +119,7 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 	}
 	v.Baseline = base.Preset
 	sizes := leafSizes(results)
-	ms := Metrics()
+	ms := MetricsFor(results)
 	byKey := map[string]*Metric{}
 	for i := range ms {
 		byKey[ms[i].Key] = &ms[i]

@@ -59,11 +59,11 @@ func TestVerdictFromNumbers(t *testing.T) {
 
 // Every row, CSV column and JSON field has an explanation.
 func TestEveryRowExplained(t *testing.T) {
-	if m := report.MissingExplanations(); len(m) != 0 {
+	if m := report.MissingExplanations(nil); len(m) != 0 {
 		t.Errorf("without explanation: %v", m)
 	}
 	var buf bytes.Buffer
-	if err := report.WriteExplain(&buf); err != nil {
+	if err := report.WriteExplain(&buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range report.Metrics() {
@@ -85,4 +85,28 @@ func TestRegisterNeedsExplanation(t *testing.T) {
 		}
 	}()
 	report.Register(report.Metric{Key: "unexplained_test_metric", Final: func(*workload.Result) float64 { return 0 }})
+}
+
+// Rows a provider computes from the runs reach the table, the CSV, the
+// JSON and the verdict without any other change.
+func TestProviderRows(t *testing.T) {
+	report.RegisterProvider(func(results []*workload.Result) []report.Metric {
+		if results == nil {
+			return nil
+		}
+		return []report.Metric{{Key: "test_provider_walks", Label: "test walks", Group: "test", Unit: report.UnitCount, Better: report.Lower,
+			Explain: "A test row.", Final: func(r *workload.Result) float64 { return float64(r.Final.SetMemoryCalls) * 2 }}}
+	})
+	res := []*workload.Result{fake("mainline", 1<<20, 100), fake("collapse", 1<<20, 50)}
+	var buf bytes.Buffer
+	if err := report.CompareText(&buf, res); err != nil || !strings.Contains(buf.String(), "test walks") {
+		t.Errorf("table lacks the provider row: %v", err)
+	}
+	v := report.ComputeVerdict(res)
+	if !strings.Contains(strings.Join(v.Sentences, " "), "test walks 200 → 100") {
+		t.Errorf("verdict lacks the provider row: %q", v.Sentences)
+	}
+	if m := report.MissingExplanations(res); len(m) != 0 {
+		t.Errorf("without explanation: %v", m)
+	}
 }

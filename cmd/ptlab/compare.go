@@ -217,7 +217,7 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	}
 	if f.explain {
 		fmt.Fprintln(out)
-		if err := report.WriteExplain(out); err != nil {
+		if err := report.WriteExplain(out, results); err != nil {
 			return err
 		}
 	} else {

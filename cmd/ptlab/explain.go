@@ -23,7 +23,7 @@ field of --json. With --schema it prints the JSON Schema of compare --json inste
 				enc.SetIndent("", "  ")
 				return enc.Encode(report.Schema())
 			}
-			return report.WriteExplain(cmd.OutOrStdout())
+			return report.WriteExplain(cmd.OutOrStdout(), nil)
 		},
 	}
 	cmd.Flags().BoolVar(&schema, "schema", false, "print the JSON Schema of compare --json")
