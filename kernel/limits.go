@@ -68,8 +68,8 @@ func (c *Config) checkLimits(g arm64.Geometry, midrs []arm64.MIDR) error {
 	forcePTE := c.DebugPagealloc || (!bbml2 && (rodataFull || c.KFENCE == KFENCELate))
 	if forcePTE && c.imported == nil {
 		if tables := ram / g.PageSize() * 8; tables > MaxModelTableBytes {
-			return fmt.Errorf("%w: ram %s mapped with base pages (no BBML2_NOABORT on every CPU, rodata=on or debug_pagealloc) needs %d GiB of PTE tables; the model holds at most %d GiB: use less RAM, BBML2_NOABORT CPUs or rodata=noalias",
-				ErrConfig, HumanBytes(ram), tables>>30, MaxModelTableBytes>>30)
+			return fmt.Errorf("%w: ram %d GiB mapped with base pages (no BBML2_NOABORT on every CPU, rodata=on or debug_pagealloc) needs %d GiB of PTE tables; the model holds at most %d GiB: use less RAM, BBML2_NOABORT CPUs or rodata=noalias",
+				ErrConfig, ram>>30, tables>>30, MaxModelTableBytes>>30)
 		}
 	}
 	return nil

@@ -46,7 +46,7 @@ func TestBadInputs(t *testing.T) {
 		{"unknown machine", []string{"compare", "--machine", "nope"}, 2, `--machine`},
 		{"sim unknown machine", []string{"sim", "--machine", "nope"}, 1, `--machine`},
 		{"bad cpus count", []string{"compare", "--cpus", "ampere1:x"}, 2, `--cpus "ampere1:x"`},
-		{"ram 100T mapped with PTEs", []string{"sim", "--machine", "n1-server", "--config", cfg("ram", "ram: [{base: 0x80000000, size: 100T}]\n")}, 1, "ram 102400.00G mapped with base pages"},
+		{"ram 100T mapped with PTEs", []string{"sim", "--machine", "n1-server", "--config", cfg("ram", "ram: [{base: 0x80000000, size: 100T}]\n")}, 1, "ram 102400 GiB mapped with base pages"},
 		{"too many CPUs", []string{"sim", "--config", cfg("cpus", "cpus: [{model: ampere1, count: 100000000}]\n")}, 1, "NR_CPUS"},
 		{"VA size no Kconfig offers", []string{"sim", "--config", cfg("va", "granule: 4K\nva_bits: 47\n")}, 1, "config_va_bits 47 with 4K pages"},
 		{"runtime VA above the configured", []string{"sim", "--config", cfg("va2", "granule: 16K\nva_bits: 48\nconfig_va_bits: 47\n")}, 1, "va_bits 48 on a kernel built with CONFIG_ARM64_VA_BITS=47"},
