@@ -44,7 +44,7 @@ func WriteExplain(w io.Writer, results []*workload.Result) error {
 	}
 	ew.printf("  presets[].values.<key>, presets[].series[].values.<key>\n    %s\n", JSONFieldDocs["presets[].values.<metric key>"])
 	ew.printf("\nThe verdict compares every preset with %s on each metric that has a better direction,\n", Baseline)
-	ew.printf("lists moves of at least %.0f%%, largest first, and names the invariants a policy relaxes.\n", significant*100)
+	ew.printf("lists moves of at least %.0f%% in table order, and names the invariants a policy relaxes.\n", significant*100)
 	return ew.err
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -29,8 +28,8 @@ type Change struct {
 type PresetVerdict struct {
 	Preset    string   `json:"preset"`
 	Against   string   `json:"against"`
-	Recovers  []Change `json:"recovers"` // metrics that moved the good way
-	Costs     []Change `json:"costs"`    // metrics that moved the bad way
+	Recovers  []Change `json:"recovers"` // metrics that moved the good way, in table order
+	Costs     []Change `json:"costs"`    // metrics that moved the bad way, in table order
 	Relaxes   []string `json:"relaxes"`  // kernel invariants the policy gives up
 	Refused   int      `json:"refused"`
 	Sentences []string `json:"sentences"`
@@ -154,11 +153,6 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 				pv.Costs = append(pv.Costs, c)
 			}
 		}
-		order := func(cs []Change) {
-			sort.SliceStable(cs, func(i, j int) bool { return math.Abs(float64(cs[i].Relative)) > math.Abs(float64(cs[j].Relative)) })
-		}
-		order(pv.Recovers)
-		order(pv.Costs)
 		texts := func(cs []Change) []string {
 			var out []string
 			for _, c := range cs {
@@ -173,10 +167,10 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 		case len(pv.Recovers) == 0:
 			s += "recovers nothing; "
 		default:
-			s += "recovers " + listText(texts(pv.Recovers), 4) + "; "
+			s += "recovers " + listText(texts(pv.Recovers), 12) + "; "
 		}
 		if len(pv.Costs) > 0 {
-			s += "costs " + listText(texts(pv.Costs), 4) + "."
+			s += "costs " + listText(texts(pv.Costs), 12) + "."
 		} else if len(pv.Recovers) > 0 {
 			s += "costs nothing measured."
 		}
@@ -214,10 +208,15 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 			target = hi
 		}
 		var who []string
+		baseBest := false
 		for j, r := range results {
 			if vals[j] == target {
 				who = append(who, r.Preset)
+				baseBest = baseBest || r == base
 			}
+		}
+		if target == 0 && baseBest {
+			continue // "doing nothing does none of it": not worth a line
 		}
 		key := strings.Join(who, ", ")
 		if _, ok := best[key]; !ok {
