@@ -19,7 +19,7 @@ EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestHTMLInBrowser)$$
 test: vet
 	$(GO) test -skip '$(EXTERNAL_TESTS)' ./...
 	@echo "--- tests that need QEMU or a browser:"
-	@$(GO) test -count=1 -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
+	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' ; test $${PIPESTATUS[0]} -eq 0
 	$(GO) test -race -short $(RACE_PKGS)
 
