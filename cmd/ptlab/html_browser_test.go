@@ -205,4 +205,11 @@ workload:
 		t.Fatal(err)
 	}
 	checkCharts(t, "dump.html", loadPage(t, browser, dpage, filepath.Join(shots, "ptlab-dump.png")), 1, nil)
+
+	// An x86 dump has no arm64 linear map: the page says so, no heat map.
+	xpage := filepath.Join(dir, "x86.html")
+	if _, err := run(t, "dump", "stats", "../../ptdump/testdata/901-x86-fedora-4.18rc8-ryzen-dmesg-excerpt.txt", "--html", xpage); err != nil {
+		t.Fatal(err)
+	}
+	checkCharts(t, "x86.html", loadPage(t, browser, xpage, filepath.Join(shots, "ptlab-x86.png")), 0, nil)
 }
