@@ -57,3 +57,26 @@ presets: [mainline, mine]
 		}
 	}
 }
+
+// Refused operations are all counted; the list keeps the first MaxFailed.
+func TestRefusedNotCapped(t *testing.T) {
+	s, err := ParseScenario([]byte(`
+machine: qemu-virt
+presets: [mainline]
+workload:
+  modules: none
+  duration: 10m
+  bpf: {per_hour: 1500}
+  bpf_size: {median: 32M, sigma: 0, min: 32M, max: 32M}
+`), "refuse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(s, "mainline", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Refused <= MaxFailed || len(r.Failed) != MaxFailed {
+		t.Errorf("refused %d, listed %d", r.Refused, len(r.Failed))
+	}
+}
