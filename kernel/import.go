@@ -144,7 +144,14 @@ func (a *aliasFinder) image(im *Image) error {
 		return fmt.Errorf("%w: the kernel alias [%#x, %#x) does not end on a %d KiB segment boundary", ErrConfig, a.bestStart, a.bestE, segmentAlign>>10)
 	}
 	im.PhysBase = Size(text)
-	rodata := min(uint64(im.Rodata), n/2) &^ (segmentAlign - 1)
+	// Split the alias between text and rodata as the configured image
+	// does (a quarter rodata when it says nothing); only their sum is
+	// visible in a dump.
+	rodata := uint64(im.Rodata)
+	if rodata == 0 {
+		rodata = n / 4
+	}
+	rodata = max(min(rodata, n/2)&^(segmentAlign-1), segmentAlign)
 	im.Rodata, im.Text = Size(rodata), Size(n-rodata)
 	return nil
 }
