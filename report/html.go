@@ -125,7 +125,7 @@ func timeCharts(results []*workload.Result) []chartGroup {
 			charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 			charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "bottom"}),
 			charts.WithXAxisOpts(opts.XAxis{Name: "t", Type: "category"}),
-			charts.WithYAxisOpts(opts.YAxis{Name: unit, Type: "value"}),
+			charts.WithYAxisOpts(opts.YAxis{Name: unit, Type: "value", Scale: opts.Bool(true)}),
 			charts.WithGridOpts(opts.Grid{Left: "60", Right: "20", Top: "60", Bottom: "60"}),
 		)
 		line.SetXAxis(xs)
