@@ -183,6 +183,10 @@ func heatChart(id, title string, h *HeatGrid) Chart {
 		charts.WithYAxisOpts(opts.YAxis{Name: "linear-map address", Type: "category", Data: ys, Inverse: opts.Bool(true)}),
 		charts.WithGridOpts(opts.Grid{Left: "150", Right: "20", Top: "70", Bottom: "70"}),
 	)
+	// Draw every cell at once: ECharts renders a series of more than
+	// progressiveThreshold (3000) items over several frames, so a
+	// screenshot or print could catch the map half drawn.
+	hm.AddJSFuncs(`%MY_ECHARTS%.setOption({series: %MY_ECHARTS%.getOption().series.map(function () { return {progressive: 0}; })});`)
 	var names []string
 	for c := range HeatClasses {
 		var data []opts.HeatMapData
