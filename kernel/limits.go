@@ -61,7 +61,10 @@ func (c *Config) checkLimits(g arm64.Geometry, midrs []arm64.MIDR) error {
 	for _, r := range c.RAM {
 		ram += uint64(r.Size)
 	}
-	rodataFull, _ := c.RodataFull()
+	rodataFull, err := c.RodataFull()
+	if err != nil {
+		return err
+	}
 	bbml2 := arm64.SystemSupportsBBML2NoAbort(midrs)
 	// map_mem's rule as force_pte_mapping has it, with every CPU counted
 	// (a boot CPU with BBML2 and a secondary without ends PTE-mapped too).

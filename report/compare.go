@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,9 @@ func Bytes(b uint64) string { return kernel.HumanBytes(b) }
 
 // Format prints a metric value for the text table.
 func Format(m *Metric, v float64) string {
+	if m.Text != nil {
+		return m.Text(v)
+	}
 	switch m.Unit {
 	case UnitBytes:
 		return Bytes(uint64(v))
@@ -54,14 +58,26 @@ func CompareText(w io.Writer, results []*workload.Result) error {
 		fmt.Fprintf(tw, "%s\t", r.Preset)
 	}
 	fmt.Fprintln(tw)
+	group := ""
 	for _, m := range MetricsFor(results) {
-		fmt.Fprintf(tw, "%s\t", m.LabelFor(sizes))
+		if m.Qualifier != "" && m.Group != group {
+			fmt.Fprintf(tw, "%s\t%s\n", m.Group, strings.Repeat("\t", len(results)))
+		}
+		group = m.Group
+		label := m.LabelFor(sizes)
+		if m.Qualifier != "" {
+			label = "  " + m.tableLabel(sizes)
+		}
+		fmt.Fprintf(tw, "%s\t", label)
 		for _, r := range results {
 			fmt.Fprintf(tw, "%s\t", Format(&m, m.Value(r)))
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return observedNotes(w, results)
 }
 
 // CSVHeader are the columns of CompareCSV: the preset, the time, and every

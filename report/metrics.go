@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/ptlab/ptlab/kernel"
@@ -39,14 +40,20 @@ func (b Better) String() string {
 // consumer works from this descriptor alone, so a new row needs no edit
 // anywhere else.
 type Metric struct {
-	Key      string // JSON field and CSV column: lower_snake_case, stable
-	Label    string // row label; with Leaf > 0 the leaf size is appended ("linear map 4K")
-	Leaf     int    // 1..5: index+1 into kernel.LeafKinds, labels take the granule's size
-	Group    string // rows are grouped, and charted, by Group
-	Unit     Unit
-	Better   Better
-	Explain  string // what it is and why it matters; required
-	Volatile bool   // differs between identical runs (wall time): not compared
+	Key     string // JSON field and CSV column: lower_snake_case, stable
+	Label   string // row label; with Leaf > 0 the leaf size is appended ("linear map 4K")
+	Leaf    int    // 1..5: index+1 into kernel.LeafKinds, labels take the granule's size
+	Group   string // rows are grouped, and charted, by Group
+	Unit    Unit
+	Better  Better
+	Explain string // what it is and why it matters; required
+	// Qualifier names what a label repeated across groups belongs to (the
+	// CPU model of a TLB cost row): the text table prints the group as a
+	// heading row above such rows, everything else appends it to the label.
+	Qualifier string
+	// Text formats a value for the table; nil formats by Unit.
+	Text     func(v float64) string
+	Volatile bool // differs between identical runs (wall time): not compared
 	// Sample is the value at one point of the time series; nil for metrics
 	// known only at the end of a run.
 	Sample func(s *workload.Sample) float64
@@ -67,8 +74,17 @@ func (m *Metric) Value(r *workload.Result) float64 {
 }
 
 // LabelFor is the row label for results of a granule whose leaf sizes are
-// sizes ("1G", "32M", "2M", "64K", "4K" for 4K pages).
+// sizes ("1G", "32M", "2M", "64K", "4K" for 4K pages), with its qualifier.
 func (m *Metric) LabelFor(sizes [5]string) string {
+	l := m.tableLabel(sizes)
+	if m.Qualifier != "" {
+		l = strings.TrimSpace(l) + " (" + m.Qualifier + ")"
+	}
+	return l
+}
+
+// tableLabel is the label under the group heading of the text table.
+func (m *Metric) tableLabel(sizes [5]string) string {
 	if m.Leaf > 0 && m.Leaf <= len(sizes) {
 		return m.Label + " " + sizes[m.Leaf-1]
 	}

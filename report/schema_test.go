@@ -93,20 +93,32 @@ func validate(s map[string]any, v any, path string) []string {
 	return errs
 }
 
-// The --json output of a real comparison validates against the published
-// schema, and the schema has no field without a description.
+// The --json output of a real comparison (with the TLB cost model's rows)
+// validates against the published schema, and the schema has no field
+// without a description.
 func TestJSONMatchesSchema(t *testing.T) {
 	s, _ := workload.DefaultScenario()
 	s.Config = workload.NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 2G}]"), "test.yaml")
 	s.Work.Duration = workload.Duration(2 * 60e9)
 	s.Presets = []string{"mainline", "collapse"}
+	obs, err := workload.ScenarioObservers(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var res []*workload.Result
 	for _, p := range s.Presets {
-		r, err := workload.Run(s, p, nil, nil)
+		r, err := workload.RunObserved(s, p, nil, nil, obs...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res = append(res, r)
+	}
+	if len(res[0].ObservedColumns) == 0 {
+		t.Fatal("no observer columns: the TLB cost rows are not exercised")
+	}
+	// The observers' rows are explained like every other.
+	if m := report.MissingExplanations(res); len(m) != 0 {
+		t.Errorf("without explanation: %v", m)
 	}
 	var buf bytes.Buffer
 	if err := report.WriteJSON(&buf, report.BuildJSON(s, 0, res, report.ComputeVerdict(res))); err != nil {

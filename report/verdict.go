@@ -88,6 +88,13 @@ func changeText(m *Metric, sizes [5]string, c Change) string {
 	return fmt.Sprintf("%s %s → %s%s", m.LabelFor(sizes), from, to, rel)
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // listText joins up to max items and says how many more there are.
 func listText(items []string, max int) string {
 	if len(items) > max {
@@ -153,10 +160,36 @@ func ComputeVerdict(results []*workload.Result) *Verdict {
 				pv.Costs = append(pv.Costs, c)
 			}
 		}
+		// Rows repeated per qualifier (one per CPU model) are said once,
+		// for the first qualifier, with how many others moved the same way.
+		qualified := map[string]int{} // label -> rows with that label
+		for i := range ms {
+			if ms[i].Qualifier != "" {
+				qualified[ms[i].Label]++
+			}
+		}
 		texts := func(cs []Change) []string {
 			var out []string
+			said := map[string]bool{}
 			for _, c := range cs {
-				out = append(out, changeText(byKey[c.Key], sizes, c))
+				m := byKey[c.Key]
+				if m.Qualifier == "" {
+					out = append(out, changeText(m, sizes, c))
+					continue
+				}
+				if said[m.Label] {
+					continue
+				}
+				said[m.Label] = true
+				same := 0
+				for _, d := range cs {
+					same += btoi(byKey[d.Key].Qualifier != "" && byKey[d.Key].Label == m.Label)
+				}
+				t := changeText(m, sizes, c)
+				if n := qualified[m.Label]; n > 1 {
+					t += fmt.Sprintf(" [%d of %d alike]", same, n)
+				}
+				out = append(out, t)
 			}
 			return out
 		}

@@ -14,6 +14,7 @@ type Sample struct {
 	Metrics  kernel.Metrics       `json:"metrics"`
 	Cache    kernel.CacheStats    `json:"cache"`
 	Collapse kernel.CollapseStats `json:"collapse"`
+	Observed []float64            `json:"observed,omitempty"` // one value per Result.ObservedColumns
 }
 
 // Result is one preset's run of a scenario.
@@ -35,6 +36,10 @@ type Result struct {
 	// Dump is the kernel_page_tables dump of the final state, when the
 	// scenario asked for it (Scenario.CaptureDump).
 	Dump []byte `json:"-"`
+	// What the run's observers reported (see Observer).
+	ObservedColumns []Column  `json:"observed_columns,omitempty"`
+	ObservedFinal   []float64 `json:"observed_final,omitempty"`
+	ObservedNotes   []string  `json:"observed_notes,omitempty"`
 }
 
 // MaxFailed bounds the refused operations a Result lists (Refused counts all).
@@ -47,6 +52,12 @@ type Progress func(done, total int)
 // the module set loads at t=0, then the timeline's churn, sampling metrics
 // every SampleEvery and once at the end.
 func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
+	return RunObserved(s, preset, mods, progress)
+}
+
+// RunObserved is Run with observers watching (ScenarioObservers gives the
+// scenario's).
+func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, obs ...Observer) (*Result, error) {
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {
@@ -62,7 +73,15 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	if err != nil {
 		return nil, err
 	}
-	c := &kernel.PlainCPU{}
+	var c kernel.CPU = &kernel.PlainCPU{}
+	var ob *observed
+	if len(obs) > 0 {
+		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
+		ob, c = newObserved(obs), oc
+		if err := ob.start(k, oc); err != nil {
+			return nil, err
+		}
+	}
 	r := &Result{Preset: preset, Config: cfg}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}
@@ -76,6 +95,11 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 			return err
 		}
 		r.Series = append(r.Series, Sample{At: at, Metrics: m, Cache: k.Exec.CacheStats(), Collapse: k.Stats.Collapse})
+		if ob != nil {
+			if r.Series[len(r.Series)-1].Observed, err = ob.sample(at, loaded, jit); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	fail := func(e Event, err error) {
@@ -90,6 +114,9 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 				return nil, err
 			}
 			next += every
+		}
+		if ob != nil {
+			ob.cpu.at = e.At
 		}
 		switch e.Kind {
 		case EvLoadModule:
@@ -146,6 +173,9 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 			return nil, err
 		}
 		r.Dump = buf.Bytes()
+	}
+	if ob != nil {
+		ob.finish(r)
 	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, nil

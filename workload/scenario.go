@@ -87,6 +87,8 @@ type Scenario struct {
 	// permissions, RAM) replaces the machine's boot-time one.
 	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
 	Work   Workload `json:"workload" yaml:"workload"`
+	// Cost configures the TLB cost model (workload/cost.go).
+	Cost CostConfig `json:"cost,omitempty" yaml:"cost,omitempty"`
 
 	// CaptureDump keeps each run's final kernel_page_tables dump in
 	// Result.Dump (compare --html shows heat maps and diffs of them).
@@ -170,7 +172,10 @@ func (s *Scenario) validate() error {
 		}
 	}
 	if s.Config != nil {
-		base, _ := kernel.Machine(s.Machine)
+		base, err := kernel.Machine(s.Machine)
+		if err != nil {
+			return fmt.Errorf("%w: machine: %w", ErrScenario, err)
+		}
 		if _, err := s.Config.over(base); err != nil {
 			return fmt.Errorf("%w: config: %w", ErrScenario, err)
 		}

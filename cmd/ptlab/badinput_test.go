@@ -99,13 +99,6 @@ func TestSimOutputIsADump(t *testing.T) {
 	}
 }
 
-func TestVersion(t *testing.T) {
-	out, err := run(t, "--version")
-	if err != nil || !strings.HasPrefix(out, "ptlab ") || !strings.Contains(out, "go1.") {
-		t.Errorf("--version: %q %v", out, err)
-	}
-}
-
 func TestCompletion(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

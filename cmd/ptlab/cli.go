@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -47,11 +46,9 @@ var setupOnce sync.Once
 
 // setupCommands finishes the command tree once every file's init has added
 // its commands: group commands reject unknown subcommands, flag values
-// complete, --version reports the build.
+// complete, bad flags are usage errors.
 func setupCommands() {
 	setupOnce.Do(func() {
-		rootCmd.Version = version()
-		rootCmd.SetVersionTemplate("ptlab {{.Version}}\n")
 		rejectUnknownSubcommands(rootCmd)
 		registerCompletions(rootCmd)
 		// A bad flag is a usage error, like an unknown command: status 2.
@@ -59,42 +56,6 @@ func setupCommands() {
 			return &exitError{code: 2, err: fmt.Errorf("%w (ptlab %s --help)", err, strings.TrimPrefix(c.CommandPath(), "ptlab "))}
 		})
 	})
-}
-
-// version describes the build from the module and VCS information the Go
-// toolchain records (go build, go install ...@version).
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown build)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, when, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-			if len(rev) > 12 {
-				rev = rev[:12]
-			}
-		case "vcs.time":
-			when = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev + dirty
-		if when != "" {
-			v += " " + when
-		}
-	}
-	return v + " " + bi.GoVersion
 }
 
 // rejectUnknownSubcommands makes every command that only groups others
