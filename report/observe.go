@@ -15,13 +15,22 @@ func init() {
 	RegisterProvider(observedMetrics)
 }
 
-// observedMetrics are one row per column the results' observers declared.
+// observedMetrics are one row per column the results' observers declared;
+// without results, the columns the default scenario's observers declare
+// (what "ptlab explain" documents).
 func observedMetrics(results []*workload.Result) []Metric {
-	if len(results) == 0 {
-		return nil
+	var cols []workload.Column
+	if len(results) > 0 {
+		cols = results[0].ObservedColumns
+	} else if s, err := workload.DefaultScenario(); err == nil {
+		if obs, err := workload.ScenarioObservers(s); err == nil {
+			for _, o := range obs {
+				cols = append(cols, o.Columns()...)
+			}
+		}
 	}
 	var ms []Metric
-	for i, c := range results[0].ObservedColumns {
+	for i, c := range cols {
 		i, c := i, c
 		better := Neutral
 		switch c.Better {
