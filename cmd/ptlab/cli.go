@@ -53,9 +53,28 @@ func setupCommands() {
 		registerCompletions(rootCmd)
 		// A bad flag is a usage error, like an unknown command: status 2.
 		rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-			return &exitError{code: 2, err: fmt.Errorf("%w (ptlab %s --help)", err, strings.TrimPrefix(c.CommandPath(), "ptlab "))}
+			return &exitError{code: 2, err: fmt.Errorf("%w (%s --help)", err, c.CommandPath())}
 		})
+		argsAreUsage(rootCmd)
 	})
+}
+
+// argsAreUsage makes a wrong number of arguments a usage error (status 2)
+// that points to the command's help.
+func argsAreUsage(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
+	if c.Args == nil {
+		return
+	}
+	check := c.Args
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w (%s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
+		}
+		return nil
+	}
 }
 
 // rejectUnknownSubcommands makes every command that only groups others
