@@ -147,14 +147,21 @@ func RegisterProvider(p Provider) {
 // explain) lists rows through it. A provider row without an explanation is
 // reported by MissingExplanations.
 func MetricsFor(results []*workload.Result) []Metric {
-	ms := Metrics()
+	var ms, volatile []Metric
+	for _, m := range Metrics() {
+		if m.Volatile {
+			volatile = append(volatile, m) // wall time stays the last row
+		} else {
+			ms = append(ms, m)
+		}
+	}
 	regMu.Lock()
 	ps := append([]Provider(nil), providers...)
 	regMu.Unlock()
 	for _, p := range ps {
 		ms = append(ms, p(results)...)
 	}
-	return ms
+	return append(ms, volatile...)
 }
 
 func regionOf(m *kernel.Metrics, name string) *kernel.RegionMetrics {
