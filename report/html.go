@@ -71,7 +71,9 @@ type chartGroup struct {
 	Charts []Chart
 }
 
-func init_(id string) charts.GlobalOpts {
+// chartInit sizes a chart to its grid cell and gives it a fixed ID (the
+// page is byte-identical for the same results).
+func chartInit(id string) charts.GlobalOpts {
 	return charts.WithInitializationOpts(opts.Initialization{ChartID: id, Width: "100%", Height: "300px", Renderer: "canvas"})
 }
 
@@ -119,7 +121,7 @@ func timeCharts(results []*workload.Result) []chartGroup {
 		_, unit := seriesValue(&m, 0)
 		line := charts.NewLine()
 		line.SetGlobalOptions(
-			init_(id),
+			chartInit(id),
 			charts.WithAnimation(false),
 			charts.WithTitleOpts(opts.Title{Title: title, Subtitle: unit + " over simulated time", Left: "left"}),
 			charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
@@ -284,7 +286,7 @@ func WriteDumpHTML(w io.Writer, d *ptdump.Dump) error {
 	bar := charts.NewBar()
 	const id = "leaves"
 	bar.SetGlobalOptions(
-		init_(id), charts.WithAnimation(false),
+		chartInit(id), charts.WithAnimation(false),
 		charts.WithTitleOpts(opts.Title{Title: "bytes mapped per leaf size and region", Subtitle: "MiB, stacked"}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "bottom"}),
