@@ -207,14 +207,15 @@ func Boot(cfg Config) (*Kernel, error) {
 }
 
 // placeImage reserves the kernel image in physical memory (2 MiB into the
-// first RAM region unless configured) and computes its segment layout. The
-// segment sizes are the release's (Version.Image) unless configured.
+// first RAM region unless configured) and computes its segment layout.
 func (k *Kernel) placeImage() error {
-	im := k.Cfg.Image
-	if im.Text == 0 {
-		vi := k.V.Image
-		vi.PhysBase, vi.KASLR = im.PhysBase, im.KASLR
-		im = vi
+	// Sizes not configured are the release's (Version.Image), field by field.
+	im, vi := k.Cfg.Image, k.V.Image
+	for _, f := range []struct{ c, v *Size }{{&im.Header, &vi.Header}, {&im.Text, &vi.Text},
+		{&im.Rodata, &vi.Rodata}, {&im.Init, &vi.Init}, {&im.Data, &vi.Data}, {&im.Tail, &vi.Tail}} {
+		if *f.c == 0 {
+			*f.c = *f.v
+		}
 	}
 	l := ImageLayout{}
 	l.Stext = alignUp(uint64(im.Header), segmentAlign)

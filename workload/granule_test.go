@@ -2,8 +2,6 @@ package workload
 
 import (
 	"testing"
-
-	"github.com/ptlab/ptlab/kernel"
 )
 
 // The default scenario on a 16K-granule machine under the collapse policy
@@ -19,7 +17,7 @@ func TestDefaultScenarioOn16KCollapses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Config = &kernel.Config{Granule: "16K", VABits: 48}
+	s.Config = NewConfigOverride([]byte("granule: 16K\nva_bits: 48\n"), "16k.yaml")
 	mods, err := ScenarioModules(s)
 	if err != nil {
 		t.Fatal(err)
