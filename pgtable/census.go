@@ -9,33 +9,31 @@ import (
 // Census counts what maps a VA range: bytes by leaf level and contiguous
 // hint, bytes in present-invalid leaves, and table pages by level.
 type Census struct {
-	Leaf    [4][2]uint64 // [level][cont] bytes mapped by valid leaves
-	Invalid uint64       // bytes in present-invalid leaves
-	Tables  [5]int       // table pages reachable from the range, by level+1
+	Leaf    arm64.PerLevel[[2]uint64] // per level, [cont]: bytes mapped by valid leaves
+	Invalid uint64                    // bytes in present-invalid leaves
+	Tables  arm64.PerLevel[int]       // table pages reachable from the range, per level
 }
 
 // Add accumulates o into c.
 func (c *Census) Add(o Census) {
-	for l := range c.Leaf {
-		c.Leaf[l][0] += o.Leaf[l][0]
-		c.Leaf[l][1] += o.Leaf[l][1]
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		leaf, ol := c.Leaf.At(l), o.Leaf.Get(l)
+		leaf[0] += ol[0]
+		leaf[1] += ol[1]
+		*c.Tables.At(l) += o.Tables.Get(l)
 	}
 	c.Invalid += o.Invalid
-	for i := range c.Tables {
-		c.Tables[i] += o.Tables[i]
-	}
 }
 
 // Sub removes o from c (for a sub-range counted separately).
 func (c *Census) Sub(o Census) {
-	for l := range c.Leaf {
-		c.Leaf[l][0] -= o.Leaf[l][0]
-		c.Leaf[l][1] -= o.Leaf[l][1]
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		leaf, ol := c.Leaf.At(l), o.Leaf.Get(l)
+		leaf[0] -= ol[0]
+		leaf[1] -= ol[1]
+		*c.Tables.At(l) -= o.Tables.Get(l)
 	}
 	c.Invalid -= o.Invalid
-	for i := range c.Tables {
-		c.Tables[i] -= o.Tables[i]
-	}
 }
 
 // TakeCensus counts the leaves and tables serving [start, end). A table is
@@ -57,10 +55,10 @@ func (t *Tables) census(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end
 	// the range holding its first address (the root's is -(1 << VABits)).
 	if l == g.StartLevel {
 		if base := ^uint64(0) << uint(g.VABits); va <= base && (base < end || end == 0) {
-			c.Tables[l+1]++
+			*c.Tables.At(l)++
 		}
 	} else if va&(g.Size(l-1)-1) == 0 {
-		c.Tables[l+1]++
+		*c.Tables.At(l)++
 	}
 	if l == arm64.LastLevel {
 		ps := g.PageSize()
@@ -73,7 +71,7 @@ func (t *Tables) census(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end
 			e := d.Load(tpa+uint64(i)*8, &tbl[i])
 			switch {
 			case arm64.DescValid(e):
-				c.Leaf[l][e>>52&1] += ps
+				c.Leaf.At(l)[e>>52&1] += ps
 			case arm64.DescPresentInvalid(e):
 				c.Invalid += ps
 			}
@@ -96,7 +94,7 @@ func (t *Tables) census(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end
 				return err
 			}
 		case arm64.DescValid(desc):
-			c.Leaf[l][desc>>52&1] += next - va
+			c.Leaf.At(l)[desc>>52&1] += next - va
 		case arm64.DescPresentInvalid(desc):
 			c.Invalid += next - va
 		}

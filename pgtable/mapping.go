@@ -41,10 +41,10 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
 		}
 	}
-	if m.cache && end-va == t.g.Size(2) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(2) && flags&NoBlockMappings == 0 {
+	if m.cache && end-va == t.g.Size(arm64.LevelPMD) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(arm64.LevelPMD) && flags&NoBlockMappings == 0 {
 		// One PMD block: never part of a contiguous PMD run.
-		if tpa, tbl, _, ok := t.cached(va, 2); ok {
-			return m.setLeaf(tpa, tbl, 2, va, prot)
+		if tpa, tbl, _, ok := t.cached(va, arm64.LevelPMD); ok {
+			return m.setLeaf(tpa, tbl, arm64.LevelPMD, va, prot)
 		}
 	}
 	if m.cache {

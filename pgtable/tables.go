@@ -66,7 +66,7 @@ type Tables struct {
 	dir       atomic.Pointer[[]*chunk]
 	nslots    int32
 	freeSlots []int32
-	counts    [5]int // table pages per level, indexed by level+1
+	counts    arm64.PerLevel[int] // table pages per level
 }
 
 // New creates an empty tree: one zeroed top-level table page (the PGD).
@@ -192,7 +192,7 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 	r := &c.refs[i]
 	r.desc = c.desc[i*t.epp : (i+1)*t.epp : (i+1)*t.epp]
 	r.pa, r.slot, r.level = pa, slot, l
-	t.counts[l+1]++
+	*t.counts.At(l)++
 	t.mu.Unlock()
 	clear(r.desc)
 	t.setRef(pa, r)
@@ -230,7 +230,7 @@ func (t *Tables) release(r *tableRef) error {
 	t.setRef(pa, nil)
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)
-	t.counts[l+1]--
+	*t.counts.At(l)--
 	t.mu.Unlock()
 	return t.mem.Free(pa, 0)
 }
@@ -239,7 +239,7 @@ func (t *Tables) release(r *tableRef) error {
 func (t *Tables) TablePages(l arm64.Level) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.counts[l+1]
+	return t.counts.Get(l)
 }
 
 // TotalTablePages is the number of table pages in use at all levels.
@@ -247,8 +247,8 @@ func (t *Tables) TotalTablePages() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, c := range t.counts {
-		n += c
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		n += t.counts.Get(l)
 	}
 	return n
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/workload"
 )
@@ -47,22 +48,22 @@ func compareRows(results []*workload.Result) []row {
 			return fmt.Sprintf("%d (%d KiB)", r.Final.TablePages, r.Final.TableKiB)
 		}},
 		row{"  linear map PTE tables", func(r *workload.Result) string { return strconv.Itoa(region(r, "linear map").TablePages[4]) }},
-		row{"splits PUD->PMD", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.Blocks[1]) }},
-		row{"splits contPMD", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.ContRun[2]) }},
-		row{"splits PMD->PTE", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.Blocks[2]) }},
-		row{"splits contPTE", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.ContRun[3]) }},
+		row{"splits PUD->PMD", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.Blocks.Get(arm64.LevelPUD)) }},
+		row{"splits contPMD", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.ContRun.Get(arm64.LevelPMD)) }},
+		row{"splits PMD->PTE", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.Blocks.Get(arm64.LevelPMD)) }},
+		row{"splits contPTE", func(r *workload.Result) string { return strconv.Itoa(r.Final.Splits.ContRun.Get(arm64.LevelPTE)) }},
 		row{"collapses PMD linear", func(r *workload.Result) string { return u(r.Collapse.PMDLinear) }},
 		row{"collapses PMD vmalloc", func(r *workload.Result) string { return u(r.Collapse.PMDVmalloc) }},
 		row{"collapses contPTE/contPMD/PUD", func(r *workload.Result) string {
 			return fmt.Sprintf("%d/%d/%d", r.Collapse.ContPTE, r.Collapse.ContPMD, r.Collapse.PUD)
 		}},
 		row{"collapse refused/warned", func(r *workload.Result) string { return fmt.Sprintf("%d/%d", r.Collapse.Refused, r.Collapse.Warned) }},
-		row{"TLBI vaale1is", func(r *workload.Result) string { return u(r.Final.TLBI["vaale1is"]) }},
+		row{"TLBI vaale1is", func(r *workload.Result) string { return u(r.Final.TLBI[kernel.TLBIVAALE1IS]) }},
 		row{"TLBI rvaale1is (insns)", func(r *workload.Result) string {
-			return fmt.Sprintf("%d (%d)", r.Final.TLBI["rvaale1is"], r.Final.TLBIInsns["rvaale1is"])
+			return fmt.Sprintf("%d (%d)", r.Final.TLBI[kernel.TLBIRVAALE1IS], r.Final.TLBIInsns[kernel.TLBIRVAALE1IS])
 		}},
-		row{"TLBI vmalle1is", func(r *workload.Result) string { return u(r.Final.TLBI["vmalle1is"]) }},
-		row{"TLBI vaae1is", func(r *workload.Result) string { return u(r.Final.TLBI["vaae1is"]) }},
+		row{"TLBI vmalle1is", func(r *workload.Result) string { return u(r.Final.TLBI[kernel.TLBIVMALLE1IS]) }},
+		row{"TLBI vaae1is", func(r *workload.Result) string { return u(r.Final.TLBI[kernel.TLBIVAAE1IS]) }},
 		row{"set_memory calls", func(r *workload.Result) string { return u(r.Final.SetMemoryCalls) }},
 		row{"page updates", func(r *workload.Result) string { return u(r.PageUpdates) }},
 		row{"execmem chunks", func(r *workload.Result) string { return strconv.Itoa(r.Cache.Chunks) }},
@@ -135,7 +136,7 @@ func CompareCSV(w io.Writer, results []*workload.Result) error {
 				u(lin.LeafBytes[0]), u(lin.LeafBytes[1]), u(lin.LeafBytes[2]), u(lin.LeafBytes[3]), u(lin.LeafBytes[4]),
 				u(vm.LeafBytes[2]), u(vm.LeafBytes[3]), u(vm.LeafBytes[4]),
 				u(mod.LeafBytes[2]), u(mod.LeafBytes[3]), u(mod.LeafBytes[4]),
-				strconv.Itoa(m.TablePages), strconv.Itoa(m.Splits.Total()), u(s.Collapse.Total()), u(tlbi), u(m.TLBI["vmalle1is"]),
+				strconv.Itoa(m.TablePages), strconv.Itoa(m.Splits.Total()), u(s.Collapse.Total()), u(tlbi), u(m.TLBI[kernel.TLBIVMALLE1IS]),
 				u(m.SetMemoryCalls), strconv.Itoa(s.Cache.Chunks), u(s.Cache.FreeBytes), u(m.MemFreeKiB)}
 			if err := cw.Write(rec); err != nil {
 				return err
