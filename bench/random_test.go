@@ -357,4 +357,3 @@ func BenchmarkFloor(b *testing.B) {
 		}
 	})
 }
-
