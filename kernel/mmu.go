@@ -95,7 +95,7 @@ func Boot(cfg Config) (*Kernel, error) {
 	if k.PT, err = pgtable.New(g, mem); err != nil {
 		return nil, err
 	}
-	c := &PlainCPU{}
+	c := NewPlainCPU(0)
 	if err := k.mapKernel(c); err != nil {
 		return nil, fmt.Errorf("map_kernel: %w", err)
 	}

@@ -20,7 +20,7 @@ const (
 	benchPUD     uint64 = 1 << 30
 )
 
-var benchDoor pgtable.Direct
+var benchDoor = pgtable.Direct{WalkCache: true}
 
 func benchTables(b *testing.B, ram uint64) *pgtable.Tables {
 	b.Helper()

@@ -86,7 +86,7 @@ func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error)
 		return false, nil
 	}
 	for i := first; i < first+n; i++ {
-		dpa := tpa + uint64(i)*8
+		dpa := descPA(tpa, i)
 		v := d.Load(dpa, &tbl[i])
 		if v&arm64.PTECont == 0 {
 			d.Store(dpa, &tbl[i], v|arm64.PTECont)
@@ -104,7 +104,7 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 	step := g.Size(l)
 	attr := g.AttrMask() &^ arm64.PTECont
 	for i := first; i < first+n; i++ {
-		v := d.Load(tpa+uint64(i)*8, &tbl[i])
+		v := d.Load(descPA(tpa, i), &tbl[i])
 		if !arm64.DescValid(v) || g.IsTable(v, l) {
 			return 0, 0, false
 		}
@@ -124,21 +124,18 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
 	tpa := t.root
 	tbl, _ := t.lookup(tpa)
+	w := t.walker(d)
 	for cl := t.g.StartLevel; ; cl++ {
-		idx := t.g.Index(va, cl)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		if cl == l {
-			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: dpa}, true, nil
-		}
-		if !t.g.IsTable(desc, cl) {
+		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, cl, va)
+		switch {
+		case cl == l:
+			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: descPA(tpa, idx)}, true, nil
+		case err != nil:
+			return Entry{}, false, err
+		case ctbl == nil:
 			return Entry{}, false, nil
 		}
-		tpa = t.g.OutputAddress(desc)
-		var ok bool
-		if tbl, ok = t.lookup(tpa); !ok {
-			return Entry{}, false, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, tpa, t.g.Name(cl), dpa)
-		}
+		tpa, tbl = ctpa, ctbl
 	}
 }
 
@@ -167,7 +164,7 @@ func (t *Tables) TableEmpty(d Door, pa uint64) (bool, error) {
 		return false, fmt.Errorf("%w: %#x", ErrNotTable, pa)
 	}
 	for i := range tbl {
-		if d.Load(pa+uint64(i)*8, &tbl[i]) != 0 {
+		if d.Load(descPA(pa, i), &tbl[i]) != 0 {
 			return false, nil
 		}
 	}

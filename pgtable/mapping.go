@@ -34,7 +34,7 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if size == 0 || (end <= va && end != 0) {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
-	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
+	m := mapper{w: t.walker(d), t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
 	if m.cache && end-va == ps {
 		// One page: never part of a contiguous run.
 		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
@@ -66,6 +66,7 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 // mapper holds what stays fixed during one Map call, so the per-level
 // recursion passes only what changes.
 type mapper struct {
+	w     walker
 	t     *Tables
 	g     *arm64.Geometry
 	d     Door
@@ -86,7 +87,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 			break
 		}
 		idx := g.Index(va, l)
-		old := m.d.Load(tpa+uint64(idx)*8, &tbl[idx])
+		old := m.w.load(tpa, tbl, idx)
 		var err error
 		if tpa, tbl, err = m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va); err != nil {
 			return err
@@ -127,20 +128,19 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				next = chunkEnd
 			}
 			idx := g.Index(va, l)
-			dpa := tpa + uint64(idx)*8
-			old := m.d.Load(dpa, &tbl[idx])
+			old := m.w.load(tpa, tbl, idx)
 			pa := va + m.delta
 			if block && (va|next|pa)&(sz-1) == 0 {
 				// init_pte / pmd_set_huge / pud_set_huge
 				nv := g.MkLeaf(pa, p, l)
 				if g.IsTable(old, l) {
-					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
+					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), descPA(tpa, idx), va)
 				}
 				// An empty or identical old entry is trivially safe.
 				if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
-					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
+					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), descPA(tpa, idx), va, old, nv)
 				}
-				m.d.Store(dpa, &tbl[idx], nv)
+				m.w.store(tpa, tbl, idx, nv)
 			} else {
 				ctpa, ctbl, err := m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va)
 				if err != nil {
@@ -167,8 +167,8 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint64) error {
 	g := m.g
 	idx := g.Index(va, l)
-	dpa := tpa + uint64(idx)*8
-	old := m.d.Load(dpa, &tbl[idx])
+	dpa := descPA(tpa, idx)
+	old := m.w.load(tpa, tbl, idx)
 	nv := g.MkLeaf(va+m.delta, prot, l)
 	if g.IsTable(old, l) {
 		return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
@@ -176,7 +176,7 @@ func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint6
 	if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
 		return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
 	}
-	m.d.Store(dpa, &tbl[idx], nv)
+	m.w.store(tpa, tbl, idx, nv)
 	return nil
 }
 
@@ -200,13 +200,12 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 		idx := g.Index(va, arm64.LastLevel)
 		n := int((chunkEnd - va) / ps)
 		for i := idx; i < idx+n; i++ {
-			dpa := tpa + uint64(i)*8
-			old := m.d.Load(dpa, &tbl[i])
+			old := m.w.load(tpa, tbl, i)
 			nv := g.AddressBits(pa) | p
 			if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
-				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, dpa, va+uint64(i-idx)*ps, old, nv)
+				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, descPA(tpa, i), va+uint64(i-idx)*ps, old, nv)
 			}
-			m.d.Store(dpa, &tbl[i], nv)
+			m.w.store(tpa, tbl, i, nv)
 			pa += ps
 		}
 		va = chunkEnd
@@ -227,7 +226,7 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 // (pte_free_kernel) and the winner's table used.
 func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
 	g := &t.g
-	dpa := tpa + uint64(idx)*8
+	dpa := descPA(tpa, idx)
 	if old == 0 {
 		cpa, ctbl, err := t.allocTable(d, l+1)
 		if err != nil {
@@ -268,7 +267,8 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	// A range served by one cached PTE table has no block in the way.
 	if cacheable(d) && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
-			return t.unmapLevel(d, ctpa, ctbl, arm64.LastLevel, start, end)
+			w := t.walker(d)
+			return walkRange(&w, &visitor{op: opUnmap}, ctpa, ctbl, arm64.LastLevel, start, end, 0)
 		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
@@ -286,33 +286,5 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 			break // this entry also holds end-1
 		}
 	}
-	tbl, _ := t.lookup(t.root)
-	return t.unmapLevel(d, t.root, tbl, t.g.StartLevel, start, end)
-}
-
-func (t *Tables) unmapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end uint64) error {
-	for {
-		next := t.boundary(va, end, l)
-		idx := t.g.Index(va, l)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		switch {
-		case desc == 0:
-		case t.g.IsTable(desc, l):
-			cpa := t.g.OutputAddress(desc)
-			ctbl, ok := t.lookup(cpa)
-			if !ok {
-				return fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, t.g.Name(l), dpa)
-			}
-			if err := t.unmapLevel(d, cpa, ctbl, l+1, va, next); err != nil {
-				return err
-			}
-		default:
-			d.Store(dpa, &tbl[idx], 0)
-		}
-		if next == end {
-			return nil
-		}
-		va = next
-	}
+	return walkRoot(t, d, &visitor{op: opUnmap}, start, end)
 }

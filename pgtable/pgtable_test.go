@@ -13,7 +13,7 @@ const (
 	linBase uint64 = 0xffff000000000000 // PAGE_OFFSET, 4K/48
 )
 
-var d Direct
+var d = Direct{WalkCache: true}
 
 func newTables(t testing.TB, g arm64.Geometry, ram uint64) *Tables {
 	t.Helper()

@@ -60,7 +60,7 @@ func (t *Tables) ClearContRun(d Door, e Entry) error {
 	first := t.indexOf(e.DescPA) &^ (n - 1)
 	base := e.DescPA &^ (t.g.PageSize() - 1)
 	for i := first; i < first+n; i++ {
-		dpa := base + uint64(i)*8
+		dpa := descPA(base, i)
 		v := d.Load(dpa, &tbl[i])
 		d.Store(dpa, &tbl[i], v&^arm64.PTECont)
 	}
@@ -243,7 +243,7 @@ func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64, st *SplitStats) err
 			tEnd := t.boundary(va, end, arm64.LastLevel-1)
 			ps := g.PageSize()
 			for i := t.indexOf(e.DescPA); ; i++ {
-				dpa := base + uint64(i)*8
+				dpa := descPA(base, i)
 				v := d.Load(dpa, &tbl[i])
 				if arm64.DescPresent(v) && arm64.DescCont(v) {
 					if err := t.ClearContRun(d, Entry{VA: va, Level: arm64.LastLevel, Desc: v, DescPA: dpa}); err != nil {

@@ -51,7 +51,7 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	if err != nil {
 		return nil, err
 	}
-	c := &kernel.PlainCPU{}
+	c := kernel.NewPlainCPU(0)
 	r := &Result{Preset: preset}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}

@@ -1,0 +1,169 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// The one walker. Every operation descends the tree the same way: the index
+// of va at a level, a load of that descriptor through the door, and for a
+// table descriptor the table page behind it (ErrNotTable when there is
+// none). step is that rule for one level; walkRange applies it over a range
+// of addresses and hands what it reaches to a visitor, after gVisor's
+// pkg/ring0/pagetables iterateRange (Lookup, lookupAt and Map's descent use
+// step directly).
+//
+// The visitors are a closed set dispatched by a switch (visitor), not a
+// type parameter: Go instantiates generic code per GC shape and calls a
+// type parameter's methods through a dictionary, so such calls are neither
+// inlined nor devirtualised and their arguments escape to the heap (two
+// allocations per Protect call when this was generic).
+
+// descPA is the physical address of entry idx of the table page at tpa.
+func descPA(tpa uint64, idx int) uint64 { return tpa + uint64(idx)*8 }
+
+// walker is one operation's view of the tree through a door. For the plain
+// Direct door loads and stores are plain memory accesses (no interface
+// call): the devirtualised path of single-threaded runs.
+type walker struct {
+	t      *Tables
+	g      *arm64.Geometry
+	d      Door
+	direct bool
+}
+
+func (t *Tables) walker(d Door) walker {
+	_, direct := d.(Direct)
+	return walker{t: t, g: &t.g, d: d, direct: direct}
+}
+
+func (w *walker) load(tpa uint64, tbl []uint64, idx int) uint64 {
+	if w.direct {
+		return tbl[idx]
+	}
+	return w.d.Load(descPA(tpa, idx), &tbl[idx])
+}
+
+func (w *walker) store(tpa uint64, tbl []uint64, idx int, v uint64) {
+	if w.direct {
+		tbl[idx] = v
+		return
+	}
+	w.d.Store(descPA(tpa, idx), &tbl[idx], v)
+}
+
+// step reads the level-l entry for va in the table at tpa. When it is a
+// table descriptor, ctpa/ctbl are the next-level table; ctbl is nil for a
+// leaf or an empty slot.
+func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, err error) {
+	idx = w.g.Index(va, l)
+	desc = w.load(tpa, tbl, idx)
+	if !w.g.IsTable(desc, l) {
+		return idx, desc, 0, nil, nil
+	}
+	ctpa = w.g.OutputAddress(desc)
+	ctbl, ok := w.t.lookup(ctpa)
+	if !ok {
+		return idx, desc, ctpa, nil, fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, ctpa, w.g.Name(l), descPA(tpa, idx), va)
+	}
+	return idx, desc, ctpa, ctbl, nil
+}
+
+// visitOp names the range operations.
+type visitOp uint8
+
+const (
+	opUnmap visitOp = iota
+	opProtect
+	opVisit
+	opCensus
+)
+
+// visitor is what a range walk does where it arrives. Each operation's
+// visitor has three methods:
+//
+//	table(l, va, end): on entering the level-l table that serves [va, end);
+//	entry(w, tpa, tbl, idx, desc, l, va, next, bits): for an entry above the
+//	  last level that is not a table (a leaf or an empty slot) covering
+//	  [va, next) of its slot; bits are the table descriptors above, ORed;
+//	ptes(w, tpa, tbl, i, j, va, bits): once per last-level table, with its
+//	  entries [i, j) serving the range from va's page on.
+type visitor struct {
+	op      visitOp
+	unmap   unmapVisitor
+	protect protectVisitor
+	visit   visitVisitor
+	census  censusVisitor
+}
+
+func (v *visitor) table(l arm64.Level, va, end uint64) {
+	if v.op == opCensus {
+		v.census.table(l, va, end)
+	}
+}
+
+func (v *visitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uint64, l arm64.Level, va, next, bits uint64) error {
+	switch v.op {
+	case opUnmap:
+		return v.unmap.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	case opProtect:
+		return v.protect.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	case opVisit:
+		return v.visit.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	default:
+		return v.census.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	}
+}
+
+func (v *visitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, bits uint64) error {
+	switch v.op {
+	case opUnmap:
+		return v.unmap.ptes(w, tpa, tbl, i, j, va, bits)
+	case opProtect:
+		return v.protect.ptes(w, tpa, tbl, i, j, va, bits)
+	case opVisit:
+		return v.visit.ptes(w, tpa, tbl, i, j, va, bits)
+	default:
+		return v.census.ptes(w, tpa, tbl, i, j, va, bits)
+	}
+}
+
+// walkRange walks [va, end) below the level-l table at tpa.
+func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
+	v.table(l, va, end)
+	if l == arm64.LastLevel {
+		i := w.g.Index(va, l)
+		n := min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
+		return v.ptes(w, tpa, tbl, i, i+n, va, bits)
+	}
+	for {
+		next := w.t.boundary(va, end, l)
+		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+		switch {
+		case err != nil:
+			return err
+		case ctbl != nil:
+			err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
+		default:
+			err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+		}
+		if err != nil {
+			return err
+		}
+		if next == end {
+			return nil
+		}
+		va = next
+	}
+}
+
+// walkRoot walks [start, end) from the root.
+func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
+	if start >= end && end != 0 {
+		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
+	}
+	w := t.walker(d)
+	tbl, _ := t.lookup(t.root)
+	return walkRange(&w, v, t.root, tbl, t.g.StartLevel, start, end, 0)
+}
