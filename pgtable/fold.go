@@ -122,8 +122,7 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 // lookupAt returns the entry at exactly level l for va; found=false when the
 // walk ends above l (a leaf or an empty slot in the way).
 func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
-	tpa := t.root
-	tbl, _ := t.lookup(tpa)
+	tpa, tbl := t.root, t.rootTbl
 	w := t.walker(d)
 	for cl := t.g.StartLevel; ; cl++ {
 		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, cl, va)

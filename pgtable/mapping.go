@@ -59,8 +59,7 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			}
 		}
 	}
-	tbl, _ := t.lookup(t.root)
-	return m.mapLevel(t.root, tbl, t.g.StartLevel, va, end, prot)
+	return m.mapLevel(t.root, t.rootTbl, t.g.StartLevel, va, end, prot)
 }
 
 // mapper holds what stays fixed during one Map call, so the per-level
@@ -89,7 +88,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 		idx := g.Index(va, l)
 		old := m.w.load(tpa, tbl, idx)
 		var err error
-		if tpa, tbl, err = m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va); err != nil {
+		if tpa, tbl, err = m.ensureTable(tpa, tbl, idx, l, old, va); err != nil {
 			return err
 		}
 		if m.cache {
@@ -142,7 +141,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				}
 				m.w.store(tpa, tbl, idx, nv)
 			} else {
-				ctpa, ctbl, err := m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va)
+				ctpa, ctbl, err := m.ensureTable(tpa, tbl, idx, l, old, va)
 				if err != nil {
 					return err
 				}
@@ -224,36 +223,48 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 // pmd_populate_kernel orders the zeroing first: here the door's store
 // publishes it), otherwise another CPU won the race and the page is freed
 // (pte_free_kernel) and the winner's table used.
-func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
-	g := &t.g
-	dpa := descPA(tpa, idx)
+func (m *mapper) ensureTable(tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, va uint64) (uint64, []uint64, error) {
+	g := m.g
 	if old == 0 {
-		cpa, ctbl, err := t.allocTable(d, l+1)
-		if err != nil {
-			return 0, nil, fmt.Errorf("mapping va %#x: %w", va, err)
+		cpa, ctbl, won, err := m.populate(tpa, tbl, idx, l, va)
+		if err != nil || won {
+			return cpa, ctbl, err
 		}
-		d.PageTableLock(t)
-		if old = d.Load(dpa, &tbl[idx]); old == 0 {
-			d.Store(dpa, &tbl[idx], g.MkTable(cpa, noExec))
-			d.PageTableUnlock(t)
-			return cpa, ctbl, nil
-		}
+		old = cpa // another CPU's table descriptor
+	}
+	if !g.IsTable(old, l) {
+		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), descPA(tpa, idx), va, old)
+	}
+	cpa := g.OutputAddress(old)
+	ctbl, ok := m.w.table(cpa)
+	if !ok {
+		return 0, nil, fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, cpa, g.Name(l), descPA(tpa, idx), va)
+	}
+	return cpa, ctbl, nil
+}
+
+// populate fills the empty level-l slot idx with a new table. won=false
+// means another CPU installed one first: desc is then its descriptor.
+func (m *mapper) populate(tpa uint64, tbl []uint64, idx int, l arm64.Level, va uint64) (desc uint64, ctbl []uint64, won bool, err error) {
+	t, d := m.t, m.d
+	dpa := descPA(tpa, idx)
+	cpa, ctbl, err := t.allocTable(d, l+1)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("mapping va %#x: %w", va, err)
+	}
+	d.PageTableLock(t)
+	if old := d.Load(dpa, &tbl[idx]); old != 0 {
 		d.PageTableUnlock(t)
 		// Never published, so no walk can hold it: no walk-cache
 		// invalidation and no TLB maintenance.
 		if err := t.freeUnpublished(d, cpa); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
+		return old, nil, false, nil
 	}
-	if !g.IsTable(old, l) {
-		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), dpa, va, old)
-	}
-	cpa := g.OutputAddress(old)
-	ctbl, ok := t.lookup(cpa)
-	if !ok {
-		return 0, nil, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, g.Name(l), dpa)
-	}
-	return cpa, ctbl, nil
+	d.Store(dpa, &tbl[idx], m.g.MkTable(cpa, m.flags&NoExecMappings != 0))
+	d.PageTableUnlock(t)
+	return cpa, ctbl, true, nil
 }
 
 // Unmap clears the leaves covering [start, end) as vunmap_range does: page

@@ -38,8 +38,7 @@ func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
 // ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
 func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 	g := &t.g
-	tpa := t.root
-	tbl, _ := t.lookup(tpa)
+	tpa, tbl := t.root, t.rootTbl
 	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
 	l := g.StartLevel
 	cache := cacheable(d)

@@ -31,6 +31,28 @@ type walker struct {
 	g      *arm64.Geometry
 	d      Door
 	direct bool
+	// The index leaf of the last table resolved: the tables of one walk
+	// mostly share a section, so resolving the next costs one load.
+	leaf   *indexLeaf
+	leafHi uint64
+}
+
+// table returns the descriptors of the table page at pa (Tables.lookup
+// with the walker's index leaf remembered).
+func (w *walker) table(pa uint64) ([]uint64, bool) {
+	rel := pa>>w.g.PageShift - w.t.basePFN
+	hi := rel >> indexShift
+	if w.leaf == nil || hi != w.leafHi {
+		if hi >= uint64(len(w.t.index)) {
+			return nil, false
+		}
+		leaf := w.t.index[hi].Load()
+		if leaf == nil {
+			return nil, false
+		}
+		w.leaf, w.leafHi = leaf, hi
+	}
+	return w.t.tableAt(w.leaf, rel)
 }
 
 func (t *Tables) walker(d Door) walker {
@@ -63,7 +85,7 @@ func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx i
 		return idx, desc, 0, nil, nil
 	}
 	ctpa = w.g.OutputAddress(desc)
-	ctbl, ok := w.t.lookup(ctpa)
+	ctbl, ok := w.table(ctpa)
 	if !ok {
 		return idx, desc, ctpa, nil, fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, ctpa, w.g.Name(l), descPA(tpa, idx), va)
 	}
@@ -164,6 +186,5 @@ func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
 	}
 	w := t.walker(d)
-	tbl, _ := t.lookup(t.root)
-	return walkRange(&w, v, t.root, tbl, t.g.StartLevel, start, end, 0)
+	return walkRange(&w, v, t.root, t.rootTbl, t.g.StartLevel, start, end, 0)
 }
