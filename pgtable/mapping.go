@@ -276,7 +276,8 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
 	}
 	// A range served by one cached PTE table has no block in the way.
-	if cacheable(d) && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
+	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+	if oneTable && cacheable(d) {
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
 			w := t.walker(d)
 			return walkRange(&w, &visitor{op: opUnmap}, ctpa, ctbl, arm64.LastLevel, start, end, 0)
@@ -288,6 +289,14 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 		e, err := t.Lookup(d, va)
 		if err != nil {
 			return err
+		}
+		if _, direct := d.(Direct); direct && oneTable && e.Level == arm64.LastLevel {
+			// The check walk reached the one PTE table of the range: with
+			// nobody observing loads, clear there instead of walking again.
+			tpa := e.DescPA &^ (t.g.PageSize() - 1)
+			tbl, _ := t.lookup(tpa)
+			w := t.walker(d)
+			return walkRange(&w, &visitor{op: opUnmap}, tpa, tbl, arm64.LastLevel, start, end, 0)
 		}
 		last := e.VA + t.g.Size(e.Level) - 1
 		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) && (e.VA < start || last > end-1) {

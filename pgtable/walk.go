@@ -41,6 +41,7 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 	tpa, tbl := t.root, t.rootTbl
 	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
 	l := g.StartLevel
+	w := t.walker(d)
 	cache := cacheable(d)
 	if cache {
 		for cl := arm64.LastLevel; cl > g.StartLevel; cl-- {
@@ -50,7 +51,6 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 			}
 		}
 	}
-	w := t.walker(d)
 	for ; ; l++ {
 		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
 		if ctbl == nil {
@@ -75,9 +75,13 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 		// The page-table level straight from the walk cache.
 		if tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel); hit {
 			g := &t.g
-			w := t.walker(d)
 			idx := g.Index(va, arm64.LastLevel)
-			desc := w.load(tpa, tbl, idx)
+			var desc uint64
+			if _, direct := d.(Direct); direct {
+				desc = tbl[idx]
+			} else {
+				desc = d.Load(descPA(tpa, idx), &tbl[idx])
+			}
 			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: descPA(tpa, idx),
 				TablePXN: bits&arm64.TablePXN != 0, TableUXN: bits&arm64.TableUXN != 0}
 			if !arm64.DescValid(desc) {

@@ -27,6 +27,11 @@ func cacheable(d Door) bool {
 	if dd, ok := d.(Direct); ok { // the common case, without an interface lookup
 		return dd.WalkCache
 	}
+	return embedsCache(d)
+}
+
+//go:noinline
+func embedsCache(d Door) bool {
 	c, ok := d.(walkCacher)
 	return ok && c.walkCache()
 }

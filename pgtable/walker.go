@@ -41,18 +41,24 @@ type walker struct {
 // with the walker's index leaf remembered).
 func (w *walker) table(pa uint64) ([]uint64, bool) {
 	rel := pa>>w.g.PageShift - w.t.basePFN
-	hi := rel >> indexShift
-	if w.leaf == nil || hi != w.leafHi {
-		if hi >= uint64(len(w.t.index)) {
-			return nil, false
-		}
-		leaf := w.t.index[hi].Load()
-		if leaf == nil {
-			return nil, false
-		}
-		w.leaf, w.leafHi = leaf, hi
+	if w.leaf != nil && rel>>indexShift == w.leafHi {
+		return w.t.tableAt(w.leaf, rel)
 	}
-	return w.t.tableAt(w.leaf, rel)
+	return w.tableLeaf(rel)
+}
+
+// tableLeaf is table for a PFN outside the remembered index leaf.
+func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
+	hi := rel >> indexShift
+	if hi >= uint64(len(w.t.index)) {
+		return nil, false
+	}
+	leaf := w.t.index[hi].Load()
+	if leaf == nil {
+		return nil, false
+	}
+	w.leaf, w.leafHi = leaf, hi
+	return w.t.tableAt(leaf, rel)
 }
 
 func (t *Tables) walker(d Door) walker {
@@ -60,11 +66,12 @@ func (t *Tables) walker(d Door) walker {
 	return walker{t: t, g: &t.g, d: d, direct: direct}
 }
 
+// load and store stay small enough to inline; the door call is out of line.
 func (w *walker) load(tpa uint64, tbl []uint64, idx int) uint64 {
 	if w.direct {
 		return tbl[idx]
 	}
-	return w.d.Load(descPA(tpa, idx), &tbl[idx])
+	return w.doorLoad(tpa, tbl, idx)
 }
 
 func (w *walker) store(tpa uint64, tbl []uint64, idx int, v uint64) {
@@ -72,6 +79,16 @@ func (w *walker) store(tpa uint64, tbl []uint64, idx int, v uint64) {
 		tbl[idx] = v
 		return
 	}
+	w.doorStore(tpa, tbl, idx, v)
+}
+
+//go:noinline
+func (w *walker) doorLoad(tpa uint64, tbl []uint64, idx int) uint64 {
+	return w.d.Load(descPA(tpa, idx), &tbl[idx])
+}
+
+//go:noinline
+func (w *walker) doorStore(tpa uint64, tbl []uint64, idx int, v uint64) {
 	w.d.Store(descPA(tpa, idx), &tbl[idx], v)
 }
 
@@ -87,9 +104,15 @@ func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx i
 	ctpa = w.g.OutputAddress(desc)
 	ctbl, ok := w.table(ctpa)
 	if !ok {
-		return idx, desc, ctpa, nil, fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, ctpa, w.g.Name(l), descPA(tpa, idx), va)
+		return idx, desc, ctpa, nil, w.notTable(ctpa, l, descPA(tpa, idx), va)
 	}
 	return idx, desc, ctpa, ctbl, nil
+}
+
+// notTable is the error of a table descriptor at dpa whose output address
+// ctpa holds no table page.
+func (w *walker) notTable(ctpa uint64, l arm64.Level, dpa, va uint64) error {
+	return fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, ctpa, w.g.Name(l), dpa, va)
 }
 
 // visitOp names the range operations.
