@@ -70,10 +70,53 @@ func sizeName(b uint64) string {
 	}
 }
 
+// trackedRegions are the ranges the table operations keep counters for
+// (pgtable.Track), in address order: the linear map, the modules area, the
+// vmalloc area below the image, the image, the vmalloc area above it.
+func (k *Kernel) trackedRegions() [][2]uint64 {
+	im := [2]uint64{k.Image.VA, k.Image.VA + k.Image.End}
+	return [][2]uint64{
+		{k.Layout.PageOffset, k.Layout.PageEnd},
+		{k.Layout.ModulesVaddr, k.Layout.ModulesEnd},
+		{k.Layout.VmallocStart, im[0]},
+		im,
+		{im[1], k.Layout.VmallocEnd},
+	}
+}
+
+// trackRegions turns on the incremental census of the metric regions, so
+// a metrics sample reads counters instead of walking every table. A layout
+// whose regions are not disjoint and in order keeps the full census.
+func (k *Kernel) trackRegions(c CPU) {
+	if err := k.PT.Track(c, k.trackedRegions()); err != nil {
+		k.warnOnce("metrics-track", "metrics: regions not tracked, every sample takes a census: %v", err)
+	}
+}
+
+// regionCensus is what maps region i of trackedRegions: the tracked
+// counters, or a full census when tracking is off or census is set.
+func (k *Kernel) regionCensus(c CPU, i int, census bool) (pgtable.Census, error) {
+	if k.PT.IsTracking() && !census {
+		return k.PT.Tracked(i), nil
+	}
+	r := k.trackedRegions()[i]
+	if r[0] == r[1] {
+		return pgtable.Census{}, nil
+	}
+	return k.PT.TakeCensus(c, r[0], r[1])
+}
+
 // Metrics takes a snapshot: per region (linear map, modules, vmalloc, the
 // kernel image) bytes at each leaf size and table pages by level; splits;
-// TLB invalidations by kind; free memory.
+// TLB invalidations by kind; free memory. The region figures come from the
+// counters the table operations keep (pgtable.Track), not from a walk.
 func (k *Kernel) Metrics(c CPU) (Metrics, error) {
+	return k.metrics(c, false)
+}
+
+// metrics is Metrics; with census set the region figures come from a full
+// census (the oracle of the counters).
+func (k *Kernel) metrics(c CPU, census bool) (Metrics, error) {
 	g := &k.G
 	m := Metrics{Machine: k.Cfg.Name, Owned: map[string]uint64{}}
 	m.LeafSizes = [5]string{sizeName(g.Size(arm64.LevelPUD)), sizeName(g.ContSize(arm64.LevelPMD)), sizeName(g.Size(arm64.LevelPMD)), sizeName(g.ContSize(arm64.LevelPTE)), sizeName(g.Size(arm64.LevelPTE))}
@@ -81,23 +124,21 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 	regions := []struct {
 		name       string
 		start, end uint64
+		parts      []int // indexes into trackedRegions
 	}{
-		{"linear map", k.Layout.PageOffset, k.Layout.PageEnd},
-		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd},
-		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd},
-		{"kernel image", im[0], im[1]},
+		{"linear map", k.Layout.PageOffset, k.Layout.PageEnd, []int{0}},
+		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd, []int{1}},
+		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd, []int{2, 4}}, // without the image inside it
+		{"kernel image", im[0], im[1], []int{3}},
 	}
 	for _, r := range regions {
-		cs, err := k.PT.TakeCensus(c, r.start, r.end)
-		if err != nil {
-			return m, err
-		}
-		if r.name == "vmalloc" { // the image lies inside the vmalloc range
-			ics, err := k.PT.TakeCensus(c, im[0], im[1])
+		var cs pgtable.Census
+		for _, i := range r.parts {
+			pc, err := k.regionCensus(c, i, census)
 			if err != nil {
 				return m, err
 			}
-			cs.Sub(ics)
+			cs.Add(pc)
 		}
 		rm := RegionMetrics{Name: r.name, Start: r.start, End: r.end, Invalid: cs.Invalid}
 		for l := g.StartLevel; l <= arm64.LastLevel; l++ {

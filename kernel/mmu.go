@@ -96,6 +96,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	c := NewPlainCPU(0)
+	k.trackRegions(c)
 	if err := k.mapKernel(c); err != nil {
 		return nil, fmt.Errorf("map_kernel: %w", err)
 	}

@@ -59,6 +59,12 @@ func (t *Tables) foldTable(d Door, va uint64, l arm64.Level, checkAttrs bool) (f
 		prot |= arm64.PTEUXN
 	}
 	tbl, _ := t.tableOf(e.DescPA)
+	if t.tr != nil {
+		if err := t.trackSubtree(cpa, l+1, e.VA, -1); err != nil {
+			return 0, false, err
+		}
+		t.trackLeaf(e.VA, l, 0, g.MkLeaf(base, prot, l))
+	}
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkLeaf(base, prot, l))
 	t.invalidateWalks()
 	return cpa, true, nil
@@ -90,6 +96,9 @@ func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error)
 		v := d.Load(dpa, &tbl[i])
 		if v&arm64.PTECont == 0 {
 			d.Store(dpa, &tbl[i], v|arm64.PTECont)
+			if t.tr != nil {
+				t.trackLeaf(e.VA+uint64(i-t.indexOf(e.DescPA))*g.Size(l), l, v, v|arm64.PTECont)
+			}
 		}
 	}
 	return true, nil
@@ -151,6 +160,11 @@ func (t *Tables) UnhookTable(d Door, va uint64, l arm64.Level) (tablePA uint64, 
 		return 0, false, err
 	}
 	tbl, _ := t.tableOf(e.DescPA)
+	if t.tr != nil {
+		if err := t.trackSubtree(t.g.OutputAddress(e.Desc), l+1, e.VA, -1); err != nil {
+			return 0, false, err
+		}
+	}
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], 0)
 	t.invalidateWalks()
 	return t.g.OutputAddress(e.Desc), true, nil

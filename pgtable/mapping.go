@@ -140,6 +140,9 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), descPA(tpa, idx), va, old, nv)
 				}
 				m.w.store(tpa, tbl, idx, nv)
+				if m.t.tr != nil {
+					m.t.trackLeaf(va, l, old, nv)
+				}
 			} else {
 				ctpa, ctbl, err := m.ensureTable(tpa, tbl, idx, l, old, va)
 				if err != nil {
@@ -176,6 +179,9 @@ func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint6
 		return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
 	}
 	m.w.store(tpa, tbl, idx, nv)
+	if m.t.tr != nil {
+		m.t.trackLeaf(va, l, old, nv)
+	}
 	return nil
 }
 
@@ -205,6 +211,9 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, descPA(tpa, i), va+uint64(i-idx)*ps, old, nv)
 			}
 			m.w.store(tpa, tbl, i, nv)
+			if m.t.tr != nil {
+				m.t.trackLeaf(va+uint64(i-idx)*ps, arm64.LastLevel, old, nv)
+			}
 			pa += ps
 		}
 		va = chunkEnd
@@ -263,6 +272,9 @@ func (m *mapper) populate(tpa uint64, tbl []uint64, idx int, l arm64.Level, va u
 		return old, nil, false, nil
 	}
 	d.Store(dpa, &tbl[idx], m.g.MkTable(cpa, m.flags&NoExecMappings != 0))
+	if t.tr != nil {
+		t.trackTable(va, l+1)
+	}
 	d.PageTableUnlock(t)
 	return cpa, ctbl, true, nil
 }

@@ -40,6 +40,12 @@ func (t *Tables) SplitBlock(d Door, e Entry, toCont bool) error {
 	for i := range ctbl {
 		ctbl[i] = g.MkLeaf(oa+uint64(i)*step, prot, l+1)
 	}
+	if t.tr != nil {
+		t.trackLeaf(e.VA, l, e.Desc, 0)
+		if err := t.trackSubtree(cpa, l+1, e.VA, 1); err != nil {
+			return err
+		}
+	}
 	// dsb(ishst) in the kernel: the entries are visible before the table.
 	tbl, _ := t.tableOf(e.DescPA)
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkTable(cpa, e.Desc&arm64.PTEPXN != 0))
@@ -63,6 +69,9 @@ func (t *Tables) ClearContRun(d Door, e Entry) error {
 		dpa := descPA(base, i)
 		v := d.Load(dpa, &tbl[i])
 		d.Store(dpa, &tbl[i], v&^arm64.PTECont)
+		if t.tr != nil {
+			t.trackLeaf(e.VA+uint64(i-t.indexOf(e.DescPA))*t.g.Size(e.Level), e.Level, v, v&^arm64.PTECont)
+		}
 	}
 	return nil
 }

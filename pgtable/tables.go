@@ -69,6 +69,7 @@ type Tables struct {
 	root uint64
 	// rootTbl is the root's descriptors; the root is never freed.
 	rootTbl []uint64
+	tr      *tracker // incremental census (Track), nil when off
 
 	basePFN uint64
 	index   []atomic.Pointer[indexLeaf] // PFN -> table

@@ -11,17 +11,23 @@ import (
 // unmapVisitor clears every leaf it reaches (vunmap_range's pXd_clear).
 type unmapVisitor struct{}
 
-func (unmapVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uint64, _ arm64.Level, _, _, _ uint64) error {
+func (unmapVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uint64, l arm64.Level, va, _, _ uint64) error {
 	if desc != 0 {
 		w.store(tpa, tbl, idx, 0)
+		if w.t.tr != nil {
+			w.t.trackLeaf(va, l, desc, 0)
+		}
 	}
 	return nil
 }
 
-func (unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, _, _ uint64) error {
+func (unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
 	for k := i; k < j; k++ {
-		if w.load(tpa, tbl, k) != 0 {
+		if old := w.load(tpa, tbl, k); old != 0 {
 			w.store(tpa, tbl, k, 0)
+			if w.t.tr != nil {
+				w.t.trackLeaf(va+uint64(k-i)<<w.g.PageShift, arm64.LastLevel, old, 0)
+			}
 		}
 	}
 	return nil
@@ -40,12 +46,19 @@ func (p *protectVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, des
 		return fmt.Errorf("%w: [%#x, %#x) covers part of the %s leaf at %#x", ErrInvalid, va, next, w.g.Name(l), va&^(w.g.Size(l)-1))
 	}
 	w.store(tpa, tbl, idx, desc&^p.clear|p.set)
+	if w.t.tr != nil {
+		w.t.trackLeaf(va, l, desc, desc&^p.clear|p.set)
+	}
 	return nil
 }
 
-func (p *protectVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, _, _ uint64) error {
+func (p *protectVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
 	for k := i; k < j; k++ {
-		w.store(tpa, tbl, k, w.load(tpa, tbl, k)&^p.clear|p.set)
+		old := w.load(tpa, tbl, k)
+		w.store(tpa, tbl, k, old&^p.clear|p.set)
+		if w.t.tr != nil {
+			w.t.trackLeaf(va+uint64(k-i)<<w.g.PageShift, arm64.LastLevel, old, old&^p.clear|p.set)
+		}
 	}
 	return nil
 }

@@ -176,30 +176,38 @@ func (v *visitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, bits u
 
 // walkRange walks [va, end) below the level-l table at tpa.
 func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
-	v.table(l, va, end)
-	if l == arm64.LastLevel {
-		i := w.g.Index(va, l)
-		n := min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
-		return v.ptes(w, tpa, tbl, i, i+n, va, bits)
-	}
+level:
 	for {
-		next := w.t.boundary(va, end, l)
-		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
-		switch {
-		case err != nil:
-			return err
-		case ctbl != nil:
-			err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
-		default:
-			err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+		v.table(l, va, end)
+		if l == arm64.LastLevel {
+			i := w.g.Index(va, l)
+			n := min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
+			return v.ptes(w, tpa, tbl, i, i+n, va, bits)
 		}
-		if err != nil {
-			return err
+		for {
+			next := w.t.boundary(va, end, l)
+			idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+			switch {
+			case err != nil:
+				return err
+			case ctbl != nil && next == end:
+				// The rest of the range lies below this entry: descend
+				// without recursion (the common case of a few pages).
+				tpa, tbl, l, bits = ctpa, ctbl, l+1, bits|desc
+				continue level
+			case ctbl != nil:
+				err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
+			default:
+				err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+			}
+			if err != nil {
+				return err
+			}
+			if next == end {
+				return nil
+			}
+			va = next
 		}
-		if next == end {
-			return nil
-		}
-		va = next
 	}
 }
 
