@@ -70,6 +70,10 @@ type Tables struct {
 	// rootTbl is the root's descriptors; the root is never freed.
 	rootTbl []uint64
 	tr      *tracker // incremental census (Track), nil when off
+	// rootLeaf is the index leaf of the root's section (index leaves are
+	// never removed), where walkers start looking.
+	rootLeaf *indexLeaf
+	rootHi   uint64
 
 	basePFN uint64
 	index   []atomic.Pointer[indexLeaf] // PFN -> table
@@ -110,6 +114,8 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 	}
 	t.root = root
 	t.rootTbl, _ = t.lookup(root)
+	t.rootHi = (root>>g.PageShift - t.basePFN) >> indexShift
+	t.rootLeaf = t.index[t.rootHi].Load()
 	return t, nil
 }
 

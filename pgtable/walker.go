@@ -63,7 +63,8 @@ func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
 
 func (t *Tables) walker(d Door) walker {
 	_, direct := d.(Direct)
-	return walker{t: t, g: &t.g, d: d, direct: direct}
+	// Start from the root's index leaf: tables are often in its section.
+	return walker{t: t, g: &t.g, d: d, direct: direct, leaf: t.rootLeaf, leafHi: t.rootHi}
 }
 
 // load and store stay small enough to inline; the door call is out of line.
