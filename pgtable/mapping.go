@@ -292,7 +292,8 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	if oneTable && cacheable(d) {
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
 			w := t.walker(d)
-			return walkRange(&w, &visitor{op: opUnmap}, ctpa, ctbl, arm64.LastLevel, start, end, 0)
+			i, j := w.pteSpan(ctbl, start, end)
+			return unmapVisitor{}.ptes(&w, ctpa, ctbl, i, j, start, 0)
 		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
@@ -318,5 +319,5 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 			break // this entry also holds end-1
 		}
 	}
-	return walkRoot(t, d, &visitor{op: opUnmap}, start, end)
+	return walkCached(t, d, &visitor{op: opUnmap}, start, end)
 }

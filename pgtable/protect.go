@@ -9,5 +9,5 @@ package pgtable
 // the range is rewritten, empty ones included. Contiguous runs are not
 // checked: keeping them whole is the caller's duty, as in the kernel.
 func (t *Tables) Protect(d Door, start, end, set, clear uint64) error {
-	return walkRoot(t, d, &visitor{op: opProtect, protect: protectVisitor{set: set, clear: clear}}, start, end)
+	return walkCached(t, d, &visitor{op: opProtect, protect: protectVisitor{set: set, clear: clear}}, start, end)
 }

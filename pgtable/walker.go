@@ -175,15 +175,20 @@ func (v *visitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, bits u
 	}
 }
 
+// pteSpan is the entries [i, j) of the PTE table tbl that serve [va, end).
+func (w *walker) pteSpan(tbl []uint64, va, end uint64) (i, j int) {
+	i = w.g.Index(va, arm64.LastLevel)
+	return i, i + min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
+}
+
 // walkRange walks [va, end) below the level-l table at tpa.
 func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
 level:
 	for {
 		v.table(l, va, end)
 		if l == arm64.LastLevel {
-			i := w.g.Index(va, l)
-			n := min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
-			return v.ptes(w, tpa, tbl, i, i+n, va, bits)
+			i, j := w.pteSpan(tbl, va, end)
+			return v.ptes(w, tpa, tbl, i, j, va, bits)
 		}
 		for {
 			next := w.t.boundary(va, end, l)
@@ -210,6 +215,24 @@ level:
 			va = next
 		}
 	}
+}
+
+// walkCached walks [start, end) from the deepest table of the walk cache
+// that holds the whole range, or from the root: for visitors that do not
+// count tables (unmap, protect), and only for doors that may use the cache.
+func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
+	if cacheable(d) && (start < end || end == 0) {
+		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
+			if start^(end-1) >= t.g.Size(cl-1) {
+				break // wider than one entry above: no deeper table holds it
+			}
+			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
+				w := t.walker(d)
+				return walkRange(&w, v, ctpa, ctbl, cl, start, end, bits)
+			}
+		}
+	}
+	return walkRoot(t, d, v, start, end)
 }
 
 // walkRoot walks [start, end) from the root.
