@@ -96,7 +96,7 @@ func synthModules(n int) []kernel.ModuleSpec {
 // linear map than rox-cache; runs are deterministic.
 func TestRunPresets(t *testing.T) {
 	s, _ := DefaultScenario()
-	s.Config = &kernel.Config{RAM: []kernel.RAMRegion{{Base: 0x80000000, Size: 4 << 30}}}
+	s.Config = NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 4G}]"), "test.yaml")
 	s.Work.Duration = Duration(10 * time.Minute)
 	mods := synthModules(40)
 	res := map[string]*Result{}
