@@ -11,8 +11,11 @@ import (
 // table descriptor the table page behind it (ErrNotTable when there is
 // none). step is that rule for one level; walkRange applies it over a range
 // of addresses and hands what it reaches to a visitor, after gVisor's
-// pkg/ring0/pagetables iterateRange (Lookup, lookupAt and Map's descent use
-// step directly).
+// pkg/ring0/pagetables iterateRange. Lookup and lookupAt use step directly;
+// Map keeps its own per-level loop, because creating a mapping decides per
+// entry between a block, a contiguous run and a (possibly new) table
+// (alloc_init_*), but reads, writes and resolves tables through the same
+// walker (load, store, table, descPA).
 //
 // The visitors are a closed set dispatched by a switch (visitor), not a
 // type parameter: Go instantiates generic code per GC shape and calls a
