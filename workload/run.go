@@ -73,10 +73,10 @@ func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress 
 	if err != nil {
 		return nil, err
 	}
-	var c kernel.CPU = &kernel.PlainCPU{}
+	var c kernel.CPU = kernel.NewPlainCPU(0)
 	var ob *observed
 	if len(obs) > 0 {
-		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
+		oc := &observingCPU{PlainCPU: kernel.NewPlainCPU(0), obs: obs}
 		ob, c = newObserved(obs), oc
 		if err := ob.start(k, oc); err != nil {
 			return nil, err

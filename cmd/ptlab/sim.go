@@ -128,7 +128,7 @@ func runSim(out, errw io.Writer, f simFlags) error {
 	if err != nil {
 		return err
 	}
-	c := &kernel.PlainCPU{}
+	c := kernel.NewPlainCPU(0)
 	var mods []kernel.ModuleSpec
 	if !f.bootOnly {
 		if mods, err = workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}}); err != nil {
