@@ -193,7 +193,10 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 	cs := g.ContSize(arm64.LastLevel)
 	prot &= g.AttrMask()
 	pa := va + m.delta
-	tr := m.t.ptes(va, end)
+	var tr pteTracker
+	if m.t.tr != nil {
+		tr = m.t.ptes(va, end)
+	}
 	for va != end {
 		chunkEnd := (va | (cs - 1)) + 1
 		if chunkEnd-1 >= end-1 {
@@ -213,7 +216,7 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, descPA(tpa, i), va+uint64(i-idx)*ps, old, nv)
 			}
 			m.w.store(tpa, tbl, i, nv)
-			if tr.span != trackNone {
+			if tr.span != 0 {
 				tr.change(va+uint64(i-idx)*ps, old, nv)
 			}
 			pa += ps

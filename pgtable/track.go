@@ -224,24 +224,30 @@ func (t *Tables) trackPTEs(i int, d *pteDelta) {
 	}
 }
 
-// pteTracker counts the PTE changes of one run [va, end).
+// pteTracker counts the PTE changes of one run [va, end). Its zero value
+// (tracking off, or no tracked range overlaps) counts nothing.
 type pteTracker struct {
 	t    *Tables
-	span int
+	span int // tracked range + 1; 0: none; trackSplit: entry by entry
 	d    pteDelta
 }
 
+// ptes starts counting a run; call only when t.tr != nil.
 func (t *Tables) ptes(va, end uint64) pteTracker {
-	if t.tr == nil {
-		return pteTracker{span: trackNone}
+	switch span := t.tr.spanRange(va, end); span {
+	case trackNone:
+		return pteTracker{}
+	case trackSplit:
+		return pteTracker{t: t, span: trackSplit}
+	default:
+		return pteTracker{t: t, span: span + 1}
 	}
-	return pteTracker{t: t, span: t.tr.spanRange(va, end)}
 }
 
 // change records the PTE for va changing from old to nv.
 func (p *pteTracker) change(va, old, nv uint64) {
 	switch {
-	case p.span >= 0:
+	case p.span > 0:
 		p.d.change(old, nv)
 	case p.span == trackSplit:
 		p.t.trackLeaf(va, arm64.LastLevel, old, nv)
@@ -250,7 +256,7 @@ func (p *pteTracker) change(va, old, nv uint64) {
 
 // done applies what change recorded.
 func (p *pteTracker) done() {
-	if p.span >= 0 {
-		p.t.trackPTEs(p.span, &p.d)
+	if p.span > 0 {
+		p.t.trackPTEs(p.span-1, &p.d)
 	}
 }
