@@ -40,8 +40,8 @@ type cache struct {
 	// spares every branch on the list's ends, so moving a slot to the front
 	// costs the same whether or not it is there already.
 	prev, next []int32
-	used       int   // slots [0, used) have been filled at least once
-	live       int   // entries present
+	used       int // slots [0, used) have been filled at least once
+	live       int // entries present
 	// gen counts, per span, the inserts of larger spans (L1s only; see
 	// lastHit).
 	gen [64]uint64
