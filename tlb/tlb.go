@@ -98,20 +98,23 @@ type TLB struct {
 	// the simulator reads the leaf descriptor without walking pgtable's tree
 	// again. It speeds the simulation only: the modelled walk's reads come
 	// from the walk caches above. Valid while the tables do not change.
-	shadow [shadowSize]shadowEntry
+	shadow    [shadowSize]shadowEntry
+	shadowGen uint64 // entries of older generations are empty
 }
 
 const shadowSize = 1024
 
 type shadowEntry struct {
 	tag uint64 // va >> Shift(level 2), plus 1 (0 = empty)
+	gen uint64 // TLB.shadowGen when filled
 	tpa uint64
 	tbl []uint64
 }
 
 // TablesChanged must be called when the tables may have changed since the
 // last access (Sim.Window calls it at the start of every window).
-func (t *TLB) TablesChanged() { t.shadow = [shadowSize]shadowEntry{} }
+// It empties the shadow by moving to a new generation, not by clearing it.
+func (t *TLB) TablesChanged() { t.shadowGen++ }
 
 // leaf returns the leaf entry for va: from the shadow when its PTE table is
 // known, else by pgtable's walk.
@@ -119,7 +122,7 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	g := &t.g
 	tag := va>>g.Shift(arm64.LastLevel-1) + 1
 	sh := &t.shadow[tag%shadowSize]
-	if sh.tag == tag {
+	if sh.tag == tag && sh.gen == t.shadowGen {
 		idx := g.Index(va, arm64.LastLevel)
 		return pgtable.Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel,
 			Desc: readDoor{}.Load(0, &sh.tbl[idx]), DescPA: sh.tpa + uint64(idx)*8}, nil
@@ -128,7 +131,7 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	if err == nil && e.Level == arm64.LastLevel {
 		tpa := e.DescPA &^ (g.PageSize() - 1)
 		if tbl, err := t.pt.Table(tpa); err == nil {
-			*sh = shadowEntry{tag: tag, tpa: tpa, tbl: tbl}
+			*sh = shadowEntry{tag: tag, gen: t.shadowGen, tpa: tpa, tbl: tbl}
 		}
 	}
 	return e, err
