@@ -3,7 +3,6 @@ package tlb
 import (
 	"slices"
 	"testing"
-
 )
 
 // The memory of the last L1 entry hit (lastHit) must never change what an
