@@ -67,7 +67,7 @@ type Stream struct {
 	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
 	total  float64
 	units  uint64     // pages or chunks for the Zipf patterns
-	zq     []zipfStep // Zipf quantiles: rank+1 at u = i/zipfQ, and the step to the next
+	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ (shared, read only)
 	zs     float64
 	mult   uint64  // bits of the scrambling permutation (see scramble)
 	lg     float64 // log(1 - 1/RunLines)
@@ -123,16 +123,12 @@ func (s *Stream) SetRanges(rs []Range) {
 
 const zipfQ = 4096
 
-// zipfStep is one quantile of the Zipf table and the difference to the
-// next, kept together so that a draw reads one cache line.
-type zipfStep struct{ at, step float64 }
-
 // zipfTable is a shared quantile table: streams of every CPU model and
 // every run with the same unit count and exponent read the same one.
 type zipfTable struct {
 	n uint64
 	z float64
-	q []zipfStep
+	q []float64
 }
 
 var zipfTables struct {
@@ -142,7 +138,7 @@ var zipfTables struct {
 
 // zipfQuantiles returns the quantile table for n units and exponent z,
 // computed once and shared (read only): tabulating costs 4097 powers.
-func zipfQuantiles(n uint64, z float64) []zipfStep {
+func zipfQuantiles(n uint64, z float64) []float64 {
 	zt := &zipfTables
 	zt.Lock()
 	defer zt.Unlock()
@@ -164,16 +160,13 @@ func zipfQuantiles(n uint64, z float64) []zipfStep {
 // a table look-up and an interpolation, no logarithm or exponential per
 // access. Narrow buckets at the head keep the hottest ranks exact; the tail
 // is flat.
-func computeZipfQuantiles(n uint64, z float64) []zipfStep {
-	q := make([]zipfStep, zipfQ+1)
+func computeZipfQuantiles(n uint64, z float64) []float64 {
+	q := make([]float64, zipfQ+1)
 	a := 1 - z
 	top := math.Pow(float64(n)+1, a) - 1
 	for i := range q {
 		u := float64(i) / zipfQ
-		q[i].at = math.Pow(1+u*top, 1/a)
-	}
-	for i := 0; i < zipfQ; i++ {
-		q[i].step = q[i+1].at - q[i].at
+		q[i] = math.Pow(1+u*top, 1/a)
 	}
 	return q
 }
@@ -189,8 +182,8 @@ func (s *Stream) zipfRank(r *RNG) uint64 {
 	m := r.Uint64() >> 11
 	i := m >> 41
 	frac := float64(m&(1<<41-1)) * (1.0 / (1 << 41))
-	q := &s.zq[i]
-	x := q.at + frac*q.step
+	q := s.zq[i : i+2 : i+2]
+	x := q[0] + frac*(q[1]-q[0])
 	k := uint64(x) - 1
 	if k >= s.units {
 		k = s.units - 1
