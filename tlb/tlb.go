@@ -268,8 +268,12 @@ type lastHit struct {
 }
 
 func (t *TLB) remember(m *lastHit, l1 *cache, va uint64, shift uint8, slot int) {
+	// Field by field: a struct literal is built on the stack and copied
+	// with 16-byte moves, which stall on the 8-byte stores just made.
 	v := va & vaMask
-	*m = lastHit{lo: v &^ (1<<shift - 1), span: 1 << shift, key: l1.keys[slot], slot: int32(slot), gen: l1.gen[shift], shift: shift}
+	m.lo, m.span = v&^(1<<shift-1), 1<<shift
+	m.key, m.gen = l1.keys[slot], l1.gen[shift]
+	m.slot, m.shift = int32(slot), shift
 }
 
 // fillL1 puts the translation of va at span s in kind k's L1 and remembers
