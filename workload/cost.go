@@ -117,6 +117,7 @@ type CostObserver struct {
 	samples int
 	dur     time.Duration
 	ranges  [][]tlb.Range // per stream
+	scratch [][]tlb.Range // per stream: the next ranges, built without allocating
 	// invalidations since the last sample
 	flushAll             bool
 	weights              map[*kernel.Module]float64 // module text weight, by loaded module
@@ -190,6 +191,7 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 		}
 	}
 	o.ranges = make([][]tlb.Range, len(o.conf))
+	o.scratch = make([][]tlb.Range, len(o.conf))
 	return o, nil
 }
 
@@ -248,10 +250,29 @@ func (o *CostObserver) TLBI(_ time.Duration, op kernel.TLBIOp) {
 	case kernel.TLBIVMALLE1IS:
 		o.flushAll = true
 	case kernel.TLBIVAAE1IS:
-		o.allLevels = append(o.allLevels, tlb.Span{Start: op.Start, End: op.End})
+		o.allLevels = addSpan(o.allLevels, tlb.Span{Start: op.Start, End: op.End})
 	default:
-		o.lastLevel = append(o.lastLevel, tlb.Span{Start: op.Start, End: op.End})
+		o.lastLevel = addSpan(o.lastLevel, tlb.Span{Start: op.Start, End: op.End})
 	}
+}
+
+// addSpan appends s to spans, or widens the last span when s starts inside
+// it or right at its end (page-by-page flushes of one range): the batch
+// removes what overlaps the union of the spans, so the union is all that
+// counts. Only spans within one 2^56-byte block are merged (the TLB takes
+// VAs modulo 2^56), and none reaching the top of the address space (End 0).
+func addSpan(spans []tlb.Span, s tlb.Span) []tlb.Span {
+	if n := len(spans); n > 0 && s.Start < s.End {
+		l := &spans[n-1]
+		if l.Start < l.End && l.Start <= s.Start && s.Start <= l.End {
+			end := max(l.End, s.End)
+			if l.Start>>56 == (end-1)>>56 {
+				l.End = end
+				return spans
+			}
+		}
+	}
+	return append(spans, s)
 }
 
 // applyTLBIs applies the interval's invalidations to every model.
@@ -281,7 +302,7 @@ func (o *CostObserver) streamRanges(v *View) bool {
 	changed := false
 	k := v.Kernel
 	for i, sc := range o.conf {
-		var rs []tlb.Range
+		rs := o.scratch[i][:0]
 		switch sc.Over {
 		case "modules":
 			for _, m := range v.Modules {
@@ -325,8 +346,9 @@ func (o *CostObserver) streamRanges(v *View) bool {
 		}
 		if !sameRanges(rs, o.ranges[i]) {
 			changed = true
-			o.ranges[i] = rs
+			o.ranges[i], rs = rs, o.ranges[i]
 		}
+		o.scratch[i] = rs
 	}
 	return changed
 }
