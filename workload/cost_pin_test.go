@@ -9,14 +9,15 @@ import (
 
 // The default comparison's cost rows, pinned: the SHA-256 of the JSON of
 // every preset's observed columns, per-sample values, final values and
-// notes, computed with the cost model as it was before it was sped up
-// (commit c5c9715). runDigest pins the run the rows were computed on (the
+// notes, computed with the cost model as it was before it was sped up (the
+// tlb and workload cost code of commit c5c9715, on main at 0c4e009, whose
+// kernel changed the run). runDigest pins the run the rows were computed on (the
 // same JSON without the observed values): when the kernel or the workload
 // changes the run, the cost rows change with it and both digests must be
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
-	costRowsDigest = "8d9480374cc7071584c78821048104ea73ceaddc5db8911ce96588434c929659"
-	runDigest      = "642bd9407cbe7e835388646944dd1c4fdca3fb4876952b5f3482896c4c9eee56"
+	costRowsDigest = "7ab06413e087c611ec4c9ed815f926ce5969042a4a2587fc84956e0c588f4564"
+	runDigest      = "9f8b8a94220fd86faa25f498fbce6a2a4206f3a0e41b4eef504ea561bec50358"
 )
 
 func TestDefaultCostRowsPinned(t *testing.T) {
