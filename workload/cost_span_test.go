@@ -12,8 +12,8 @@ import (
 // addSpan merges a TLBI into the previous span only where the union is the
 // same: a warm TLB invalidated by the merged spans ends where one
 // invalidated by every span one by one does, and reports the same refills.
-// The spans run page by page (as pageattr flushes a range), overlap, jump
-// back, and some reach the top of the address space.
+// The spans run page by page (as pageattr flushes a range), overlap, leave
+// gaps, jump elsewhere, and some reach the top of the address space.
 func TestAddSpanSameUnion(t *testing.T) {
 	const lin uint64 = 0xffff000000000000
 	mem, err := physmem.New(12, []physmem.Region{{Base: 0x40000000, Size: 64 << 20}})
@@ -34,18 +34,20 @@ func TestAddSpanSameUnion(t *testing.T) {
 	for round := 0; round < 30; round++ {
 		a, b := tlb.New(m, pt), tlb.New(m, pt)
 		for i := 0; i < 4000; i++ {
-			va := lin + next()%(32<<20)
+			va := lin + next()%(4<<20)
 			a.Access(va, tlb.Kind(i%2))
 			b.Access(va, tlb.Kind(i%2))
 		}
 		var rawLast, rawAll, last, all []tlb.Span
-		va := lin + next()%(32<<20)&^4095
+		va := lin + next()%(4<<20)&^4095
 		for i := 0; i < 60; i++ {
 			switch next() % 8 {
 			case 0:
-				va = lin + next()%(32<<20)&^4095 // elsewhere
+				va = lin + next()%(4<<20)&^4095 // elsewhere
 			case 1:
 				va -= 4096 * (next() % 4) // back, overlapping
+			case 2:
+				va += 4096 * (1 + next()%2) // a gap of a page or two
 			}
 			s := tlb.Span{Start: va, End: va + 4096*(1+next()%3)}
 			if next()%16 == 0 {
@@ -66,7 +68,7 @@ func TestAddSpanSameUnion(t *testing.T) {
 		}
 		// The same state: the same accesses now miss alike.
 		for i := 0; i < 2000; i++ {
-			va := lin + next()%(32<<20)
+			va := lin + next()%(4<<20)
 			a.Access(va, tlb.Data)
 			b.Access(va, tlb.Data)
 		}
