@@ -66,7 +66,7 @@ type Stream struct {
 	ranges []Range
 	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
 	total  float64
-	units  uint64     // pages or chunks for the Zipf patterns
+	units  uint64    // pages or chunks for the Zipf patterns
 	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ (shared, read only)
 	zs     float64
 	mult   uint64  // bits of the scrambling permutation (see scramble)
