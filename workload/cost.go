@@ -376,24 +376,21 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 	o.prevAt = v.At
 	changed := o.streamRanges(v) || v.Stores > 0 || v.TLBIs > 0 || o.samples == 0
 	o.applyTLBIs()
-	var wg sync.WaitGroup
+	// One model after the other: a window takes tens of microseconds, of
+	// which a goroutine per model would spend a good share waking threads;
+	// a comparison runs its presets in parallel instead (RunPresets).
 	for _, cm := range o.uniq {
 		if changed {
 			for i, st := range cm.streams {
 				st.SetRanges(o.ranges[i])
 			}
-			wg.Add(1)
-			go func() { // models are independent: one goroutine each
-				defer wg.Done()
-				cm.sim.Reseed(uint64(v.Index))
-				if o.samples == 0 {
-					cm.sim.Window(o.cfg.Window) // warm the cold TLB
-				}
-				o.measure(cm, cm.sim.Window(o.cfg.Window))
-			}()
+			cm.sim.Reseed(uint64(v.Index))
+			if o.samples == 0 {
+				cm.sim.Window(o.cfg.Window) // warm the cold TLB
+			}
+			o.measure(cm, cm.sim.Window(o.cfg.Window))
 		}
 	}
-	wg.Wait()
 	for _, cm := range o.uniq {
 		vals := cm.vals
 		copy(vals, cm.last)
