@@ -120,8 +120,10 @@ func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
 // touch marks slot s most recently used.
 func (c *cache) touch(s int) {
 	if c.prev != nil {
-		c.unlink(int32(s))
-		c.pushFront(int32(s))
+		if c.next[len(c.keys)] != int32(s) { // not already the most recent
+			c.unlink(int32(s))
+			c.pushFront(int32(s))
+		}
 		return
 	}
 	c.clock++

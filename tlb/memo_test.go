@@ -3,6 +3,9 @@ package tlb
 import (
 	"slices"
 	"testing"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/pgtable"
 )
 
 // The memory of the last L1 entry hit (lastHit) must never change what an
@@ -54,5 +57,31 @@ func TestLastHitSameAsLookup(t *testing.T) {
 				t.Errorf("%s: L1 %v differs from the one without the memory", m.Key, Kind(k))
 			}
 		}
+	}
+}
+
+// The walk shadow's generation wraps at 2^20 windows: the shadow is then
+// cleared, or an entry filled 2^20 windows earlier would pass for current
+// and the walk would read a table that is no longer there.
+func TestShadowGenerationWrap(t *testing.T) {
+	a := tables(t, 4*mib, ptes)
+	b := tables(t, 4*mib, ptes)
+	if err := b.Unmap(pgtable.Direct{}, linBase, linBase+4*mib); err != nil {
+		t.Fatal(err)
+	}
+	n1, _ := LookupModel("n1")
+	tb := New(n1, a)
+	tb.TablesChanged() // generation 1
+	if e, err := tb.leaf(linBase); err != nil || e.Level != arm64.LastLevel {
+		t.Fatalf("leaf in a: %+v, %v", e, err)
+	}
+	tb.shadowGen = 1<<20 - 1
+	tb.pt = b // unmapped: no leaf
+	tb.TablesChanged()
+	if tb.shadowGen != 1 {
+		t.Fatalf("generation after the wrap: %d", tb.shadowGen)
+	}
+	if e, err := tb.leaf(linBase); err == nil && arm64.DescValid(e.Desc) {
+		t.Fatalf("after the wrap the shadow still served table a: %+v", e)
 	}
 }

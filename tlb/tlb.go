@@ -99,14 +99,13 @@ type TLB struct {
 	// again. It speeds the simulation only: the modelled walk's reads come
 	// from the walk caches above. Valid while the tables do not change.
 	shadow    [shadowSize]shadowEntry
-	shadowGen uint64 // entries of older generations are empty
+	shadowGen uint64 // entries of older generations are empty (< 2^20)
 }
 
 const shadowSize = 1024
 
 type shadowEntry struct {
-	tag uint64 // va >> Shift(level 2), plus 1 (0 = empty)
-	gen uint64 // TLB.shadowGen when filled
+	key uint64 // va >> Shift(level 2), plus 1, | shadowGen<<44 when filled (0 = empty)
 	tpa uint64
 	tbl []uint64
 }
@@ -114,7 +113,14 @@ type shadowEntry struct {
 // TablesChanged must be called when the tables may have changed since the
 // last access (Sim.Window calls it at the start of every window).
 // It empties the shadow by moving to a new generation, not by clearing it.
-func (t *TLB) TablesChanged() { t.shadowGen++ }
+// The generation lives in a key's top 20 bits: at 2^20 the shadow is
+// cleared once and the count restarts.
+func (t *TLB) TablesChanged() {
+	if t.shadowGen++; t.shadowGen == 1<<20 {
+		t.shadow = [shadowSize]shadowEntry{}
+		t.shadowGen = 1
+	}
+}
 
 // leaf returns the leaf entry for va: from the shadow when its PTE table is
 // known, else by pgtable's walk.
@@ -122,7 +128,8 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	g := &t.g
 	tag := va>>g.Shift(arm64.LastLevel-1) + 1
 	sh := &t.shadow[tag%shadowSize]
-	if sh.tag == tag && sh.gen == t.shadowGen {
+	key := tag | t.shadowGen<<44 // tag < 2^44: VA bits above a PMD entry's span
+	if sh.key == key {
 		idx := g.Index(va, arm64.LastLevel)
 		return pgtable.Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel,
 			Desc: readDoor{}.Load(0, &sh.tbl[idx]), DescPA: sh.tpa + uint64(idx)*8}, nil
@@ -131,7 +138,7 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	if err == nil && e.Level == arm64.LastLevel {
 		tpa := e.DescPA &^ (g.PageSize() - 1)
 		if tbl, err := t.pt.Table(tpa); err == nil {
-			*sh = shadowEntry{tag: tag, gen: t.shadowGen, tpa: tpa, tbl: tbl}
+			sh.key, sh.tpa, sh.tbl = key, tpa, tbl
 		}
 	}
 	return e, err
