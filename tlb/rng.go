@@ -24,11 +24,6 @@ func mix64(z uint64) uint64 {
 	return z ^ z>>31
 }
 
-// peek returns what the j-th next Uint64 will return (j ≥ 1), without
-// drawing: SplitMix64's state is a counter, so any later draw can be
-// computed ahead.
-func (r *RNG) peek(j uint64) uint64 { return mix64(r.s + j*golden) }
-
 // Float64 returns a number in [0, 1).
 func (r *RNG) Float64() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
 

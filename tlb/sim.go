@@ -10,11 +10,10 @@ type Sim struct {
 	T       *TLB
 	Streams []*Stream
 	Rand    RNG
-	cum     []float64
+	cum     []float64 // cumulative run rate (rate / mean run length)
 	act     []*Stream
 	memo    []lastHit // per active stream
-	thr     []uint64  // selection thresholds (see Window)
-	draws   []uint64  // per active stream: jumpDraws
+	thr     []uint64  // selection thresholds (see runs)
 	seed    uint64
 }
 
@@ -33,12 +32,19 @@ func (s *Sim) Reseed(n uint64) { s.Rand.Seed(s.seed ^ (n+1)*0xD1B54A32D192ED03) 
 // Window runs n accesses and returns what they cost, per kind. Streams with
 // nothing to access (no BPF program loaded) are skipped and the others keep
 // their relative rates.
+//
+// The streams take turns run by run: one draw picks the stream of the next
+// run (a jump and the sequential lines after it, see Stream.Next), with
+// probability proportional to its rate divided by its mean run length, so
+// each stream's share of the accesses is its share of the rates (in
+// expectation: a renewal process's accesses per unit of its run count). A run
+// cut off by the end of a window continues at the start of the next.
 func (s *Sim) Window(n int) [numKinds]Counts {
 	s.cum, s.act = s.cum[:0], s.act[:0]
 	total := 0.0
 	for _, st := range s.Streams {
 		if !st.Empty() && st.Rate > 0 {
-			total += st.Rate
+			total += st.Rate / max(st.RunLines, 1)
 			s.cum = append(s.cum, total)
 			s.act = append(s.act, st)
 		}
@@ -47,53 +53,7 @@ func (s *Sim) Window(n int) [numKinds]Counts {
 	s.T.TablesChanged()
 	s.memo = append(s.memo[:0], make([]lastHit, len(s.act))...)
 	if total > 0 {
-		r, t, act, memo := &s.Rand, s.T, s.act, s.memo
-		// An access draws x = Float64()*total and goes to the first stream
-		// whose cumulative rate exceeds x. x is a monotone function of the
-		// draw's top 53 bits m, so "cum[j] <= x" is "m >= thr[j]": the
-		// streams are chosen by integer comparisons, counted without a
-		// branch (a branch on a random draw mispredicts every other time).
-		s.thr, s.draws = s.thr[:0], s.draws[:0]
-		for _, c := range s.cum[:len(s.cum)-1] {
-			s.thr = append(s.thr, selectThreshold(c, total))
-		}
-		for _, st := range act {
-			s.draws = append(s.draws, st.jumpDraws())
-		}
-		thr, draws := s.thr, s.draws
-		sel := r.Uint64() >> 11
-		for i := 0; i < n; i++ {
-			k := 0
-			for _, th := range thr {
-				k += b2i(sel >= th)
-			}
-			st := act[k]
-			d := draws[k]
-			if st.left > 0 {
-				d = 0
-			}
-			// The next access's selection draw comes after this access's d
-			// draws; computing it now lets the processor choose the next
-			// stream while this access is still being simulated.
-			next := r.peek(d+1) >> 11
-			var va uint64
-			if st.left > 0 {
-				// Within a run: the next line (Next's first case, inlined).
-				st.left--
-				st.pos += line
-				if st.pos >= st.end {
-					st.pos = st.end - line
-				}
-				va = st.pos
-			} else {
-				va = st.Next(r)
-			}
-			t.access(va, st.Kind, &memo[k])
-			if i+1 < n {
-				r.s += golden // the draw next was computed from
-				sel = next
-			}
-		}
+		s.runs(n)
 	}
 	var d [numKinds]Counts
 	for k := range d {
@@ -146,4 +106,57 @@ func selectThreshold(c, total float64) uint64 {
 		}
 	}
 	return lo
+}
+
+// runs simulates n accesses over the active streams, run by run.
+func (s *Sim) runs(n int) {
+	r, t, act, memo := &s.Rand, s.T, s.act, s.memo
+	total := s.cum[len(s.cum)-1]
+	// A run draws x = Float64()*total and goes to the first stream whose
+	// cumulative run rate exceeds x. x is a monotone function of the draw's
+	// top 53 bits m, so "cum[j] <= x" is "m >= thr[j]": the stream is chosen
+	// by integer comparisons, counted without a branch.
+	s.thr = s.thr[:0]
+	for _, c := range s.cum[:len(s.cum)-1] {
+		s.thr = append(s.thr, selectThreshold(c, total))
+	}
+	thr := s.thr
+	i := 0
+	for k, st := range act {
+		// The rest of a run the previous window cut off.
+		if st.left > 0 && i < n {
+			i += s.rest(st, &memo[k], n-i)
+		}
+	}
+	for i < n {
+		m := r.Uint64() >> 11
+		k := 0
+		for _, th := range thr {
+			k += b2i(m >= th)
+		}
+		st, mk := act[k], &memo[k]
+		st.left = 0
+		t.access(st.Next(r), st.Kind, mk)
+		i++
+		if st.left > 0 {
+			i += s.rest(st, mk, n-i)
+		}
+	}
+}
+
+// rest runs up to max of the sequential lines left in st's run and returns
+// how many it ran.
+func (s *Sim) rest(st *Stream, mk *lastHit, max int) int {
+	run := min(st.left, max)
+	t, k, pos, end := s.T, st.Kind, st.pos, st.end
+	for j := 0; j < run; j++ {
+		pos += line
+		if pos >= end {
+			pos = end - line
+		}
+		t.access(pos, k, mk)
+	}
+	st.pos = pos
+	st.left -= run
+	return run
 }

@@ -218,23 +218,6 @@ func (s *Stream) scramble(i uint64) uint64 {
 	}
 }
 
-// jumpDraws is the number of RNG draws Next makes when no run is in
-// progress (a jump to a new place); a step within a run draws nothing.
-func (s *Stream) jumpDraws() uint64 {
-	geo := uint64(b2i(s.RunLines > 1))
-	zipf := uint64(b2i(s.units > 1))
-	switch s.Pattern {
-	case Code:
-		return 2 + geo // pick, line, run length
-	case Uniform:
-		return 2 // pick, byte
-	case Zipf:
-		return zipf + 1 // rank, word
-	default: // PageCache
-		return zipf + 1 + geo // rank, line, run length
-	}
-}
-
 // Empty reports whether the stream has nothing to access.
 func (s *Stream) Empty() bool { return len(s.ranges) == 0 || (s.total == 0 && s.units == 0) }
 
