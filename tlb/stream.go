@@ -71,6 +71,7 @@ type Stream struct {
 	zs     float64
 	mult   uint64  // bits of the scrambling permutation (see scramble)
 	lg     float64 // log(1 - 1/RunLines)
+	gq     []int32 // run length per top 12 bits of the draw, 0: not one value (shared, read only)
 
 	pos, end uint64 // current run
 	left     int
@@ -106,7 +107,10 @@ func (s *Stream) SetRanges(rs []Range) {
 		}
 	}
 	if s.RunLines > 1 {
-		s.lg = math.Log(1 - 1/s.RunLines)
+		if lg := math.Log(1 - 1/s.RunLines); lg != s.lg || s.gq == nil {
+			s.lg = lg
+			s.gq = geoTable(lg)
+		}
 	}
 	if s.Pattern == Zipf || s.Pattern == PageCache {
 		z := s.ZipfS
@@ -233,12 +237,58 @@ func (s *Stream) pick(x float64) int {
 	return i
 }
 
+// geometric draws a run length with mean RunLines: the inverse transform
+// 1 + ⌊log(1-u)/log(1-1/RunLines)⌋ of the draw u, exactly geometric. The
+// table gives it without a logarithm for most draws (see geoTable).
 func (s *Stream) geometric(r *RNG) int {
 	if s.RunLines <= 1 {
 		return 1
 	}
-	// Inverse transform of a geometric law with mean RunLines.
-	return 1 + int(math.Log(1-r.Float64())/s.lg)
+	m := r.Uint64() >> 11
+	if v := s.gq[m>>(53-geoBits)]; v != 0 {
+		return int(v)
+	}
+	return geoLength(m, s.lg)
+}
+
+// geoLength is the inverse transform for the draw's top 53 bits m.
+func geoLength(m uint64, lg float64) int {
+	return 1 + int(math.Log(1-float64(m)/(1<<53))/lg)
+}
+
+const geoBits = 12
+
+var geoTables struct {
+	sync.Mutex
+	t map[float64][]int32
+}
+
+// geoTable tabulates geoLength over the 2^geoBits buckets of the draw's top
+// bits: where the law's inverse (nondecreasing in m) has the same value at
+// both ends of a bucket, every draw in it has that value and the table holds
+// it; elsewhere it holds 0 and the draw takes the logarithm. The result is
+// the same as the logarithm's for every draw. Shared by all streams with the
+// same mean run, read only.
+func geoTable(lg float64) []int32 {
+	gt := &geoTables
+	gt.Lock()
+	defer gt.Unlock()
+	if q, ok := gt.t[lg]; ok {
+		return q
+	}
+	q := make([]int32, 1<<geoBits)
+	const w = 1 << (53 - geoBits)
+	for b := range q {
+		lo, hi := geoLength(uint64(b)*w, lg), geoLength(uint64(b+1)*w-1, lg)
+		if lo == hi && lo < 1<<30 {
+			q[b] = int32(lo)
+		}
+	}
+	if gt.t == nil || len(gt.t) == 64 {
+		gt.t = map[float64][]int32{}
+	}
+	gt.t[lg] = q
+	return q
 }
 
 // unitVA maps the i-th page/chunk (in range order) to its VA.
