@@ -11,14 +11,19 @@ import (
 	"github.com/ptlab/ptlab/pgtable"
 )
 
-// pinDigest is the SHA-256 of everything pinScenarios produces, computed
-// with the simulator as it was before it was sped up (commit c5c9715): the
+// pinDigest is the SHA-256 of everything pinScenarios produces: the
 // address sequences every pattern draws, and the counts of every model over
 // every table shape, through windows, invalidations and flushes. An
 // optimisation that changes one draw or one count turns this test red; a
 // deliberate change of the model must recompute it (go test -run
 // TestPinnedResults -v prints the new digest).
-const pinDigest = "c676ed1473a0e258702d8bfd85539aefb162e26d915b6c0c01276a57759f205e"
+//
+// Re-pinned when the draws changed on purpose (the law of every draw kept,
+// checked by draw_test.go): the simulator picks a stream once per run, with
+// probability rate / mean run length, instead of once per access; Zipf and
+// page-cache draws take the offset inside the page or chunk from the low
+// bits of the rank's draw instead of a draw of their own.
+const pinDigest = "5e6133758b5e7ca3f7d00c24cdbc701fb5af4af590531718a837fd495c962dca"
 
 func pinWrite(h hash.Hash, vs ...uint64) {
 	var b [8]byte
@@ -133,8 +138,8 @@ func pinScenarios(t testing.TB, h hash.Hash) {
 	}
 }
 
-// TestPinnedResults: the simulator's results are byte-identical to those of
-// the code before its speed-up (see pinDigest).
+// TestPinnedResults: the simulator's results are byte-identical to the
+// pinned ones (see pinDigest).
 func TestPinnedResults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates a few million accesses")

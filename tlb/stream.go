@@ -175,24 +175,27 @@ func computeZipfQuantiles(n uint64, z float64) []float64 {
 	return q
 }
 
-// zipfRank draws a rank in [0, units). The uniform draw u = m/2^53 (m the
-// RNG's top 53 bits) scaled by zipfQ = 2^12 is m/2^41 exactly, so its
-// integer and fractional parts are bit fields of m: the same values a
-// floating-point split gives, without the conversions.
-func (s *Stream) zipfRank(r *RNG) uint64 {
+// zipfRank draws a rank in [0, units) from the top 53 bits m of one draw
+// and returns the draw's low 11 bits, independent of m, for the offset in the
+// unit. The uniform draw u = m/2^53 scaled by zipfQ = 2^12 is m/2^41
+// exactly, so its integer and fractional parts are bit fields of m: the same
+// values a floating-point split gives, without the conversions.
+func (s *Stream) zipfRank(r *RNG) (k, low uint64) {
+	w := r.Uint64()
+	low = w & (1<<11 - 1)
 	if s.units <= 1 {
-		return 0
+		return 0, low
 	}
-	m := r.Uint64() >> 11
+	m := w >> 11
 	i := m >> 41
 	frac := float64(m&(1<<41-1)) * (1.0 / (1 << 41))
 	q := s.zq[i : i+2 : i+2]
 	x := q[0] + frac*(q[1]-q[0])
-	k := uint64(x) - 1
+	k = uint64(x) - 1
 	if k >= s.units {
 		k = s.units - 1
 	}
-	return k
+	return k, low
 }
 
 // scrambler returns the bit width of the smallest power of two holding n:
@@ -227,6 +230,9 @@ func (s *Stream) Empty() bool { return len(s.ranges) == 0 || (s.total == 0 && s.
 
 // pick returns the index of the range holding cumulative position x.
 func (s *Stream) pick(x float64) int {
+	if len(s.cum) == 1 {
+		return 0
+	}
 	i := sort.SearchFloat64s(s.cum, x)
 	if i >= len(s.cum) {
 		i = len(s.cum) - 1
@@ -328,11 +334,13 @@ func (s *Stream) Next(r *RNG) uint64 {
 		rg := s.ranges[s.pick(r.Float64()*s.total)]
 		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
 	case Zipf:
-		va, _ := s.unitVA(s.scramble(s.zipfRank(r)), 4096)
-		return va + r.Uint64N(4096/8)*8
+		k, low := s.zipfRank(r)
+		va, _ := s.unitVA(s.scramble(k), 4096)
+		return va + low%(4096/8)*8
 	default: // PageCache
-		va, end := s.unitVA(s.scramble(s.zipfRank(r)), 64<<10)
-		s.pos, s.end = va+r.Uint64N(1024)*line, min(end, va+64<<10)
+		k, low := s.zipfRank(r)
+		va, end := s.unitVA(s.scramble(k), 64<<10)
+		s.pos, s.end = va+low%1024*line, min(end, va+64<<10)
 		s.left = s.geometric(r) - 1
 		return s.pos
 	}
