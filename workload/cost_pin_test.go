@@ -9,14 +9,17 @@ import (
 
 // The default comparison's cost rows, pinned: the SHA-256 of the JSON of
 // every preset's observed columns, per-sample values, final values and
-// notes, computed with the cost model as it was before it was sped up (the
-// tlb and workload cost code of commit c5c9715), re-pinned on the 7.3 kernel
-// profile's default run (the cost code unchanged since). runDigest pins the run the rows were computed on (the
+// notes. Re-pinned on the 7.3 kernel profile's default run, and again when
+// the simulator's draws changed on purpose (streams chosen once per run with
+// probability rate / mean run length instead of once per access; Zipf and
+// page-cache offsets from the rank draw's low bits; see tlb's pinDigest and
+// draw_test.go): the run is the same, the rows' samples move by sampling
+// noise. runDigest pins the run the rows were computed on (the
 // same JSON without the observed values): when the kernel or the workload
 // changes the run, the cost rows change with it and both digests must be
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
-	costRowsDigest = "81a300e14c02c671ef9a3c77715bd94a0bde9c1f9079c3592cdf3ca7423e8220"
+	costRowsDigest = "2959f2884c43058481d0c07bb1eefd095f8312832d6386a04a97524aba94ad9a"
 	runDigest      = "dd0ac992bd864b015621f285e881562cdc443c4093d6f3553ab9d81d4586a4dc"
 )
 
