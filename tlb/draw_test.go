@@ -117,3 +117,37 @@ func TestZipfOffsetUniform(t *testing.T) {
 		}
 	}
 }
+
+// TestRNGUniform: chi-square tests of the generator over 2^20 draws with a
+// fixed seed — the top byte, the low byte (the Zipf offsets' bits) and pairs
+// of consecutive draws (top 4 bits of each, 256 cells: catches a sequence
+// whose next value follows from the last) — each between the 0.0001 and
+// 0.9999 quantiles of chi-square with 255 degrees of freedom (≈ 175 and
+// 350: a counter is too even to be random).
+func TestRNGUniform(t *testing.T) {
+	var r RNG
+	r.Seed(12345)
+	var top, low, pair [256]float64
+	const n = 1 << 20
+	prev := r.Uint64()
+	for i := 0; i < n; i++ {
+		v := r.Uint64()
+		top[v>>56]++
+		low[v&255]++
+		pair[prev>>60<<4|v>>60]++
+		prev = v
+	}
+	for _, c := range []struct {
+		name string
+		c    *[256]float64
+	}{{"top byte", &top}, {"low byte", &low}, {"pairs", &pair}} {
+		x, e := 0.0, float64(n)/256
+		for _, v := range c.c {
+			x += (v - e) * (v - e) / e
+		}
+		t.Logf("%s: chi-square %.1f (255 df)", c.name, x)
+		if x < 175 || x > 350 {
+			t.Errorf("%s: not uniform, chi-square %.1f outside [175, 350]", c.name, x)
+		}
+	}
+}

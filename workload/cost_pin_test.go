@@ -12,14 +12,15 @@ import (
 // notes. Re-pinned on the 7.3 kernel profile's default run, and again when
 // the simulator's draws changed on purpose (streams chosen once per run with
 // probability rate / mean run length instead of once per access; Zipf and
-// page-cache offsets from the rank draw's low bits; see tlb's pinDigest and
+// page-cache offsets from the rank draw's low bits; wyrand instead of
+// SplitMix64; see tlb's pinDigest and
 // draw_test.go): the run is the same, the rows' samples move by sampling
 // noise. runDigest pins the run the rows were computed on (the
 // same JSON without the observed values): when the kernel or the workload
 // changes the run, the cost rows change with it and both digests must be
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
-	costRowsDigest = "2959f2884c43058481d0c07bb1eefd095f8312832d6386a04a97524aba94ad9a"
+	costRowsDigest = "5d596600e03ce6314ce1ad29ae914d504e7e0872912c4a3f4e2c90f181b52fa0"
 	runDigest      = "dd0ac992bd864b015621f285e881562cdc443c4093d6f3553ab9d81d4586a4dc"
 )
 
