@@ -36,6 +36,10 @@ type Progress func(done, total int)
 // the module set loads at t=0, then the timeline's churn, sampling metrics
 // every SampleEvery and once at the end.
 func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
+	if s.Replay != nil { // a recorded history (replay.go)
+		r, _, err := RunReplay(s, preset, progress)
+		return r, err
+	}
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {

@@ -80,6 +80,9 @@ type Scenario struct {
 	// permissions, RAM) replaces the machine's boot-time one.
 	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
 	Work   Workload `json:"workload" yaml:"workload"`
+	// Replay, when set, is a recorded history (`ptlab trace import`) that
+	// runs instead of the seeded timeline and the module set.
+	Replay *Replay `json:"replay,omitempty" yaml:"replay,omitempty"`
 }
 
 //go:embed default.yaml
@@ -159,6 +162,9 @@ func (s *Scenario) validate() error {
 	}
 	if w.Modules == "" {
 		w.Modules = "server"
+	}
+	if s.Replay != nil {
+		return s.Replay.validate()
 	}
 	return nil
 }

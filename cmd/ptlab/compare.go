@@ -21,6 +21,7 @@ type compareFlags struct {
 	csv      string
 	quiet    bool
 	imp      string
+	trace    string // a recording to replay instead of the scenario's timeline (trace.go)
 }
 
 func init() {
@@ -44,6 +45,7 @@ of typical churn).`,
 	cmd.Flags().StringVar(&f.csv, "csv", "", "write the metric time series as CSV to this file ('-' for stdout)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
+	cmd.Flags().StringVar(&f.trace, "trace", "", "replay this recording (ptlab trace script/record) instead of the scenario's timeline")
 	rootCmd.AddCommand(cmd)
 	// ptlab's main job: compare the policies on the embedded default scenario.
 	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +87,9 @@ func progressAfter(errw io.Writer, label string, quiet bool) (workload.Progress,
 
 func runCompare(out, errw io.Writer, f compareFlags) error {
 	s, err := loadScenario(f.scenario)
+	if f.trace != "" {
+		s, err = compareTraceScenario(errw, f, s)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,257 @@
+package workload
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// Replay is a recorded history to run instead of the seeded timeline: the
+// modules a real machine loaded (with the sizes of their memory regions as
+// its kernel allocated them) and the operations in the order it did them.
+// `ptlab trace import` writes one from a recording.
+type Replay struct {
+	Source  string         `json:"source,omitempty" yaml:"source,omitempty"` // the recording it came from
+	Modules []ReplayModule `json:"modules" yaml:"modules"`
+	Ops     []ReplayOp     `json:"ops" yaml:"ops"`
+}
+
+// ReplayModule is one module: its name and the size of each memory region
+// (mod_mem_type names: text, data, rodata, ro_after_init, init_text,
+// init_data, init_rodata).
+type ReplayModule struct {
+	Name string                 `json:"name" yaml:"name"`
+	Size map[string]kernel.Size `json:"size" yaml:"size,flow"`
+}
+
+// Replay operation kinds.
+const (
+	OpLoad     = "load"      // load_module of Module
+	OpUnload   = "unload"    // free_module of Module
+	OpJITAlloc = "jit-alloc" // execmem_alloc(Type, Size) + the JIT's set_memory_rox: Object
+	OpJITFree  = "jit-free"  // execmem_free of Object
+	OpVmalloc  = "vmalloc"   // another vmalloc user's area of Size bytes (guard page excluded): Object
+	OpVfree    = "vfree"     // vfree of Object
+)
+
+// ReplayOp is one operation. Line is where the recording shows it.
+type ReplayOp struct {
+	At     Duration `json:"at" yaml:"at"`
+	Op     string   `json:"op" yaml:"op"`
+	Module int      `json:"module,omitempty" yaml:"module,omitempty"`
+	Object int      `json:"object,omitempty" yaml:"object,omitempty"`
+	Type   string   `json:"type,omitempty" yaml:"type,omitempty"` // execmem type: bpf, kprobes, ftrace, module-text, module-data
+	Size   uint64   `json:"size,omitempty" yaml:"size,omitempty"`
+	Line   int      `json:"line,omitempty" yaml:"line,omitempty"`
+}
+
+// Specs turns the replay's modules into loader specs.
+func (r *Replay) Specs() ([]kernel.ModuleSpec, error) {
+	specs := make([]kernel.ModuleSpec, len(r.Modules))
+	for i, m := range r.Modules {
+		specs[i].Name = m.Name
+		for name, sz := range m.Size {
+			t, ok := modMemType(name)
+			if !ok {
+				return nil, fmt.Errorf("%w: module %s: unknown region %q", ErrScenario, m.Name, name)
+			}
+			specs[i].Size[t] = uint64(sz)
+		}
+	}
+	return specs, nil
+}
+
+func modMemType(name string) (kernel.ModMemType, bool) {
+	for t := kernel.ModMemType(0); t < kernel.NumModMemTypes; t++ {
+		if t.String() == name {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+func execmemType(name string) (kernel.ExecmemType, bool) {
+	for t := kernel.ExecmemType(0); t < kernel.NumExecmemTypes; t++ {
+		if t.String() == name {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+func (r *Replay) validate() error {
+	for i, o := range r.Ops {
+		switch o.Op {
+		case OpLoad, OpUnload:
+			if o.Module < 0 || o.Module >= len(r.Modules) {
+				return fmt.Errorf("%w: replay op %d (line %d): module %d of %d", ErrScenario, i, o.Line, o.Module, len(r.Modules))
+			}
+		case OpJITAlloc:
+			if _, ok := execmemType(o.Type); !ok {
+				return fmt.Errorf("%w: replay op %d (line %d): execmem type %q", ErrScenario, i, o.Line, o.Type)
+			}
+			if o.Size == 0 || o.Size > 1<<34 {
+				return fmt.Errorf("%w: replay op %d (line %d): size %d", ErrScenario, i, o.Line, o.Size)
+			}
+		case OpVmalloc:
+			if o.Size == 0 || o.Size > 1<<34 {
+				return fmt.Errorf("%w: replay op %d (line %d): size %d", ErrScenario, i, o.Line, o.Size)
+			}
+		case OpJITFree, OpVfree:
+		default:
+			return fmt.Errorf("%w: replay op %d (line %d): unknown op %q", ErrScenario, i, o.Line, o.Op)
+		}
+		if i > 0 && o.At < r.Ops[i-1].At {
+			return fmt.Errorf("%w: replay op %d (line %d) at %v before the previous one", ErrScenario, i, o.Line, time.Duration(o.At))
+		}
+	}
+	return nil
+}
+
+// ReplayState is the kernel a replay ran on, for callers that inspect it
+// (the QEMU fidelity test dumps its tables).
+type ReplayState struct {
+	Kernel  *kernel.Kernel
+	Modules []*kernel.Module
+}
+
+// RunReplay runs the scenario's Replay under one preset on a freshly booted
+// kernel (from the scenario's imported dump when it names one), sampling
+// metrics every SampleEvery and at the end. Operations the model refuses are
+// listed in Result.Failed; operations on objects the replay never created are
+// errors of the replay file.
+func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayState, error) {
+	start := time.Now()
+	if s.Replay == nil {
+		return nil, nil, fmt.Errorf("%w: no replay", ErrScenario)
+	}
+	if err := s.Replay.validate(); err != nil {
+		return nil, nil, err
+	}
+	specs, err := s.Replay.Specs()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := s.MachineConfig(preset)
+	if err != nil {
+		return nil, nil, err
+	}
+	var im *kernel.Imported
+	if s.Import != "" {
+		if cfg, im, err = kernel.ImportFile(cfg, s.Import); err != nil {
+			return nil, nil, err
+		}
+	}
+	k, err := kernel.BootImported(cfg, im)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &kernel.PlainCPU{}
+	r := &Result{Preset: preset, Events: len(s.Replay.Ops)}
+	st := &ReplayState{Kernel: k, Modules: make([]*kernel.Module, len(specs))}
+	jit := map[int]*kernel.JITText{}
+	areas := map[int]uint64{}
+	every := time.Duration(s.Work.SampleEvery)
+	next := time.Duration(0)
+	sample := func(at time.Duration) error {
+		m, err := k.Metrics(c)
+		if err != nil {
+			return err
+		}
+		r.Series = append(r.Series, Sample{At: at, Metrics: m, Cache: k.Exec.CacheStats(), Collapse: k.Stats.Collapse})
+		return nil
+	}
+	fail := func(o ReplayOp, err error) {
+		if len(r.Failed) < 100 {
+			r.Failed = append(r.Failed, fmt.Sprintf("%s at %v (line %d): %v", o.Op, time.Duration(o.At), o.Line, err))
+		}
+	}
+	var end time.Duration
+	for i, o := range s.Replay.Ops {
+		at := time.Duration(o.At)
+		end = max(end, at)
+		for next < at {
+			if err := sample(next); err != nil {
+				return nil, nil, err
+			}
+			next += every
+		}
+		switch o.Op {
+		case OpLoad:
+			if st.Modules[o.Module] != nil {
+				fail(o, fmt.Errorf("%s is already loaded", specs[o.Module].Name))
+				continue
+			}
+			m, err := k.LoadModule(c, specs[o.Module])
+			if err != nil {
+				fail(o, err)
+				continue
+			}
+			st.Modules[o.Module] = m
+		case OpUnload:
+			m := st.Modules[o.Module]
+			if m == nil {
+				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
+				continue
+			}
+			if err := k.UnloadModule(c, m); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
+			}
+			st.Modules[o.Module] = nil
+		case OpJITAlloc:
+			t, _ := execmemType(o.Type)
+			j, err := k.LoadJITText(c, t, o.Size)
+			if err != nil {
+				fail(o, err)
+				continue
+			}
+			jit[o.Object] = j
+		case OpJITFree:
+			j := jit[o.Object]
+			if j == nil {
+				fail(o, fmt.Errorf("object %d was never allocated", o.Object))
+				continue
+			}
+			if err := k.FreeJITText(c, j); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+			}
+			delete(jit, o.Object)
+		case OpVmalloc:
+			a, err := k.Vmalloc(c, o.Size)
+			if err != nil {
+				fail(o, err)
+				continue
+			}
+			areas[o.Object] = a.Addr
+		case OpVfree:
+			addr, ok := areas[o.Object]
+			if !ok {
+				fail(o, fmt.Errorf("area %d was never allocated", o.Object))
+				continue
+			}
+			if err := k.Vfree(c, addr); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+			}
+			delete(areas, o.Object)
+		}
+		if progress != nil && (i%64 == 0 || i == len(s.Replay.Ops)-1) {
+			progress(i+1, len(s.Replay.Ops))
+		}
+	}
+	end = max(end, time.Duration(s.Work.Duration))
+	for next < end {
+		if err := sample(next); err != nil {
+			return nil, nil, err
+		}
+		next += every
+	}
+	if err := sample(end); err != nil {
+		return nil, nil, err
+	}
+	last := r.Series[len(r.Series)-1]
+	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
+	r.PageUpdates = k.Stats.PageUpdates.Load()
+	r.WallNS = time.Since(start).Nanoseconds()
+	return r, st, nil
+}
