@@ -53,10 +53,17 @@ sec() { echo "=== ptlab-trace $*"; }
 put() { { echo "$1" >"$2"; } 2>/dev/null; }
 add() { { echo "$1" >>"$2"; } 2>/dev/null; }
 
-# has SYM: the symbol can be probed
+# has SYM: the symbol can be probed. available_filter_functions and
+# kallsyms are read once (each read walks every function: seconds on a slow
+# machine), keeping only the symbols probed below.
+SYMS=$OUT.syms.$$
+WANT='^(set_memory_(ro|rw|x|nx|valid)|set_direct_map_(invalid|default|valid)_noflush|execmem_alloc|execmem_alloc_rw|execmem_free|bpf_prog_pack_alloc|bpf_prog_pack_free|split_kernel_leaf_mapping)( |$)'
+{
+	grep -E "$WANT" "$T/available_filter_functions" 2>/dev/null
+	awk '$2 == "t" || $2 == "T" { print $3 }' /proc/kallsyms 2>/dev/null | grep -E "$WANT"
+} >"$SYMS"
 has() {
-	grep -q -e "^$1\$" -e "^$1 " "$T/available_filter_functions" 2>/dev/null && return 0
-	grep -q -e " [tT] $1\$" /proc/kallsyms 2>/dev/null
+	grep -q -e "^$1\$" -e "^$1 " "$SYMS"
 }
 
 # probe NAME p|r SYM FETCHARGS...: define ptlab/NAME
@@ -114,7 +121,7 @@ cleanup() {
 		case $name in */*) continue ;; esac
 		add "-:ptlab/$name" "$T/kprobe_events"
 	done <"$PROBES"
-	rm -f "$PIPE" "$PROBES"
+	rm -f "$PIPE" "$PROBES" "$SYMS"
 }
 
 {

@@ -371,7 +371,9 @@ func (b *builder) event(e *Event) {
 	}
 	f := Fields(e.Args)
 	bad := func(err error) { b.unmapped(e, "malformed arguments (%v): %q", err, clip(e.Args)) }
-	if e.Name != "set_direct_map_invalid" && e.Name != "set_direct_map_default" && e.Name != "set_direct_map_valid" {
+	switch e.Name { // events of the vfree inside an execmem_free keep the pid "in free"
+	case "set_direct_map_invalid", "set_direct_map_default", "set_direct_map_valid", "free_vmap_area_noflush", "purge_vmap_area_lazy":
+	default:
 		delete(b.inFree, e.PID)
 	}
 	switch e.Name {
@@ -396,8 +398,9 @@ func (b *builder) event(e *Event) {
 			bad(err)
 			return
 		}
-		b.execmemFree(e, addr)
-		b.inFree[e.PID] = true
+		if b.execmemFree(e, addr) {
+			b.inFree[e.PID] = true
+		}
 	case "module_load":
 		b.moduleLoad(e)
 	case "module_free":
@@ -488,7 +491,7 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 	}
 }
 
-func (b *builder) execmemFree(e *Event, addr uint64) {
+func (b *builder) execmemFree(e *Event, addr uint64) bool {
 	o := b.find(addr)
 	if o != nil && o.start != addr {
 		o = nil // execmem_free takes the start of an allocation
@@ -513,7 +516,9 @@ func (b *builder) execmemFree(e *Event, addr uint64) {
 		b.modelled(e, "region of %s freed by free_module (region base unknown from the start snapshot)", b.freeing[e.PID].name)
 	default:
 		b.unmapped(e, "execmem_free(%#x): no allocation at this address in the recording or the start snapshot", addr)
+		return false
 	}
+	return true
 }
 
 func (b *builder) dropPending(pid int, o *object) {

@@ -109,6 +109,8 @@ func (r *Replay) validate() error {
 	return nil
 }
 
+const maxReplaySamples = 200
+
 // ReplayState is the kernel a replay ran on, for callers that inspect it
 // (the QEMU fidelity test dumps its tables).
 type ReplayState struct {
@@ -152,7 +154,14 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	st := &ReplayState{Kernel: k, Modules: make([]*kernel.Module, len(specs))}
 	jit := map[int]*kernel.JITText{}
 	areas := map[int]uint64{}
-	every := time.Duration(s.Work.SampleEvery)
+	// Sample every SampleEvery, but at most maxReplaySamples times: a
+	// census walks every table.
+	var span time.Duration
+	if n := len(s.Replay.Ops); n > 0 {
+		span = time.Duration(s.Replay.Ops[n-1].At)
+	}
+	span = max(span, time.Duration(s.Work.Duration))
+	every := max(time.Duration(s.Work.SampleEvery), span/maxReplaySamples, time.Millisecond)
 	next := time.Duration(0)
 	sample := func(at time.Duration) error {
 		m, err := k.Metrics(c)
@@ -254,4 +263,12 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	r.PageUpdates = k.Stats.PageUpdates.Load()
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, st, nil
+}
+
+// ValidateReplay checks a scenario's replay without running it.
+func ValidateReplay(s *Scenario) error {
+	if s.Replay == nil {
+		return nil
+	}
+	return s.Replay.validate()
 }
