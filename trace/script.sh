@@ -57,7 +57,7 @@ add() { { echo "$1" >>"$2"; } 2>/dev/null; }
 # kallsyms are read once (each read walks every function: seconds on a slow
 # machine), keeping only the symbols probed below.
 SYMS=$OUT.syms.$$
-WANT='^(set_memory_(ro|rw|x|nx|valid)|set_direct_map_(invalid|default|valid)_noflush|execmem_alloc|execmem_alloc_rw|execmem_free|bpf_prog_pack_alloc|bpf_prog_pack_free|split_kernel_leaf_mapping)( |$)'
+WANT='@WANT@'
 {
 	grep -E "$WANT" "$T/available_filter_functions" 2>/dev/null
 	awk '$2 == "t" || $2 == "T" { print $3 }' /proc/kallsyms 2>/dev/null | grep -E "$WANT"
@@ -112,8 +112,7 @@ snapshot() {
 
 cleanup() {
 	put 0 "$T/events/ptlab/enable"
-	for e in vmalloc/alloc_vmap_area vmalloc/purge_vmap_area_lazy vmalloc/free_vmap_area_noflush \
-		module/module_load module/module_free; do
+	for e in @TRACEPOINTS@; do
 		put 0 "$T/events/$e/enable"
 	done
 	while read -r st name rest; do
@@ -143,8 +142,7 @@ cleanup() {
 } >>"$OUT"
 
 echo 0 >"$T/tracing_on"
-for e in ptlab vmalloc/alloc_vmap_area vmalloc/purge_vmap_area_lazy vmalloc/free_vmap_area_noflush \
-	module/module_load module/module_free; do
+for e in ptlab @TRACEPOINTS@; do
 	put 0 "$T/events/$e/enable"
 done
 # Stale ptlab probes of an earlier run that did not clean up.
@@ -154,27 +152,11 @@ done
 put "$BUFKB" "$T/buffer_size_kb"
 put nop "$T/current_tracer"
 
-for f in ro rw x nx; do
-	probe "set_memory_$f" p "set_memory_$f" 'addr=$arg1:x64' 'numpages=$arg2:s32'
-done
-probe set_memory_valid p set_memory_valid 'addr=$arg1:x64' 'numpages=$arg2:s32' 'enable=$arg3:s32'
-probe set_direct_map_invalid p set_direct_map_invalid_noflush 'page=$arg1:x64'
-probe set_direct_map_default p set_direct_map_default_noflush 'page=$arg1:x64'
-probe set_direct_map_valid p set_direct_map_valid_noflush 'page=$arg1:x64' 'nr=$arg2:u32' 'valid=$arg3:u8'
-probe execmem_alloc p execmem_alloc 'type=$arg1:s32' 'size=$arg2:u64'
-probe execmem_alloc_ret r execmem_alloc 'ret=$retval:x64'
-probe execmem_alloc_rw p execmem_alloc_rw 'type=$arg1:s32' 'size=$arg2:u64'
-probe execmem_alloc_rw_ret r execmem_alloc_rw 'ret=$retval:x64'
-probe execmem_free p execmem_free 'addr=$arg1:x64'
-probe bpf_prog_pack_alloc p bpf_prog_pack_alloc 'size=$arg1:u32'
-probe bpf_prog_pack_alloc_ret r bpf_prog_pack_alloc 'ret=$retval:x64'
-probe bpf_prog_pack_free p bpf_prog_pack_free 'addr=$arg1:x64' 'size=$arg2:u32'
-probe split_kernel_leaf_mapping p split_kernel_leaf_mapping 'start=$arg1:x64' 'end=$arg2:x64'
+@PROBES@
 if grep -q '^ok ' "$PROBES"; then
 	echo 1 >"$T/events/ptlab/enable"
 fi
-for e in vmalloc/alloc_vmap_area vmalloc/purge_vmap_area_lazy vmalloc/free_vmap_area_noflush \
-	module/module_load module/module_free; do
+for e in @TRACEPOINTS@; do
 	event "$e"
 done
 
