@@ -194,9 +194,10 @@ func Record(ctx context.Context, w io.Writer, opt RecordOptions) (err error) {
 			}
 		}
 	}
-	snapshot(bw, "start", opt, cat)
-
 	// Stream trace_pipe into a temporary file; it is copied in after.
+	// Tracing runs while the start snapshot is taken, so nothing that
+	// changes under the snapshot is lost; the "start" mark says where it
+	// ended.
 	tmp, err := os.CreateTemp("", "ptlab-trace-pipe")
 	if err != nil {
 		return err
@@ -212,6 +213,8 @@ func Record(ctx context.Context, w io.Writer, opt RecordOptions) (err error) {
 	if err := put("tracing_on", "1"); err != nil {
 		return fmt.Errorf("trace record: tracing_on: %w", err)
 	}
+	_ = put("trace_marker", "ptlab-mark snapshot")
+	snapshot(bw, "start", opt, cat)
 	_ = put("trace_marker", "ptlab-mark start")
 	fmt.Fprintf(opt.Log, "trace record: recording (tracefs %s)\n", T)
 	buf := make([]byte, 64<<10)

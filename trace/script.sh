@@ -169,13 +169,16 @@ done
 		[ -f "$f" ] || continue
 		grep -e '^name:' -e '^print fmt:' "$f"
 	done
-	snapshot start
 } >>"$OUT"
 
+# Tracing runs while the start snapshot is taken, so nothing that changes
+# under the snapshot is lost; the "start" mark says where it ended.
 echo >"$T/trace"
 cat "$T/trace_pipe" >"$PIPE" &
 PIPEPID=$!
 echo 1 >"$T/tracing_on"
+put "ptlab-mark snapshot" "$T/trace_marker"
+snapshot start >>"$OUT"
 put "ptlab-mark start" "$T/trace_marker"
 PTLAB_TRACEFS=$T
 export PTLAB_TRACEFS

@@ -21,6 +21,9 @@ type Options struct {
 	// loaded without its allocations (in the start snapshot, or with the
 	// execmem probes missing); nil: workload.ModuleSpecs (Debian arm64 6.12).
 	ModuleSizes func(name string) (kernel.ModuleSpec, bool)
+	// Pinned makes the replay place every area at its recorded address
+	// (workload.Replay.Pinned): for checking the model against the machine.
+	Pinned bool
 }
 
 // Disposition says what became of one event.
@@ -99,6 +102,7 @@ type object struct {
 func (o *object) contains(a uint64) bool { return a >= o.start && a < o.start+max(o.size, 1) }
 
 type modRec struct {
+	op      int // index of its load op in Replay.Ops (-1: none)
 	name    string
 	regions []*object
 	index   int // into Replay.Modules
@@ -122,6 +126,10 @@ type builder struct {
 	nextObj int
 	base    uint64
 	started bool // past the From mark
+	// inSnapshot: between the "snapshot" and "start" marks the recorder
+	// read the start snapshot with tracing on; an event there may or may
+	// not be reflected in the snapshot.
+	inSnapshot bool
 	stopped bool // past the To mark
 	mods    []*modRec
 }
@@ -134,6 +142,12 @@ func Build(rec *Recording, opt Options) (*Timeline, error) {
 		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, loaded: map[string]*modRec{},
 		freeing: map[int]*modRec{}, vmaps: map[uint64]*object{}, inFree: map[int]bool{}}
 	b.tl.Replay = b.rp
+	b.rp.Pinned = opt.Pinned
+	if off, ok := rec.Meta["KERNELOFFSET"]; ok {
+		if v, err := parseHex(off); err == nil && v%(2<<20) == 0 && v < 1<<46 {
+			b.rp.KASLR = kernel.Size(v)
+		}
+	}
 	if b.opt.ModuleSizes == nil {
 		b.opt.ModuleSizes = datasetSizes
 	}
@@ -145,12 +159,21 @@ func Build(rec *Recording, opt Options) (*Timeline, error) {
 			}
 		}
 		for _, m := range []string{opt.From, opt.To} {
+			if m == "snapshot" || m == "start" && found["snapshot"] {
+				return nil, fmt.Errorf("%s: %w: mark %q is the recorder's own", rec.Name, ErrFormat, m)
+			}
 			if m != "" && !found[m] {
 				return nil, fmt.Errorf("%s: %w: no trace mark %q (ptlab-mark %s)", rec.Name, ErrFormat, m, m)
 			}
 		}
 	}
 	b.started = opt.From == ""
+	for _, e := range rec.Events {
+		if name, ok := markName(e); ok && name == "snapshot" {
+			b.inSnapshot = rec.Start != nil
+			break
+		}
+	}
 	if len(rec.Events) > 0 && b.started {
 		b.base = rec.Events[0].TS
 	}
@@ -219,6 +242,7 @@ func (b *builder) startState() {
 	if b.rec.Start == nil {
 		return
 	}
+	b.startVmalloc()
 	secs := map[string][]Section{}
 	for _, s := range b.rec.Start.Sections {
 		secs[s.Module] = append(secs[s.Module], s)
@@ -226,7 +250,7 @@ func (b *builder) startState() {
 	mods := b.rec.Start.Modules
 	for i := len(mods) - 1; i >= 0; i-- {
 		lm := mods[i]
-		m := &modRec{name: lm.Name, line: lm.Line, dataset: true}
+		m := &modRec{name: lm.Name, line: lm.Line, dataset: true, op: -1}
 		spec, ok := b.opt.ModuleSizes(lm.Name)
 		if !ok {
 			// Unknown module: the whole core size as text, so the address
@@ -262,6 +286,37 @@ func (b *builder) startState() {
 		m.loaded = true
 		b.loaded[m.name] = m
 		b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpLoad, Module: m.index, Line: lm.Line})
+	}
+}
+
+// startVmalloc replays the start snapshot's vmalloc areas (vmallocinfo's
+// "vmalloc" kind: kernel stacks, BPF maps, ...) as vmalloc operations at time
+// 0, so that their frees during the recording map to model areas. ioremap,
+// vmap and other kinds map memory the model does not own; they are counted
+// in a note. Module memory comes with the start modules instead.
+func (b *builder) startVmalloc() {
+	skipped := map[string]int{}
+	for _, a := range b.rec.Start.Vmalloc {
+		if a.Kind != "vmalloc" || a.Pages <= 0 || strings.Contains(a.Caller, "execmem") || strings.Contains(a.Caller, "module") {
+			k := a.Kind
+			if k == "" {
+				k = "unnamed"
+			}
+			skipped[k]++
+			continue
+		}
+		b.nextObj++
+		v := &object{start: a.Start, size: a.End - a.Start, line: a.Line, kind: "vmalloc", opObject: b.nextObj, live: true}
+		b.vmaps[a.Start] = v
+		b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpVmalloc, Object: v.opObject, Size: uint64(a.Pages) * pageSize, Line: a.Line, Addr: kernel.Size(a.Start)})
+	}
+	if len(skipped) > 0 {
+		var ks []string
+		for k, n := range skipped {
+			ks = append(ks, fmt.Sprintf("%d %s", n, k))
+		}
+		sort.Strings(ks)
+		b.note(0, "start vmallocinfo areas not replayed (not vmalloc'ed pages, or module memory): %s", strings.Join(ks, ", "))
 	}
 }
 
@@ -355,6 +410,9 @@ func decArg(f map[string]string, k string) (int64, error) {
 
 func (b *builder) event(e *Event) {
 	if name, ok := markName(*e); ok {
+		if name == "start" {
+			b.inSnapshot = false
+		}
 		if name == b.opt.From && !b.started {
 			b.started = true
 			b.base = e.TS
@@ -365,11 +423,12 @@ func (b *builder) event(e *Event) {
 		b.modelled(e, "trace mark %q", name)
 		return
 	}
+	f := Fields(e.Args)
 	if b.stopped {
+		b.lookahead(e, f)
 		b.tl.Mappings = append(b.tl.Mappings, Mapping{Line: e.Line, Event: e.Name, Disp: Outside, Reason: "after the --to mark " + b.opt.To})
 		return
 	}
-	f := Fields(e.Args)
 	bad := func(err error) { b.unmapped(e, "malformed arguments (%v): %q", err, clip(e.Args)) }
 	switch e.Name { // events of the vfree inside an execmem_free keep the pid "in free"
 	case "set_direct_map_invalid", "set_direct_map_default", "set_direct_map_valid", "free_vmap_area_noflush", "purge_vmap_area_lazy":
@@ -487,11 +546,40 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 		b.nextObj++
 		o.opObject = b.nextObj
 		b.modelled(p, "entry of the %v allocation at line %d", kernel.ExecmemType(typ), e.Line)
-		b.op(e, workload.ReplayOp{Op: workload.OpJITAlloc, Object: o.opObject, Type: kernel.ExecmemType(typ).String(), Size: uint64(size)})
+		b.op(e, workload.ReplayOp{Op: workload.OpJITAlloc, Object: o.opObject, Type: kernel.ExecmemType(typ).String(), Size: uint64(size), Addr: kernel.Size(ret)})
+	}
+}
+
+// lookahead reads an event after the To mark only for what it tells about
+// the regions of modules loaded before it: an init region freed after its
+// init, ro_after_init sealed.
+func (b *builder) lookahead(e *Event, f map[string]string) {
+	if e.Name != "execmem_free" && e.Name != "set_memory_ro" {
+		return
+	}
+	addr, err := hexArg(f, "addr")
+	if err != nil {
+		return
+	}
+	o := b.find(addr)
+	if o == nil || o.kind != "module" || o.mod == nil || !o.mod.loaded {
+		return
+	}
+	switch e.Name {
+	case "execmem_free":
+		if o.start == addr && b.freeing[e.PID] != o.mod {
+			o.freedLive = true
+		}
+	case "set_memory_ro":
+		o.roAfter = true
 	}
 }
 
 func (b *builder) execmemFree(e *Event, addr uint64) bool {
+	if addr == 0 {
+		b.modelled(e, "execmem_free(NULL) of an empty region: a no-op")
+		return false
+	}
 	o := b.find(addr)
 	if o != nil && o.start != addr {
 		o = nil // execmem_free takes the start of an allocation
@@ -559,6 +647,7 @@ func (b *builder) moduleLoad(e *Event) {
 		b.addModule(m, kernel.ModuleSpec{Name: m.name}) // sizes filled in by finish, once init regions are known
 	}
 	b.loaded[m.name] = m
+	m.op = len(b.rp.Ops)
 	b.op(e, workload.ReplayOp{Op: workload.OpLoad, Module: m.index})
 }
 
@@ -634,7 +723,19 @@ func (b *builder) allocVmap(e *Event, f map[string]string) {
 		return
 	}
 	addr := uint64(a)
+	if v := b.vmaps[addr]; v != nil && b.inSnapshot && v.line < e.Line && v.kind == "vmalloc" {
+		b.modelled(e, "allocated while the start snapshot was read: the snapshot has it (line %d)", v.line)
+		return
+	}
 	if p := b.pendEx[e.PID]; p != nil {
+		if t, _ := decArg(Fields(p.Args), "type"); len(b.rp.ModuleWindow) == 0 &&
+			(kernel.ExecmemType(t) == kernel.ExecmemModuleText || kernel.ExecmemType(t) == kernel.ExecmemModuleData) {
+			vs, err1 := hexArg(f, "vstart")
+			ve, err2 := hexArg(f, "vend")
+			if err1 == nil && err2 == nil && vs < ve {
+				b.rp.ModuleWindow = []kernel.Size{kernel.Size(vs), kernel.Size(ve)}
+			}
+		}
 		b.vmaps[addr] = &object{start: addr, size: uint64(size), line: e.Line, kind: "execmem", live: true}
 		b.modelled(e, "the vmalloc area of the execmem_alloc at line %d", p.Line)
 		return
@@ -648,7 +749,7 @@ func (b *builder) allocVmap(e *Event, f map[string]string) {
 	b.nextObj++
 	v := &object{start: addr, size: uint64(size), line: e.Line, kind: "vmalloc", opObject: b.nextObj, live: true}
 	b.vmaps[addr] = v
-	b.op(e, workload.ReplayOp{Op: workload.OpVmalloc, Object: v.opObject, Size: n})
+	b.op(e, workload.ReplayOp{Op: workload.OpVmalloc, Object: v.opObject, Size: n, Addr: kernel.Size(addr)})
 }
 
 func (b *builder) freeVmap(e *Event, f map[string]string) {
@@ -668,6 +769,8 @@ func (b *builder) freeVmap(e *Event, f map[string]string) {
 		b.modelled(e, "the vfree inside execmem_free of %#x", addr)
 	case b.inFree[e.PID] || b.freeing[e.PID] != nil:
 		b.modelled(e, "the vfree inside execmem_free of %#x", addr)
+	case b.inSnapshot:
+		b.modelled(e, "freed while the start snapshot was read, before it read this area")
 	default:
 		reason := "never allocated in the recording"
 		if b.rec.Start != nil {
@@ -697,15 +800,23 @@ func (b *builder) finish() {
 		if m.dataset {
 			continue
 		}
-		sizes, warn := classify(m.regions)
+		sizes, bases, warn := classify(m.regions)
 		if warn != "" {
 			b.note(m.line, "module %s: %s", m.name, warn)
 		}
 		rm := &b.rp.Modules[m.index]
+		var regions map[string]kernel.Size
 		for t, sz := range sizes {
 			if sz != 0 {
 				rm.Size[kernel.ModMemType(t).String()] = kernel.Size(sz)
+				if regions == nil {
+					regions = map[string]kernel.Size{}
+				}
+				regions[kernel.ModMemType(t).String()] = kernel.Size(bases[t])
 			}
+		}
+		if m.op >= 0 {
+			b.rp.Ops[m.op].Regions = regions
 		}
 	}
 	// Give identical reloads of one module one entry.
@@ -718,12 +829,13 @@ func (b *builder) finish() {
 // init_text; data-type ones freed while the module was loaded are init
 // regions; set_memory_ro before module_load marks rodata, after it
 // ro_after_init.
-func classify(regions []*object) ([kernel.NumModMemTypes]uint64, string) {
-	var sizes [kernel.NumModMemTypes]uint64
+func classify(regions []*object) (sizes, bases [kernel.NumModMemTypes]uint64, _ string) {
 	var warn []string
 	put := func(t kernel.ModMemType, o *object) {
 		if sizes[t] != 0 {
 			warn = append(warn, fmt.Sprintf("two allocations classified as %v (%#x); the second is added to it", t, o.start))
+		} else {
+			bases[t] = o.start
 		}
 		sizes[t] += o.size
 	}
@@ -751,5 +863,5 @@ func classify(regions []*object) ([kernel.NumModMemTypes]uint64, string) {
 			put(kernel.ModData, o)
 		}
 	}
-	return sizes, strings.Join(warn, "; ")
+	return sizes, bases, strings.Join(warn, "; ")
 }

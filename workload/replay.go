@@ -12,7 +12,20 @@ import (
 // its kernel allocated them) and the operations in the order it did them.
 // `ptlab trace import` writes one from a recording.
 type Replay struct {
-	Source  string         `json:"source,omitempty" yaml:"source,omitempty"` // the recording it came from
+	Source string `json:"source,omitempty" yaml:"source,omitempty"` // the recording it came from
+	// KASLR is the recorded kernel's image offset (VMCOREINFO KERNELOFFSET):
+	// the model's image is placed there too.
+	KASLR kernel.Size `json:"kaslr_offset,omitempty" yaml:"kaslr_offset,omitempty"`
+	// ModuleWindow is the VA window the recorded kernel allocated module
+	// memory from (alloc_vmap_area's vstart, vend; module_init_limits).
+	ModuleWindow []kernel.Size `json:"module_window,omitempty" yaml:"module_window,omitempty,flow"`
+	// Pinned replays every area at its recorded address: module memory from
+	// the recorded module window (where the model's own lowest-fit search
+	// must find the recorded addresses), other vmalloc areas and JIT
+	// allocations in a window of exactly their recorded span. For checking
+	// the model against the machine; policy comparisons leave placement to
+	// the model.
+	Pinned  bool           `json:"pinned,omitempty" yaml:"pinned,omitempty"`
 	Modules []ReplayModule `json:"modules" yaml:"modules"`
 	Ops     []ReplayOp     `json:"ops" yaml:"ops"`
 }
@@ -44,6 +57,10 @@ type ReplayOp struct {
 	Type   string   `json:"type,omitempty" yaml:"type,omitempty"` // execmem type: bpf, kprobes, ftrace, module-text, module-data
 	Size   uint64   `json:"size,omitempty" yaml:"size,omitempty"`
 	Line   int      `json:"line,omitempty" yaml:"line,omitempty"`
+	// Addr is where the recorded kernel put the area (vmalloc, jit-alloc).
+	Addr kernel.Size `json:"addr,omitempty" yaml:"addr,omitempty"`
+	// Regions are where the recorded kernel put a loaded module's regions.
+	Regions map[string]kernel.Size `json:"regions,omitempty" yaml:"regions,omitempty,flow"`
 }
 
 // Specs turns the replay's modules into loader specs.
@@ -116,6 +133,9 @@ const maxReplaySamples = 200
 type ReplayState struct {
 	Kernel  *kernel.Kernel
 	Modules []*kernel.Module
+	// Misplaced lists, for a pinned replay, every module region the model
+	// put elsewhere than the recorded kernel did.
+	Misplaced []string
 }
 
 // RunReplay runs the scenario's Replay under one preset on a freshly booted
@@ -145,11 +165,32 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			return nil, nil, err
 		}
 	}
+	rp := s.Replay
+	if rp.KASLR != 0 {
+		cfg.Image.KASLR = rp.KASLR
+	}
 	k, err := kernel.BootImported(cfg, im)
 	if err != nil {
 		return nil, nil, err
 	}
 	c := &kernel.PlainCPU{}
+	if rp.Pinned && len(rp.ModuleWindow) == 2 {
+		for _, t := range []kernel.ExecmemType{kernel.ExecmemModuleText, kernel.ExecmemModuleData} {
+			r := &k.Exec.Ranges[t]
+			r.Start, r.End, r.FallbackStart, r.FallbackEnd = uint64(rp.ModuleWindow[0]), uint64(rp.ModuleWindow[1]), 0, 0
+		}
+	}
+	// pin narrows an execmem range to exactly [addr, addr+span) for one
+	// allocation.
+	pin := func(t kernel.ExecmemType, addr, size uint64) func() {
+		if !rp.Pinned || addr == 0 {
+			return func() {}
+		}
+		r := &k.Exec.Ranges[t]
+		saved := *r
+		r.Start, r.End, r.FallbackStart, r.FallbackEnd = addr, addr+size+k.G.PageSize(), 0, 0
+		return func() { *r = saved }
+	}
 	r := &Result{Preset: preset, Events: len(s.Replay.Ops)}
 	st := &ReplayState{Kernel: k, Modules: make([]*kernel.Module, len(specs))}
 	jit := map[int]*kernel.JITText{}
@@ -198,6 +239,13 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				continue
 			}
 			st.Modules[o.Module] = m
+			if rp.Pinned {
+				for name, want := range o.Regions {
+					if t, ok := modMemType(name); ok && !t.IsInit() && m.Base[t] != uint64(want) {
+						st.Misplaced = append(st.Misplaced, fmt.Sprintf("line %d: %s %s at %#x, recorded at %#x", o.Line, specs[o.Module].Name, name, m.Base[t], uint64(want)))
+					}
+				}
+			}
 		case OpUnload:
 			m := st.Modules[o.Module]
 			if m == nil {
@@ -210,7 +258,9 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			st.Modules[o.Module] = nil
 		case OpJITAlloc:
 			t, _ := execmemType(o.Type)
+			unpin := pin(t, uint64(o.Addr), o.Size)
 			j, err := k.LoadJITText(c, t, o.Size)
+			unpin()
 			if err != nil {
 				fail(o, err)
 				continue
@@ -227,7 +277,14 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			}
 			delete(jit, o.Object)
 		case OpVmalloc:
-			a, err := k.Vmalloc(c, o.Size)
+			var a *kernel.VMArea
+			if rp.Pinned && o.Addr != 0 {
+				ps := k.G.PageSize()
+				sz := (o.Size + ps - 1) &^ (ps - 1)
+				a, err = k.VmallocNodeRange(c, kernel.VmallocRequest{Size: sz, Start: uint64(o.Addr), End: uint64(o.Addr) + sz + ps, Caller: "replay"})
+			} else {
+				a, err = k.Vmalloc(c, o.Size)
+			}
 			if err != nil {
 				fail(o, err)
 				continue

@@ -1,0 +1,207 @@
+package trace
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/workload"
+)
+
+// Shape is what a dump maps in one region: bytes per permission set and
+// per leaf size (ptdump.Stats), and the number of mapped ranges.
+type Shape struct {
+	Perm   map[string]int64 // AttrSet.Perm -> bytes
+	Leaf   map[string]int64 // "PTE 4K", "PMD 2M", ... -> bytes
+	Tables map[string]int64 // estimated table pages per level (ptdump.Stats)
+	Ranges int64
+}
+
+// RegionShapes sums a dump's Stats by region kind ("modules", "vmalloc",
+// "linear", ...). With KASLR, arm64 places modules anywhere within 2 GiB of
+// the randomized kernel image (module_init_limits), i.e. mostly inside the
+// vmalloc area, so "modules" and "vmalloc" are summed as "modules+vmalloc".
+func RegionShapes(d *ptdump.Dump) map[string]*Shape {
+	out := map[string]*Shape{}
+	for _, r := range ptdump.Stats(d).Regions {
+		kind := r.Kind
+		if kind == "modules" || kind == "vmalloc" {
+			kind = "modules+vmalloc"
+		}
+		s := out[kind]
+		if s == nil {
+			s = &Shape{Perm: map[string]int64{}, Leaf: map[string]int64{}, Tables: map[string]int64{}}
+			out[kind] = s
+		}
+		for _, a := range r.AttrSets {
+			s.Perm[a.Attrs] += int64(a.Bytes)
+		}
+		for _, l := range r.Leaves {
+			s.Leaf[l.Leaf] += int64(l.Bytes)
+		}
+		s.Ranges += int64(r.MappedRanges)
+		for _, t := range r.Tables {
+			s.Tables[t.Level] += int64(t.Tables)
+		}
+	}
+	return out
+}
+
+// Difference is one way the model's change of a region differs from the
+// real kernel's: what (a permission set, a leaf size, or the table pages of
+// a level), by how much the real kernel's mapping changed and by how much
+// the model's did (bytes; table pages for "tables").
+type Difference struct {
+	Region, What string
+	Real, Model  int64
+}
+
+func (d Difference) String() string {
+	return fmt.Sprintf("%s %s: real %+d, model %+d (model - real %+d)", d.Region, d.What, d.Real, d.Model, d.Model-d.Real)
+}
+
+// CompareChanges compares how the real kernel's regions changed between two
+// dumps (before, after) with how the model's changed (mBefore, mAfter), per
+// permission set and per leaf size. Comparing changes, not states, keeps
+// out what the model never had (boot-time vmalloc areas, other users of the
+// address space before the recording).
+func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dump) []Difference {
+	rb, ra, mb, ma := RegionShapes(before), RegionShapes(after), RegionShapes(mBefore), RegionShapes(mAfter)
+	get := func(m map[string]*Shape, r string) *Shape {
+		if s := m[r]; s != nil {
+			return s
+		}
+		return &Shape{Perm: map[string]int64{}, Leaf: map[string]int64{}, Tables: map[string]int64{}}
+	}
+	var out []Difference
+	for _, reg := range regions {
+		b, a, x, y := get(rb, reg), get(ra, reg), get(mb, reg), get(ma, reg)
+		cmp := func(kind string, pb, pa, px, py map[string]int64) {
+			keys := map[string]bool{}
+			for _, m := range []map[string]int64{pb, pa, px, py} {
+				for k := range m {
+					keys[k] = true
+				}
+			}
+			var ks []string
+			for k := range keys {
+				ks = append(ks, k)
+			}
+			sort.Strings(ks)
+			for _, k := range ks {
+				real, model := pa[k]-pb[k], py[k]-px[k]
+				if real != model {
+					out = append(out, Difference{Region: reg, What: kind + " " + k, Real: real, Model: model})
+				}
+			}
+		}
+		cmp("perm", b.Perm, a.Perm, x.Perm, y.Perm)
+		cmp("leaf", b.Leaf, a.Leaf, x.Leaf, y.Leaf)
+		cmp("tables", b.Tables, a.Tables, x.Tables, y.Tables)
+	}
+	return out
+}
+
+// ModelDump runs a replay scenario under one preset and returns the model's
+// kernel_page_tables dump after it, and the dump after only the operations
+// at time 0 (the start state).
+func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, err error) {
+	start := *s
+	rp := *s.Replay
+	rp.Ops = nil
+	for _, o := range s.Replay.Ops {
+		if o.At == 0 {
+			rp.Ops = append(rp.Ops, o)
+		}
+	}
+	start.Replay = &rp
+	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, error) {
+		r, st, err := workload.RunReplay(sc, preset, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		var buf bytes.Buffer
+		if err := st.Kernel.PtdumpWalk(&kernel.PlainCPU{}, &buf); err != nil {
+			return nil, nil, err
+		}
+		d, err := ptdump.Parse(&buf, "model:"+preset, ptdump.ParseOptions{})
+		return d, r, err
+	}
+	if before, _, err = dump(&start); err != nil {
+		return nil, nil, nil, err
+	}
+	after, res, err = dump(s)
+	return before, after, res, err
+}
+
+// PageChange is how one page's mapping changed between two dumps.
+type PageChange struct{ From, To string }
+
+// ChangedPages is the page-by-page change between two dumps of one region
+// kind (ptdump.Diff), keyed by VA. Pages of pageSize; regions by
+// ptdump.RegionKind of the change's region name ("modules" and "vmalloc"
+// count as one).
+func ChangedPages(a, b *ptdump.Dump, kind string, pageSize uint64) map[uint64]PageChange {
+	out := map[uint64]PageChange{}
+	for _, c := range ptdump.Diff(a, b).Changes {
+		k, _ := ptdump.RegionKind(c.Region)
+		if k == "modules" || k == "vmalloc" {
+			k = "modules+vmalloc"
+		}
+		if k != kind || c.Kind == ptdump.DiffLevel {
+			continue
+		}
+		from, to := c.From+" "+c.FromAttrs, c.To+" "+c.ToAttrs
+		for va := c.Start; va < c.End && va >= c.Start; va += pageSize {
+			out[va] = PageChange{from, to}
+		}
+	}
+	return out
+}
+
+// PageMismatch is a maximal VA range where the model changed pages
+// differently from the real kernel.
+type PageMismatch struct {
+	Start, End  uint64
+	Real, Model PageChange // zero: no change on that side
+}
+
+func (m PageMismatch) String() string {
+	show := func(p PageChange) string {
+		if p == (PageChange{}) {
+			return "unchanged"
+		}
+		return p.From + " -> " + p.To
+	}
+	return fmt.Sprintf("%#x-%#x (%d pages): real %s; model %s", m.Start, m.End, (m.End-m.Start)/4096, show(m.Real), show(m.Model))
+}
+
+// ComparePages lists where two page-change maps disagree, as ranges.
+func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMismatch {
+	keys := map[uint64]bool{}
+	for va := range real {
+		keys[va] = true
+	}
+	for va := range model {
+		keys[va] = true
+	}
+	var vas []uint64
+	for va := range keys {
+		if real[va] != model[va] {
+			vas = append(vas, va)
+		}
+	}
+	sort.Slice(vas, func(i, j int) bool { return vas[i] < vas[j] })
+	var out []PageMismatch
+	for _, va := range vas {
+		r, m := real[va], model[va]
+		if n := len(out); n > 0 && out[n-1].End == va && out[n-1].Real == r && out[n-1].Model == m {
+			out[n-1].End += pageSize
+			continue
+		}
+		out = append(out, PageMismatch{Start: va, End: va + pageSize, Real: r, Model: m})
+	}
+	return out
+}

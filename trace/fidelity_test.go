@@ -1,0 +1,75 @@
+package trace
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/workload"
+)
+
+// fidelityRegions are the regions whose change the replay must predict.
+var fidelityRegions = []string{"modules+vmalloc", "linear"}
+
+// checkRecording imports a QEMU recording between its "before" and "after"
+// marks, replays it under mainline from the "before" capture's linear map,
+// and compares how each region changed in the model with how it changed in
+// the real kernel. Every event must be mapped or listed with a reason;
+// every difference must be one explained in knownDifferences.
+func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Difference {
+	t.Helper()
+	rec, err := Open(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := Build(rec, Options{From: "before", To: "after", Pinned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tl.Mappings) != len(rec.Events) {
+		t.Fatalf("%d mappings for %d events", len(tl.Mappings), len(rec.Events))
+	}
+	for _, m := range tl.Mappings {
+		if m.Disp == Unmapped && m.Reason == "" {
+			t.Errorf("line %d: %s unmapped without a reason", m.Line, m.Event)
+		}
+	}
+	before, after := parseDumpFile(t, beforePath), parseDumpFile(t, afterPath)
+	s := &workload.Scenario{Name: "qemu", Machine: "qemu-virt", Presets: []string{"mainline"},
+		Import: beforePath, Work: workload.Workload{Modules: "none"}, Replay: tl.Replay}
+	mb, ma, res, err := ModelDump(s, "mainline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failed) > 0 {
+		t.Errorf("the model refused operations: %v", res.Failed)
+	}
+	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)
+	for _, m := range mm {
+		t.Logf("page mismatch: %v", m)
+	}
+	diffs := CompareChanges(fidelityRegions, before, after, mb, ma)
+	for _, d := range diffs {
+		t.Logf("difference: %v", d)
+	}
+	return diffs
+}
+
+func parseDumpFile(t *testing.T, path string) *ptdump.Dump {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = decompress(b, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ptdump.Parse(strings.NewReader(string(b)), filepath.Base(path), ptdump.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
