@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ptlab/ptlab/kernel"
@@ -186,12 +187,26 @@ func Build(rec *Recording, opt Options) (*Timeline, error) {
 	return b.tl, nil
 }
 
+// debian is the module dataset, read once (DebianModules clones it per call).
+var debian = sync.OnceValues(workload.DebianModules)
+
+// datasetSizes is the region sizes of a module of the Debian arm64 6.12
+// dataset, as workload.ModuleSpecs computes them.
 func datasetSizes(name string) (kernel.ModuleSpec, bool) {
-	specs, err := workload.ModuleSpecs([]string{name})
-	if err != nil || len(specs) != 1 {
+	d, err := debian()
+	if err != nil {
 		return kernel.ModuleSpec{}, false
 	}
-	return specs[0], true
+	m, ok := d.Lookup(name)
+	if !ok {
+		return kernel.ModuleSpec{}, false
+	}
+	spec := kernel.ModuleSpec{Name: m.Name}
+	sizes := m.AllocSizes(pageSize)
+	for t := range sizes {
+		spec.Size[t] = sizes[t]
+	}
+	return spec, true
 }
 
 func markName(e Event) (string, bool) {

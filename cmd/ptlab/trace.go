@@ -31,7 +31,7 @@ the recording into a timeline ptlab replays under every policy preset:
 
 type traceImportFlags struct {
 	out, from, to, machine, imp string
-	json, strict, quiet         bool
+	json, strict, quiet, pinned bool
 	presets                     []string
 }
 
@@ -84,6 +84,7 @@ number (--strict: errors). -o writes a scenario that "ptlab compare --scenario" 
 	fl.BoolVar(&f.json, "json", false, "print the mapping report as JSON")
 	fl.BoolVar(&f.strict, "strict", false, "fail on any unreadable line")
 	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary, not every unmapped event")
+	fl.BoolVar(&f.pinned, "pinned", false, "replay every area at its recorded address (checking the model against the machine)")
 	traceCmd.AddCommand(imp)
 	addTraceRecord(traceCmd)
 	rootCmd.AddCommand(traceCmd)
@@ -98,7 +99,7 @@ func traceScenario(path string, f traceImportFlags) (*workload.Scenario, *trace.
 	if f.strict && len(rec.Warnings) > 0 {
 		return nil, nil, fmt.Errorf("%s:%d: %w: %s", path, rec.Warnings[0].Line, trace.ErrFormat, rec.Warnings[0].Msg)
 	}
-	tl, err := trace.Build(rec, trace.Options{From: f.from, To: f.to})
+	tl, err := trace.Build(rec, trace.Options{From: f.from, To: f.to, Pinned: f.pinned})
 	if err != nil {
 		return nil, nil, err
 	}
