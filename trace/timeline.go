@@ -131,8 +131,8 @@ type builder struct {
 	// read the start snapshot with tracing on; an event there may or may
 	// not be reflected in the snapshot.
 	inSnapshot bool
-	stopped bool // past the To mark
-	mods    []*modRec
+	stopped    bool // past the To mark
+	mods       []*modRec
 }
 
 // Build turns a recording into a replay timeline. Every event ends up as an
