@@ -103,6 +103,10 @@ func (k *Kernel) moduleSetMemory(c CPU, m *Module, t ModMemType, set func(CPU, u
 // (execmem_restore_rox for ROX-cache text, set_memory_rox otherwise) — run
 // init, make ro_after_init read-only and free the init regions.
 func (k *Kernel) LoadModule(c CPU, spec ModuleSpec) (*Module, error) {
+	return k.loadModule(c, spec, true)
+}
+
+func (k *Kernel) loadModule(c CPU, spec ModuleSpec, freeInit bool) (*Module, error) {
 	m := &Module{Spec: spec}
 	fail := func(err error) (*Module, error) {
 		for t := ModMemType(0); t < NumModMemTypes; t++ {
@@ -156,12 +160,12 @@ func (k *Kernel) LoadModule(c CPU, spec ModuleSpec) (*Module, error) {
 			return fail(err)
 		}
 	}
-	for _, t := range []ModMemType{ModInitText, ModInitData, ModInitRodata} {
-		if err := k.moduleMemoryFree(c, m, t); err != nil {
+	m.inited = true
+	if freeInit {
+		if err := k.FreeModuleInit(c, m); err != nil {
 			return nil, err
 		}
 	}
-	m.inited = true
 	return m, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
@@ -106,8 +107,9 @@ func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dum
 
 // ModelDump runs a replay scenario under one preset and returns the model's
 // kernel_page_tables dump after it, and the dump after only the operations
-// at time 0 (the start state).
-func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, err error) {
+// at time 0 (the start state), the result, and the module regions a pinned
+// replay put elsewhere than the recorded kernel did.
+func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, misplaced []string, err error) {
 	start := *s
 	rp := *s.Replay
 	rp.Ops = nil
@@ -117,23 +119,23 @@ func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump,
 		}
 	}
 	start.Replay = &rp
-	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, error) {
+	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, []string, error) {
 		r, st, err := workload.RunReplay(sc, preset, nil)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var buf bytes.Buffer
 		if err := st.Kernel.PtdumpWalk(&kernel.PlainCPU{}, &buf); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		d, err := ptdump.Parse(&buf, "model:"+preset, ptdump.ParseOptions{})
-		return d, r, err
+		return d, r, st.Misplaced, err
 	}
-	if before, _, err = dump(&start); err != nil {
-		return nil, nil, nil, err
+	if before, _, _, err = dump(&start); err != nil {
+		return nil, nil, nil, nil, err
 	}
-	after, res, err = dump(s)
-	return before, after, res, err
+	after, res, misplaced, err = dump(s)
+	return before, after, res, misplaced, err
 }
 
 // PageChange is how one page's mapping changed between two dumps.
@@ -204,4 +206,54 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 		out = append(out, PageMismatch{Start: va, End: va + pageSize, Real: r, Model: m})
 	}
 	return out
+}
+
+// ExplainLate splits page mismatches into those the recording itself
+// explains and the rest. A capture walks the tables some time after the mark
+// that ends the replayed window: an area allocated after the mark (the
+// capture's own threads' kernel stacks, say) is mapped in the real dump but
+// not in the replay, and an area freed after the mark is already gone. A
+// mismatch is explained when the model left the range unchanged and the
+// recording shows, after the mark, the allocation (real: unmapped -> mapped)
+// or the free (real: mapped -> unmapped) of an area starting at the range's
+// start.
+func ExplainLate(rec *Recording, mark string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
+	allocs, frees := map[uint64]int{}, map[uint64]int{}
+	after := false
+	for _, e := range rec.Events {
+		if n, ok := markName(e); ok && n == mark {
+			after = true
+			continue
+		}
+		if !after {
+			continue
+		}
+		f := Fields(e.Args)
+		switch e.Name {
+		case "alloc_vmap_area":
+			if v, err := decArg(f, "va_start"); err == nil {
+				allocs[uint64(v)] = e.Line
+			}
+		case "free_vmap_area_noflush":
+			if v, err := decArg(f, "va_start"); err == nil {
+				frees[uint64(v)] = e.Line
+			}
+		}
+	}
+	for _, m := range mm {
+		if m.Model == (PageChange{}) {
+			mapped := strings.HasPrefix(m.Real.From, "unmapped") && !strings.HasPrefix(m.Real.To, "unmapped")
+			unmapped := !strings.HasPrefix(m.Real.From, "unmapped") && strings.HasPrefix(m.Real.To, "unmapped")
+			if l, ok := allocs[m.Start]; ok && mapped {
+				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, mark, l))
+				continue
+			}
+			if l, ok := frees[m.Start]; ok && unmapped {
+				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, mark, l))
+				continue
+			}
+		}
+		rest = append(rest, m)
+	}
+	return explained, rest
 }

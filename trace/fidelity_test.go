@@ -39,21 +39,39 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	before, after := parseDumpFile(t, beforePath), parseDumpFile(t, afterPath)
 	s := &workload.Scenario{Name: "qemu", Machine: "qemu-virt", Presets: []string{"mainline"},
 		Import: beforePath, Work: workload.Workload{Modules: "none"}, Replay: tl.Replay}
-	mb, ma, res, err := ModelDump(s, "mainline")
+	mb, ma, res, misplaced, err := ModelDump(s, "mainline")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Failed) > 0 {
-		t.Errorf("the model refused operations: %v", res.Failed)
+	for _, f := range res.Failed {
+		t.Errorf("the model refused an operation: %s", f)
 	}
+	// Module memory: the model's own lowest-fit search in the recorded
+	// module window must find the recorded addresses.
+	for _, m := range misplaced {
+		t.Errorf("misplaced: %s", m)
+	}
+	// The module/vmalloc region, page by page.
 	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)
-	for _, m := range mm {
-		t.Logf("page mismatch: %v", m)
+	explained, rest := ExplainLate(rec, "after", mm)
+	for _, e := range explained {
+		t.Logf("explained page difference: %s", e)
 	}
+	for _, m := range rest {
+		t.Errorf("page difference: %v", m)
+	}
+	// The linear map (physical placement differs, so per permission and
+	// leaf size) and the module/vmalloc region's totals.
 	diffs := CompareChanges(fidelityRegions, before, after, mb, ma)
 	for _, d := range diffs {
-		t.Logf("difference: %v", d)
+		if d.Region == "linear" || len(explained) == 0 {
+			t.Errorf("difference: %v", d)
+		} else {
+			t.Logf("difference (from the explained pages above): %v", d)
+		}
 	}
+	t.Logf("%d operations replayed; %d page ranges changed in the real module/vmalloc region; %d explained differences",
+		len(tl.Replay.Ops), len(ChangedPages(before, after, "modules+vmalloc", 4096)), len(explained))
 	return diffs
 }
 

@@ -103,13 +103,14 @@ type object struct {
 func (o *object) contains(a uint64) bool { return a >= o.start && a < o.start+max(o.size, 1) }
 
 type modRec struct {
-	op      int // index of its load op in Replay.Ops (-1: none)
-	name    string
-	regions []*object
-	index   int // into Replay.Modules
-	loaded  bool
-	dataset bool // sizes from the dataset (no traced allocations)
-	line    int
+	op        int // index of its load op in Replay.Ops (-1: none)
+	name      string
+	regions   []*object
+	index     int // into Replay.Modules
+	loaded    bool
+	dataset   bool // sizes from the dataset (no traced allocations)
+	initFreed bool // do_free_init seen
+	line      int
 }
 
 type builder struct {
@@ -120,6 +121,10 @@ type builder struct {
 	objects []*object // every object ever created, for address lookup
 	pendEx  map[int]*Event
 	pendMod map[int][]*object
+	// pendLoad: the load op of the module pid is loading, placed where its
+	// first allocation happened (the model allocates all regions there), its
+	// module filled in by module_load; -1 while unknown.
+	pendLoad map[int]int
 	loaded  map[string]*modRec
 	freeing map[int]*modRec // pid -> module being freed by free_module
 	vmaps   map[uint64]*object
@@ -140,7 +145,7 @@ type builder struct {
 // list with a reason.
 func Build(rec *Recording, opt Options) (*Timeline, error) {
 	b := &builder{rec: rec, opt: opt, tl: &Timeline{}, rp: &workload.Replay{Source: rec.Name},
-		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, loaded: map[string]*modRec{},
+		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, loaded: map[string]*modRec{},
 		freeing: map[int]*modRec{}, vmaps: map[uint64]*object{}, inFree: map[int]bool{}}
 	b.tl.Replay = b.rp
 	b.rp.Pinned = opt.Pinned
@@ -553,6 +558,10 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 	switch kernel.ExecmemType(typ) {
 	case kernel.ExecmemModuleText, kernel.ExecmemModuleData:
 		o.kind = "module"
+		if _, ok := b.pendLoad[e.PID]; !ok {
+			b.pendLoad[e.PID] = len(b.rp.Ops)
+			b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpLoad, Module: -1, At: b.at(e), Line: e.Line})
+		}
 		b.pendMod[e.PID] = append(b.pendMod[e.PID], o)
 		b.modelled(p, "module memory (%v, %d bytes) for the next module_load of pid %d", kernel.ExecmemType(typ), size, e.PID)
 		b.modelled(e, "module memory at %#x", ret)
@@ -611,7 +620,14 @@ func (b *builder) execmemFree(e *Event, addr uint64) bool {
 		o.live = false
 		if o.mod.loaded && b.freeing[e.PID] != o.mod {
 			o.freedLive = true
-			b.modelled(e, "init region of %s freed after its init (LoadModule frees init regions)", o.mod.name)
+			if m := o.mod; !m.initFreed && m.op >= 0 {
+				// do_free_init frees every init region in one pass.
+				m.initFreed = true
+				b.rp.Ops[m.op].DeferInit = true
+				b.op(e, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index})
+			} else {
+				b.modelled(e, "init region of %s freed by do_free_init (FreeModuleInit)", o.mod.name)
+			}
 		} else {
 			b.modelled(e, "region of %s freed by free_module (UnloadModule)", o.mod.name)
 		}
@@ -629,8 +645,11 @@ func (b *builder) dropPending(pid int, o *object) {
 	for i, x := range p {
 		if x == o {
 			b.pendMod[pid] = append(p[:i:i], p[i+1:]...)
-			return
+			break
 		}
+	}
+	if len(b.pendMod[pid]) == 0 {
+		delete(b.pendLoad, pid) // a failed load: its placeholder op is dropped in finish
 	}
 }
 
@@ -646,6 +665,8 @@ func (b *builder) moduleLoad(e *Event) {
 	}
 	m := &modRec{name: name[0], line: e.Line, regions: b.pendMod[e.PID], loaded: true}
 	delete(b.pendMod, e.PID)
+	slot, hasSlot := b.pendLoad[e.PID]
+	delete(b.pendLoad, e.PID)
 	for _, o := range m.regions {
 		o.mod = m
 	}
@@ -662,6 +683,15 @@ func (b *builder) moduleLoad(e *Event) {
 		b.addModule(m, kernel.ModuleSpec{Name: m.name}) // sizes filled in by finish, once init regions are known
 	}
 	b.loaded[m.name] = m
+	if hasSlot && len(m.regions) > 0 {
+		// The model allocates all regions at once: at the first allocation,
+		// so later frees (another module's init regions) come after it as
+		// they did in the kernel.
+		m.op = slot
+		b.rp.Ops[slot].Module = m.index
+		b.tl.Mappings = append(b.tl.Mappings, Mapping{Line: e.Line, Event: e.Name, Disp: AsOp, Reason: fmt.Sprintf("load, at its first allocation (line %d)", b.rp.Ops[slot].Line)})
+		return
+	}
 	m.op = len(b.rp.Ops)
 	b.op(e, workload.ReplayOp{Op: workload.OpLoad, Module: m.index})
 }
@@ -834,7 +864,15 @@ func (b *builder) finish() {
 			b.rp.Ops[m.op].Regions = regions
 		}
 	}
-	// Give identical reloads of one module one entry.
+	// Drop the load slots of loads that never completed.
+	ops := b.rp.Ops[:0]
+	for _, o := range b.rp.Ops {
+		if o.Op == workload.OpLoad && o.Module < 0 {
+			continue
+		}
+		ops = append(ops, o)
+	}
+	b.rp.Ops = ops
 	sort.SliceStable(b.tl.Mappings, func(i, j int) bool { return b.tl.Mappings[i].Line < b.tl.Mappings[j].Line })
 }
 

@@ -41,6 +41,7 @@ type ReplayModule struct {
 // Replay operation kinds.
 const (
 	OpLoad     = "load"      // load_module of Module
+	OpFreeInit = "free-init" // do_free_init of Module's last load (that load then keeps its init regions until here)
 	OpUnload   = "unload"    // free_module of Module
 	OpJITAlloc = "jit-alloc" // execmem_alloc(Type, Size) + the JIT's set_memory_rox: Object
 	OpJITFree  = "jit-free"  // execmem_free of Object
@@ -59,6 +60,8 @@ type ReplayOp struct {
 	Line   int      `json:"line,omitempty" yaml:"line,omitempty"`
 	// Addr is where the recorded kernel put the area (vmalloc, jit-alloc).
 	Addr kernel.Size `json:"addr,omitempty" yaml:"addr,omitempty"`
+	// DeferInit (load): the init regions stay mapped until a free-init op.
+	DeferInit bool `json:"defer_init,omitempty" yaml:"defer_init,omitempty"`
 	// Regions are where the recorded kernel put a loaded module's regions.
 	Regions map[string]kernel.Size `json:"regions,omitempty" yaml:"regions,omitempty,flow"`
 }
@@ -100,7 +103,7 @@ func execmemType(name string) (kernel.ExecmemType, bool) {
 func (r *Replay) validate() error {
 	for i, o := range r.Ops {
 		switch o.Op {
-		case OpLoad, OpUnload:
+		case OpLoad, OpUnload, OpFreeInit:
 			if o.Module < 0 || o.Module >= len(r.Modules) {
 				return fmt.Errorf("%w: replay op %d (line %d): module %d of %d", ErrScenario, i, o.Line, o.Module, len(r.Modules))
 			}
@@ -233,7 +236,11 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				fail(o, fmt.Errorf("%s is already loaded", specs[o.Module].Name))
 				continue
 			}
-			m, err := k.LoadModule(c, specs[o.Module])
+			load := k.LoadModule
+			if o.DeferInit {
+				load = k.LoadModuleDeferInit
+			}
+			m, err := load(c, specs[o.Module])
 			if err != nil {
 				fail(o, err)
 				continue
@@ -245,6 +252,15 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 						st.Misplaced = append(st.Misplaced, fmt.Sprintf("line %d: %s %s at %#x, recorded at %#x", o.Line, specs[o.Module].Name, name, m.Base[t], uint64(want)))
 					}
 				}
+			}
+		case OpFreeInit:
+			m := st.Modules[o.Module]
+			if m == nil {
+				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
+				continue
+			}
+			if err := k.FreeModuleInit(c, m); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 		case OpUnload:
 			m := st.Modules[o.Module]
