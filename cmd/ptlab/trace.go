@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,6 +34,7 @@ type traceImportFlags struct {
 	out, from, to, machine, imp string
 	json, strict, quiet, pinned bool
 	presets                     []string
+	presetList                  string
 }
 
 func init() {
@@ -71,6 +73,10 @@ counterpart are listed with the reason. Lines it cannot read are warnings with t
 number (--strict: errors). -o writes a scenario that "ptlab compare --scenario" runs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.presets = nil
+			if f.presetList != "" {
+				f.presets = strings.Split(f.presetList, ",")
+			}
 			return runTraceImport(cmd.OutOrStdout(), args[0], f)
 		},
 	}
@@ -80,7 +86,7 @@ number (--strict: errors). -o writes a scenario that "ptlab compare --scenario" 
 	fl.StringVar(&f.to, "to", "", "end the timeline at this trace mark")
 	fl.StringVar(&f.machine, "machine", "bbml2-server", "machine of the scenario")
 	fl.StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (the recorded machine's)")
-	fl.StringSliceVar(&f.presets, "preset", nil, "presets of the scenario (default: all)")
+	fl.StringVar(&f.presetList, "preset", "", "comma-separated presets of the scenario (default: all)")
 	fl.BoolVar(&f.json, "json", false, "print the mapping report as JSON")
 	fl.BoolVar(&f.strict, "strict", false, "fail on any unreadable line")
 	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary, not every unmapped event")
