@@ -109,7 +109,7 @@ func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dum
 // kernel_page_tables dump after it, and the dump after only the operations
 // at time 0 (the start state), the result, and the module regions a pinned
 // replay put elsewhere than the recorded kernel did.
-func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, misplaced []string, err error) {
+func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, misplaced []workload.Misplaced, err error) {
 	start := *s
 	rp := *s.Replay
 	rp.Ops = nil
@@ -119,7 +119,7 @@ func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump,
 		}
 	}
 	start.Replay = &rp
-	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, []string, error) {
+	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, []workload.Misplaced, error) {
 		r, st, err := workload.RunReplay(sc, preset, nil)
 		if err != nil {
 			return nil, nil, nil, err
@@ -209,7 +209,8 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 }
 
 // ExplainLate splits page mismatches into those the recording itself
-// explains and the rest. A capture walks the tables some time after the mark
+// explains and the rest. It also explains pages the model mapped that the
+// capture shows unmapped while the kernel's end vmallocinfo lists them. A capture walks the tables some time after the mark
 // that ends the replayed window: an area allocated after the mark (the
 // capture's own threads' kernel stacks, say) is mapped in the real dump but
 // not in the replay, and an area freed after the mark is already gone. A
@@ -253,7 +254,72 @@ func ExplainLate(rec *Recording, mark string, mm []PageMismatch) (explained []st
 				continue
 			}
 		}
+		// The model mapped pages the capture shows unmapped, and the
+		// kernel's own vmallocinfo at the end lists them as part of a live
+		// vmalloc area with all its pages (vmalloc maps every page before
+		// it returns): the capture disagrees with the kernel, not the model.
+		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.From, "unmapped") && rec.End != nil {
+			found := false
+			for _, a := range rec.End.Vmalloc {
+				if a.Kind == "vmalloc" && a.Start <= m.Start && m.End <= a.Start+uint64(a.Pages)*pageSize {
+					explained = append(explained, fmt.Sprintf("%v: the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", m, a.Line, a.Start, a.End, a.Caller, a.Pages))
+					found = true
+					break
+				}
+			}
+			if found {
+				continue
+			}
+		}
 		rest = append(rest, m)
 	}
 	return explained, rest
+}
+
+// ExplainMisplaced checks the first misplaced module region of a pinned
+// replay against the recording. The model's vfree releases an area's VA at
+// once; the kernel's queues it (free_vmap_area_noflush) and releases it at
+// the next purge (vm_reset_perms -> _vm_unmap_aliases on the freeing CPU),
+// so a module loading on another CPU in between cannot use it and goes
+// higher. The first misplacement is explained when the recording shows
+// exactly that for the area the model used: freed before the load's first
+// allocation, purged after it. Every later misplacement follows from the
+// first (the address spaces differ from there on) and is returned as such;
+// an unexplained first one is returned in rest with everything after it.
+func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []string, rest []workload.Misplaced) {
+	if len(mp) == 0 {
+		return nil, nil
+	}
+	first := mp[0]
+	for _, m := range mp {
+		if m.Line < first.Line || m.Line == first.Line && m.Model < first.Model {
+			first = m
+		}
+	}
+	freed, purged := 0, 0
+	for _, e := range rec.Events {
+		f := Fields(e.Args)
+		switch e.Name {
+		case "free_vmap_area_noflush":
+			if v, err := decArg(f, "va_start"); err == nil && uint64(v) == first.Model && e.Line < first.Line {
+				freed, purged = e.Line, 0
+			}
+		case "purge_vmap_area_lazy":
+			s, err1 := hexArg(f, "start")
+			en, err2 := hexArg(f, "end")
+			if n, _ := decArg(f, "num_purged"); err1 == nil && err2 == nil && n > 0 && freed > 0 && purged == 0 && s <= first.Model && first.Model < en {
+				purged = e.Line
+			}
+		}
+	}
+	if freed == 0 || purged < first.Line {
+		return nil, mp
+	}
+	explained = append(explained, fmt.Sprintf("%v: the area the model used was freed at line %d and purged only at line %d, after this load's first allocation (line %d) on another CPU", first, freed, purged, first.Line))
+	for _, m := range mp {
+		if m != first {
+			explained = append(explained, fmt.Sprintf("%v: follows from the first misplacement (line %d)", m, first.Line))
+		}
+	}
+	return explained, nil
 }

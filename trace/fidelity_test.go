@@ -48,8 +48,12 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	}
 	// Module memory: the model's own lowest-fit search in the recorded
 	// module window must find the recorded addresses.
-	for _, m := range misplaced {
-		t.Errorf("misplaced: %s", m)
+	exm, badm := ExplainMisplaced(rec, misplaced)
+	for _, e := range exm {
+		t.Logf("explained misplacement: %s", e)
+	}
+	for _, m := range badm {
+		t.Errorf("misplaced: %v", m)
 	}
 	// The module/vmalloc region, page by page.
 	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)

@@ -125,6 +125,9 @@ type builder struct {
 	// first allocation happened (the model allocates all regions there), its
 	// module filled in by module_load; -1 while unknown.
 	pendLoad map[int]int
+	// initFree: init regions execmem_free was called on, by address, until
+	// their VA is released.
+	initFree map[uint64]*modRec
 	loaded  map[string]*modRec
 	freeing map[int]*modRec // pid -> module being freed by free_module
 	vmaps   map[uint64]*object
@@ -145,7 +148,7 @@ type builder struct {
 // list with a reason.
 func Build(rec *Recording, opt Options) (*Timeline, error) {
 	b := &builder{rec: rec, opt: opt, tl: &Timeline{}, rp: &workload.Replay{Source: rec.Name},
-		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, loaded: map[string]*modRec{},
+		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, initFree: map[uint64]*modRec{}, loaded: map[string]*modRec{},
 		freeing: map[int]*modRec{}, vmaps: map[uint64]*object{}, inFree: map[int]bool{}}
 	b.tl.Replay = b.rp
 	b.rp.Pinned = opt.Pinned
@@ -620,14 +623,11 @@ func (b *builder) execmemFree(e *Event, addr uint64) bool {
 		o.live = false
 		if o.mod.loaded && b.freeing[e.PID] != o.mod {
 			o.freedLive = true
-			if m := o.mod; !m.initFreed && m.op >= 0 {
-				// do_free_init frees every init region in one pass.
-				m.initFreed = true
-				b.rp.Ops[m.op].DeferInit = true
-				b.op(e, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index})
-			} else {
-				b.modelled(e, "init region of %s freed by do_free_init (FreeModuleInit)", o.mod.name)
-			}
+			// do_free_init: the model frees every init region when the
+			// kernel released the first one's VA (free_vmap_area_noflush):
+			// until then the area is busy, however long the worker takes.
+			b.initFree[addr] = o.mod
+			b.modelled(e, "init region of %s freed by do_free_init (FreeModuleInit at its VA release)", o.mod.name)
 		} else {
 			b.modelled(e, "region of %s freed by free_module (UnloadModule)", o.mod.name)
 		}
@@ -805,6 +805,18 @@ func (b *builder) freeVmap(e *Event, f map[string]string) {
 	}
 	addr := uint64(a)
 	v := b.vmaps[addr]
+	if m := b.initFree[addr]; m != nil {
+		delete(b.initFree, addr)
+		delete(b.vmaps, addr)
+		if !m.initFreed && m.op >= 0 && m.loaded {
+			m.initFreed = true
+			b.rp.Ops[m.op].DeferInit = true
+			b.op(e, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index})
+		} else {
+			b.modelled(e, "VA release of an init region of %s (FreeModuleInit)", m.name)
+		}
+		return
+	}
 	switch {
 	case v != nil && v.kind == "vmalloc":
 		delete(b.vmaps, addr)

@@ -138,7 +138,19 @@ type ReplayState struct {
 	Modules []*kernel.Module
 	// Misplaced lists, for a pinned replay, every module region the model
 	// put elsewhere than the recorded kernel did.
-	Misplaced []string
+	Misplaced []Misplaced
+}
+
+// Misplaced is a module region a pinned replay put elsewhere than the
+// recorded kernel.
+type Misplaced struct {
+	Line            int // the load op's line in the recording
+	Module, Region  string
+	Model, Recorded uint64
+}
+
+func (m Misplaced) String() string {
+	return fmt.Sprintf("line %d: %s %s at %#x, recorded at %#x", m.Line, m.Module, m.Region, m.Model, m.Recorded)
 }
 
 // RunReplay runs the scenario's Replay under one preset on a freshly booted
@@ -249,7 +261,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			if rp.Pinned {
 				for name, want := range o.Regions {
 					if t, ok := modMemType(name); ok && !t.IsInit() && m.Base[t] != uint64(want) {
-						st.Misplaced = append(st.Misplaced, fmt.Sprintf("line %d: %s %s at %#x, recorded at %#x", o.Line, specs[o.Module].Name, name, m.Base[t], uint64(want)))
+						st.Misplaced = append(st.Misplaced, Misplaced{o.Line, specs[o.Module].Name, name, m.Base[t], uint64(want)})
 					}
 				}
 			}
