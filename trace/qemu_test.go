@@ -6,7 +6,8 @@ package trace
 // with `ptlab capture`, and check the replay against them (as
 // TestCommittedRecording does for the committed recording). Skipped with
 // -short or without qemu-system-aarch64. PTLAB_TRACE_SAVE=DIR keeps the
-// recording and both captures there.
+// recording and both captures there; PTLAB_QEMU_ARGS adds options of the
+// script ("-E trixie-backports": Debian's 7.x kernel).
 
 import (
 	"bufio"
@@ -133,6 +134,8 @@ func TestTraceOnRealKernel(t *testing.T) {
 	if w := os.Getenv("PTLAB_QEMU_SCRATCH"); w != "" {
 		args = append([]string{"-w", w}, args...)
 	}
+	// PTLAB_QEMU_ARGS adds options, e.g. "-E trixie-backports" for a 7.x kernel.
+	args = append(strings.Fields(os.Getenv("PTLAB_QEMU_ARGS")), args...)
 	cmd := exec.CommandContext(ctx, script, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second

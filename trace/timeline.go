@@ -120,6 +120,7 @@ type builder struct {
 	rp      *workload.Replay
 	objects []*object // every object ever created, for address lookup
 	pendEx  map[int]*Event
+	outerEx map[int]*Event // an execmem_alloc_rw waiting for the execmem_alloc it calls
 	pendMod map[int][]*object
 	// pendLoad: the load op of the module pid is loading, placed where its
 	// first allocation happened (the model allocates all regions there), its
@@ -148,7 +149,7 @@ type builder struct {
 // list with a reason.
 func Build(rec *Recording, opt Options) (*Timeline, error) {
 	b := &builder{rec: rec, opt: opt, tl: &Timeline{}, rp: &workload.Replay{Source: rec.Name},
-		pendEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, initFree: map[uint64]*modRec{}, loaded: map[string]*modRec{},
+		pendEx: map[int]*Event{}, outerEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, initFree: map[uint64]*modRec{}, loaded: map[string]*modRec{},
 		freeing: map[int]*modRec{}, vmaps: map[uint64]*object{}, inFree: map[int]bool{}}
 	b.tl.Replay = b.rp
 	b.rp.Pinned = opt.Pinned
@@ -469,7 +470,12 @@ func (b *builder) event(e *Event) {
 			return
 		}
 		if p := b.pendEx[e.PID]; p != nil {
-			b.unmapped(p, "execmem_alloc without a return event (lost, or the task was interrupted)")
+			if p.Name == e.Name {
+				b.unmapped(p, "%s without a return event (lost, or the task was interrupted)", p.Name)
+			} else {
+				// execmem_alloc_rw calls execmem_alloc: the outer call waits.
+				b.outerEx[e.PID] = p
+			}
 		}
 		b.pendEx[e.PID] = e
 	case "execmem_alloc_ret", "execmem_alloc_rw_ret":
@@ -536,6 +542,18 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 	}
 	p := b.pendEx[e.PID]
 	delete(b.pendEx, e.PID)
+	if outer := b.outerEx[e.PID]; outer != nil && p != nil && p.Name+"_ret" == e.Name {
+		// The return of the inner execmem_alloc: the outer one is pending again.
+		delete(b.outerEx, e.PID)
+		b.pendEx[e.PID] = outer
+	} else if p != nil && ret != 0 {
+		// The return of a wrapper whose inner allocation was mapped already.
+		if o := b.find(ret); o != nil && o.start == ret && o.line > p.Line {
+			b.modelled(p, "%s wrapping the execmem_alloc at %#x (line %d)", p.Name, ret, o.line)
+			b.modelled(e, "return of the %s wrapper (line %d)", p.Name, p.Line)
+			return
+		}
+	}
 	if p == nil {
 		b.unmapped(e, "execmem_alloc return without its entry event (lost, or before the recording)")
 		return
