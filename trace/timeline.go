@@ -86,6 +86,10 @@ func (t *Timeline) Summary() map[string][4]int {
 
 const pageSize = 4096
 
+// maxArea bounds the size of one area a recording may ask for (the replay
+// validates against the same bound).
+const maxArea = 1 << 34
+
 // region is one module memory region or one JIT/vmalloc object.
 type object struct {
 	start, size uint64
@@ -321,7 +325,7 @@ func (b *builder) startState() {
 func (b *builder) startVmalloc() {
 	skipped := map[string]int{}
 	for _, a := range b.rec.Start.Vmalloc {
-		if a.Kind != "vmalloc" || a.Pages <= 0 || strings.Contains(a.Caller, "execmem") || strings.Contains(a.Caller, "module") {
+		if a.Kind != "vmalloc" || a.Pages <= 0 || uint64(a.Pages) > maxArea/pageSize || strings.Contains(a.Caller, "execmem") || strings.Contains(a.Caller, "module") {
 			k := a.Kind
 			if k == "" {
 				k = "unnamed"
@@ -566,7 +570,7 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 		b.unmapped(p, "entry of the failed execmem_alloc at line %d", e.Line)
 		return
 	}
-	if typ < 0 || typ >= int64(kernel.NumExecmemTypes) || size <= 0 || size > 1<<34 {
+	if typ < 0 || typ >= int64(kernel.NumExecmemTypes) || size <= 0 || size > maxArea {
 		b.unmapped(e, "execmem_alloc type %d size %d out of range", typ, size)
 		b.unmapped(p, "entry of execmem_alloc at line %d (out of range)", e.Line)
 		return
@@ -777,8 +781,8 @@ func (b *builder) allocVmap(e *Event, f map[string]string) {
 		return
 	}
 	size, err := decArg(f, "size")
-	if err != nil || size <= 0 || size > 1<<40 {
-		b.unmapped(e, "malformed arguments (bad size): %q", clip(e.Args))
+	if err != nil || size <= 0 || size > maxArea {
+		b.unmapped(e, "malformed arguments (size out of range): %q", clip(e.Args))
 		return
 	}
 	if fl, _ := decArg(f, "failed"); fl != 0 {
