@@ -14,7 +14,7 @@ import (
 type Replay struct {
 	Source string `json:"source,omitempty" yaml:"source,omitempty"` // the recording it came from
 	// KASLR is the recorded kernel's image offset (VMCOREINFO KERNELOFFSET):
-	// the model's image is placed there too.
+	// a pinned replay places the model's image there too.
 	KASLR kernel.Size `json:"kaslr_offset,omitempty" yaml:"kaslr_offset,omitempty"`
 	// ModuleWindow is the VA window the recorded kernel allocated module
 	// memory from (alloc_vmap_area's vstart, vend; module_init_limits).
@@ -181,7 +181,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		}
 	}
 	rp := s.Replay
-	if rp.KASLR != 0 {
+	if rp.Pinned && rp.KASLR != 0 {
 		cfg.Image.KASLR = rp.KASLR
 	}
 	k, err := kernel.BootImported(cfg, im)
