@@ -49,6 +49,9 @@ section record sh /bin/ptlab-trace.sh -o /tmp/rec.txt sh /tmp/work.sh
 section recording cat /tmp/rec.txt
 section before cat /tmp/before.txt
 section after cat /tmp/after.txt
+m=${MODS%% *}
+section gorecord /bin/ptlab trace record -o /tmp/rec2.txt -- sh -c "insmod $MODDIR/$m.ko && rmmod $m"
+section gorecording cat /tmp/rec2.txt
 `
 
 // guestScriptPath finds qemu-arm64-guest.sh: $QEMU_ARM64_GUEST, the
@@ -163,6 +166,35 @@ func TestTraceOnRealKernel(t *testing.T) {
 		}
 	}
 	checkRecording(t, files["recording"], files["before"], files["after"])
+
+	// ptlab trace record, the Go recorder, on the same kernel: one module
+	// loaded and unloaded, every event mapped.
+	if rcs["gorecord"] != 0 {
+		t.Fatalf("ptlab trace record: rc=%d\n%s", rcs["gorecord"], strings.Join(secs["gorecord"], "\n"))
+	}
+	grec, err := Parse(strings.NewReader(strings.Join(secs["gorecording"], "\n")+"\n"), "gorecording")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := Build(grec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads, unloads := 0, 0
+	for _, o := range tl.Replay.Ops {
+		switch o.Op {
+		case "load":
+			loads++
+		case "unload":
+			unloads++
+		}
+	}
+	if loads == 0 || unloads == 0 || len(grec.Warnings) > 0 {
+		t.Errorf("ptlab trace record: %d loads, %d unloads, warnings %v", loads, unloads, grec.Warnings)
+	}
+	for _, m := range tl.Unmapped() {
+		t.Logf("ptlab trace record: unmapped line %d: %s: %s", m.Line, m.Event, m.Reason)
+	}
 }
 
 func tailLines(b []byte, n int) string {
