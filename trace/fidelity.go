@@ -8,6 +8,7 @@ import (
 
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 	"github.com/ptlab/ptlab/workload"
 )
 
@@ -26,7 +27,7 @@ type Shape struct {
 // vmalloc area, so "modules" and "vmalloc" are summed as "modules+vmalloc".
 func RegionShapes(d *ptdump.Dump) map[string]*Shape {
 	out := map[string]*Shape{}
-	for _, r := range ptdump.Stats(d).Regions {
+	for _, r := range analysis.Stats(d).Regions {
 		kind := r.Kind
 		if kind == "modules" || kind == "vmalloc" {
 			kind = "modules+vmalloc"
@@ -147,12 +148,12 @@ type PageChange struct{ From, To string }
 // count as one).
 func ChangedPages(a, b *ptdump.Dump, kind string, pageSize uint64) map[uint64]PageChange {
 	out := map[uint64]PageChange{}
-	for _, c := range ptdump.Diff(a, b).Changes {
+	for _, c := range analysis.Diff(a, b).Changes {
 		k, _ := ptdump.RegionKind(c.Region)
 		if k == "modules" || k == "vmalloc" {
 			k = "modules+vmalloc"
 		}
-		if k != kind || c.Kind == ptdump.DiffLevel {
+		if k != kind || c.Kind == analysis.DiffLevel {
 			continue
 		}
 		from, to := c.From+" "+c.FromAttrs, c.To+" "+c.ToAttrs

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/modscan"
 	"github.com/ptlab/ptlab/workload"
 )
 
@@ -201,7 +202,7 @@ func Build(rec *Recording, opt Options) (*Timeline, error) {
 }
 
 // debian is the module dataset, read once (DebianModules clones it per call).
-var debian = sync.OnceValues(workload.DebianModules)
+var debian = sync.OnceValues(modscan.DebianModules)
 
 // datasetSizes is the region sizes of a module of the Debian arm64 6.12
 // dataset, as workload.ModuleSpecs computes them.

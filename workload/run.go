@@ -13,6 +13,7 @@ type Sample struct {
 	Metrics  kernel.Metrics       `json:"metrics"`
 	Cache    kernel.CacheStats    `json:"cache"`
 	Collapse kernel.CollapseStats `json:"collapse"`
+	Observed []float64            `json:"observed,omitempty"` // one value per Result.ObservedColumns
 }
 
 // Result is one preset's run of a scenario.
@@ -27,6 +28,10 @@ type Result struct {
 	WallNS   int64                `json:"wall_ns"`
 	// PageUpdates is the number of page descriptors rewritten by pageattr.
 	PageUpdates uint64 `json:"page_updates"`
+	// What the run's observers reported (see Observer).
+	ObservedColumns []Column  `json:"observed_columns,omitempty"`
+	ObservedFinal   []float64 `json:"observed_final,omitempty"`
+	ObservedNotes   []string  `json:"observed_notes,omitempty"`
 }
 
 // Progress receives the number of events done so far and the total.
@@ -36,7 +41,13 @@ type Progress func(done, total int)
 // the module set loads at t=0, then the timeline's churn, sampling metrics
 // every SampleEvery and once at the end.
 func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
-	if s.Replay != nil { // a recorded history (replay.go)
+	return RunObserved(s, preset, mods, progress)
+}
+
+// RunObserved is Run with observers watching (ScenarioObservers gives the
+// scenario's).
+func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, obs ...Observer) (*Result, error) {
+	if s.Replay != nil { // a recorded history (replay.go); observers do not watch it yet
 		r, _, err := RunReplay(s, preset, progress)
 		return r, err
 	}
@@ -55,7 +66,15 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	if err != nil {
 		return nil, err
 	}
-	c := &kernel.PlainCPU{}
+	var c kernel.CPU = &kernel.PlainCPU{}
+	var ob *observed
+	if len(obs) > 0 {
+		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
+		ob, c = newObserved(obs), oc
+		if err := ob.start(k, oc); err != nil {
+			return nil, err
+		}
+	}
 	r := &Result{Preset: preset}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}
@@ -69,6 +88,11 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 			return err
 		}
 		r.Series = append(r.Series, Sample{At: at, Metrics: m, Cache: k.Exec.CacheStats(), Collapse: k.Stats.Collapse})
+		if ob != nil {
+			if r.Series[len(r.Series)-1].Observed, err = ob.sample(at, loaded, jit); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	fail := func(e Event, err error) {
@@ -82,6 +106,9 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 				return nil, err
 			}
 			next += every
+		}
+		if ob != nil {
+			ob.cpu.at = e.At
 		}
 		switch e.Kind {
 		case EvLoadModule:
@@ -132,6 +159,9 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	last := r.Series[len(r.Series)-1]
 	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
 	r.PageUpdates = k.Stats.PageUpdates.Load()
+	if ob != nil {
+		ob.finish(r)
+	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, nil
 }

@@ -83,6 +83,8 @@ type Scenario struct {
 	// Replay, when set, is a recorded history (`ptlab trace import`) that
 	// runs instead of the seeded timeline and the module set.
 	Replay *Replay `json:"replay,omitempty" yaml:"replay,omitempty"`
+	// Cost configures the TLB cost model (workload/cost.go).
+	Cost CostConfig `json:"cost,omitempty" yaml:"cost,omitempty"`
 }
 
 //go:embed default.yaml
