@@ -210,34 +210,43 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 }
 
 // ExplainLate splits page mismatches into those the recording itself
-// explains and the rest. It also explains pages the model mapped that the
-// capture shows unmapped while the kernel's end vmallocinfo lists them. A capture walks the tables some time after the mark
-// that ends the replayed window: an area allocated after the mark (the
-// capture's own threads' kernel stacks, say) is mapped in the real dump but
-// not in the replay, and an area freed after the mark is already gone. A
-// mismatch is explained when the model left the range unchanged and the
-// recording shows, after the mark, the allocation (real: unmapped -> mapped)
-// or the free (real: mapped -> unmapped) of an area starting at the range's
-// start.
-func ExplainLate(rec *Recording, mark string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
+// explains and the rest. The captures walk the tables a little before the
+// mark that starts the replayed window (from) and a little after the mark
+// that ends it (to), while other tasks run: an area allocated after the "to"
+// mark (the capture's own threads' kernel stacks, say) is mapped in the real
+// "after" dump but not in the replay, one freed after it is already gone,
+// one freed in the window and allocated again after the mark is mapped in
+// both real dumps; an area freed just before the "from" mark may still be
+// mapped in the real "before" dump. A mismatch is explained when the
+// recording shows such an event for an area starting at the range's start
+// and the dumps differ in the matching way. It also explains pages the model
+// mapped that the capture shows unmapped while the kernel's end vmallocinfo
+// lists them.
+func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
 	allocs, frees := map[uint64]int{}, map[uint64]int{}
-	after := false
+	lastBefore := map[uint64]Event{} // the last vmap event per address before the from mark
+	phase := 0                        // 0: before from, 1: window, 2: after to
 	for _, e := range rec.Events {
-		if n, ok := markName(e); ok && n == mark {
-			after = true
-			continue
-		}
-		if !after {
+		if n, ok := markName(e); ok {
+			if n == from && phase == 0 {
+				phase = 1
+			} else if n == to && phase == 1 {
+				phase = 2
+			}
 			continue
 		}
 		f := Fields(e.Args)
-		switch e.Name {
-		case "alloc_vmap_area":
-			if v, err := decArg(f, "va_start"); err == nil {
+		v, err := decArg(f, "va_start")
+		if err != nil || (e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush") {
+			continue
+		}
+		switch phase {
+		case 0:
+			lastBefore[uint64(v)] = e
+		case 2:
+			if e.Name == "alloc_vmap_area" {
 				allocs[uint64(v)] = e.Line
-			}
-		case "free_vmap_area_noflush":
-			if v, err := decArg(f, "va_start"); err == nil {
+			} else {
 				frees[uint64(v)] = e.Line
 			}
 		}
@@ -247,11 +256,21 @@ func ExplainLate(rec *Recording, mark string, mm []PageMismatch) (explained []st
 			mapped := strings.HasPrefix(m.Real.From, "unmapped") && !strings.HasPrefix(m.Real.To, "unmapped")
 			unmapped := !strings.HasPrefix(m.Real.From, "unmapped") && strings.HasPrefix(m.Real.To, "unmapped")
 			if l, ok := allocs[m.Start]; ok && mapped {
-				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, mark, l))
+				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, to, l))
 				continue
 			}
 			if l, ok := frees[m.Start]; ok && unmapped {
-				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, mark, l))
+				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, to, l))
+				continue
+			}
+			if e, ok := lastBefore[m.Start]; ok && unmapped && e.Name == "free_vmap_area_noflush" {
+				explained = append(explained, fmt.Sprintf("%v: freed just before the %q mark (line %d), after the \"before\" capture walked it", m, from, e.Line))
+				continue
+			}
+		}
+		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.To, "unmapped") {
+			if l, ok := allocs[m.Start]; ok {
+				explained = append(explained, fmt.Sprintf("%v: freed in the window and allocated again after the %q mark (line %d), before the capture walked it", m, to, l))
 				continue
 			}
 		}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/physmem"
 )
 
 // Replay is a recorded history to run instead of the seeded timeline: the
@@ -131,6 +133,29 @@ func (r *Replay) validate() error {
 
 const maxReplaySamples = 200
 
+// reservePresentInvalid keeps the pages the imported linear map shows
+// present-invalid or read-only out of the model's page allocator: the
+// machine's kernel changed their linear alias because someone owns them (the
+// kernel image's rodata, whose size the model's image layout does not know;
+// on Debian's 7.3 kernel also the image's data/bss segment, whose alias is
+// present-invalid and non-global; the pages of read-only vmalloc areas), so
+// the replay must not hand them to vmalloc. Pages the model itself uses
+// already are left alone.
+func reservePresentInvalid(k *kernel.Kernel, im *kernel.Imported) {
+	if im == nil {
+		return
+	}
+	ps := k.G.PageSize()
+	for _, r := range im.Ranges {
+		if r.Prot&arm64.PTEValid != 0 && r.Prot&arm64.PTERdonly == 0 {
+			continue
+		}
+		for pa := r.PA; pa < r.PA+(r.End-r.Start); pa += ps {
+			_ = k.Mem.Reserve(pa, ps, physmem.OwnerReserved) // busy pages are the model's own
+		}
+	}
+}
+
 // ReplayState is the kernel a replay ran on, for callers that inspect it
 // (the QEMU fidelity test dumps its tables).
 type ReplayState struct {
@@ -188,6 +213,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	if err != nil {
 		return nil, nil, err
 	}
+	reservePresentInvalid(k, im)
 	c := &kernel.PlainCPU{}
 	if rp.Pinned && len(rp.ModuleWindow) == 2 {
 		for _, t := range []kernel.ExecmemType{kernel.ExecmemModuleText, kernel.ExecmemModuleData} {
