@@ -225,7 +225,7 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
 	allocs, frees := map[uint64]int{}, map[uint64]int{}
 	lastBefore := map[uint64]Event{} // the last vmap event per address before the from mark
-	phase := 0                        // 0: before from, 1: window, 2: after to
+	phase := 0                       // 0: before from, 1: window, 2: after to
 	for _, e := range rec.Events {
 		if n, ok := markName(e); ok {
 			if n == from && phase == 0 {
