@@ -460,7 +460,8 @@ func (b *builder) event(e *Event) {
 	}
 	bad := func(err error) { b.unmapped(e, "malformed arguments (%v): %q", err, clip(e.Args)) }
 	switch e.Name { // events of the vfree inside an execmem_free keep the pid "in free"
-	case "set_direct_map_invalid", "set_direct_map_default", "set_direct_map_valid", "free_vmap_area_noflush", "purge_vmap_area_lazy":
+	case "set_direct_map_invalid", "set_direct_map_default", "set_direct_map_valid", "free_vmap_area_noflush", "purge_vmap_area_lazy",
+		"split_kernel_leaf_mapping": // 6.18+ calls it inside set_direct_map_*
 	default:
 		delete(b.inFree, e.PID)
 	}
