@@ -185,6 +185,9 @@ func FuzzImport(f *testing.F) {
 	}
 	f.Add([]byte("# ptlab-trace 1\n=== ptlab-trace trace\na-1 [0] 1.0: execmem_alloc_ret: ret=0x0\n"))
 	f.Add([]byte("a-1 [0] 1.0: alloc_vmap_area: va_start: 99 size=0 align=1 failed=0\n"))
+	f.Add([]byte("a-1 [0] 1.0: tracing_mark_write: ptlab-mark before\na-1 [0] 1.1: execmem_alloc: type=0 size=4096\n" +
+		"a-1 [0] 1.2: execmem_alloc_ret: ret=0xffff800078000000\na-1 [0] 1.3: module_load: m\n" +
+		"k-2 [0] 1.4: execmem_free: addr=0xffff800078000000\na-1 [0] 1.5: tracing_mark_write: ptlab-mark after\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := Parse(bytes.NewReader(b), "fuzz")
 		if err != nil {
@@ -208,6 +211,18 @@ func FuzzImport(f *testing.F) {
 		s := &workload.Scenario{Name: "fuzz", Machine: "qemu-virt", Presets: []string{"mainline"}, Work: workload.Workload{Modules: "none"}, Replay: tl.Replay}
 		if err := workload.ValidateReplay(s); err != nil {
 			t.Fatalf("built replay does not validate: %v", err)
+		}
+		// A window between marks, pinned: missing marks are an ErrFormat.
+		tl, err = Build(rec, Options{From: "before", To: "after", Pinned: true})
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("marks: error without ErrFormat: %v", err)
+			}
+			return
+		}
+		s.Replay = tl.Replay
+		if err := workload.ValidateReplay(s); err != nil {
+			t.Fatalf("built replay (marks) does not validate: %v", err)
 		}
 	})
 }
