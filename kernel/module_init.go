@@ -18,3 +18,13 @@ func (k *Kernel) FreeModuleInit(c CPU, m *Module) error {
 	}
 	return nil
 }
+
+// FreeModuleRegion frees one region of a loaded module with execmem_free, as
+// do_free_init does for each init region in turn (a replay frees each when
+// the recorded kernel released its VA). Freeing a freed region does nothing.
+func (k *Kernel) FreeModuleRegion(c CPU, m *Module, t ModMemType) error {
+	if t < 0 || t >= NumModMemTypes {
+		return ErrInvalid
+	}
+	return k.moduleMemoryFree(c, m, t)
+}

@@ -49,7 +49,7 @@ section record sh /bin/ptlab-trace.sh -o /tmp/rec.txt sh /tmp/work.sh
 section recording cat /tmp/rec.txt
 section before cat /tmp/before.txt
 section after cat /tmp/after.txt
-m=${MODS%% *}
+m=${MODS##* }
 section gorecord /bin/ptlab trace record -o /tmp/rec2.txt -- sh -c "insmod $MODDIR/$m.ko && rmmod $m"
 section gorecording cat /tmp/rec2.txt
 `

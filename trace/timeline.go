@@ -118,6 +118,13 @@ type modRec struct {
 	line      int
 }
 
+// freeInitOp is a free-init op waiting for its region's name.
+type freeInitOp struct {
+	op   int
+	mod  *modRec
+	addr uint64
+}
+
 type builder struct {
 	rec     *Recording
 	opt     Options
@@ -134,6 +141,10 @@ type builder struct {
 	// initFree: init regions execmem_free was called on, by address, until
 	// their VA is released.
 	initFree map[uint64]*modRec
+	// initPurge: init regions whose VA was queued by free_vmap_area_noflush,
+	// until a purge releases it.
+	initPurge map[uint64]*modRec
+	freeInit  []freeInitOp
 	loaded   map[string]*modRec
 	freeing  map[int]*modRec // pid -> module being freed by free_module
 	vmaps    map[uint64]*object
@@ -154,7 +165,7 @@ type builder struct {
 // list with a reason.
 func Build(rec *Recording, opt Options) (*Timeline, error) {
 	b := &builder{rec: rec, opt: opt, tl: &Timeline{}, rp: &workload.Replay{Source: rec.Name},
-		pendEx: map[int]*Event{}, outerEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, initFree: map[uint64]*modRec{}, loaded: map[string]*modRec{},
+		pendEx: map[int]*Event{}, outerEx: map[int]*Event{}, pendMod: map[int][]*object{}, pendLoad: map[int]int{}, initFree: map[uint64]*modRec{}, initPurge: map[uint64]*modRec{}, loaded: map[string]*modRec{},
 		freeing: map[int]*modRec{}, vmaps: map[uint64]*object{}, inFree: map[int]bool{}}
 	b.tl.Replay = b.rp
 	b.rp.Pinned = opt.Pinned
@@ -532,7 +543,7 @@ func (b *builder) event(e *Event) {
 	case "free_vmap_area_noflush":
 		b.freeVmap(e, f)
 	case "purge_vmap_area_lazy":
-		b.modelled(e, "lazy purge: the model purges by its own lazy_max_pages rule")
+		b.purge(e, f)
 	case "tracing_mark_write", "print":
 		b.unmapped(e, "trace marker text, not a ptlab mark")
 	default:
@@ -598,6 +609,44 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 		o.opObject = b.nextObj
 		b.modelled(p, "entry of the %v allocation at line %d", kernel.ExecmemType(typ), e.Line)
 		b.op(e, workload.ReplayOp{Op: workload.OpJITAlloc, Object: o.opObject, Type: kernel.ExecmemType(typ).String(), Size: uint64(size), Addr: kernel.Size(ret)})
+	}
+}
+
+// purge is a purge_vmap_area_lazy: init regions whose VA it releases are
+// freed in the model now (do_free_init's FreeModuleInit); otherwise the model
+// purges by its own lazy_max_pages rule.
+func (b *builder) purge(e *Event, f map[string]string) {
+	start, err1 := hexArg(f, "start")
+	end, err2 := hexArg(f, "end")
+	n, _ := decArg(f, "num_purged")
+	emitted := false
+	if err1 == nil && err2 == nil && n > 0 {
+		var addrs []uint64
+		for a := range b.initPurge {
+			if start <= a && a < end {
+				addrs = append(addrs, a)
+			}
+		}
+		sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+		for _, a := range addrs {
+			m := b.initPurge[a]
+			delete(b.initPurge, a)
+			if m.op < 0 || !m.loaded {
+				continue
+			}
+			b.rp.Ops[m.op].DeferInit = true
+			// The region is named in finish, once classified.
+			b.freeInit = append(b.freeInit, freeInitOp{op: len(b.rp.Ops), mod: m, addr: a})
+			if !emitted {
+				b.op(e, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index})
+				emitted = true
+			} else {
+				b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index, At: b.at(e), Line: e.Line})
+			}
+		}
+	}
+	if !emitted {
+		b.modelled(e, "lazy purge: the model purges by its own lazy_max_pages rule")
 	}
 }
 
@@ -830,15 +879,13 @@ func (b *builder) freeVmap(e *Event, f map[string]string) {
 	addr := uint64(a)
 	v := b.vmaps[addr]
 	if m := b.initFree[addr]; m != nil {
+		// The VA stays busy until a purge covers it (vm_reset_perms purges
+		// right after, but another CPU may allocate in between): the model,
+		// whose vfree purges at once, frees the init regions at that purge.
 		delete(b.initFree, addr)
 		delete(b.vmaps, addr)
-		if !m.initFreed && m.op >= 0 && m.loaded {
-			m.initFreed = true
-			b.rp.Ops[m.op].DeferInit = true
-			b.op(e, workload.ReplayOp{Op: workload.OpFreeInit, Module: m.index})
-		} else {
-			b.modelled(e, "VA release of an init region of %s (FreeModuleInit)", m.name)
-		}
+		b.initPurge[addr] = m
+		b.modelled(e, "an init region of %s queued for purge (FreeModuleInit at the purge)", m.name)
 		return
 	}
 	switch {
@@ -898,6 +945,16 @@ func (b *builder) finish() {
 		}
 		if m.op >= 0 {
 			b.rp.Ops[m.op].Regions = regions
+		}
+		for _, f := range b.freeInit {
+			if f.mod != m {
+				continue
+			}
+			for t, base := range bases {
+				if base == f.addr && sizes[t] != 0 && kernel.ModMemType(t).IsInit() {
+					b.rp.Ops[f.op].Region = kernel.ModMemType(t).String()
+				}
+			}
 		}
 	}
 	// Drop the load slots of loads that never completed.

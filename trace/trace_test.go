@@ -113,7 +113,7 @@ func TestSmallRecording(t *testing.T) {
 	for _, o := range rp.Ops {
 		ops = append(ops, o.Op)
 	}
-	if want := "vmalloc vmalloc load vmalloc load vfree free-init jit-alloc unload unload"; strings.Join(ops, " ") != want {
+	if want := "vmalloc vmalloc load vmalloc load vfree jit-alloc unload unload"; strings.Join(ops, " ") != want {
 		t.Errorf("ops %q, want %q", strings.Join(ops, " "), want)
 	}
 }

@@ -62,6 +62,9 @@ type ReplayOp struct {
 	Line   int      `json:"line,omitempty" yaml:"line,omitempty"`
 	// Addr is where the recorded kernel put the area (vmalloc, jit-alloc).
 	Addr kernel.Size `json:"addr,omitempty" yaml:"addr,omitempty"`
+	// Region (free-init): the one init region to free (mod_mem_type name);
+	// empty: all of them.
+	Region string `json:"region,omitempty" yaml:"region,omitempty"`
 	// DeferInit (load): the init regions stay mapped until a free-init op.
 	DeferInit bool `json:"defer_init,omitempty" yaml:"defer_init,omitempty"`
 	// Regions are where the recorded kernel put a loaded module's regions.
@@ -297,7 +300,15 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
 				continue
 			}
-			if err := k.FreeModuleInit(c, m); err != nil {
+			var err error
+			if t, ok := modMemType(o.Region); ok && t.IsInit() {
+				err = k.FreeModuleRegion(c, m, t)
+			} else if o.Region != "" {
+				err = fmt.Errorf("%w: region %q is not an init region", ErrScenario, o.Region)
+			} else {
+				err = k.FreeModuleInit(c, m)
+			}
+			if err != nil {
 				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 		case OpUnload:
