@@ -145,13 +145,13 @@ type builder struct {
 	// until a purge releases it.
 	initPurge map[uint64]*modRec
 	freeInit  []freeInitOp
-	loaded   map[string]*modRec
-	freeing  map[int]*modRec // pid -> module being freed by free_module
-	vmaps    map[uint64]*object
-	inFree   map[int]bool // pid is inside an execmem_free (vm_reset_perms follows)
-	nextObj  int
-	base     uint64
-	started  bool // past the From mark
+	loaded    map[string]*modRec
+	freeing   map[int]*modRec // pid -> module being freed by free_module
+	vmaps     map[uint64]*object
+	inFree    map[int]bool // pid is inside an execmem_free (vm_reset_perms follows)
+	nextObj   int
+	base      uint64
+	started   bool // past the From mark
 	// inSnapshot: between the "snapshot" and "start" marks the recorder
 	// read the start snapshot with tracing on; an event there may or may
 	// not be reflected in the snapshot.
