@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -144,9 +146,9 @@ const maxReplaySamples = 200
 // present-invalid and non-global; the pages of read-only vmalloc areas), so
 // the replay must not hand them to vmalloc. Pages the model itself uses
 // already are left alone.
-func reservePresentInvalid(k *kernel.Kernel, im *kernel.Imported) {
+func reservePresentInvalid(k *kernel.Kernel, im *kernel.Imported) error {
 	if im == nil {
-		return
+		return nil
 	}
 	ps := k.G.PageSize()
 	for _, r := range im.Ranges {
@@ -154,9 +156,14 @@ func reservePresentInvalid(k *kernel.Kernel, im *kernel.Imported) {
 			continue
 		}
 		for pa := r.PA; pa < r.PA+(r.End-r.Start); pa += ps {
-			_ = k.Mem.Reserve(pa, ps, physmem.OwnerReserved) // busy pages are the model's own
+			// A page the model uses already (its own image or tables) is
+			// busy: it stays the model's, which is all the replay needs.
+			if err := k.Mem.Reserve(pa, ps, physmem.OwnerReserved); err != nil && !errors.Is(err, physmem.ErrBusy) {
+				return err
+			}
 		}
 	}
+	return nil
 }
 
 // ReplayState is the kernel a replay ran on, for callers that inspect it
@@ -216,7 +223,9 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	if err != nil {
 		return nil, nil, err
 	}
-	reservePresentInvalid(k, im)
+	if err := reservePresentInvalid(k, im); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s.Import, err)
+	}
 	c := &kernel.PlainCPU{}
 	if rp.Pinned && len(rp.ModuleWindow) == 2 {
 		for _, t := range []kernel.ExecmemType{kernel.ExecmemModuleText, kernel.ExecmemModuleData} {
@@ -235,7 +244,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		r.Start, r.End, r.FallbackStart, r.FallbackEnd = addr, addr+size+k.G.PageSize(), 0, 0
 		return func() { *r = saved }
 	}
-	r := &Result{Preset: preset, Events: len(s.Replay.Ops)}
+	r := &Result{Preset: preset, Config: cfg, Events: len(s.Replay.Ops)}
 	st := &ReplayState{Kernel: k, Modules: make([]*kernel.Module, len(specs))}
 	jit := map[int]*kernel.JITText{}
 	areas := map[int]uint64{}
@@ -383,6 +392,13 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	last := r.Series[len(r.Series)-1]
 	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
 	r.PageUpdates = k.Stats.PageUpdates.Load()
+	if s.CaptureDump {
+		var buf bytes.Buffer
+		if err := k.PtdumpWalk(c, &buf); err != nil {
+			return nil, nil, err
+		}
+		r.Dump = buf.Bytes()
+	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, st, nil
 }

@@ -66,6 +66,9 @@ func mutantNames() string {
 }
 
 func runCheck(out io.Writer, f checkFlags) error {
+	if f.bound < 0 && f.random <= 0 && f.replay == "" {
+		return usageError("--bound %d with no --random walks explores no schedule; give --random N or a bound >= 0", f.bound)
+	}
 	points, err := explore.ParsePoints(f.points)
 	if err != nil {
 		return err

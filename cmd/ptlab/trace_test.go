@@ -59,7 +59,7 @@ func TestTraceImportAndCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "38 events: 7 operations, 26 modelled, 5 unmapped"} {
+	for _, p := range []string{"mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "38 events: 6 operations, 27 modelled, 5 unmapped"} {
 		if !strings.Contains(out, p) {
 			t.Errorf("compare --trace lacks %q:\n%s", p, out)
 		}

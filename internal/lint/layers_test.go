@@ -32,6 +32,7 @@ var layers = map[string]int{
 	"explore":         5,
 	"report":          5,
 	"trace":           5,
+	"fleet":           5,
 	"cmd/ptlab":       9,
 }
 
