@@ -172,6 +172,9 @@ func TestTraceOnRealKernel(t *testing.T) {
 	if rcs["gorecord"] != 0 {
 		t.Fatalf("ptlab trace record: rc=%d\n%s", rcs["gorecord"], strings.Join(secs["gorecord"], "\n"))
 	}
+	if save := os.Getenv("PTLAB_TRACE_SAVE"); save != "" {
+		os.WriteFile(filepath.Join(save, "gorecording.txt"), []byte(strings.Join(secs["gorecording"], "\n")+"\n"), 0o644)
+	}
 	grec, err := Parse(strings.NewReader(strings.Join(secs["gorecording"], "\n")+"\n"), "gorecording")
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +193,7 @@ func TestTraceOnRealKernel(t *testing.T) {
 		}
 	}
 	if loads == 0 || unloads == 0 || len(grec.Warnings) > 0 {
-		t.Errorf("ptlab trace record: %d loads, %d unloads, warnings %v", loads, unloads, grec.Warnings)
+		t.Errorf("ptlab trace record: %d events, %d loads, %d unloads, warnings %v\n%s", len(grec.Events), loads, unloads, grec.Warnings, strings.Join(secs["gorecord"], "\n"))
 	}
 	for _, m := range tl.Unmapped() {
 		t.Logf("ptlab trace record: unmapped line %d: %s: %s", m.Line, m.Event, m.Reason)
