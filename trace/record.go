@@ -25,6 +25,9 @@ type RecordOptions struct {
 	Proc     string // "" is /proc (tests point it elsewhere)
 	Sys      string // "" is /sys
 	Log      io.Writer
+	// Ready, if not nil, is closed once the start snapshot is taken and
+	// events are being recorded: a caller runs its command after that.
+	Ready chan<- struct{}
 }
 
 // Record does what the script does, from Go: define the probes, enable the
@@ -217,6 +220,9 @@ func Record(ctx context.Context, w io.Writer, opt RecordOptions) (err error) {
 	snapshot(bw, "start", opt, cat)
 	_ = put("trace_marker", "ptlab-mark start")
 	fmt.Fprintf(opt.Log, "trace record: recording (tracefs %s)\n", T)
+	if opt.Ready != nil {
+		close(opt.Ready)
+	}
 	buf := make([]byte, 64<<10)
 	drain := func() error {
 		for {

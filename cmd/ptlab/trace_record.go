@@ -32,9 +32,21 @@ probes. The file is the same format; "ptlab trace import" reads it.`,
 			defer stop()
 			rctx, done := context.WithCancel(ctx)
 			errc := make(chan error, 1)
+			ready := make(chan struct{})
 			go func() {
-				errc <- trace.Record(rctx, f, trace.RecordOptions{BufferKB: bufKB, Log: cmd.ErrOrStderr()})
+				errc <- trace.Record(rctx, f, trace.RecordOptions{BufferKB: bufKB, Log: cmd.ErrOrStderr(), Ready: ready})
 			}()
+			// The command runs once the probes are set and the start
+			// snapshot is taken, so all it does is recorded.
+			select {
+			case <-ready:
+			case err := <-errc:
+				f.Close()
+				if err == nil {
+					err = fmt.Errorf("trace record: stopped before recording")
+				}
+				return err
+			}
 			var runErr error
 			if len(args) > 0 {
 				c := exec.CommandContext(ctx, args[0], args[1:]...)
