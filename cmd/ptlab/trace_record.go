@@ -41,6 +41,7 @@ probes. The file is the same format; "ptlab trace import" reads it.`,
 			select {
 			case <-ready:
 			case err := <-errc:
+				done()
 				f.Close()
 				if err == nil {
 					err = fmt.Errorf("trace record: stopped before recording")
