@@ -380,7 +380,7 @@ func (d *dfsChooser) choose(r *run, _, _ int, curRuns bool, opts []int, point bo
 		cp := d.stack[d.depth]
 		d.depth++
 		if cp.n != n {
-			r.fail(&check.Violation{Kind: "nondeterminism", CPU: -1, Step: len(r.sched),
+			r.fail(&check.Violation{Kind: check.KindNondeterminism, CPU: -1, Step: len(r.sched),
 				Msg: fmt.Sprintf("%v: choice point %d had %d options, now %d", ErrNondeterminism, d.depth-1, cp.n, n)})
 			return opts[0]
 		}
