@@ -417,7 +417,7 @@ func (k *Kernel) ExecmemFree(c CPU, p uint64) error {
 		return k.Vfree(c, p)
 	}
 	err := k.execmemForceRW(c, p, size)
-	if err == nil {
+	if err == nil && !k.Mutations.FreeWithoutRefill {
 		err = k.execmemFillTrappingInsns(p, size)
 	}
 	if err == nil && k.Exec.ArchHasROX {
@@ -451,7 +451,9 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 		if a == nil || (k.Cfg.Policy.CleanWholeArea && (a.Addr != f.start || a.MappedSize() != f.end-f.start)) {
 			continue
 		}
-		k.execmemSetDirectMapDefault(c, a)
+		if !k.Mutations.CleanForgetsAlias {
+			k.execmemSetDirectMapDefault(c, a)
+		}
 		e.free = append(e.free[:i], e.free[i+1:]...)
 		i--
 		delete(e.chunks, a.Addr)

@@ -84,6 +84,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		SplitLock:  NewMutex("pgtable_split_lock"),
 		InitMM:     NewRWSem("init_mm.mmap_lock"),
 		PatchLock:  NewMutex("patch_lock"),
+		VmapLock:   NewMutex("vmap_node.busy.lock"),
 		warned:     map[string]bool{},
 	}
 	regs = mem.Regions()
@@ -302,7 +303,9 @@ func (k *Kernel) linearMapMaybeSplitToPTEs(c CPU) error {
 			return fmt.Errorf("linear_map_split_to_ptes: panic: %w", err)
 		}
 	}
-	k.FlushTLBKernelRange(c, lin0, lin1)
+	if !k.Mutations.RepaintWithoutFlush {
+		k.FlushTLBKernelRange(c, lin0, lin1)
+	}
 	return nil
 }
 

@@ -391,7 +391,7 @@ func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
 		start = min(start, s.start)
 		end = max(end, s.end)
 	}
-	if len(lazy) > 0 || flush {
+	if (len(lazy) > 0 && !k.Mutations.PurgeWithoutFlush) || flush {
 		k.FlushTLBKernelRange(c, start, end)
 	}
 	// The VA becomes reusable only after the flush.
