@@ -102,14 +102,33 @@ func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
 
 // ExecContent checks that every executable execmem page holds trap fill or
 // the text of a live object: freed text is refilled before it can run again.
-func ExecContent(k *kernel.Kernel, d pgtable.Door) error {
+func ExecContent(k *kernel.Kernel, d pgtable.Door) error { return execContent(k, d, nil) }
+
+// execContent is ExecContent over the pages inside ranges (all when nil):
+// at an operation's end the monitor checks the operation's footprint, since
+// another CPU may be between handing an object back and refilling it.
+func execContent(k *kernel.Kernel, d pgtable.Door, ranges []Range) error {
 	ps := k.G.PageSize()
+	in := func(va uint64) bool {
+		if ranges == nil {
+			return true
+		}
+		for _, r := range ranges {
+			if va >= r.Start && va < r.End {
+				return true
+			}
+		}
+		return false
+	}
 	for _, a := range k.VM.Areas() {
 		if a.Owner != physmem.OwnerExecmem {
 			continue
 		}
 		for i := 0; i < a.NrPages; i++ {
 			va := a.Addr + uint64(i)*ps
+			if !in(va) {
+				continue
+			}
 			if !Permission(k, d, va).Exec {
 				continue
 			}

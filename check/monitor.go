@@ -514,7 +514,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 				}
 				for va := max(r.Start, e.VA) &^ (mo.ps - 1); va < min(r.End, e.VA+e.Size); va += mo.ps {
 					t := mo.Translate(va)
-					if (e.Write && !t.Write) || (e.Exec && !t.Exec) {
+					if (e.Write && !t.Write) || (e.Exec && !t.Exec) || (t.Valid && e.Translate(va)&^(mo.ps-1) != t.PA&^(mo.ps-1)) {
 						mo.fail(KindStaleTLB, va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
 							info.Name, id, o.ID(), va, perm(e.Write, e.Exec), t)
 						return
@@ -524,7 +524,8 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		})
 	}
 	mo.wx(id, false)
-	mo.reportErr(ExecContent(mo.K, mo.raw), id)
+	mo.directMap()
+	mo.reportErr(execContent(mo.K, mo.raw, info.Footprint), id)
 	mo.reportErr(Accounting(mo.K), id)
 }
 
@@ -612,6 +613,9 @@ func (mo *Monitor) Final() error {
 				}
 			})
 		}
+	}
+	if mo.nonBBML2 && mo.err == nil {
+		mo.conflicts(-1)
 	}
 	mo.wx(-1, true)
 	mo.directMap()

@@ -175,7 +175,12 @@ func New(cfg Config) (*Explorer, error) {
 		return nil, err
 	}
 	x := &Explorer{cfg: cfg, kcfg: kcfg, descWriters: map[uint64]uint64{}, pageWriters: map[uint64]uint64{}}
+	// The serial run is the bound-0 search's first schedule: learn the
+	// shared pages from it too, so random walks without a systematic search
+	// (--bound -1) keep the load preemption points.
+	x.learn = true
 	o, err := x.run(&serialChooser{}, nil)
+	x.learn = false
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,7 @@ type Kernel struct {
 	// VmapLock is the vmap node's busy.lock as /proc/kcore's vread_iter
 	// holds it across its lockless vmalloc_to_page walk.
 	VmapLock  *Mutex
+	PurgeLock *Mutex       // vmap_purge_lock: one lazy purge at a time
 	ptdumping atomic.Int32 // arm64_ptdump_lock_key: a ptdump walk is running
 	Stats     Stats
 	TLB       TLBLog

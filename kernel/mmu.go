@@ -85,6 +85,7 @@ func Boot(cfg Config) (*Kernel, error) {
 		InitMM:     NewRWSem("init_mm.mmap_lock"),
 		PatchLock:  NewMutex("patch_lock"),
 		VmapLock:   NewMutex("vmap_node.busy.lock"),
+		PurgeLock:  NewMutex("vmap_purge_lock"),
 		warned:     map[string]bool{},
 	}
 	regs = mem.Regions()

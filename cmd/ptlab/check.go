@@ -16,7 +16,7 @@ type checkFlags struct {
 	preset, scenario, replay, points, mutant string
 	bound, random, maxRuns                   int
 	seed                                     uint64
-	trace, time                              bool
+	trace, time, mutants                     bool
 }
 
 func init() {
@@ -54,6 +54,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -66,6 +67,21 @@ func mutantNames() string {
 }
 
 func runCheck(out io.Writer, f checkFlags) error {
+	if f.mutants {
+		rs, err := explore.MutationScore(f.preset, f.bound)
+		if err != nil {
+			return err
+		}
+		if err := explore.WriteMutationScore(out, f.preset, f.bound, rs); err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if !r.Caught && !isEquivalent(r.Mutant) {
+				return fmt.Errorf("%w: mutant %s not caught", errViolations, r.Mutant)
+			}
+		}
+		return nil
+	}
 	points, err := explore.ParsePoints(f.points)
 	if err != nil {
 		return err
@@ -235,4 +251,13 @@ func replayCheck(out io.Writer, x *explore.Explorer, f checkFlags, sc *explore.S
 		return err
 	}
 	return fmt.Errorf("%w in %s (preset %s)", errViolations, sc.Name, f.preset)
+}
+
+func isEquivalent(name string) bool {
+	for _, m := range explore.Equivalent {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }
