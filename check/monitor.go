@@ -513,6 +513,9 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 					continue
 				}
 				for va := max(r.Start, e.VA) &^ (mo.ps - 1); va < min(r.End, e.VA+e.Size); va += mo.ps {
+					if mo.othersChanging(va) {
+						continue // another CPU's operation is between its store and its TLBI
+					}
 					t := mo.Translate(va)
 					if (e.Write && !t.Write) || (e.Exec && !t.Exec) || (t.Valid && e.Translate(va)&^(mo.ps-1) != t.PA&^(mo.ps-1)) {
 						mo.fail(KindStaleTLB, va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
@@ -527,6 +530,14 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 	mo.directMap()
 	mo.reportErr(execContent(mo.K, mo.raw, info.Footprint), id)
 	mo.reportErr(Accounting(mo.K), id)
+}
+
+// othersChanging says whether an operation other than the one ending has
+// va in its footprint and is still running (the ending one still counts
+// itself in flux). Racy operations may share footprints.
+func (mo *Monitor) othersChanging(va uint64) bool {
+	gr := mo.groupOf(va)
+	return gr != nil && gr.flux[(va-gr.va)/mo.ps] > 1
 }
 
 func perm(w, x bool) string {
@@ -563,9 +574,10 @@ func (mo *Monitor) wxStep(va uint64, t Translation, by int) {
 // wxCheck applies the W^X rule to one page. During a run (strict false)
 // an executable page holding trap fill may have a writable alias: the ROX
 // cache's clean restores a released chunk's linear alias before it vfrees
-// the chunk (execmem_cache_clean), so trap fill is briefly executable and
-// writable through its alias — no text is exposed. At the end nothing is
-// exempt.
+// the chunk (execmem_cache_clean), so trap fill (or the zeroes the chunk's
+// pages go back with; zero is UDF #0 and traps too) is briefly executable
+// and writable through its alias — no text is exposed. At the end nothing
+// is exempt.
 func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
 	if mo.err != nil || !t.Valid || !t.Exec {
 		return
@@ -579,7 +591,7 @@ func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
 	if msg == "" {
 		return
 	}
-	if !strict && !t.Write && mo.K.Mem.Private(t.PA&^(mo.ps-1)) == kernel.ContentTrap {
+	if c := mo.K.Mem.Private(t.PA &^ (mo.ps - 1)); !strict && !t.Write && (c == kernel.ContentTrap || c == kernel.ContentZero) {
 		return
 	}
 	mo.fail(KindWX, va, by, "%s", msg)
@@ -701,4 +713,27 @@ func Leaks(k *kernel.Kernel) error {
 			Msg: fmt.Sprintf("%d table pages allocated, %d reachable from the root", n, len(seen))}
 	}
 	return nil
+}
+
+// NewEmptyOracle is the oracle of a run without scenario operations (a
+// single CPU replaying a timeline: its serial run is the run itself).
+func NewEmptyOracle() *Oracle {
+	return &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
+}
+
+// CheckState evaluates the whole-state invariants now — W^X across aliases
+// and executable content of all execmem memory, physmem accounting — and
+// records the first violation (at the current Step).
+func (mo *Monitor) CheckState() error {
+	for _, f := range []func() error{
+		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
+		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return Accounting(mo.K) },
+	} {
+		if mo.err != nil {
+			break
+		}
+		mo.reportErr(f(), 0)
+	}
+	return mo.Err()
 }

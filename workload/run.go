@@ -36,6 +36,17 @@ type Progress func(done, total int)
 // the module set loads at t=0, then the timeline's churn, sampling metrics
 // every SampleEvery and once at the end.
 func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
+	return runOn(s, preset, mods, progress, nil)
+}
+
+// runHooks let a checked run (check.go) put its own CPU under the timeline
+// and look at the kernel after every event; nil is a plain run.
+type runHooks struct {
+	cpu   func(k *kernel.Kernel) kernel.CPU
+	after func(k *kernel.Kernel, e Event) error
+}
+
+func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *runHooks) (*Result, error) {
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {
@@ -51,7 +62,10 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 	if err != nil {
 		return nil, err
 	}
-	c := &kernel.PlainCPU{}
+	var c kernel.CPU = &kernel.PlainCPU{}
+	if h != nil {
+		c = h.cpu(k)
+	}
 	r := &Result{Preset: preset}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}
@@ -109,6 +123,11 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 					return nil, err
 				}
 				delete(jit, e.Object)
+			}
+		}
+		if h != nil {
+			if err := h.after(k, e); err != nil {
+				return nil, err
 			}
 		}
 		if progress != nil && (i%64 == 0 || i == len(ev)-1) {

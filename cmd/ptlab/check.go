@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/explore"
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/workload"
 	"github.com/spf13/cobra"
 )
 
@@ -260,4 +262,32 @@ func isEquivalent(name string) bool {
 		}
 	}
 	return false
+}
+
+// compareCheck is `ptlab compare --check`: each preset's whole scenario run on
+// one simulated CPU with the invariants checked throughout, one line per
+// preset; non-zero exit when any preset breaks one.
+func compareCheck(out, errw io.Writer, f compareFlags, s *workload.Scenario, mods []kernel.ModuleSpec) error {
+	fmt.Fprintf(out, "scenario %s: machine %s, %d modules, %v, seed %d; invariants checked at every step on one CPU\n",
+		s.Name, s.Machine, len(mods), time.Duration(s.Work.Duration), s.Seed)
+	var bad []string
+	for _, p := range s.Presets {
+		prog, done := progressAfter(errw, p, f.quiet)
+		start := time.Now()
+		r, err := workload.RunChecked(s, p, mods, prog)
+		done()
+		if err != nil {
+			return err
+		}
+		if r.Err != nil {
+			bad = append(bad, p)
+			fmt.Fprintf(out, "%-15s VIOLATION after %d events (step %d): %s: %s\n", p, r.Events, r.Err.Step, r.Err.Kind, r.Err.Msg)
+			continue
+		}
+		fmt.Fprintf(out, "%-15s no violation: %d events, %d steps checked (%v)\n", p, r.Events, r.Steps, time.Since(start).Round(time.Millisecond))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w in presets %s", errViolations, strings.Join(bad, ", "))
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ type compareFlags struct {
 	csv      string
 	quiet    bool
 	imp      string
+	check    bool // run the invariants instead (check.go)
 }
 
 func init() {
@@ -43,6 +44,7 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.json, "json", false, "print results as JSON (final metrics and time series)")
 	cmd.Flags().StringVar(&f.csv, "csv", "", "write the metric time series as CSV to this file ('-' for stdout)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	cmd.Flags().BoolVar(&f.check, "check", false, "check the invariants at every step of each preset's run (one simulated CPU) and report per preset")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
 	rootCmd.AddCommand(cmd)
 	// ptlab's main job: compare the policies on the embedded default scenario.
@@ -97,6 +99,9 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {
 		return err
+	}
+	if f.check {
+		return compareCheck(out, errw, f, s, mods)
 	}
 	var results []*workload.Result
 	for _, p := range s.Presets {
