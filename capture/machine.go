@@ -62,93 +62,143 @@ func DetectMachine(k *Kcore, syms Symbols, hints MachineHints) (*Machine, error)
 	}
 	vi := k.VMCoreInfo
 	m := &Machine{Symbols: syms, OSRelease: vi.OSRelease()}
-
-	pageSize, ok, err := vi.PageSize()
+	pageSize, pageShift, err := detectPageSize(vi, hints)
 	if err != nil {
 		return nil, err
+	}
+	kernelGeo, err := m.detectGeometry(k, vi, pageShift)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.findSwapperPgDir(vi, pageSize); err != nil {
+		return nil, err
+	}
+	if err := m.findSwapperPA(k, vi, pageSize); err != nil {
+		return nil, err
+	}
+	m.RootPA = rootPA(m.SwapperPA, kernelGeo, m.Geometry)
+	if err := m.findLinearMap(k, vi); err != nil {
+		return nil, err
+	}
+	if m.KernelOffset, _, err = vi.KernelOffset(); err != nil {
+		return nil, err
+	}
+	if m.Layout, err = layoutFor(m, vi); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// detectPageSize reads PAGESIZE, else takes the hint.
+func detectPageSize(vi *VMCoreInfo, hints MachineHints) (size uint64, shift uint, err error) {
+	size, ok, err := vi.PageSize()
+	if err != nil {
+		return 0, 0, err
 	}
 	if !ok {
 		if hints.PageSize == 0 {
-			return nil, fmt.Errorf("%w: no PAGESIZE in VMCOREINFO and no page size given", ErrMachine)
+			return 0, 0, fmt.Errorf("%w: no PAGESIZE in VMCOREINFO and no page size given", ErrMachine)
 		}
-		pageSize = uint64(hints.PageSize)
+		size = uint64(hints.PageSize)
 	}
-	var pageShift uint
-	switch pageSize {
+	switch size {
 	case 4096:
-		pageShift = arm64.PageShift4K
+		shift = arm64.PageShift4K
 	case 16384:
-		pageShift = arm64.PageShift16K
+		shift = arm64.PageShift16K
 	case 65536:
-		pageShift = arm64.PageShift64K
+		shift = arm64.PageShift64K
 	default:
-		return nil, fmt.Errorf("%w: page size %d", ErrMachine, pageSize)
+		return 0, 0, fmt.Errorf("%w: page size %d", ErrMachine, size)
 	}
+	return size, shift, nil
+}
 
+// detectGeometry sets m.Geometry (the regime the hardware walks, from
+// vabits_actual) and m.ConfigVABits, and returns the geometry the kernel was
+// built for (CONFIG_ARM64_VA_BITS), whose top level sets the TTBR1 offset.
+func (m *Machine) detectGeometry(k *Kcore, vi *VMCoreInfo, pageShift uint) (arm64.Geometry, error) {
 	configVA, haveConfigVA, err := vi.Number("VA_BITS")
 	if err != nil {
-		return nil, err
+		return arm64.Geometry{}, err
 	}
-	vaActual := 0
-	if t1sz, ok, err := vi.Number("TCR_EL1_T1SZ"); err != nil {
-		return nil, err
-	} else if ok {
-		if t1sz < 12 || t1sz > 39 {
-			return nil, fmt.Errorf("%w: TCR_EL1_T1SZ %d", ErrMachine, t1sz)
-		}
-		vaActual = 64 - int(t1sz)
-	} else if a, ok := syms["vabits_actual"]; ok {
-		v, err := k.ReadUint64(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: reading vabits_actual: %w", ErrMachine, err)
-		}
-		vaActual = int(v)
-	} else if haveConfigVA && configVA <= 48 {
-		vaActual = int(configVA)
-	} else {
-		return nil, fmt.Errorf("%w: VA size unknown (no TCR_EL1_T1SZ, no vabits_actual; VA_BITS %d)", ErrMachine, configVA)
+	vaActual, err := vabitsActual(k, vi, m.Symbols, configVA, haveConfigVA)
+	if err != nil {
+		return arm64.Geometry{}, err
 	}
 	if !haveConfigVA {
 		configVA = uint64(vaActual)
 	}
 	if configVA < uint64(vaActual) || configVA > 52 {
-		return nil, fmt.Errorf("%w: VA_BITS %d with vabits_actual %d", ErrMachine, configVA, vaActual)
+		return arm64.Geometry{}, fmt.Errorf("%w: VA_BITS %d with vabits_actual %d", ErrMachine, configVA, vaActual)
 	}
 	m.ConfigVABits = int(configVA)
 	lpa2 := pageShift != arm64.PageShift64K && vaActual > 48
 	if m.Geometry, err = arm64.NewGeometry(pageShift, vaActual, lpa2); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMachine, err)
+		return arm64.Geometry{}, fmt.Errorf("%w: %w", ErrMachine, err)
 	}
-	// The kernel's compile-time top level, for the TTBR1 offset below.
 	kernelGeo, err := arm64.NewGeometry(pageShift, m.ConfigVABits, pageShift != arm64.PageShift64K && m.ConfigVABits > 48)
 	if err != nil {
-		return nil, fmt.Errorf("%w: VA_BITS %d: %w", ErrMachine, m.ConfigVABits, err)
+		return arm64.Geometry{}, fmt.Errorf("%w: VA_BITS %d: %w", ErrMachine, m.ConfigVABits, err)
 	}
+	return kernelGeo, nil
+}
 
-	// swapper_pg_dir: kallsyms and VMCOREINFO must agree when both have it.
-	sym, haveSym := syms["swapper_pg_dir"]
+// vabitsActual is the VA size the kernel runs with: 64 - TCR_EL1_T1SZ, else
+// the vabits_actual variable, else VA_BITS when it cannot be 52-bit.
+func vabitsActual(k *Kcore, vi *VMCoreInfo, syms Symbols, configVA uint64, haveConfigVA bool) (int, error) {
+	if t1sz, ok, err := vi.Number("TCR_EL1_T1SZ"); err != nil {
+		return 0, err
+	} else if ok {
+		if t1sz < 12 || t1sz > 39 {
+			return 0, fmt.Errorf("%w: TCR_EL1_T1SZ %d", ErrMachine, t1sz)
+		}
+		return 64 - int(t1sz), nil
+	}
+	if a, ok := syms["vabits_actual"]; ok {
+		v, err := k.ReadUint64(a)
+		if err != nil {
+			return 0, fmt.Errorf("%w: reading vabits_actual: %w", ErrMachine, err)
+		}
+		return int(v), nil
+	}
+	if haveConfigVA && configVA <= 48 {
+		return int(configVA), nil
+	}
+	return 0, fmt.Errorf("%w: VA size unknown (no TCR_EL1_T1SZ, no vabits_actual; VA_BITS %d)", ErrMachine, configVA)
+}
+
+// findSwapperPgDir sets m.SwapperPgDir: kallsyms and VMCOREINFO must agree
+// when both have it.
+func (m *Machine) findSwapperPgDir(vi *VMCoreInfo, pageSize uint64) error {
+	sym, haveSym := m.Symbols["swapper_pg_dir"]
 	vsym, haveVsym, err := vi.Symbol("swapper_pg_dir")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case haveSym && haveVsym && sym != vsym:
-		return nil, fmt.Errorf("%w: swapper_pg_dir is %#x in kallsyms but %#x in VMCOREINFO", ErrMachine, sym, vsym)
+		return fmt.Errorf("%w: swapper_pg_dir is %#x in kallsyms but %#x in VMCOREINFO", ErrMachine, sym, vsym)
 	case haveSym:
 		m.SwapperPgDir = sym
 	case haveVsym:
 		m.SwapperPgDir = vsym
 	default:
-		return nil, fmt.Errorf("%w: swapper_pg_dir in neither kallsyms nor VMCOREINFO", ErrNoSymbol)
+		return fmt.Errorf("%w: swapper_pg_dir in neither kallsyms nor VMCOREINFO", ErrNoSymbol)
 	}
 	if m.SwapperPgDir&(pageSize-1) != 0 {
-		return nil, fmt.Errorf("%w: swapper_pg_dir %#x is not page aligned", ErrMachine, m.SwapperPgDir)
+		return fmt.Errorf("%w: swapper_pg_dir %#x is not page aligned", ErrMachine, m.SwapperPgDir)
 	}
+	return nil
+}
 
-	// __pa_symbol(swapper_pg_dir).
+// findSwapperPA sets m.SwapperPA, __pa_symbol(swapper_pg_dir), and
+// m.KimageVoffset: from kimage_voffset, checked against the kcore segment
+// that maps the symbol, or from that segment alone.
+func (m *Machine) findSwapperPA(k *Kcore, vi *VMCoreInfo, pageSize uint64) error {
 	kv, haveKV, err := vi.Number("kimage_voffset")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	seg, haveSeg := k.segmentFor(m.SwapperPgDir, int(pageSize))
 	haveSeg = haveSeg && seg.HasPhys()
@@ -157,41 +207,46 @@ func DetectMachine(k *Kcore, syms Symbols, hints MachineHints) (*Machine, error)
 		m.KimageVoffset = kv
 		m.SwapperPA = m.SwapperPgDir - kv
 		if haveSeg && seg.PAddr+(m.SwapperPgDir-seg.VAddr) != m.SwapperPA {
-			return nil, fmt.Errorf("%w: swapper_pg_dir PA %#x by kimage_voffset, %#x by the kcore segment at %#x",
+			return fmt.Errorf("%w: swapper_pg_dir PA %#x by kimage_voffset, %#x by the kcore segment at %#x",
 				ErrMachine, m.SwapperPA, seg.PAddr+(m.SwapperPgDir-seg.VAddr), seg.VAddr)
 		}
 	case haveSeg:
 		m.SwapperPA = seg.PAddr + (m.SwapperPgDir - seg.VAddr)
 		m.KimageVoffset = m.SwapperPgDir - m.SwapperPA
 	default:
-		return nil, fmt.Errorf("%w: no kimage_voffset and no kcore segment with a physical address covers swapper_pg_dir %#x", ErrMachine, m.SwapperPgDir)
+		return fmt.Errorf("%w: no kimage_voffset and no kcore segment with a physical address covers swapper_pg_dir %#x", ErrMachine, m.SwapperPgDir)
 	}
+	return nil
+}
 
-	// The hardware's first table. With fewer levels than the kernel was built
-	// for, the top level is folded at run time and swapper_pg_dir's page is
-	// the next level's table (pgd_to_folded_p4d / p4d_to_folded_pud). With as
-	// many levels, TTBR1 points to the last entries of the wider table
-	// (TTBR1_BADDR_4852_OFFSET, offset_ttbr1).
-	m.RootPA = m.SwapperPA
-	if kernelGeo.Levels == m.Geometry.Levels {
-		ke, he := kernelGeo.Entries(kernelGeo.StartLevel), m.Geometry.Entries(m.Geometry.StartLevel)
-		m.RootPA += uint64(ke-he) * 8
+// rootPA is the hardware's first table. With fewer levels than the kernel
+// was built for, the top level is folded at run time and swapper_pg_dir's
+// page is the next level's table (pgd_to_folded_p4d / p4d_to_folded_pud).
+// With as many levels, TTBR1 points to the last entries of the wider table
+// (TTBR1_BADDR_4852_OFFSET, offset_ttbr1).
+func rootPA(swapperPA uint64, kernelGeo, hw arm64.Geometry) uint64 {
+	if kernelGeo.Levels != hw.Levels {
+		return swapperPA
 	}
+	ke, he := kernelGeo.Entries(kernelGeo.StartLevel), hw.Entries(hw.StartLevel)
+	return swapperPA + uint64(ke-he)*8
+}
 
-	// Linear map offset.
+// findLinearMap sets m.PhysOffset (PHYS_OFFSET, else memstart_addr) and
+// m.PageOffset: _PAGE_OFFSET(VA_BITS) since 5.4, but the kcore RAM segments
+// (kclist_add_remap: VA = __va(PA)) say it for any version.
+func (m *Machine) findLinearMap(k *Kcore, vi *VMCoreInfo) error {
 	if po, ok, err := vi.Number("PHYS_OFFSET"); err != nil {
-		return nil, err
+		return err
 	} else if ok {
 		m.PhysOffset = po
-	} else if a, ok := syms["memstart_addr"]; ok {
+	} else if a, ok := m.Symbols["memstart_addr"]; ok {
 		if m.PhysOffset, err = k.ReadUint64(a); err != nil {
-			return nil, fmt.Errorf("%w: reading memstart_addr: %w", ErrMachine, err)
+			return fmt.Errorf("%w: reading memstart_addr: %w", ErrMachine, err)
 		}
 	} else {
-		return nil, fmt.Errorf("%w: PHYS_OFFSET unknown (no NUMBER(PHYS_OFFSET), no memstart_addr)", ErrMachine)
+		return fmt.Errorf("%w: PHYS_OFFSET unknown (no NUMBER(PHYS_OFFSET), no memstart_addr)", ErrMachine)
 	}
-	// PAGE_OFFSET = _PAGE_OFFSET(VA_BITS) since 5.4; the kcore RAM segments
-	// (kclist_add_remap: VA = __va(PA)) say it for any version.
 	m.PageOffset = -(uint64(1) << uint(m.ConfigVABits))
 	linearSeen := false
 	for _, s := range k.Segments {
@@ -200,18 +255,11 @@ func DetectMachine(k *Kcore, syms Symbols, hints MachineHints) (*Machine, error)
 		}
 		po := s.VAddr - s.PAddr + m.PhysOffset
 		if linearSeen && po != m.PageOffset {
-			return nil, fmt.Errorf("%w: linear-map segments at %#x disagree on PAGE_OFFSET (%#x, %#x)", ErrMachine, s.VAddr, m.PageOffset, po)
+			return fmt.Errorf("%w: linear-map segments at %#x disagree on PAGE_OFFSET (%#x, %#x)", ErrMachine, s.VAddr, m.PageOffset, po)
 		}
 		m.PageOffset, linearSeen = po, true
 	}
-
-	if m.KernelOffset, _, err = vi.KernelOffset(); err != nil {
-		return nil, err
-	}
-	if m.Layout, err = layoutFor(m, vi); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil
 }
 
 // layoutFor is arm64.KernelLayout corrected by what VMCOREINFO reports

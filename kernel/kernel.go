@@ -68,7 +68,10 @@ type Kernel struct {
 	kfencePool             [2]uint64 // PA range of the KFENCE pool, if any
 
 	SplitLock *Mutex // pgtable_split_lock
-	InitMM    *RWSem // init_mm's mmap lock: ptdump walks hold it for writing
+	// PageTableLock is init_mm.page_table_lock: installing a new table in
+	// an empty slot re-checks the slot under it (__pte_alloc_kernel).
+	PageTableLock *Mutex
+	InitMM        *RWSem // init_mm's mmap lock: ptdump walks hold it for writing
 	// PatchLock is arm64's patch_lock: text patching (__text_poke,
 	// aarch64_insn_copy) holds it across its lockless vmalloc_to_page walk.
 	PatchLock *Mutex

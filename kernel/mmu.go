@@ -73,20 +73,21 @@ func Boot(cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	k := &Kernel{
-		Cfg:        cfg,
-		G:          g,
-		Layout:     arm64.KernelLayout(g, cfg.ConfigVABits),
-		Feat:       arm64.Features{NG: cfg.KPTI, LPA2: g.LPA2, BTI: cfg.BTI},
-		Mem:        mem,
-		MIDRs:      midrs,
-		RodataFull: rodataFull,
-		BootBBML2:  midrs[0].SupportsBBML2NoAbort(),
-		SplitLock:  NewMutex("pgtable_split_lock"),
-		InitMM:     NewRWSem("init_mm.mmap_lock"),
-		PatchLock:  NewMutex("patch_lock"),
-		VmapLock:   NewMutex("vmap_node.busy.lock"),
-		PurgeLock:  NewMutex("vmap_purge_lock"),
-		warned:     map[string]bool{},
+		Cfg:           cfg,
+		G:             g,
+		Layout:        arm64.KernelLayout(g, cfg.ConfigVABits),
+		Feat:          arm64.Features{NG: cfg.KPTI, LPA2: g.LPA2, BTI: cfg.BTI},
+		Mem:           mem,
+		MIDRs:         midrs,
+		RodataFull:    rodataFull,
+		BootBBML2:     midrs[0].SupportsBBML2NoAbort(),
+		SplitLock:     NewMutex("pgtable_split_lock"),
+		PageTableLock: NewMutex("init_mm.page_table_lock"),
+		InitMM:        NewRWSem("init_mm.mmap_lock"),
+		PatchLock:     NewMutex("patch_lock"),
+		VmapLock:      NewMutex("vmap_node.busy.lock"),
+		PurgeLock:     NewMutex("vmap_purge_lock"),
+		warned:        map[string]bool{},
 	}
 	regs = mem.Regions()
 	k.PhysOffset = regs[0].Base &^ (memstartAlign(g) - 1)

@@ -21,6 +21,12 @@ type Door interface {
 	TableAlloc(l arm64.Level) error
 	// TableFree is called before the table page at pa is returned to physmem.
 	TableFree(pa uint64, l arm64.Level)
+	// PageTableLock and PageTableUnlock take and release init_mm's
+	// page_table_lock, which serialises installing a newly allocated table
+	// in an empty slot (__pte_alloc_kernel, __pmd_alloc, __pud_alloc in
+	// mm/memory.c). t identifies the tree for doors without a lock of their own.
+	PageTableLock(t *Tables)
+	PageTableUnlock(t *Tables)
 }
 
 // Direct is the door of a plain single-threaded run: no hook, no cost.
@@ -31,6 +37,10 @@ func (Direct) Store(_ uint64, p *uint64, v uint64) { *p = v }
 func (Direct) TableAlloc(arm64.Level) error        { return nil }
 func (Direct) TableFree(uint64, arm64.Level)       {}
 
+// A single-threaded run has nobody to race with: no lock is needed.
+func (Direct) PageTableLock(*Tables)   {}
+func (Direct) PageTableUnlock(*Tables) {}
+
 // Atomic accesses descriptors with single-copy-atomic 64-bit loads and stores,
 // as the hardware and READ_ONCE/WRITE_ONCE do, so CPUs running as goroutines
 // race only where the modelled kernel races.
@@ -40,3 +50,7 @@ func (Atomic) Load(_ uint64, p *uint64) uint64     { return atomic.LoadUint64(p)
 func (Atomic) Store(_ uint64, p *uint64, v uint64) { atomic.StoreUint64(p, v) }
 func (Atomic) TableAlloc(arm64.Level) error        { return nil }
 func (Atomic) TableFree(uint64, arm64.Level)       {}
+
+// Goroutine CPUs share the tree's own page_table_lock.
+func (Atomic) PageTableLock(t *Tables)   { t.ptl.Lock() }
+func (Atomic) PageTableUnlock(t *Tables) { t.ptl.Unlock() }

@@ -217,6 +217,14 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 // ensureTable returns the next-level table under entry idx, allocating and
 // publishing a zeroed one if the slot is empty (the pXd_none branch of
 // alloc_init_*), and refusing a leaf in the way (BUG_ON(pXd_bad)).
+//
+// An empty slot is populated as __pte_alloc_kernel / __pmd_alloc /
+// __pud_alloc do (mm/memory.c): the page is allocated and zeroed outside
+// the lock, then under init_mm.page_table_lock the slot is read again; if
+// it is still empty the table is installed (the smp_wmb before
+// pmd_populate_kernel orders the zeroing first: here the door's store
+// publishes it), otherwise another CPU won the race and the page is freed
+// (pte_free_kernel) and the winner's table used.
 func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
 	g := &t.g
 	dpa := tpa + uint64(idx)*8
@@ -225,8 +233,18 @@ func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.
 		if err != nil {
 			return 0, nil, fmt.Errorf("mapping va %#x: %w", va, err)
 		}
-		d.Store(dpa, &tbl[idx], g.MkTable(cpa, noExec))
-		return cpa, ctbl, nil
+		d.PageTableLock(t)
+		if old = d.Load(dpa, &tbl[idx]); old == 0 {
+			d.Store(dpa, &tbl[idx], g.MkTable(cpa, noExec))
+			d.PageTableUnlock(t)
+			return cpa, ctbl, nil
+		}
+		d.PageTableUnlock(t)
+		// Never published, so no walk can hold it: no walk-cache
+		// invalidation and no TLB maintenance.
+		if err := t.freeUnpublished(d, cpa); err != nil {
+			return 0, nil, err
+		}
 	}
 	if !g.IsTable(old, l) {
 		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), dpa, va, old)

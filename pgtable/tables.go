@@ -59,6 +59,9 @@ type Tables struct {
 	basePFN uint64
 	index   []atomic.Pointer[[1 << indexShift]atomic.Pointer[tableRef]] // PFN -> table
 
+	// ptl is init_mm.page_table_lock for doors that do not model locks
+	// themselves (Atomic); the cpu package's CPUs take the kernel's mutex.
+	ptl       sync.Mutex
 	mu        sync.Mutex // guards slot allocation and counts
 	dir       atomic.Pointer[[]*chunk]
 	nslots    int32
@@ -204,9 +207,26 @@ func (t *Tables) FreeTable(d Door, pa uint64) error {
 	if r == nil || pa == t.root {
 		return fmt.Errorf("%w: free of %#x", ErrNotTable, pa)
 	}
-	s, l := r.slot, r.level
-	d.TableFree(pa, l)
+	d.TableFree(pa, r.level)
 	t.invalidateWalks()
+	return t.release(r)
+}
+
+// freeUnpublished returns a table page that was allocated but never
+// installed (a lost populate race, pte_free_kernel in __pte_alloc_kernel):
+// no walk can have cached it.
+func (t *Tables) freeUnpublished(d Door, pa uint64) error {
+	r := t.refOf(pa)
+	if r == nil {
+		return fmt.Errorf("%w: free of %#x", ErrNotTable, pa)
+	}
+	d.TableFree(pa, r.level)
+	return t.release(r)
+}
+
+// release returns the page of r to physmem and its slot to the free list.
+func (t *Tables) release(r *tableRef) error {
+	pa, s, l := r.pa, r.slot, r.level
 	t.setRef(pa, nil)
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)

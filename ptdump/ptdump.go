@@ -1,4 +1,4 @@
-// Package ptdump writes, reads and analyzes kernel_page_tables dumps: the
+// Package ptdump writes and reads kernel_page_tables dumps: the
 // text /sys/kernel/debug/kernel_page_tables prints on arm64 (and x86 dumps,
 // for reading). The writer and walker reproduce arch/arm64/mm/ptdump.c and
 // mm/ptdump.c over any tree of real descriptors — ptlab's model or a live

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/modscan"
 )
 
 // ScenarioModules resolves the scenario's module set against the embedded
@@ -18,11 +19,11 @@ func ScenarioModules(s *Scenario) ([]kernel.ModuleSpec, error) {
 	case "none":
 		return nil, nil
 	case "server":
-		names, err = ServerModuleSet()
+		names, err = modscan.ServerModuleSet()
 	case "all":
-		names, err = AllModulesInDependencyOrder()
+		names, err = modscan.AllModulesInDependencyOrder()
 	default:
-		d, derr := DebianModules()
+		d, derr := modscan.DebianModules()
 		if derr != nil {
 			return nil, derr
 		}
@@ -39,28 +40,5 @@ func ScenarioModules(s *Scenario) ([]kernel.ModuleSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ModuleSpecs(names)
-}
-
-// ModuleSpecs turns module names of the Debian dataset into loader specs:
-// the page-aligned size of every module memory region (layout_sections).
-func ModuleSpecs(names []string) ([]kernel.ModuleSpec, error) {
-	d, err := DebianModules()
-	if err != nil {
-		return nil, err
-	}
-	specs := make([]kernel.ModuleSpec, 0, len(names))
-	for _, n := range names {
-		m, ok := d.Lookup(n)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s", ErrUnknownModule, n)
-		}
-		spec := kernel.ModuleSpec{Name: m.Name}
-		sizes := m.AllocSizes(4096)
-		for t := range sizes {
-			spec.Size[t] = sizes[t]
-		}
-		specs = append(specs, spec)
-	}
-	return specs, nil
+	return modscan.ModuleSpecs(names)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
 )
 
 // dumpCmd groups the commands that read kernel page-table dumps.
@@ -109,7 +110,7 @@ func runDumpStats(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := ptdump.Stats(d)
+	s := analysis.Stats(d)
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	if dumpFlags.json {
 		err = writeJSON(out, s)
@@ -129,7 +130,7 @@ func runDumpStats(cmd *cobra.Command, args []string) error {
 }
 
 func writeHeatmap(cmd *cobra.Command, d *ptdump.Dump, path string) error {
-	img, info, err := ptdump.Heatmap(d, ptdump.HeatmapOptions{Width: dumpFlags.width})
+	img, info, err := analysis.Heatmap(d, analysis.HeatmapOptions{Width: dumpFlags.width})
 	if err != nil {
 		return err
 	}
@@ -158,7 +159,7 @@ func runDumpDiff(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	res := ptdump.Diff(a, b)
+	res := analysis.Diff(a, b)
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	if dumpFlags.json {
 		err = writeJSON(out, res)

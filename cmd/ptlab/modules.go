@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ptlab/ptlab/workload"
+	"github.com/ptlab/ptlab/modscan"
 )
 
 // modulesCmd groups the commands that build and read kernel module datasets.
@@ -95,9 +95,9 @@ func init() {
 }
 
 func runModulesScan(cmd *cobra.Command, args []string) error {
-	cfg := workload.DefaultLayoutConfig()
+	cfg := modscan.DefaultLayoutConfig()
 	cfg.Erratum843419 = modulesFlags.erratum
-	d, err := workload.ScanModules(args[0], workload.ScanOptions{
+	d, err := modscan.ScanModules(args[0], modscan.ScanOptions{
 		Layout:               &cfg,
 		Kconfig:              modulesFlags.kconfig,
 		IgnorePackageKconfig: modulesFlags.ignoreKconf,
@@ -113,12 +113,12 @@ func runModulesScan(cmd *cobra.Command, args []string) error {
 	}
 	t := d.Totals()
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d modules (%d skipped), kernel %s; text %d bytes, data %d bytes\n",
-		t.Modules, len(d.Skipped), d.KernelVersion, t.Bytes[workload.ModText],
-		t.Bytes[workload.ModData]+t.Bytes[workload.ModRodata]+t.Bytes[workload.ModROAfterInit])
+		t.Modules, len(d.Skipped), d.KernelVersion, t.Bytes[modscan.ModText],
+		t.Bytes[modscan.ModData]+t.Bytes[modscan.ModRodata]+t.Bytes[modscan.ModROAfterInit])
 	return nil
 }
 
-func modulesWriteDataset(cmd *cobra.Command, d *workload.ModuleDataset, out string) error {
+func modulesWriteDataset(cmd *cobra.Command, d *modscan.ModuleDataset, out string) error {
 	var w io.Writer = cmd.OutOrStdout()
 	var f *os.File
 	if out != "-" {
@@ -148,16 +148,16 @@ func modulesWriteDataset(cmd *cobra.Command, d *workload.ModuleDataset, out stri
 	return err
 }
 
-func modulesLoadDataset() (*workload.ModuleDataset, error) {
+func modulesLoadDataset() (*modscan.ModuleDataset, error) {
 	if modulesFlags.dataset == "" {
-		return workload.DebianModules()
+		return modscan.DebianModules()
 	}
 	f, err := os.Open(modulesFlags.dataset)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	d, err := workload.ReadModuleDataset(f)
+	d, err := modscan.ReadModuleDataset(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", modulesFlags.dataset, err)
 	}
@@ -170,12 +170,12 @@ func runModulesList(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	var names []string
-	var order *workload.LoadOrder
+	var order *modscan.LoadOrder
 	switch {
 	case modulesFlags.server && modulesFlags.all:
 		return fmt.Errorf("--server and --all exclude each other")
 	case modulesFlags.server:
-		set, err := workload.ServerModules()
+		set, err := modscan.ServerModules()
 		if err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func runModulesList(cmd *cobra.Command, _ []string) error {
 	}
 	w := cmd.OutOrStdout()
 	if modulesFlags.json {
-		mods := make([]workload.Module, 0, len(names))
+		mods := make([]modscan.Module, 0, len(names))
 		for _, n := range names {
 			m, _ := d.Lookup(n)
 			mods = append(mods, *m)
@@ -208,8 +208,8 @@ func runModulesList(cmd *cobra.Command, _ []string) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Order   *workload.LoadOrder `json:"order,omitempty"`
-			Modules []workload.Module   `json:"modules"`
+			Order   *modscan.LoadOrder `json:"order,omitempty"`
+			Modules []modscan.Module   `json:"modules"`
 		}{order, mods})
 	}
 	fmt.Fprintf(w, "# %s %s (kernel %s), %d modules\n", d.Package, d.Version, d.KernelVersion, len(names))
@@ -217,9 +217,9 @@ func runModulesList(cmd *cobra.Command, _ []string) error {
 	for _, n := range names {
 		m, _ := d.Lookup(n)
 		fmt.Fprintf(w, "%-28s %9d %9d %9d %9d %9d %9d %9d\n", m.Name,
-			m.Size[workload.ModText], m.Size[workload.ModRodata], m.Size[workload.ModROAfterInit],
-			m.Size[workload.ModData], m.Size[workload.ModInitText], m.Size[workload.ModInitData],
-			m.Size[workload.ModInitRodata])
+			m.Size[modscan.ModText], m.Size[modscan.ModRodata], m.Size[modscan.ModROAfterInit],
+			m.Size[modscan.ModData], m.Size[modscan.ModInitText], m.Size[modscan.ModInitData],
+			m.Size[modscan.ModInitRodata])
 	}
 	if order != nil {
 		fmt.Fprintf(w, "# requested %d, added as dependencies %d\n", order.Requested, len(order.Added))
@@ -237,9 +237,9 @@ func runModulesInfo(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, ok := d.Lookup(workload.NormalizeModuleName(args[0]))
+	m, ok := d.Lookup(modscan.NormalizeModuleName(args[0]))
 	if !ok {
-		return fmt.Errorf("%w: %s not in %s %s", workload.ErrUnknownModule, args[0], d.Package, d.Version)
+		return fmt.Errorf("%w: %s not in %s %s", modscan.ErrUnknownModule, args[0], d.Package, d.Version)
 	}
 	users := d.ReverseDependencies()[m.Name]
 	w := cmd.OutOrStdout()
@@ -247,7 +247,7 @@ func runModulesInfo(cmd *cobra.Command, args []string) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			workload.Module
+			modscan.Module
 			Vermagic string   `json:"vermagic"`
 			Alloc    []uint64 `json:"alloc"`
 			UsedBy   []string `json:"used_by"`
@@ -255,7 +255,7 @@ func runModulesInfo(cmd *cobra.Command, args []string) error {
 	}
 	fmt.Fprintf(w, "name:      %s\npath:      %s\nvermagic:  %s\n", m.Name, m.Path, d.VermagicOf(m))
 	fmt.Fprintf(w, "%-14s %10s %10s\n", "region", "bytes", "allocated")
-	for t := workload.ModMemType(0); t < workload.NumModMemTypes; t++ {
+	for t := modscan.ModMemType(0); t < modscan.NumModMemTypes; t++ {
 		fmt.Fprintf(w, "%-14s %10d %10d\n", t, m.Size[t], m.AllocSize(t, d.Layout.PageSize))
 	}
 	fmt.Fprintf(w, "coresize:  %d\ninitsize:  %d\npercpu:    %d\nplts:      %d core, %d init\n",
@@ -266,13 +266,13 @@ func runModulesInfo(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-func allocSlice(m *workload.Module, page uint64) []uint64 {
+func allocSlice(m *modscan.Module, page uint64) []uint64 {
 	a := m.AllocSizes(page)
 	return a[:]
 }
 
 func runModulesLayout(cmd *cobra.Command, args []string) error {
-	cfg := workload.DefaultLayoutConfig()
+	cfg := modscan.DefaultLayoutConfig()
 	if modulesFlags.kconfig != "" {
 		f, err := os.Open(modulesFlags.kconfig)
 		if err != nil {
@@ -284,7 +284,7 @@ func runModulesLayout(cmd *cobra.Command, args []string) error {
 			return err
 		}
 	}
-	l, err := workload.LayoutModuleFile(args[0], cfg)
+	l, err := modscan.LayoutModuleFile(args[0], cfg)
 	if err != nil {
 		return err
 	}
@@ -293,8 +293,8 @@ func runModulesLayout(cmd *cobra.Command, args []string) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Module   workload.Module          `json:"module"`
-			Sections []workload.PlacedSection `json:"sections"`
+			Module   modscan.Module          `json:"module"`
+			Sections []modscan.PlacedSection `json:"sections"`
 		}{l.Module, l.Sections})
 	}
 	fmt.Fprintf(w, "%s: %s\n", l.Module.Name, l.Module.Path)
@@ -302,7 +302,7 @@ func runModulesLayout(cmd *cobra.Command, args []string) error {
 	for _, s := range l.Sections {
 		fmt.Fprintf(w, "%-14s %#10x %#10x %6d  %s\n", s.Type, s.Offset, s.Size, s.Align, s.Name)
 	}
-	for t := workload.ModMemType(0); t < workload.NumModMemTypes; t++ {
+	for t := modscan.ModMemType(0); t < modscan.NumModMemTypes; t++ {
 		fmt.Fprintf(w, "%-14s total %d bytes, %d allocated\n", t, l.Module.Size[t], l.Module.AllocSize(t, cfg.PageSize))
 	}
 	return nil

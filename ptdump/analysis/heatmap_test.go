@@ -1,4 +1,4 @@
-package ptdump
+package analysis
 
 import (
 	"bytes"
@@ -6,12 +6,15 @@ import (
 	"image/png"
 	"strings"
 	"testing"
+
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/internal/dumptest"
 )
 
 // TestHeatmapMode3: one pixel per 2M block of the 12G linear map, each
 // coloured by the smallest leaf of its block as a page-by-block lookup says.
 func TestHeatmapMode3(t *testing.T) {
-	d := parseFile(t, "testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt", ParseOptions{})
+	d := parseFile(t, "../testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt", ptdump.ParseOptions{})
 	var buf bytes.Buffer
 	info, err := WriteHeatmapPNG(&buf, d, HeatmapOptions{Width: 256})
 	if err != nil {
@@ -47,13 +50,13 @@ func TestHeatmapMode3(t *testing.T) {
 }
 
 func TestHeatmapSparseAndScaled(t *testing.T) {
-	cols := armCols{shd: true, af: true, blk: true, uxn: true, mem: "MEM/NORMAL-TAGGED"}.text()
+	cols := dumptest.Cols{SHD: true, AF: true, Blk: true, UXN: true, Mem: "MEM/NORMAL-TAGGED"}.Text()
 	base := uint64(0xffff000000000000)
 	text := "---[ Linear Mapping start ]---\n" +
-		kernelLine(base, base+1<<30, "PUD", cols) + "\n" +
-		kernelLine(base+100<<40, base+164<<40, "PUD", cols) + "\n" +
+		dumptest.Line(base, base+1<<30, "PUD", cols) + "\n" +
+		dumptest.Line(base+100<<40, base+164<<40, "PUD", cols) + "\n" +
 		"---[ Linear Mapping end ]---\n"
-	d, err := parseString(text, ParseOptions{})
+	d, err := parseString(text, ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestHeatmapSparseAndScaled(t *testing.T) {
 }
 
 func TestHeatmapNoLinearMap(t *testing.T) {
-	d, err := parseString("---[ vmalloc() area ]---\n"+kernelLine(0xffff800080000000, 0xffff800080001000, "PTE", " RW NX SHD AF UXN MEM/NORMAL")+"\n", ParseOptions{})
+	d, err := parseString("---[ vmalloc() area ]---\n"+dumptest.Line(0xffff800080000000, 0xffff800080001000, "PTE", " RW NX SHD AF UXN MEM/NORMAL")+"\n", ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

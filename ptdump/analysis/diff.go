@@ -1,10 +1,12 @@
-package ptdump
+package analysis
 
 import (
 	"fmt"
 	"io"
 	"sort"
 	"text/tabwriter"
+
+	"github.com/ptlab/ptlab/ptdump"
 )
 
 // Kinds of change Diff reports.
@@ -62,15 +64,15 @@ type DiffResult struct {
 }
 
 type diffSide struct {
-	d    *Dump
-	regs []Region
+	d    *ptdump.Dump
+	regs []ptdump.Region
 	idx  []int
 	i    int
 }
 
 // cover returns the range of s covering addr x (advancing past ranges that
 // end at or before x), or nil.
-func (s *diffSide) cover(x uint64) *Range {
+func (s *diffSide) cover(x uint64) *ptdump.Range {
 	for s.i < len(s.d.Ranges) && s.d.Ranges[s.i].Last() < x {
 		s.i++
 	}
@@ -97,14 +99,14 @@ func (s *diffSide) region() string {
 	return reg.Name
 }
 
-func leafLabel(d *Dump, r *Range) string {
+func leafLabel(d *ptdump.Dump, r *ptdump.Range) string {
 	if r == nil || !r.Mapped() {
 		return "unmapped"
 	}
-	return d.Geometry.LeafName(r.Level, r.Attrs.Has(AttrCont))
+	return d.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont))
 }
 
-func permOf(r *Range) string {
+func permOf(r *ptdump.Range) string {
 	if r == nil || !r.Mapped() {
 		return ""
 	}
@@ -116,7 +118,7 @@ func permOf(r *Range) string {
 // address boundaries), so its cost is proportional to the number of lines,
 // never to the memory covered. Per piece it compares the leaf size (level and
 // CON) and the permission columns; unprinted addresses count as unmapped.
-func Diff(a, b *Dump) *DiffResult {
+func Diff(a, b *ptdump.Dump) *DiffResult {
 	res := &DiffResult{A: a.Name, B: b.Name, Totals: []DiffTotal{}, Buckets: []DiffBucket{}, Changes: []DiffChange{}, Notes: []string{}}
 	if a.Arch != b.Arch {
 		res.Notes = append(res.Notes, fmt.Sprintf("the dumps are of different architectures (%s, %s)", a.Arch, b.Arch))
@@ -128,8 +130,8 @@ func Diff(a, b *Dump) *DiffResult {
 		res.Notes = append(res.Notes, "one dump omits unmapped ranges: addresses it does not print count as unmapped")
 	}
 	sa, sb := &diffSide{d: a}, &diffSide{d: b}
-	sa.regs, sa.idx = Regions(a)
-	sb.regs, sb.idx = Regions(b)
+	sa.regs, sa.idx = ptdump.Regions(a)
+	sb.regs, sb.idx = ptdump.Regions(b)
 	if len(a.Ranges) == 0 && len(b.Ranges) == 0 {
 		return res
 	}
@@ -161,7 +163,7 @@ func Diff(a, b *Dump) *DiffResult {
 		// other side's next range starts.
 		last := ^uint64(0)
 		for _, c := range []struct {
-			r *Range
+			r *ptdump.Range
 			s *diffSide
 		}{{ra, sa}, {rb, sb}} {
 			if c.r != nil {
@@ -179,7 +181,7 @@ func Diff(a, b *Dump) *DiffResult {
 }
 
 // piece classifies [x, last] and adds it to the result.
-func (res *DiffResult) piece(x, last uint64, a, b *Dump, ra, rb *Range, sa, sb *diffSide) {
+func (res *DiffResult) piece(x, last uint64, a, b *ptdump.Dump, ra, rb *ptdump.Range, sa, sb *diffSide) {
 	ma, mb := ra != nil && ra.Mapped(), rb != nil && rb.Mapped()
 	c := DiffChange{Start: x, End: last + 1, From: leafLabel(a, ra), To: leafLabel(b, rb),
 		FromAttrs: permOf(ra), ToAttrs: permOf(rb)}
@@ -315,7 +317,7 @@ func (res *DiffResult) WriteText(w io.Writer, maxChanges int) error {
 		if c.ToAttrs != "" {
 			fb += " " + c.ToAttrs
 		}
-		fmt.Fprintf(tw, "0x%016x-0x%016x\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", c.Start, c.End, FormatSize(c.End-c.Start),
+		fmt.Fprintf(tw, "0x%016x-0x%016x\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", c.Start, c.End, ptdump.FormatSize(c.End-c.Start),
 			c.Region, c.Kind, fa, fb, c.LineA, c.LineB)
 	}
 	tw.Flush()

@@ -1,4 +1,4 @@
-package ptdump
+package analysis
 
 import (
 	"fmt"
@@ -8,13 +8,13 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/ptdump"
 )
 
 // Summary is the analysis of one dump (Stats). Field names in JSON are stable.
 type Summary struct {
 	Name          string          `json:"name"`
-	Arch          Arch            `json:"arch"`
+	Arch          ptdump.Arch     `json:"arch"`
 	PageSize      uint64          `json:"page_size"`
 	VABits        int             `json:"va_bits"`
 	Geometry      string          `json:"geometry"`
@@ -106,96 +106,6 @@ type LinearMapStats struct {
 	Collapse         CollapseStat `json:"collapse"`
 }
 
-// Region is one region of a dump as Stats and Diff see it.
-type Region struct {
-	Name  string
-	Kind  string
-	Basis string // "marker" or "layout"
-}
-
-// Regions assigns every range of d to a region and returns the regions (in
-// dump order) and, per range, its region index. With markers, a range belongs
-// to the last marker printed before it (the kernel prints a header when its
-// walk reaches the marker, note_page), whatever the marker order: 4.x kernels
-// print "Linear Mapping" last. Without markers (excerpts), arm64 ranges are
-// placed by the 5.4+ kernel VA layout for the dump's geometry.
-func Regions(d *Dump) ([]Region, []int) {
-	idx := make([]int, len(d.Ranges))
-	var regs []Region
-	if len(d.Markers) > 0 {
-		before := -1
-		for i := range d.Ranges {
-			if d.Ranges[i].Marker < 0 {
-				if before < 0 {
-					before = len(regs)
-					regs = append(regs, Region{Name: "before the first marker", Basis: "marker"})
-				}
-				idx[i] = before
-			}
-		}
-		base := len(regs)
-		for _, m := range d.Markers {
-			r := Region{Name: m.Name, Kind: m.Kind, Basis: "marker"}
-			if m.End {
-				r.Name, r.Kind = "after "+m.Name, "gap"
-			}
-			regs = append(regs, r)
-		}
-		for i := range d.Ranges {
-			if m := d.Ranges[i].Marker; m >= 0 && m < len(d.Markers) {
-				idx[i] = base + m
-			}
-		}
-		return regs, idx
-	}
-	classify := func(uint64) string { return "" }
-	name := map[string]string{}
-	if d.Arch == ArchARM64 && d.Geometry.PageSize != 0 {
-		shift := uint(bits.TrailingZeros64(d.Geometry.PageSize))
-		va := d.Geometry.VABits
-		g, err := arm64.NewGeometry(shift, va, va > 48 && shift != arm64.PageShift64K)
-		if err == nil {
-			l := arm64.KernelLayout(g, 0)
-			name = map[string]string{"linear": "linear map", "modules": "modules", "vmalloc": "vmalloc",
-				"vmemmap": "vmemmap", "pci-io": "PCI I/O", "fixmap": "fixmap", "": "outside the kernel regions"}
-			for k, v := range name {
-				if k != "" {
-					name[k] = v + fmt.Sprintf(" (by the %d-bit VA layout)", va)
-				}
-			}
-			classify = func(a uint64) string {
-				switch {
-				case l.IsLinear(a):
-					return "linear"
-				case l.IsModules(a):
-					return "modules"
-				case l.IsVmalloc(a):
-					return "vmalloc"
-				case a >= l.VmemmapStart && a < l.VmemmapEnd:
-					return "vmemmap"
-				case a >= l.PCIIOStart && a < l.PCIIOEnd:
-					return "pci-io"
-				case a >= l.FixaddrStart && a < l.FixaddrTop:
-					return "fixmap"
-				}
-				return ""
-			}
-		}
-	}
-	for i := range d.Ranges {
-		k := classify(d.Ranges[i].Start)
-		if len(regs) == 0 || regs[len(regs)-1].Kind != k {
-			n := name[k]
-			if n == "" {
-				n = "whole dump"
-			}
-			regs = append(regs, Region{Name: n, Kind: k, Basis: "layout"})
-		}
-		idx[i] = len(regs) - 1
-	}
-	return regs, idx
-}
-
 // tableCounter counts distinct table pages arithmetically. The kernel
 // allocates one table page per upper-level entry that maps anything below it
 // (alloc_init_pud / alloc_init_cont_pmd / alloc_init_cont_pte in
@@ -210,7 +120,7 @@ type tableCounter struct {
 	count [5]uint64
 }
 
-func (tc *tableCounter) add(g *DumpGeometry, lvl int, r *Range) {
+func (tc *tableCounter) add(g *ptdump.DumpGeometry, lvl int, r *ptdump.Range) {
 	for j := 1; j <= lvl && j < len(tc.count); j++ {
 		shift := uint(bits.TrailingZeros64(g.Levels[j-1].Size))
 		first, last := r.Start>>shift, r.Last()>>shift
@@ -223,7 +133,7 @@ func (tc *tableCounter) add(g *DumpGeometry, lvl int, r *Range) {
 	}
 }
 
-func (tc *tableCounter) stats(g *DumpGeometry) (ts []TableStat, pages uint64) {
+func (tc *tableCounter) stats(g *ptdump.DumpGeometry) (ts []TableStat, pages uint64) {
 	for j := 1; j < len(g.Levels) && j < len(tc.count); j++ {
 		ts = append(ts, TableStat{Level: g.Levels[j].Name, Tables: tc.count[j], Bytes: tc.count[j] * g.PageSize})
 		pages += tc.count[j]
@@ -239,16 +149,16 @@ func (tc *tableCounter) stats(g *DumpGeometry) (ts []TableStat, pages uint64) {
 // replaces the contiguous runs); physical contiguity and alignment, which the
 // dump does not show, are assumed.
 type collapser struct {
-	g          *DumpGeometry
+	g          *ptdump.DumpGeometry
 	pteName    string
 	shift      uint   // log2 of the block (PMD entry) size
 	contSize   uint64 // VA of one contiguous PTE run
-	d          *Dump
+	d          *ptdump.Dump
 	first, end int // run is d.Ranges[first:end]
 	st         CollapseStat
 }
 
-func newCollapser(d *Dump) collapser {
+func newCollapser(d *ptdump.Dump) collapser {
 	g := &d.Geometry
 	c := collapser{g: g, d: d}
 	if n := len(g.Levels); n >= 2 {
@@ -307,7 +217,7 @@ func (c *collapser) flush() {
 			continue
 		}
 		bytes := b - a + 1
-		if r.Attrs.Has(AttrCont) {
+		if r.Attrs.Has(ptdump.AttrCont) {
 			c.st.TLBEntriesBefore += (bytes + c.contSize - 1) / c.contSize
 		} else {
 			c.st.TLBEntriesBefore += bytes / page
@@ -329,11 +239,11 @@ type regionAcc struct {
 	col   collapser
 }
 
-func newAcc(d *Dump, name, kind string) *regionAcc {
+func newAcc(d *ptdump.Dump, name, kind string) *regionAcc {
 	return &regionAcc{st: RegionStats{Name: name, Kind: kind}, attrs: map[string]*AttrStat{}, col: newCollapser(d)}
 }
 
-func (a *regionAcc) add(d *Dump, i int) {
+func (a *regionAcc) add(d *ptdump.Dump, i int) {
 	r := &d.Ranges[i]
 	g := &d.Geometry
 	st := &a.st
@@ -359,7 +269,7 @@ func (a *regionAcc) add(d *Dump, i int) {
 	}
 	if lvl >= 0 && lvl < len(a.leaf) {
 		c := 0
-		if r.Attrs.Has(AttrCont) {
+		if r.Attrs.Has(ptdump.AttrCont) {
 			c = 1
 		}
 		l := &a.leaf[lvl][c]
@@ -375,7 +285,7 @@ func (a *regionAcc) add(d *Dump, i int) {
 	as.Ranges++
 }
 
-func (a *regionAcc) finish(g *DumpGeometry) RegionStats {
+func (a *regionAcc) finish(g *ptdump.DumpGeometry) RegionStats {
 	a.col.flush()
 	st := a.st
 	mapped := st.ValidBytes + st.InvalidBytes
@@ -428,14 +338,14 @@ func (a *regionAcc) finish(g *DumpGeometry) RegionStats {
 // arch/arm64/mm/ptdump.c): a line at a level is a run of entries at that level,
 // CON marks contiguous-hint runs, and the levels' sizes come from the dump's
 // geometry.
-func Stats(d *Dump) *Summary {
+func Stats(d *ptdump.Dump) *Summary {
 	g := &d.Geometry
 	s := &Summary{
 		Name: d.Name, Arch: d.Arch, PageSize: g.PageSize, VABits: g.VABits,
 		Geometry: g.String(), GeometryBasis: g.Basis, Ranges: len(d.Ranges),
 		Regions: []RegionStats{}, Notes: []string{},
 	}
-	regs, idx := Regions(d)
+	regs, idx := ptdump.Regions(d)
 	accs := make([]*regionAcc, len(regs))
 	total := newAcc(d, "total", "")
 	for i := range d.Ranges {
@@ -515,7 +425,7 @@ func Stats(d *Dump) *Summary {
 }
 
 // printedTables counts TBL lines by the level of the table they point to.
-func printedTables(d *Dump) []TableStat {
+func printedTables(d *ptdump.Dump) []TableStat {
 	g := &d.Geometry
 	ts := make([]TableStat, 0, len(g.Levels))
 	for j := 1; j < len(g.Levels); j++ {
@@ -530,7 +440,7 @@ func printedTables(d *Dump) []TableStat {
 	return ts
 }
 
-func notes(d *Dump, regs []Region, linRegions int, linMapped uint64) (string, []string) {
+func notes(d *ptdump.Dump, regs []ptdump.Region, linRegions int, linMapped uint64) (string, []string) {
 	var ns []string
 	basis := "none (no markers)"
 	switch {
@@ -539,19 +449,19 @@ func notes(d *Dump, regs []Region, linRegions int, linMapped uint64) (string, []
 		vmalloc := false
 		for _, m := range d.Markers {
 			vmalloc = vmalloc || m.Kind == "vmalloc"
-			if m.Kind == "linear" && !m.End && vmalloc && d.Arch == ArchARM64 {
+			if m.Kind == "linear" && !m.End && vmalloc && d.Arch == ptdump.ArchARM64 {
 				basis = "markers (pre-5.4 order: linear map above vmalloc, its marker last)"
 			}
 		}
 		ns = append(ns, "regions follow the marker lines as printed: a range belongs to the last marker above it")
-	case len(regs) > 0 && regs[0].Basis == "layout" && d.Arch == ArchARM64:
+	case len(regs) > 0 && regs[0].Basis == "layout" && d.Arch == ptdump.ArchARM64:
 		basis = fmt.Sprintf("arm64 5.4+ VA layout (%d-bit VA), no markers in the dump", d.Geometry.VABits)
 		ns = append(ns, "the dump has no marker lines; regions were placed by the 5.4+ kernel VA layout, which pre-5.4 kernels do not use")
 	}
-	if d.Arch == ArchARM64 && len(d.Ranges) > 0 {
+	if d.Arch == ptdump.ArchARM64 && len(d.Ranges) > 0 {
 		ns = append(ns, "arm64 ptdump has no kernel-image marker: the image is inside the vmalloc region (KIMAGE_VADDR), counted there")
 	}
-	if d.Arch == ArchARM64 && !d.HolesPrinted && len(d.Ranges) > 0 {
+	if d.Arch == ptdump.ArchARM64 && !d.HolesPrinted && len(d.Ranges) > 0 {
 		ns = append(ns, "unmapped ranges are not printed (4.x format): gaps between lines are unmapped, and table counts are lower bounds")
 	}
 	if d.Skipped > 0 {
@@ -614,7 +524,7 @@ func collapseText(c CollapseStat) string {
 		return "nothing to collapse"
 	}
 	return fmt.Sprintf("%d blocks of %s (%s): saves %d table pages (%s), TLB entries %d -> %d (saves %d)",
-		c.Blocks, FormatSize(c.BlockSize), humanBytes(c.Bytes), c.TablePagesSaved, humanBytes(c.TableBytesSaved),
+		c.Blocks, ptdump.FormatSize(c.BlockSize), humanBytes(c.Bytes), c.TablePagesSaved, humanBytes(c.TableBytesSaved),
 		c.TLBEntriesBefore, c.TLBEntriesAfter, c.TLBEntriesBefore-c.TLBEntriesAfter)
 }
 
@@ -625,7 +535,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	ew.printf("  geometry: %s\n", s.GeometryBasis)
 	ew.printf("  %d ranges; regions from %s\n", s.Ranges, s.RegionBasis)
 	if lm := s.LinearMap; lm != nil {
-		pte := "base pages (" + FormatSize(s.PageSize) + ")"
+		pte := "base pages (" + ptdump.FormatSize(s.PageSize) + ")"
 		ew.printf("\nlinear map (%s):\n", lm.Basis)
 		tw := tabwriter.NewWriter(ew, 2, 8, 2, ' ', 0)
 		fmt.Fprintf(tw, "  mapped\t%s\n", humanBytes(lm.MappedBytes))

@@ -1,4 +1,4 @@
-package ptdump
+package analysis
 
 import (
 	"errors"
@@ -14,6 +14,8 @@ import (
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"github.com/ptlab/ptlab/ptdump"
 )
 
 // ErrNoLinearMap: the dump has no mapped range in a linear-map region.
@@ -62,7 +64,7 @@ var (
 	heatText       = color.RGBA{0, 0, 0, 0xff}
 )
 
-func heatClass(g *DumpGeometry, r *Range) int {
+func heatClass(g *ptdump.DumpGeometry, r *ptdump.Range) int {
 	if !r.Mapped() {
 		return heatNone
 	}
@@ -70,7 +72,7 @@ func heatClass(g *DumpGeometry, r *Range) int {
 		return heatInvalid
 	}
 	n, l := len(g.Levels), g.Level(r.Level)
-	cont := r.Attrs.Has(AttrCont)
+	cont := r.Attrs.Has(ptdump.AttrCont)
 	switch {
 	case l == n-1 && cont:
 		return heatContPTE
@@ -97,7 +99,7 @@ type rowSpan struct {
 // Runs of rows without any mapping are replaced by a grey band, and if the map
 // would still be taller than MaxRows a pixel covers 2, 4, ... blocks. Painting
 // is per range and per pixel, never per page.
-func Heatmap(d *Dump, opt HeatmapOptions) (*image.RGBA, HeatmapInfo, error) {
+func Heatmap(d *ptdump.Dump, opt HeatmapOptions) (*image.RGBA, HeatmapInfo, error) {
 	if opt.Width <= 0 {
 		opt.Width = 256
 	}
@@ -109,8 +111,8 @@ func Heatmap(d *Dump, opt HeatmapOptions) (*image.RGBA, HeatmapInfo, error) {
 	if len(g.Levels) < 2 {
 		return nil, info, fmt.Errorf("%s: %w (no geometry)", d.Name, ErrNoLinearMap)
 	}
-	regs, idx := Regions(d)
-	var lin []*Range
+	regs, idx := ptdump.Regions(d)
+	var lin []*ptdump.Range
 	for i := range d.Ranges {
 		if regs[idx[i]].Kind == "linear" && d.Ranges[i].Mapped() {
 			lin = append(lin, &d.Ranges[i])
@@ -210,7 +212,7 @@ type heatLabel struct {
 	text   string
 }
 
-func heatLabels(g *DumpGeometry, info HeatmapInfo) []heatLabel {
+func heatLabels(g *ptdump.DumpGeometry, info HeatmapInfo) []heatLabel {
 	n := len(g.Levels)
 	pte, pmd := g.Levels[n-1].Name, g.Levels[n-2].Name
 	huge := "above " + pmd
@@ -218,7 +220,7 @@ func heatLabels(g *DumpGeometry, info HeatmapInfo) []heatLabel {
 		huge = g.LeafName(g.Levels[n-3].Name, false) + " or larger"
 	}
 	ls := []heatLabel{
-		{false, heatText, fmt.Sprintf("1 px = %s, row = %s", FormatSize(info.PixelBytes), FormatSize(info.PixelBytes*uint64(info.Width)))},
+		{false, heatText, fmt.Sprintf("1 px = %s, row = %s", ptdump.FormatSize(info.PixelBytes), ptdump.FormatSize(info.PixelBytes*uint64(info.Width)))},
 		{true, heatColors[heatHuge], huge},
 	}
 	if g.Levels[n-2].ContEntries > 0 {
@@ -229,7 +231,7 @@ func heatLabels(g *DumpGeometry, info HeatmapInfo) []heatLabel {
 		ls = append(ls, heatLabel{true, heatColors[heatContPTE], g.LeafName(pte, true)})
 	}
 	ls = append(ls, heatLabel{true, heatColors[heatPTE], g.LeafName(pte, false)})
-	if g.Arch == ArchARM64 {
+	if g.Arch == ptdump.ArchARM64 {
 		ls = append(ls, heatLabel{true, heatColors[heatInvalid], "present-invalid (F)"})
 	}
 	ls = append(ls, heatLabel{true, heatColors[heatNone], "unmapped"})
@@ -240,7 +242,7 @@ func heatLabels(g *DumpGeometry, info HeatmapInfo) []heatLabel {
 }
 
 // WriteHeatmapPNG writes Heatmap's picture as PNG.
-func WriteHeatmapPNG(w io.Writer, d *Dump, opt HeatmapOptions) (HeatmapInfo, error) {
+func WriteHeatmapPNG(w io.Writer, d *ptdump.Dump, opt HeatmapOptions) (HeatmapInfo, error) {
 	img, info, err := Heatmap(d, opt)
 	if err != nil {
 		return info, err

@@ -1,4 +1,4 @@
-package ptdump
+package analysis
 
 import (
 	"bytes"
@@ -13,16 +13,19 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/internal/dumptest"
 )
 
 // pageOracle answers per-page questions about a dump by looking each page
 // up: slow, obviously right, and independent of Stats' per-line arithmetic.
 type pageOracle struct {
-	d *Dump
+	d *ptdump.Dump
 }
 
 // at returns the range covering addr, or nil.
-func (o pageOracle) at(addr uint64) *Range {
+func (o pageOracle) at(addr uint64) *ptdump.Range {
 	rs := o.d.Ranges
 	i := sort.Search(len(rs), func(i int) bool { return rs[i].Last() >= addr })
 	if i < len(rs) && rs[i].Start <= addr {
@@ -33,7 +36,7 @@ func (o pageOracle) at(addr uint64) *Range {
 
 // bruteTables counts, per table level j >= 1, the distinct level-(j-1)
 // entries that contain any line at level j or deeper, block by block.
-func bruteTables(d *Dump) []uint64 {
+func bruteTables(d *ptdump.Dump) []uint64 {
 	g := &d.Geometry
 	counts := make([]uint64, len(g.Levels))
 	for j := 1; j < len(g.Levels); j++ {
@@ -57,7 +60,7 @@ func bruteTables(d *Dump) []uint64 {
 }
 
 // bruteCollapse checks every PMD block touched by a PTE line page by page.
-func bruteCollapse(d *Dump) (blocks, tlbBefore uint64) {
+func bruteCollapse(d *ptdump.Dump) (blocks, tlbBefore uint64) {
 	o := pageOracle{d}
 	g := &d.Geometry
 	n := len(g.Levels)
@@ -83,7 +86,7 @@ func bruteCollapse(d *Dump) (blocks, tlbBefore uint64) {
 					ok = false
 					break
 				}
-				if x.Attrs.Has(AttrCont) {
+				if x.Attrs.Has(ptdump.AttrCont) {
 					if a%cont == 0 {
 						before++
 					}
@@ -106,7 +109,7 @@ type fataler interface {
 	Fatalf(format string, args ...any)
 }
 
-func checkAgainstOracle(t fataler, d *Dump, s *Summary) {
+func checkAgainstOracle(t fataler, d *ptdump.Dump, s *Summary) {
 	t.Helper()
 	want := bruteTables(d)
 	for _, ts := range s.Total.Tables {
@@ -128,8 +131,8 @@ func checkAgainstOracle(t fataler, d *Dump, s *Summary) {
 // memory that implies. Expected figures come from reading the file with a
 // regexp and from per-block brute force, not from Stats.
 func TestStatsMode3Sample(t *testing.T) {
-	path := "testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt"
-	d := parseFile(t, path, ParseOptions{})
+	path := "../testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt"
+	d := parseFile(t, path, ptdump.ParseOptions{})
 	s := Stats(d)
 	raw, _ := os.ReadFile(path)
 	var mapped, pte uint64
@@ -182,8 +185,8 @@ func TestStatsMode3Sample(t *testing.T) {
 // dumps: leaf bytes, attribute bytes, table counts and collapse.
 func TestStatsBruteForce(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		rs := genDump(t, 0xffff000000000000, 256<<20, 1, false)
-		d, err := parseString(formatGen(t, rs), ParseOptions{})
+		rs := dumptest.Gen(t, 0xffff000000000000, 256<<20, 1, false)
+		d, err := parseString(dumptest.Format(t, rs), ptdump.ParseOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +211,7 @@ func TestStatsBruteForce(t *testing.T) {
 			default:
 				invalid += 4096
 			}
-			leaf[d.Geometry.LeafName(r.Level, r.Attrs.Has(AttrCont))] += 4096
+			leaf[d.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont))] += 4096
 			attrs[r.Attrs.Perm] += 4096
 		}
 		tot := s.Total
@@ -243,13 +246,13 @@ func TestStatsBruteForce(t *testing.T) {
 // TestStatsHugeRun: one PTE line over 1 TiB is summarized arithmetically
 // (a per-page loop would take minutes).
 func TestStatsHugeRun(t *testing.T) {
-	cols := armCols{shd: true, af: true, uxn: true, mem: "MEM/NORMAL-TAGGED"}.text()
+	cols := dumptest.Cols{SHD: true, AF: true, UXN: true, Mem: "MEM/NORMAL-TAGGED"}.Text()
 	base := uint64(0xffff000000000000)
 	text := "---[ Linear Mapping start ]---\n" +
-		kernelLine(base, base+0x1000, "PTE", " RW NX SHD AF UXN MEM/NORMAL") + "\n" +
-		kernelLine(base+0x1000, base+1<<40+0x1000, "PTE", cols) + "\n" +
-		kernelLine(base+1<<40+0x1000, base+1<<40+2<<20, "PTE", "") + "\n"
-	d, err := parseString(text, ParseOptions{})
+		dumptest.Line(base, base+0x1000, "PTE", " RW NX SHD AF UXN MEM/NORMAL") + "\n" +
+		dumptest.Line(base+0x1000, base+1<<40+0x1000, "PTE", cols) + "\n" +
+		dumptest.Line(base+1<<40+0x1000, base+1<<40+2<<20, "PTE", "") + "\n"
+	d, err := parseString(text, ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,8 +274,8 @@ func TestStatsHugeRun(t *testing.T) {
 }
 
 func TestStatsSamples(t *testing.T) {
-	cases := map[string]func(t *testing.T, d *Dump, s *Summary){
-		"003-wenboshen-android-4.14-39bitva.txt": func(t *testing.T, d *Dump, s *Summary) {
+	cases := map[string]func(t *testing.T, d *ptdump.Dump, s *Summary){
+		"003-wenboshen-android-4.14-39bitva.txt": func(t *testing.T, d *ptdump.Dump, s *Summary) {
 			if !strings.Contains(s.RegionBasis, "pre-5.4") || !hasNote(s, "not printed") {
 				t.Errorf("basis %q notes %v", s.RegionBasis, s.Notes)
 			}
@@ -290,14 +293,14 @@ func TestStatsSamples(t *testing.T) {
 			}
 			checkLeafNames(t, s, "PGD 1G", "contPMD 32M", "PMD 2M", "contPTE 64K", "PTE 4K")
 		},
-		"006-linux-doc-ptdump-rst-52bitva-excerpt.txt": func(t *testing.T, d *Dump, s *Summary) {
+		"006-linux-doc-ptdump-rst-52bitva-excerpt.txt": func(t *testing.T, d *ptdump.Dump, s *Summary) {
 			lm := s.LinearMap
 			if lm == nil || lm.BasePageFraction != 1 || lm.Collapse.BlockSize != 512<<20 || !strings.Contains(s.RegionBasis, "layout") {
 				t.Errorf("linear map %+v basis %q", lm, s.RegionBasis)
 			}
 			checkLeafNames(t, s, "PTE 64K")
 		},
-		"901-x86-fedora-4.18rc8-ryzen-dmesg-excerpt.txt": func(t *testing.T, d *Dump, s *Summary) {
+		"901-x86-fedora-4.18rc8-ryzen-dmesg-excerpt.txt": func(t *testing.T, d *ptdump.Dump, s *Summary) {
 			if s.LinearMap == nil || s.LinearMap.MappedBytes != 0 || !hasNote(s, "misplaced") {
 				t.Errorf("x86 linear map %+v notes %v", s.LinearMap, s.Notes)
 			}
@@ -316,7 +319,7 @@ func TestStatsSamples(t *testing.T) {
 	for _, path := range samples(t) {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
-			d := parseFile(t, path, ParseOptions{})
+			d := parseFile(t, path, ptdump.ParseOptions{})
 			s := Stats(d)
 			if f := cases[name]; f != nil {
 				f(t, d, s)
@@ -378,7 +381,7 @@ func checkLeafNames(t *testing.T, s *Summary, want ...string) {
 }
 
 func TestStatsEmpty(t *testing.T) {
-	d, err := parseString("---[ Modules start ]---\n---[ Modules end ]---\n", ParseOptions{})
+	d, err := parseString("---[ Modules start ]---\n---[ Modules end ]---\n", ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

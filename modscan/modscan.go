@@ -1,17 +1,21 @@
-package workload
-
-// This file and the other modules*.go files: the kernel module sets of real
-// arm64 kernels (region sizes as the loader lays them out, dependencies)
-// and the orders they are loaded in.
+// Package modscan reads the kernel module sets of real arm64 kernels: it
+// lays out .ko files (plain or xz/zstd/gzip) as the kernel's loader does
+// (region sizes per mod_mem_type, PLTs, alignment), scans directories and
+// Debian .deb packages into a dataset with dependencies, computes the order
+// modprobe loads them in, and embeds Debian's arm64 6.12 dataset and a real
+// server's module list. The workload package loads these sets into the
+// model.
+package modscan
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/ptlab/ptlab/kernel"
 	"io"
 	"strings"
+
+	"github.com/ptlab/ptlab/kernel"
 )
 
 // Sentinel errors. Every error of this package wraps one of them, so callers

@@ -1,4 +1,4 @@
-package ptdump
+package analysis
 
 import (
 	"bytes"
@@ -8,11 +8,14 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/internal/dumptest"
 )
 
 func TestDiffIdentity(t *testing.T) {
 	for _, path := range samples(t) {
-		d := parseFile(t, path, ParseOptions{})
+		d := parseFile(t, path, ptdump.ParseOptions{})
 		res := Diff(d, d)
 		if len(res.Changes) != 0 || len(res.Buckets) != 0 || len(res.Notes) != 0 {
 			t.Errorf("%s: self-diff %+v", path, res)
@@ -23,7 +26,7 @@ func TestDiffIdentity(t *testing.T) {
 // TestDiffMode3Edits edits the real mode-3 dump the way the kernel would
 // change it and checks that Diff names exactly that change.
 func TestDiffMode3Edits(t *testing.T) {
-	path := "testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt"
+	path := "../testdata/002-ryan-roberts-bbml2-v7-ampereone-mode3-ptes.txt"
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +39,7 @@ func TestDiffMode3Edits(t *testing.T) {
 	split := strings.Replace(orig, pmd, "0xffff000000400000-0xffff000002400000          32M PTE       ro NX SHD AF            UXN    MEM/NORMAL", 1)
 	roLine := "0xffff000143a61000-0xffff000143c61000           2M PTE       ro NX SHD AF            UXN    MEM/NORMAL-TAGGED"
 	perm := strings.Replace(orig, roLine, strings.Replace(roLine, " ro ", " RW ", 1), 1)
-	a, _ := parseString(orig, ParseOptions{})
+	a, _ := parseString(orig, ptdump.ParseOptions{})
 	for _, c := range []struct {
 		name, text   string
 		reverse      bool
@@ -48,7 +51,7 @@ func TestDiffMode3Edits(t *testing.T) {
 		{"merge", split, true, DiffMerged, "PTE 4K", "PMD 2M", 0xffff000000400000, 32 << 20},
 		{"set_memory_rw", perm, false, DiffPermission, "PTE 4K", "PTE 4K", 0xffff000143a61000, 2 << 20},
 	} {
-		b, err := parseString(c.text, ParseOptions{})
+		b, err := parseString(c.text, ptdump.ParseOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +79,7 @@ func TestDiffMode3Edits(t *testing.T) {
 }
 
 // diffKindOf classifies one page the way the Diff doc comment says.
-func diffKindOf(a, b *Dump, ra, rb *Range) string {
+func diffKindOf(a, b *ptdump.Dump, ra, rb *ptdump.Range) string {
 	ma, mb := ra != nil && ra.Mapped(), rb != nil && rb.Mapped()
 	switch {
 	case !ma && !mb:
@@ -105,11 +108,11 @@ func diffKindOf(a, b *Dump, ra, rb *Range) string {
 func TestDiffBruteForce(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		const base, span = 0xffff000000000000, 64 << 20
-		a, err := parseString(formatGen(t, genDump(t, base, span, 1, false)), ParseOptions{})
+		a, err := parseString(dumptest.Format(t, dumptest.Gen(t, base, span, 1, false)), ptdump.ParseOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := parseString(formatGen(t, genDump(t, base, span, 1, false)), ParseOptions{})
+		b, err := parseString(dumptest.Format(t, dumptest.Gen(t, base, span, 1, false)), ptdump.ParseOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,13 +167,13 @@ func TestDiffBruteForce(t *testing.T) {
 // TestDiffFormats: a 4.x dump (holes not printed) against the same mappings
 // printed with holes shows no change but says how it read the gaps.
 func TestDiffFormats(t *testing.T) {
-	cols := armCols{shd: true, af: true, uxn: true, mem: "MEM/NORMAL"}.text()
-	m := kernelLine(0xffffffc000000000, 0xffffffc000010000, "PTE", cols) + "\n"
-	old, err := parseString("---[ Linear Mapping ]---\n"+m, ParseOptions{})
+	cols := dumptest.Cols{SHD: true, AF: true, UXN: true, Mem: "MEM/NORMAL"}.Text()
+	m := dumptest.Line(0xffffffc000000000, 0xffffffc000010000, "PTE", cols) + "\n"
+	old, err := parseString("---[ Linear Mapping ]---\n"+m, ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := parseString("---[ Linear Mapping start ]---\n"+m+kernelLine(0xffffffc000010000, 0xffffffc000200000, "PTE", "")+"\n", ParseOptions{})
+	cur, err := parseString("---[ Linear Mapping start ]---\n"+m+dumptest.Line(0xffffffc000010000, 0xffffffc000200000, "PTE", "")+"\n", ptdump.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
