@@ -246,7 +246,8 @@ func buildChunkRelease(s *Setup) error {
 		return err
 	}
 	oa, ob := contentOf(k, a), contentOf(k, b)
-	fp := chunkFootprint(k, a)
+	// One chunk under the ROX cache; two areas (and their aliases) without.
+	fp := append(chunkFootprint(k, a), chunkFootprint(k, b)...)
 	free := func(name string, p, obj uint64) Op {
 		// Racy: which free releases the chunk depends on the interleaving.
 		return Op{Name: "execmem_free(" + name + ")", Footprint: fp, Racy: true,
@@ -257,7 +258,9 @@ func buildChunkRelease(s *Setup) error {
 			}}
 	}
 	s.Threads = [][]Op{
-		{free("A", a, oa), {Name: "bpf_jit_alloc_exec + text_poke (C)", Footprint: fp, Racy: true,
+		// C's pages and their alias are unknown until it runs: its footprint
+		// is every tracked region (whole PMDs around the chunk and aliases).
+		{free("A", a, oa), {Name: "execmem_alloc + text_poke (C)", Footprint: pmdRegions(k, fp), Racy: true,
 			Run: func(k *kernel.Kernel, c *cpu.CPU) error {
 				_, err := k.LoadJITText(c, kernel.ExecmemModuleText, objSize)
 				return err
@@ -396,4 +399,14 @@ func buildBPFPack(s *Setup) error {
 		{free("P2", p2, o2)},
 	}
 	return nil
+}
+
+// pmdRegions widens ranges to the PMD-aligned regions holding them.
+func pmdRegions(k *kernel.Kernel, rs []check.Range) []check.Range {
+	pmd := k.G.Size(2)
+	out := make([]check.Range, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, check.Range{Start: r.Start &^ (pmd - 1), End: (r.End + pmd - 1) &^ (pmd - 1)})
+	}
+	return out
 }
