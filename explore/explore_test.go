@@ -3,6 +3,7 @@ package explore
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,14 @@ import (
 	"github.com/ptlab/ptlab/check"
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/kernel"
+)
+
+// The long stress run of issue 10 (500 rounds per preset under -race):
+//
+//	go test -race -run TestRealStress ./explore -stress.rounds 500 -stress.scenarios two-vmalloc,neighbours
+var (
+	stressRounds    = flag.Int("stress.rounds", 0, "TestRealStress: rounds per preset and scenario (0: 20, 4 with -short)")
+	stressScenarios = flag.String("stress.scenarios", "", "TestRealStress: comma-separated scenarios (default all)")
 )
 
 func explorer(t testing.TB, preset, scenario string, bound int, muts kernel.Mutations) *Explorer {
@@ -294,8 +303,18 @@ func TestRealStress(t *testing.T) {
 	if testing.Short() {
 		rounds, steps = 4, 15
 	}
+	if *stressRounds > 0 {
+		rounds = *stressRounds
+	}
+	only := map[string]bool{}
+	for _, sc := range strings.FieldsFunc(*stressScenarios, func(r rune) bool { return r == ',' }) {
+		only[sc] = true
+	}
 	for _, preset := range kernel.PresetNames() {
 		for _, sc := range ScenarioNames() {
+			if len(only) > 0 && !only[sc] {
+				continue
+			}
 			s, _ := LookupScenario(sc)
 			x, err := New(Config{Preset: preset, Scenario: s})
 			if err != nil {
