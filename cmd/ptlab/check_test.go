@@ -62,3 +62,19 @@ func TestCheckErrors(t *testing.T) {
 		}
 	}
 }
+
+// ptlab check --mutants prints every mutant as caught and exits zero.
+func TestCheckMutants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every mutant")
+	}
+	out, err := run(t, "check", "--mutants", "--bound", "1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"fold-skips-last-pte", "chunk-offsets", "repaint-without-flush", "not caught: equivalent", "mutants caught"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
