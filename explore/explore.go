@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/ptlab/ptlab/check"
@@ -323,10 +324,28 @@ func (x *Explorer) Run() (*Result, error) {
 // when the run ends, and with the default target and a small live heap the
 // collector would run after nearly every run (a 2-4x slowdown measured).
 // It returns the function that restores the previous setting.
+// Explorations may run at once (RunScenarios): the first raises the target,
+// the last restores it.
 func relaxGC() func() {
-	old := debug.SetGCPercent(400)
-	return func() { debug.SetGCPercent(old) }
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if gcUsers++; gcUsers == 1 {
+		gcOld = debug.SetGCPercent(400)
+	}
+	return func() {
+		gcMu.Lock()
+		defer gcMu.Unlock()
+		if gcUsers--; gcUsers == 0 {
+			debug.SetGCPercent(gcOld)
+		}
+	}
 }
+
+var (
+	gcMu    sync.Mutex
+	gcUsers int
+	gcOld   int
+)
 
 // Replay runs one schedule, recording a trace of every step when trace is
 // set; steps past the schedule continue without preemption.

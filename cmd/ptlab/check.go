@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ type checkFlags struct {
 	bound, random, maxRuns                   int
 	seed                                     uint64
 	trace, time, mutants                     bool
+	jobs                                     int
 }
 
 func init() {
@@ -56,6 +58,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "scenarios explored at once (the output is the same for any value)")
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
@@ -102,25 +105,31 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 		names = explore.ScenarioNames()
 	}
+	cfg := func(sc *explore.Scenario) explore.Config {
+		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns}
+	}
+	if f.replay != "" {
+		sc, err := explore.LookupScenario(names[0])
+		if err != nil {
+			return err
+		}
+		x, err := explore.New(cfg(sc))
+		if err != nil {
+			return err
+		}
+		return replayCheck(out, x, f, sc)
+	}
+	// The scenarios are explored on --jobs goroutines; the results are
+	// printed in scenario order, so the output is the serial run's.
+	runs, err := explore.RunScenarios(names, cfg, f.jobs)
+	if err != nil {
+		return err
+	}
 	total := explore.Result{}
 	var bad []string
-	for _, name := range names {
-		sc, err := explore.LookupScenario(name)
-		if err != nil {
-			return err
-		}
-		x, err := explore.New(explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns})
-		if err != nil {
-			return err
-		}
-		if f.replay != "" {
-			return replayCheck(out, x, f, sc)
-		}
-		res, err := x.Run()
-		if err != nil {
-			return err
-		}
+	for i, name := range names {
+		x, res, sc := runs[i].X, runs[i].Res, runs[i].Scenario
 		total.Schedules += res.Schedules
 		total.Runs += res.Runs
 		total.Steps += res.Steps

@@ -78,3 +78,16 @@ func TestCheckMutants(t *testing.T) {
 		}
 	}
 }
+
+// --jobs explores scenarios at once and prints exactly what a serial run
+// prints.
+func TestCheckJobsSameOutput(t *testing.T) {
+	one, err1 := run(t, "check", "--preset", "rfc-v1", "--bound", "0", "--jobs", "1")
+	two, err2 := run(t, "check", "--preset", "rfc-v1", "--bound", "0", "--jobs", "3")
+	if (err1 == nil) != (err2 == nil) || one != two {
+		t.Fatalf("--jobs 1 (%v):\n%s\n--jobs 3 (%v):\n%s", err1, one, err2, two)
+	}
+	if !strings.Contains(one, "over 17 scenarios") {
+		t.Errorf("not every scenario ran:\n%s", one)
+	}
+}
