@@ -281,7 +281,7 @@ func (k *Kernel) releaseVA(s, e uint64) {
 
 func (k *Kernel) freeAreaPages(a *VMArea) {
 	for _, pa := range a.Blocks {
-		_ = k.Mem.Free(pa, a.PageOrder)
+		k.modelError("vfree: free of an area's page", k.Mem.Free(pa, a.PageOrder))
 	}
 	a.Blocks = nil
 }

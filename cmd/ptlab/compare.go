@@ -106,7 +106,11 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	var results []*workload.Result
 	for _, p := range s.Presets {
 		prog, done := progressAfter(errw, p, f.quiet)
-		r, err := workload.Run(s, p, mods, prog)
+		obs, err := workload.ScenarioObservers(s)
+		if err != nil {
+			return err
+		}
+		r, err := workload.RunObserved(s, p, mods, prog, obs...)
 		done()
 		if err != nil {
 			return fmt.Errorf("preset %s: %w", p, err)
