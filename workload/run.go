@@ -50,14 +50,20 @@ func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress 
 	return runOn(s, preset, mods, progress, nil, obs...)
 }
 
-// runHooks let a checked run (check.go) put its own CPU under the timeline
-// and look at the kernel after every event; nil is a plain run.
-type runHooks struct {
-	cpu   func(k *kernel.Kernel) kernel.CPU
-	after func(k *kernel.Kernel, e Event) error
+// RunHooks let a caller above this package (the checker's `compare
+// --check`) put its own CPU under the timeline and look at the kernel after
+// every event, which may stop the run by returning an error.
+type RunHooks struct {
+	CPU   func(k *kernel.Kernel) kernel.CPU
+	After func(k *kernel.Kernel, e Event) error
 }
 
-func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *runHooks, obs ...Observer) (*Result, error) {
+// RunHooked is Run on the hooks' CPU.
+func RunHooked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks) (*Result, error) {
+	return runOn(s, preset, mods, progress, h)
+}
+
+func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks, obs ...Observer) (*Result, error) {
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {
@@ -76,7 +82,7 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 	var c kernel.CPU = &kernel.PlainCPU{}
 	var ob *observed
 	if h != nil {
-		c = h.cpu(k)
+		c = h.CPU(k)
 	} else if len(obs) > 0 {
 		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
 		ob, c = newObserved(obs), oc
@@ -152,7 +158,7 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 			}
 		}
 		if h != nil {
-			if err := h.after(k, e); err != nil {
+			if err := h.After(k, e); err != nil {
 				return nil, err
 			}
 		}
