@@ -116,6 +116,9 @@ type Config struct {
 	Points Points
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
+	// Jobs runs that many random walks at once (0 or 1: one); the result
+	// is the serial one (the first violating walk in walk order).
+	Jobs int
 }
 
 // Result is what an exploration found.
@@ -302,17 +305,32 @@ func (x *Explorer) Run() (*Result, error) {
 	}
 	x.learn = false
 	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
-	for i := 0; i < x.cfg.Random && res.Violation == nil; i++ {
-		rc := newRandomChooser(x.cfg.Seed, uint64(i))
-		o, err := x.run(rc, nil)
-		if err != nil {
-			return nil, err
+	jobs := max(x.cfg.Jobs, 1)
+	for i := 0; i < x.cfg.Random && res.Violation == nil; i += jobs {
+		// Walks i..i+jobs-1 at once; counted in order up to the first
+		// violating one, as a serial run would.
+		n := min(jobs, x.cfg.Random-i)
+		outs := make([]*outcome, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for j := 0; j < n; j++ {
+			wg.Add(1)
+			go func(j int) {
+				defer wg.Done()
+				outs[j], errs[j] = x.run(newRandomChooser(x.cfg.Seed, uint64(i+j)), nil)
+			}(j)
 		}
-		res.Runs++
-		res.Schedules++
-		res.Steps += o.steps
-		if o.violation != nil {
-			found(o, true)
+		wg.Wait()
+		for j := 0; j < n && res.Violation == nil; j++ {
+			if errs[j] != nil {
+				return nil, errs[j]
+			}
+			res.Runs++
+			res.Schedules++
+			res.Steps += outs[j].steps
+			if outs[j].violation != nil {
+				found(outs[j], true)
+			}
 		}
 	}
 	res.Elapsed = time.Since(start)

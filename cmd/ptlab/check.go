@@ -58,7 +58,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
-	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "scenarios explored at once (the output is the same for any value)")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "scenarios explored at once, and random walks of a scenario run at once (the output is the same for any value)")
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
@@ -107,7 +107,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 	}
 	cfg := func(sc *explore.Scenario) explore.Config {
 		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns}
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs}
 	}
 	if f.replay != "" {
 		sc, err := explore.LookupScenario(names[0])
