@@ -30,11 +30,13 @@ func init() {
 		Short: "Search the interleavings of a concurrency scenario for invariant violations",
 		Long: `check runs a named scenario — a few simulated CPUs, a few kernel operations each — under a
 policy preset and searches its interleavings: depth-first with iterative deepening of the
-preemption bound up to --bound (exhaustive within it), then --random seeded random walks. Every
-step is checked: translation equivalence across splits and collapses, W^X across aliases, no
-stale permissive TLB entry after an operation returns, no conflicting TLB entries without
-BBML2_NOABORT, no table page freed under a walk cache or a walker, no store into an unreachable
-table (a lost update), physmem accounting and table leaks.
+preemption bound up to --bound (exhaustive within it), then --random seeded random walks. At every
+step: translation equivalence across splits and collapses, lost updates, use after free, no table
+page freed under a walk cache or a lockless walker, break-before-make on CPUs without
+BBML2_NOABORT, W^X across aliases of the tracked pages. When an operation returns: its outcome
+against the serial run, no stale permissive TLB entry over its footprint, executable content,
+the direct map of freed pages, physmem accounting. At the end: all of it over everything, plus
+table leaks. --mutants prints which invariant catches each injected bug.
 
 It prints "no violation in N schedules (bound B, exhaustive)" or the first violation with the
 schedule that reaches it (fewest preemptions first): per step the CPU, its operation, the event,
