@@ -89,6 +89,9 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 		return nil
 	}
+	if f.bound < 0 && f.random <= 0 && f.replay == "" {
+		return usageError("--bound %d with no --random walks explores no schedule; give --random N or a bound >= 0", f.bound)
+	}
 	points, err := explore.ParsePoints(f.points)
 	if err != nil {
 		return err
