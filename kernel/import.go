@@ -36,6 +36,10 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 		return base, nil, fmt.Errorf("%w: %s: only arm64 dumps can be imported", ErrConfig, d.Name)
 	}
 	cfg := base
+	if cfg.Kernel == "" && d.OSRelease != "" {
+		// A capture names its kernel: model that release.
+		cfg.Kernel = d.OSRelease
+	}
 	switch d.Geometry.PageSize {
 	case 4 << 10, 0:
 		cfg.Granule = "4K"
@@ -52,7 +56,11 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 	if err != nil {
 		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
 	}
-	lay := arm64.KernelLayout(g, cfg.ConfigVABits)
+	v, err := cfg.Version()
+	if err != nil {
+		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	lay := v.Layout(g, cfg.ConfigVABits)
 	levels := map[string]arm64.Level{}
 	for l := arm64.LastLevel; l >= g.StartLevel; l-- {
 		levels[g.Name(l)] = l
@@ -195,10 +203,10 @@ func (k *Kernel) mapImported(c CPU) error {
 		switch {
 		case r.Level == arm64.LastLevel:
 			flags |= pgtable.NoBlockMappings
-		case r.Level == 2 && r.Cont:
-			step = k.G.ContSize(2)
-		case r.Level == 2:
-			step = k.G.Size(2)
+		case r.Level == arm64.LevelPMD && r.Cont:
+			step = k.G.ContSize(arm64.LevelPMD)
+		case r.Level == arm64.LevelPMD:
+			step = k.G.Size(arm64.LevelPMD)
 		}
 		for va := r.Start; va < r.End || (r.End == 0 && va != 0); va += step {
 			n := min(step, r.End-va)

@@ -15,6 +15,9 @@ func boot(t testing.TB, name string, edit func(*Config)) *Kernel {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The shape tests below are written against linux-mm's rules (the
+	// lazy split, a block-mapped alias); version_test.go covers the others.
+	cfg.Kernel = "linux-mm"
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -56,7 +59,9 @@ func TestBootLinearMapModes(t *testing.T) {
 	k := boot(t, "n1-server", nil)
 	lin := linearLeaves(t, k)
 	ram := uint64(16 << 30)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPTE"] != 0 || lin["PUD"] != 0 {
+	// The alias [_text, __init_begin) is mapped with flags 0 on linux-mm:
+	// PMD blocks and, at its unaligned end, a contiguous run.
+	if lin["PTE"] != ram-k.Image.InitStart || lin["PMD"]+lin["contPTE"] != k.Image.InitStart || lin["PUD"] != 0 {
 		t.Errorf("no-BBML2 rodata=on: %v", lin)
 	}
 	if k.LinearMapRequiresBBML2 {
@@ -74,7 +79,7 @@ func TestBootLinearMapModes(t *testing.T) {
 	// Boot CPU with BBML2, a secondary without: repainted to PTEs, alias kept.
 	k = boot(t, "mixed-server", nil)
 	lin = linearLeaves(t, k)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("mode 3: %v", lin)
 	}
 	if k.TLB.Count[TLBIVMALLE1IS] == 0 {
@@ -87,13 +92,19 @@ func TestBootLinearMapModes(t *testing.T) {
 	}
 	// debug_pagealloc forces PTEs even with BBML2.
 	k = boot(t, "bbml2-server", func(c *Config) { c.DebugPagealloc = true })
-	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("debug_pagealloc: %v", lin)
 	}
-	// An early KFENCE pool is page mapped inside a block-mapped linear map.
+	// An early KFENCE pool is taken top-down from memblock and page mapped
+	// inside a block-mapped linear map; kfence_init_pool then protects the
+	// first two pages and every object's guard page, so only the 255 object
+	// pages stay mapped.
 	k = boot(t, "bbml2-server", func(c *Config) { c.KFENCE = KFENCEEarly })
-	if lin = linearLeaves(t, k); lin["PTE"] != k.kfencePoolSize() {
+	if lin = linearLeaves(t, k); lin["PTE"] != 255*4096 {
 		t.Errorf("KFENCE early: %v", lin)
+	}
+	if end := k.Mem.Regions()[0].End(); k.kfencePool != [2]uint64{end - k.kfencePoolSize(), end} {
+		t.Errorf("KFENCE early pool at %#x, want the top of RAM %#x", k.kfencePool, end)
 	}
 }
 
@@ -108,8 +119,8 @@ func TestBoot256GiBPageTableMemory(t *testing.T) {
 	big := func(c *Config) { c.RAM = []RAMRegion{{0x80000000, 256 << 30}} }
 	pte := boot(t, "n1-server", big)
 	blk := boot(t, "bbml2-server", big)
-	ptePTE := pte.PT.TablePages(3)
-	blkPTE := blk.PT.TablePages(3)
+	ptePTE := pte.PT.TablePages(arm64.LevelPTE)
+	blkPTE := blk.PT.TablePages(arm64.LevelPTE)
 	// PTE tables: one per 2 MiB of RAM outside the block-mapped kernel alias.
 	wantPTE := int((256<<30 - pte.Image.InitStart) >> 21)
 	// Both also have the one PTE table of the kernel image's data segment.
@@ -149,9 +160,9 @@ func TestSetMemoryROOnePageBBML2(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := k.Stats.Split
-	for i := range d.Blocks {
-		d.Blocks[i] -= before.Blocks[i]
-		d.ContRun[i] -= before.ContRun[i]
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		*d.Blocks.At(l) -= before.Blocks.Get(l)
+		*d.ContRun.At(l) -= before.ContRun.Get(l)
 	}
 	_, e, _ := k.PT.Translate(c, alias)
 	if e.Level != arm64.LastLevel || arm64.DescCont(e.Desc) || e.Desc&arm64.PTERdonly == 0 {
@@ -260,7 +271,7 @@ func TestSplitENOMEMLeavesTablesValid(t *testing.T) {
 	if !errors.Is(err, ErrNoMem) {
 		t.Fatalf("want -ENOMEM, got %v", err)
 	}
-	if k.Stats.Split.Blocks[1] != 1 || k.Stats.Split.Blocks[2] != 0 {
+	if k.Stats.Split.Blocks.Get(arm64.LevelPUD) != 1 || k.Stats.Split.Blocks.Get(arm64.LevelPMD) != 0 {
 		t.Errorf("PUD split must have happened, PMD split not: %+v", k.Stats.Split)
 	}
 	for off := uint64(0); off < 2<<30; off += 4096 * 97 {
