@@ -33,6 +33,7 @@ type compareFlags struct {
 	cpus     string
 	html     string
 	explain  bool
+	check    bool // run the invariants instead (check.go)
 }
 
 func init() {
@@ -55,6 +56,7 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.json, "json", false, "print results as JSON (final metrics and time series)")
 	cmd.Flags().StringVar(&f.csv, "csv", "", "write the metric time series as CSV to this file ('-' for stdout)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	cmd.Flags().BoolVar(&f.check, "check", false, "check the invariants at every step of each preset's run (one simulated CPU) and report per preset")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
 	cmd.Flags().StringVar(&f.trace, "trace", "", "replay this recording (ptlab trace script/record) instead of the scenario's timeline")
 	cmd.Flags().IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "presets run at once (each on its own kernel; the output is the same for any value)")
@@ -190,6 +192,9 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {
 		return err
+	}
+	if f.check {
+		return compareCheck(out, errw, f, s, mods)
 	}
 	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
 	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
