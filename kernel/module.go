@@ -199,7 +199,9 @@ type JITText struct {
 // memory that never becomes writable; otherwise the image is allocated
 // writable (EXECMEM_BPF, PAGE_KERNEL), written, and sealed with
 // set_memory_rox (bpf_jit_binary_lock_ro), or — for kprobes, whose range is
-// PAGE_KERNEL_ROX — written with text_poke into ROX memory.
+// PAGE_KERNEL_ROX — written with text_poke into ROX memory; releases with
+// Version.KprobeROX also run set_memory_rox on the slot page
+// (alloc_insn_page), which makes its linear alias read-only.
 //
 // BPF images on releases with bpf_prog_pack (v6.10+) share 2 MiB ROX packs
 // instead (bpf_jit_binary_pack_alloc, bpf_pack.go).
@@ -222,7 +224,7 @@ func (k *Kernel) LoadJITText(c CPU, t ExecmemType, size uint64) (*JITText, error
 	if err := k.WriteText(p, size, j.Object); err != nil {
 		return nil, err
 	}
-	if !k.Exec.IsROX(t) && t != ExecmemKprobes {
+	if !k.Exec.IsROX(t) && (t != ExecmemKprobes || k.V.KprobeROX) {
 		if err := k.SetMemoryROX(c, p, k.pages(size)); err != nil {
 			return nil, errors.Join(err, k.ExecmemFree(c, p))
 		}

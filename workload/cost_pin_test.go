@@ -17,7 +17,7 @@ import (
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
 	costRowsDigest = "81a300e14c02c671ef9a3c77715bd94a0bde9c1f9079c3592cdf3ca7423e8220"
-	runDigest      = "dd0ac992bd864b015621f285e881562cdc443c4093d6f3553ab9d81d4586a4dc"
+	runDigest      = "07c3aa0db09c2e0ed9d40bbb715924c2699b8b823633b7240fe6c73585b02a43"
 )
 
 func TestDefaultCostRowsPinned(t *testing.T) {
