@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -194,7 +195,17 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 		return err
 	}
 	if f.check {
-		return compareCheck(out, errw, f, s, mods)
+		// With --html the page shows the checker's result beside the
+		// comparison; without it the check is the whole output.
+		var text strings.Builder
+		cerr := compareCheck(io.MultiWriter(out, &text), errw, f, s, mods)
+		if f.html == "" || (cerr != nil && !errors.Is(cerr, errViolations)) {
+			return cerr
+		}
+		if err := writeCompareHTMLRun(errw, f, s, mods, text.String()); err != nil {
+			return err
+		}
+		return cerr
 	}
 	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
 	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
@@ -209,7 +220,7 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	}
 	v := report.ComputeVerdict(results)
 	if f.html != "" {
-		if err := writeCompareHTML(f.html, s, len(mods), results, v); err != nil {
+		if err := writeCompareHTML(f.html, s, len(mods), results, v, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
@@ -233,6 +244,22 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 		fmt.Fprintln(out, "\n(ptlab explain: what every row means)")
 	}
 	return report.WriteVerdict(out, v)
+}
+
+// writeCompareHTMLRun runs the comparison for the page alone (compare --check
+// --html: the text output is the checker's).
+func writeCompareHTMLRun(errw io.Writer, f compareFlags, s *workload.Scenario, mods []kernel.ModuleSpec, check string) error {
+	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
+	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
+	done()
+	if err != nil {
+		return err
+	}
+	if err := writeCompareHTML(f.html, s, len(mods), results, report.ComputeVerdict(results), check); err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
+	return nil
 }
 
 func writeCSV(out io.Writer, path string, results []*workload.Result) error {
