@@ -14,12 +14,12 @@ vet:
 
 # Tests that need something outside Go (QEMU, a browser) run on their own
 # and verbosely, so the output says whether they ran or why they skipped.
-EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestHTMLInBrowser)$$
+EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestTraceOnRealKernel|TestHTMLInBrowser)$$
 
 test: vet
 	$(GO) test -skip '$(EXTERNAL_TESTS)' ./...
 	@echo "--- tests that need QEMU or a browser:"
-	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
+	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./trace/ ./cmd/ptlab/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' ; test $${PIPESTATUS[0]} -eq 0
 	$(GO) test -race -short $(RACE_PKGS)
 

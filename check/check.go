@@ -1,7 +1,8 @@
 // Package check evaluates ptlab's invariants (DESIGN.md) on a modelled
 // kernel: W^X across aliases, what executable memory holds, no stale
 // permission in a TLB, break-before-make, table-page lifetime, accounting.
-// Each check returns an error that wraps ErrViolation and names the address.
+// Each check returns a *Violation (which wraps ErrViolation) of a Kind
+// listed in Registry, naming the address.
 package check
 
 import (
@@ -32,14 +33,46 @@ func Permission(k *kernel.Kernel, d pgtable.Door, va uint64) Perm {
 	if !ok {
 		return Perm{}
 	}
-	return Perm{
-		Mapped: true,
-		Write:  e.Desc&arm64.PTERdonly == 0,
-		Exec:   e.Desc&arm64.PTEPXN == 0 && !e.TablePXN,
-		PA:     pa,
-		Desc:   e.Desc,
-		Level:  e.Level,
+	w, x := access(e.Desc, e.TablePXN)
+	return Perm{Mapped: true, Write: w, Exec: x, PA: pa, Desc: e.Desc, Level: e.Level}
+}
+
+// access is the permission formula, the one place the checker derives what
+// a valid leaf allows: writable unless AP[2] (PTE_RDONLY) is set, executable
+// at EL1 unless PXN is set on the leaf or PXNTable on a table above it.
+func access(desc uint64, tablePXN bool) (write, exec bool) {
+	return desc&arm64.PTERdonly == 0, desc&arm64.PTEPXN == 0 && !tablePXN
+}
+
+// translator is how the W^X rule reads a translation (through a door, or
+// the monitor's raw view).
+type translator func(va uint64) Translation
+
+func doorTranslator(k *kernel.Kernel, d pgtable.Door) translator {
+	return func(va uint64) Translation {
+		p := Permission(k, d, va)
+		return Translation{PA: p.PA, Valid: p.Mapped, Write: p.Write, Exec: p.Exec}
 	}
+}
+
+// wxPage is the W^X rule for one page, the one place it is written: va
+// translating as t must not be executable and writable, nor executable while
+// its linear alias is writable. It returns the violation's message, or "".
+func wxPage(k *kernel.Kernel, va uint64, t Translation, tr translator) string {
+	if !t.Valid || !t.Exec {
+		return ""
+	}
+	if t.Write {
+		return fmt.Sprintf("%#x is writable and executable", va)
+	}
+	lin := k.Lin(t.PA &^ (k.G.PageSize() - 1))
+	if lin == va&^(k.G.PageSize()-1) || !k.Layout.IsLinear(lin) {
+		return ""
+	}
+	if lt := tr(lin); lt.Valid && lt.Write {
+		return fmt.Sprintf("%#x is executable while its linear alias %#x is writable", va, lin)
+	}
+	return ""
 }
 
 // Exemption says whether a page may break W^X across aliases (e.g. a
@@ -56,17 +89,11 @@ func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
 		if a.Owner != physmem.OwnerExecmem || (exempt != nil && exempt(a)) {
 			continue
 		}
+		tr := doorTranslator(k, d)
 		for i := 0; i < a.NrPages; i++ {
 			va := a.Addr + uint64(i)*ps
-			p := Permission(k, d, va)
-			if !p.Exec {
-				continue
-			}
-			if p.Write {
-				return fmt.Errorf("%w: W^X: %#x (%s) is writable and executable", ErrViolation, va, a.Caller)
-			}
-			if lp := Permission(k, d, k.Lin(p.PA)); lp.Mapped && lp.Write {
-				return fmt.Errorf("%w: W^X across aliases: %#x (%s) is executable while its linear alias %#x is writable", ErrViolation, va, a.Caller, k.Lin(p.PA))
+			if msg := wxPage(k, va, tr(va), tr); msg != "" {
+				return &Violation{Kind: KindWX, Addr: va, CPU: -1, Step: -1, Msg: msg + " (" + a.Caller + ")"}
 			}
 		}
 	}
@@ -75,20 +102,40 @@ func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
 
 // ExecContent checks that every executable execmem page holds trap fill or
 // the text of a live object: freed text is refilled before it can run again.
-func ExecContent(k *kernel.Kernel, d pgtable.Door) error {
+func ExecContent(k *kernel.Kernel, d pgtable.Door) error { return execContent(k, d, nil) }
+
+// execContent is ExecContent over the pages inside ranges (all when nil):
+// at an operation's end the monitor checks the operation's footprint, since
+// another CPU may be between handing an object back and refilling it.
+func execContent(k *kernel.Kernel, d pgtable.Door, ranges []Range) error {
 	ps := k.G.PageSize()
+	in := func(va uint64) bool {
+		if ranges == nil {
+			return true
+		}
+		for _, r := range ranges {
+			if va >= r.Start && va < r.End {
+				return true
+			}
+		}
+		return false
+	}
 	for _, a := range k.VM.Areas() {
 		if a.Owner != physmem.OwnerExecmem {
 			continue
 		}
 		for i := 0; i < a.NrPages; i++ {
 			va := a.Addr + uint64(i)*ps
+			if !in(va) {
+				continue
+			}
 			if !Permission(k, d, va).Exec {
 				continue
 			}
 			c, _ := k.Content(d, va)
 			if !k.Exec.Live(c) {
-				return fmt.Errorf("%w: executable page %#x (%s) holds dead text of object %d", ErrViolation, va, a.Caller, c)
+				return &Violation{Kind: KindExecContent, Addr: va, CPU: -1, Step: -1,
+					Msg: fmt.Sprintf("executable page %#x (%s) holds dead text of object %d", va, a.Caller, c)}
 			}
 		}
 	}
@@ -99,10 +146,10 @@ func ExecContent(k *kernel.Kernel, d pgtable.Door) error {
 // that every page-table page physmem counts is one the tables know.
 func Accounting(k *kernel.Kernel) error {
 	if err := k.Mem.Check(); err != nil {
-		return fmt.Errorf("%w: physmem: %w", ErrViolation, err)
+		return &Violation{Kind: KindAccounting, CPU: -1, Step: -1, Msg: "physmem: " + err.Error()}
 	}
 	if n, t := k.Mem.OwnedPages(physmem.OwnerPageTable), k.PT.TotalTablePages(); n != uint64(t) {
-		return fmt.Errorf("%w: physmem counts %d page-table pages, the tables %d", ErrViolation, n, t)
+		return &Violation{Kind: KindAccounting, CPU: -1, Step: -1, Msg: fmt.Sprintf("physmem counts %d page-table pages, the tables %d", n, t)}
 	}
 	return nil
 }

@@ -3,18 +3,20 @@ package check
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/pgtable"
+	"github.com/ptlab/ptlab/physmem"
 )
 
 // Violation is one invariant failure found while CPUs run: what broke,
 // where (a VA or a PA, as Addr says), on which CPU and at which step of the
 // schedule. It wraps ErrViolation.
 type Violation struct {
-	Kind string // short name of the invariant ("lost update", "stale TLB entry", ...)
+	Kind Kind // the invariant (Registry)
 	Addr uint64
 	CPU  int // the CPU whose action broke it (-1: none in particular)
 	Step int // the schedule step at which it was found (-1: at the end)
@@ -115,8 +117,12 @@ type Monitor struct {
 	record   bool
 	err      *Violation
 	nonBBML2 bool
-	pmdSize  uint64
-	ps       uint64
+	// alias maps the PA of every tracked page outside the linear map to
+	// its VA (a PA never changes under a split or collapse): the per-step
+	// W^X check finds the executable mapping of a linear page through it.
+	alias   map[uint64]uint64
+	pmdSize uint64
+	ps      uint64
 }
 
 // NewMonitor follows the translations of every PMD-sized region that the
@@ -124,7 +130,7 @@ type Monitor struct {
 // ops are the operations of each CPU's thread. With a nil oracle the monitor
 // records one (a serial run); otherwise it checks against it.
 func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInfo, oracle *Oracle) *Monitor {
-	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize()}
+	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(), alias: map[uint64]uint64{}}
 	if oracle == nil {
 		mo.record = true
 		mo.oracle = &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
@@ -144,7 +150,12 @@ func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInf
 			}
 			mo.groups = append(mo.groups, group{va: va, ref: make([]Translation, n), flux: make([]uint8, n)})
 			gr := &mo.groups[len(mo.groups)-1]
-			mo.scan(gr, 0, n, func(i int, t Translation) { gr.ref[i] = t })
+			mo.scan(gr, 0, n, func(i int, t Translation) {
+				gr.ref[i] = t
+				if va := gr.va + uint64(i)*mo.ps; t.Valid && !k.Layout.IsLinear(va) {
+					mo.alias[t.PA&^(mo.ps-1)] = va
+				}
+			})
 		}
 	}
 	return mo
@@ -167,11 +178,34 @@ func (mo *Monitor) Violation() *Violation { return mo.err }
 // CurrentOp is the index of the operation CPU c is running, or -1.
 func (mo *Monitor) CurrentOp(c int) int { return mo.cur[c] }
 
-func (mo *Monitor) fail(kind string, addr uint64, c int, format string, args ...any) {
-	if mo.err != nil || mo.record {
+// fail records a violation found by the monitor itself; report is the one
+// path every violation takes, the whole-state checks' too.
+func (mo *Monitor) fail(kind Kind, addr uint64, c int, format string, args ...any) {
+	mo.report(&Violation{Kind: kind, Addr: addr, CPU: c, Step: mo.Step, Msg: fmt.Sprintf(format, args...)})
+}
+
+// report records v as the run's violation unless one is already recorded
+// (the first one counts) or the monitor only records an oracle.
+func (mo *Monitor) report(v *Violation) {
+	if mo.err != nil || mo.record || v == nil {
 		return
 	}
-	mo.err = &Violation{Kind: kind, Addr: addr, CPU: c, Step: mo.Step, Msg: fmt.Sprintf(format, args...)}
+	mo.err = v
+}
+
+// reportErr records the result of a whole-state check (WX, ExecContent,
+// Accounting, Leaks, DirectMap), stamping it with the current step and CPU.
+func (mo *Monitor) reportErr(err error, c int) {
+	if err == nil {
+		return
+	}
+	var v *Violation
+	if !errors.As(err, &v) {
+		v = &Violation{Kind: KindAccounting, Msg: err.Error()}
+	}
+	cp := *v
+	cp.Step, cp.CPU = mo.Step, c
+	mo.report(&cp)
 }
 
 func (mo *Monitor) groupOf(va uint64) *group {
@@ -196,8 +230,8 @@ func leafTranslation(g *arm64.Geometry, d uint64, l arm64.Level, va uint64, pxn 
 	if !arm64.DescValid(d) || (l < arm64.LastLevel && !g.BlockAllowed(l)) {
 		return Translation{}
 	}
-	return Translation{PA: g.OutputAddress(d)&^(g.Size(l)-1) + va&(g.Size(l)-1), Valid: true,
-		Write: d&arm64.PTERdonly == 0, Exec: d&arm64.PTEPXN == 0 && !pxn}
+	w, x := access(d, pxn)
+	return Translation{PA: g.OutputAddress(d)&^(g.Size(l)-1) + va&(g.Size(l)-1), Valid: true, Write: w, Exec: x}
 }
 
 // scan walks the group's region, refreshing its upper descriptor addresses
@@ -239,7 +273,8 @@ func (mo *Monitor) Translate(va uint64) Translation {
 	if !ok {
 		return Translation{}
 	}
-	return Translation{PA: pa, Valid: true, Write: e.Desc&arm64.PTERdonly == 0, Exec: e.Desc&arm64.PTEPXN == 0 && !e.TablePXN}
+	w, x := access(e.Desc, e.TablePXN)
+	return Translation{PA: pa, Valid: true, Write: w, Exec: x}
 }
 
 // checkGroup compares pages [i0, i1) of a group with the reference: pages no
@@ -252,14 +287,15 @@ func (mo *Monitor) checkGroup(gr *group, i0, i1, c int) {
 		}
 		ref := gr.ref[i]
 		va := gr.va + uint64(i)*mo.ps
+		mo.wxStep(va, t, c)
 		if gr.flux[i] == 0 {
 			if t != ref && (t.Valid || ref.Valid) {
-				mo.fail("translation changed", va, c, "%#x now translates to %v, was %v, and no operation is changing it", va, t, ref)
+				mo.fail(KindTranslation, va, c, "%#x now translates to %v, was %v, and no operation is changing it", va, t, ref)
 			}
 			return
 		}
 		if t.Valid && ref.Valid && t.PA != ref.PA {
-			mo.fail("translation changed", va, c, "%#x now translates to PA %#x, was %#x (a split or collapse must keep the output address)", va, t.PA, ref.PA)
+			mo.fail(KindTranslation, va, c, "%#x now translates to PA %#x, was %#x (a split or collapse must keep the output address)", va, t.PA, ref.PA)
 		}
 	})
 }
@@ -300,7 +336,7 @@ func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
 	switch ev.Kind {
 	case cpu.EvLoad, cpu.EvWalk:
 		if ev.Level == cpu.LevelUnknown {
-			mo.fail("use after free", ev.PA, id, "CPU%d read the descriptor at %#x in page %#x, which is not a live table page", id, ev.PA, ev.PA&^(mo.ps-1))
+			mo.fail(KindUseAfterFree, ev.PA, id, "CPU%d read the descriptor at %#x in page %#x, which is not a live table page", id, ev.PA, ev.PA&^(mo.ps-1))
 		}
 	case cpu.EvStore:
 		mo.afterStore(c, ev)
@@ -314,7 +350,7 @@ func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
 func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 	id := c.ID()
 	if ev.Level == cpu.LevelUnknown {
-		mo.fail("use after free", ev.PA, id, "CPU%d stored %#016x at %#x in page %#x, which is no longer a table page (freed)", id, ev.Val, ev.PA, ev.PA&^(mo.ps-1))
+		mo.fail(KindUseAfterFree, ev.PA, id, "CPU%d stored %#016x at %#x in page %#x, which is no longer a table page (freed)", id, ev.Val, ev.PA, ev.PA&^(mo.ps-1))
 		return
 	}
 	// Lost update: the store lands in a table the walker reached from the
@@ -327,7 +363,7 @@ func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 			d, ok := mo.load(dpa)
 			if !ok || !g.IsTable(d, l) || g.OutputAddress(d) != next {
 				va, _ := c.Path.VA(g, ev.Level, int((ev.PA&(mo.ps-1))/8))
-				mo.fail("lost update", va, id, "CPU%d stored %#016x at %#x (%s entry for va %#x) in table %#x, which is no longer reachable: the %s entry at %#x that led to it now holds %#016x",
+				mo.fail(KindLostUpdate, va, id, "CPU%d stored %#016x at %#x (%s entry for va %#x) in table %#x, which is no longer reachable: the %s entry at %#x that led to it now holds %#016x",
 					id, ev.Val, ev.PA, g.Name(ev.Level), va, ev.PA&^(mo.ps-1), g.Name(l), dpa, d)
 				return
 			}
@@ -373,7 +409,7 @@ func (mo *Monitor) conflicts(by int) {
 				size = mo.g.ContSize(leaf.Level)
 			}
 			if size != e.Size {
-				mo.fail("break-before-make", e.VA, by, "CPU%d (no BBML2_NOABORT) caches a %#x-byte entry for %#x while the tables now map it with a %#x-byte leaf: its walker may add a conflicting entry",
+				mo.fail(KindBBM, e.VA, by, "CPU%d (no BBML2_NOABORT) caches a %#x-byte entry for %#x while the tables now map it with a %#x-byte leaf: its walker may add a conflicting entry",
 					o.ID(), e.Size, e.VA, size)
 			}
 		})
@@ -385,7 +421,7 @@ func (mo *Monitor) tableFree(c *cpu.CPU, ev *cpu.Event) {
 	for _, o := range mo.M.CPUs {
 		o.TLB.Walks(func(w *cpu.WalkEntry) {
 			if w.Table == ev.PA {
-				mo.fail("table freed under walk cache", ev.PA, id, "CPU%d frees table page %#x while CPU%d's walk cache still points to it for [%#x, %#x)",
+				mo.fail(KindFreedUnderWalk, ev.PA, id, "CPU%d frees table page %#x while CPU%d's walk cache still points to it for [%#x, %#x)",
 					id, ev.PA, o.ID(), w.VA, w.VA+w.Size)
 			}
 		})
@@ -397,7 +433,7 @@ func (mo *Monitor) tableFree(c *cpu.CPU, ev *cpu.Event) {
 			if k := mo.cur[o.ID()]; k >= 0 {
 				op = mo.ops[o.ID()][k].Name
 			}
-			mo.fail("table freed under walker", ev.PA, id, "CPU%d frees the %s table page %#x while CPU%d (%s) is walking it",
+			mo.fail(KindFreedUnderWalker, ev.PA, id, "CPU%d frees the %s table page %#x while CPU%d (%s) is walking it",
 				id, mo.g.Name(l), ev.PA, o.ID(), op)
 		}
 	}
@@ -407,9 +443,9 @@ func (mo *Monitor) access(c *cpu.CPU, ev *cpu.Event) {
 	id := c.ID()
 	if ev.Err != nil {
 		if errors.Is(ev.Err, cpu.ErrTLBConflict) {
-			mo.fail("TLB conflict", ev.VA, id, "%v", ev.Err)
+			mo.fail(KindTLBConflict, ev.VA, id, "%v", ev.Err)
 		} else if errors.Is(ev.Err, cpu.ErrStaleWalk) {
-			mo.fail("use after free", ev.VA, id, "%v", ev.Err)
+			mo.fail(KindUseAfterFree, ev.VA, id, "%v", ev.Err)
 		}
 		return
 	}
@@ -420,14 +456,14 @@ func (mo *Monitor) access(c *cpu.CPU, ev *cpu.Event) {
 	i := (ev.VA - gr.va) / mo.ps
 	ref := gr.ref[i]
 	if ref.Valid && ev.Val&^(mo.ps-1) != ref.PA {
-		mo.fail("translation changed", ev.VA, id, "CPU%d's %v at %#x reached PA %#x, intended %#x", id, ev.Acc, ev.VA, ev.Val, ref.PA)
+		mo.fail(KindTranslation, ev.VA, id, "CPU%d's %v at %#x reached PA %#x, intended %#x", id, ev.Acc, ev.VA, ev.Val, ref.PA)
 		return
 	}
 	if gr.flux[i] != 0 {
 		return
 	}
 	if (ev.Acc == cpu.Write && !ref.Write) || (ev.Acc == cpu.Exec && !ref.Exec) || !ref.Valid {
-		mo.fail("stale TLB entry", ev.VA, id, "CPU%d's %v at %#x succeeded although the page is %v", id, ev.Acc, ev.VA, ref)
+		mo.fail(KindStaleTLB, ev.VA, id, "CPU%d's %v at %#x succeeded although the page is %v", id, ev.Acc, ev.VA, ref)
 	}
 }
 
@@ -456,13 +492,13 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		return
 	}
 	if want := mo.oracle.errs[key]; !info.Racy && (want == nil) != (ev.Err == nil) {
-		mo.fail("operation failed", 0, id, "%s on CPU%d returned %v; alone it returns %v", info.Name, id, ev.Err, want)
+		mo.fail(KindOpFailed, 0, id, "%s on CPU%d returned %v; alone it returns %v", info.Name, id, ev.Err, want)
 		return
 	}
 	for _, p := range mo.oracle.after[key] {
 		t := mo.Translate(p.va)
 		if !info.Racy && t != p.t && (t.Valid || p.t.Valid) {
-			mo.fail("lost update", p.va, id, "after %s returned on CPU%d, %#x translates to %v; the operation alone leaves %v", info.Name, id, p.va, t, p.t)
+			mo.fail(KindLostUpdate, p.va, id, "after %s returned on CPU%d, %#x translates to %v; the operation alone leaves %v", info.Name, id, p.va, t, p.t)
 			return
 		}
 		if gr := mo.groupOf(p.va); gr != nil {
@@ -477,9 +513,12 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 					continue
 				}
 				for va := max(r.Start, e.VA) &^ (mo.ps - 1); va < min(r.End, e.VA+e.Size); va += mo.ps {
+					if mo.othersChanging(va) {
+						continue // another CPU's operation is between its store and its TLBI
+					}
 					t := mo.Translate(va)
-					if (e.Write && !t.Write) || (e.Exec && !t.Exec) {
-						mo.fail("stale TLB entry", va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
+					if (e.Write && !t.Write) || (e.Exec && !t.Exec) || (t.Valid && e.Translate(va)&^(mo.ps-1) != t.PA&^(mo.ps-1)) {
+						mo.fail(KindStaleTLB, va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
 							info.Name, id, o.ID(), va, perm(e.Write, e.Exec), t)
 						return
 					}
@@ -487,45 +526,83 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 			}
 		})
 	}
-	mo.wx(id)
+	mo.wx(id, false)
+	mo.directMap()
+	mo.reportErr(execContent(mo.K, mo.raw, info.Footprint), id)
+	mo.reportErr(Accounting(mo.K), id)
+}
+
+// othersChanging says whether an operation other than the one ending has
+// va in its footprint and is still running (the ending one still counts
+// itself in flux). Racy operations may share footprints.
+func (mo *Monitor) othersChanging(va uint64) bool {
+	gr := mo.groupOf(va)
+	return gr != nil && gr.flux[(va-gr.va)/mo.ps] > 1
 }
 
 func perm(w, x bool) string {
 	return Translation{Valid: true, Write: w, Exec: x}.String()[4:]
 }
 
-// wx checks W^X across aliases over the tracked pages: an executable page is
-// not writable, and neither is its linear alias.
-func (mo *Monitor) wx(by int) {
+// wx checks W^X across aliases over every tracked page.
+func (mo *Monitor) wx(by int, strict bool) {
 	for gi := range mo.groups {
 		gr := &mo.groups[gi]
 		mo.scan(gr, 0, len(gr.ref), func(i int, t Translation) {
-			if mo.err != nil || !t.Valid || !t.Exec {
-				return
-			}
-			va := gr.va + uint64(i)*mo.ps
-			if mo.Exempt != nil {
-				if a := mo.K.FindVMArea(va); a != nil && mo.Exempt(a) {
-					return
-				}
-			}
-			if t.Write {
-				mo.fail("W^X", va, by, "%#x is writable and executable", va)
-				return
-			}
-			if lin := mo.K.Lin(t.PA &^ (mo.ps - 1)); mo.K.Layout.IsLinear(lin) {
-				if lt := mo.Translate(lin); lt.Valid && lt.Write {
-					mo.fail("W^X", va, by, "%#x is executable while its linear alias %#x is writable", va, lin)
-				}
-			}
+			mo.wxCheck(gr.va+uint64(i)*mo.ps, t, by, strict)
 		})
 	}
 }
 
+// wxStep is the per-step W^X check of a page whose translation a store may
+// just have changed: through its own mapping and its alias (wxPage), and —
+// for a linear-map page that became writable — through the tracked
+// mapping whose alias it is.
+func (mo *Monitor) wxStep(va uint64, t Translation, by int) {
+	if mo.err != nil || mo.record {
+		return
+	}
+	mo.wxCheck(va, t, by, false)
+	if !t.Valid || !t.Write || !mo.K.Layout.IsLinear(va) {
+		return
+	}
+	if x, ok := mo.alias[t.PA&^(mo.ps-1)]; ok {
+		mo.wxCheck(x, mo.Translate(x), by, false)
+	}
+}
+
+// wxCheck applies the W^X rule to one page. During a run (strict false)
+// an executable page holding trap fill may have a writable alias: the ROX
+// cache's clean restores a released chunk's linear alias before it vfrees
+// the chunk (execmem_cache_clean), so trap fill (or the zeroes the chunk's
+// pages go back with; zero is UDF #0 and traps too) is briefly executable
+// and writable through its alias — no text is exposed. At the end nothing
+// is exempt.
+func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
+	if mo.err != nil || !t.Valid || !t.Exec {
+		return
+	}
+	if mo.Exempt != nil {
+		if a := mo.K.FindVMArea(va); a != nil && mo.Exempt(a) {
+			return
+		}
+	}
+	msg := wxPage(mo.K, va, t, mo.Translate)
+	if msg == "" {
+		return
+	}
+	if c := mo.K.Mem.Private(t.PA &^ (mo.ps - 1)); !strict && !t.Write && (c == kernel.ContentTrap || c == kernel.ContentZero) {
+		return
+	}
+	mo.fail(KindWX, va, by, "%s", msg)
+}
+
 // Final checks the state when every CPU is done: the tracked translations,
 // no TLB entry more permissive than the tables over them, W^X across aliases
-// and executable content for all execmem memory, physmem accounting, and
-// that every table page is reachable from the root (none leaked).
+// and executable content for all execmem memory, the direct map of freed
+// tracked pages, physmem accounting, and that every table page is reachable
+// from the root exactly once (none leaked). Every violation is recorded (Err
+// and Violation return it) as well as returned.
 func (mo *Monitor) Final() error {
 	if mo.err != nil || mo.record {
 		return mo.Err()
@@ -542,31 +619,54 @@ func (mo *Monitor) Final() error {
 				for va := max(gr.va, e.VA); va < min(gr.va+mo.pmdSize, e.VA+e.Size); va += mo.ps {
 					ref := gr.ref[(va-gr.va)/mo.ps]
 					if (e.Write && !ref.Write) || (e.Exec && !ref.Exec) || (ref.Valid && e.Translate(va) != ref.PA) {
-						mo.fail("stale TLB entry", va, -1, "CPU%d's TLB maps %#x to %#x %s at the end; the tables say %v", o.ID(), va, e.Translate(va), perm(e.Write, e.Exec), ref)
+						mo.fail(KindStaleTLB, va, -1, "CPU%d's TLB maps %#x to %#x %s at the end; the tables say %v", o.ID(), va, e.Translate(va), perm(e.Write, e.Exec), ref)
 						return
 					}
 				}
 			})
 		}
 	}
-	if mo.err != nil {
-		return mo.err
+	if mo.nonBBML2 && mo.err == nil {
+		mo.conflicts(-1)
 	}
-	mo.wx(-1)
-	if mo.err != nil {
-		return mo.err
+	mo.wx(-1, true)
+	mo.directMap()
+	for _, check := range []func() error{
+		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
+		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return Accounting(mo.K) },
+		func() error { return Leaks(mo.K) },
+	} {
+		if mo.err != nil {
+			break
+		}
+		mo.reportErr(check(), -1)
 	}
-	for _, err := range []error{WX(mo.K, mo.raw, mo.Exempt), ExecContent(mo.K, mo.raw), Accounting(mo.K), Leaks(mo.K)} {
-		if err != nil {
-			var v *Violation
-			if errors.As(err, &v) {
-				return v
-			}
-			mo.err = &Violation{Kind: "final state", Step: -1, CPU: -1, Msg: err.Error()}
-			return mo.err
+	return mo.Err()
+}
+
+// directMap checks that the linear alias of every tracked page that is free
+// again is valid and writable: whoever changed it (the ROX cache, a
+// VM_FLUSH_RESET_PERMS area) restores it before the page goes back to the
+// allocator (execmem_cache_clean's set_direct_map, vm_reset_perms).
+func (mo *Monitor) directMap() {
+	pas := make([]uint64, 0, len(mo.alias))
+	for pa := range mo.alias {
+		pas = append(pas, pa)
+	}
+	slices.Sort(pas) // the first violation is reported: deterministically
+	for _, pa := range pas {
+		if mo.err != nil {
+			return
+		}
+		if mo.K.Mem.Owner(pa) != physmem.OwnerFree {
+			continue
+		}
+		lin := mo.K.Lin(pa)
+		if t := mo.Translate(lin); !t.Valid || !t.Write {
+			mo.fail(KindDirectMap, lin, -1, "page %#x is free but its linear alias %#x is %v", pa, lin, t)
 		}
 	}
-	return nil
 }
 
 // Leaks checks that every table page the tables count is reachable from the
@@ -575,42 +675,60 @@ func Leaks(k *kernel.Kernel) error {
 	g := &k.G
 	var raw pgtable.Atomic
 	seen := map[uint64]bool{}
-	var walk func(pa uint64, l arm64.Level) error
-	walk = func(pa uint64, l arm64.Level) error {
+	// from is the entry that points to pa (0 for the root).
+	var walk func(pa uint64, l arm64.Level, from uint64) error
+	walk = func(pa uint64, l arm64.Level, from uint64) error {
 		if seen[pa] {
-			return &Violation{Kind: "table reachable twice", Addr: pa, CPU: -1, Step: -1,
+			return &Violation{Kind: KindTableTwice, Addr: pa, CPU: -1, Step: -1,
 				Msg: fmt.Sprintf("table page %#x is referenced by two entries", pa)}
+		}
+		tbl, err := k.PT.Table(pa)
+		if err != nil {
+			return &Violation{Kind: KindDanglingTable, Addr: from, CPU: -1, Step: -1,
+				Msg: fmt.Sprintf("the %s entry at %#x points to %#x, which is not a table page", g.Name(l-1), from, pa)}
 		}
 		seen[pa] = true
 		if l == arm64.LastLevel {
 			return nil
 		}
-		tbl, err := k.PT.Table(pa)
-		if err != nil {
-			return &Violation{Kind: "dangling table", Addr: pa, CPU: -1, Step: -1, Msg: err.Error()}
-		}
 		for i := range tbl {
-			d := raw.Load(pa+uint64(i)*8, &tbl[i])
-			if !g.IsTable(d, l) {
-				continue
-			}
-			child := g.OutputAddress(d)
-			if _, err := k.PT.Table(child); err != nil {
-				return &Violation{Kind: "dangling table", Addr: pa + uint64(i)*8, CPU: -1, Step: -1,
-					Msg: fmt.Sprintf("the %s entry at %#x points to %#x, which is not a table page", g.Name(l), pa+uint64(i)*8, child)}
-			}
-			if err := walk(child, l+1); err != nil {
-				return err
+			if d := raw.Load(pa+uint64(i)*8, &tbl[i]); g.IsTable(d, l) {
+				if err := walk(g.OutputAddress(d), l+1, pa+uint64(i)*8); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	if err := walk(k.PT.Root(), g.StartLevel); err != nil {
+	if err := walk(k.PT.Root(), g.StartLevel, 0); err != nil {
 		return err
 	}
 	if n := k.PT.TotalTablePages(); n != len(seen) {
-		return &Violation{Kind: "table leak", CPU: -1, Step: -1,
+		return &Violation{Kind: KindTableLeak, CPU: -1, Step: -1,
 			Msg: fmt.Sprintf("%d table pages allocated, %d reachable from the root", n, len(seen))}
 	}
 	return nil
+}
+
+// NewEmptyOracle is the oracle of a run without scenario operations (a
+// single CPU replaying a timeline: its serial run is the run itself).
+func NewEmptyOracle() *Oracle {
+	return &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
+}
+
+// CheckState evaluates the whole-state invariants now — W^X across aliases
+// and executable content of all execmem memory, physmem accounting — and
+// records the first violation (at the current Step).
+func (mo *Monitor) CheckState() error {
+	for _, f := range []func() error{
+		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
+		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return Accounting(mo.K) },
+	} {
+		if mo.err != nil {
+			break
+		}
+		mo.reportErr(f(), 0)
+	}
+	return mo.Err()
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/ptlab/ptlab/check"
@@ -115,6 +116,9 @@ type Config struct {
 	Points Points
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
+	// Jobs runs that many random walks at once (0 or 1: one); the result
+	// is the serial one (the first violating walk in walk order).
+	Jobs int
 }
 
 // Result is what an exploration found.
@@ -175,7 +179,12 @@ func New(cfg Config) (*Explorer, error) {
 		return nil, err
 	}
 	x := &Explorer{cfg: cfg, kcfg: kcfg, descWriters: map[uint64]uint64{}, pageWriters: map[uint64]uint64{}}
+	// The serial run is the bound-0 search's first schedule: learn the
+	// shared pages from it too, so random walks without a systematic search
+	// (--bound -1) keep the load preemption points.
+	x.learn = true
 	o, err := x.run(&serialChooser{}, nil)
+	x.learn = false
 	if err != nil {
 		return nil, err
 	}
@@ -296,17 +305,32 @@ func (x *Explorer) Run() (*Result, error) {
 	}
 	x.learn = false
 	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
-	for i := 0; i < x.cfg.Random && res.Violation == nil; i++ {
-		rc := newRandomChooser(x.cfg.Seed, uint64(i))
-		o, err := x.run(rc, nil)
-		if err != nil {
-			return nil, err
+	jobs := max(x.cfg.Jobs, 1)
+	for i := 0; i < x.cfg.Random && res.Violation == nil; i += jobs {
+		// Walks i..i+jobs-1 at once; counted in order up to the first
+		// violating one, as a serial run would.
+		n := min(jobs, x.cfg.Random-i)
+		outs := make([]*outcome, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for j := 0; j < n; j++ {
+			wg.Add(1)
+			go func(j int) {
+				defer wg.Done()
+				outs[j], errs[j] = x.run(newRandomChooser(x.cfg.Seed, uint64(i+j)), nil)
+			}(j)
 		}
-		res.Runs++
-		res.Schedules++
-		res.Steps += o.steps
-		if o.violation != nil {
-			found(o, true)
+		wg.Wait()
+		for j := 0; j < n && res.Violation == nil; j++ {
+			if errs[j] != nil {
+				return nil, errs[j]
+			}
+			res.Runs++
+			res.Schedules++
+			res.Steps += outs[j].steps
+			if outs[j].violation != nil {
+				found(outs[j], true)
+			}
 		}
 	}
 	res.Elapsed = time.Since(start)
@@ -318,10 +342,28 @@ func (x *Explorer) Run() (*Result, error) {
 // when the run ends, and with the default target and a small live heap the
 // collector would run after nearly every run (a 2-4x slowdown measured).
 // It returns the function that restores the previous setting.
+// Explorations may run at once (RunScenarios): the first raises the target,
+// the last restores it.
 func relaxGC() func() {
-	old := debug.SetGCPercent(400)
-	return func() { debug.SetGCPercent(old) }
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if gcUsers++; gcUsers == 1 {
+		gcOld = debug.SetGCPercent(400)
+	}
+	return func() {
+		gcMu.Lock()
+		defer gcMu.Unlock()
+		if gcUsers--; gcUsers == 0 {
+			debug.SetGCPercent(gcOld)
+		}
+	}
 }
+
+var (
+	gcMu    sync.Mutex
+	gcUsers int
+	gcOld   int
+)
 
 // Replay runs one schedule, recording a trace of every step when trace is
 // set; steps past the schedule continue without preemption.
@@ -380,7 +422,7 @@ func (d *dfsChooser) choose(r *run, _, _ int, curRuns bool, opts []int, point bo
 		cp := d.stack[d.depth]
 		d.depth++
 		if cp.n != n {
-			r.fail(&check.Violation{Kind: "nondeterminism", CPU: -1, Step: len(r.sched),
+			r.fail(&check.Violation{Kind: check.KindNondeterminism, CPU: -1, Step: len(r.sched),
 				Msg: fmt.Sprintf("%v: choice point %d had %d options, now %d", ErrNondeterminism, d.depth-1, cp.n, n)})
 			return opts[0]
 		}

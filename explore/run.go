@@ -68,7 +68,7 @@ func (r *run) thread(i int) {
 	c := r.m.CPUs[i]
 	defer func() {
 		if p := recover(); p != nil {
-			r.fail(&check.Violation{Kind: "panic", CPU: i, Step: len(r.sched) - 1,
+			r.fail(&check.Violation{Kind: check.KindPanic, CPU: i, Step: len(r.sched) - 1,
 				Msg: fmt.Sprintf("CPU%d: %v\n%s", i, p, debug.Stack())})
 		}
 		r.exit(i)
@@ -158,7 +158,7 @@ func (r *run) decide(cur int) int {
 		}
 	}
 	if len(r.runnable) == 0 {
-		r.fail(&check.Violation{Kind: "deadlock", CPU: cur, Step: len(r.sched),
+		r.fail(&check.Violation{Kind: check.KindDeadlock, CPU: cur, Step: len(r.sched),
 			Msg: fmt.Sprintf("no CPU can run: %s", r.describeWaits())})
 		for i, c := range r.m.CPUs {
 			c.IgnoreLocks = true

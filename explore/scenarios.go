@@ -121,9 +121,16 @@ func init() {
 			if err != nil {
 				return err
 			}
+			oa := contentOf(s.K, a)
 			s.Threads = [][]Op{
+				// A's text is dead once execmem_free returns: the cache must
+				// have refilled it with traps if it stays executable.
 				{{Name: "execmem_free(A)", Footprint: footprint(s.K, a, objSize),
-					Run: func(k *kernel.Kernel, c *cpu.CPU) error { return k.ExecmemFree(c, a) }}},
+					Run: func(k *kernel.Kernel, c *cpu.CPU) error {
+						err := k.ExecmemFree(c, a)
+						k.Exec.Retire(oa)
+						return err
+					}}},
 				{restoreROX(s.K, "B", b)},
 			}
 			return nil

@@ -101,16 +101,20 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 				k.modelError("collapse", err)
 				continue // already a block (or unmapped): nothing to fold
 			}
-			// The vmalloc mapping of text is walked without a lock by text
-			// patching (vmalloc_to_page under patch_lock): the fold's store
-			// happens under patch_lock, so once it is released no such walk
-			// can still be inside the old table; the TLBI, the ptdump sync
-			// and the free then run without it (no sleeping under a spinlock).
+			// The vmalloc mapping is walked without a table lock by text
+			// patching (vmalloc_to_page under patch_lock) and by /proc/kcore
+			// (vread_iter: vmalloc_to_page under the vmap node's busy lock):
+			// the fold's store happens under both, so once they are released
+			// no such walk can still be inside the old table; the TLBI, the
+			// ptdump sync and the free then run without them (no sleeping
+			// under a spinlock).
 			if !linear {
 				k.lockPatch(c)
+				k.lockVmapBusy(c)
 			}
 			freed, ok, err := k.foldTable(c, r, arm64.LevelPMD)
 			if !linear {
+				k.unlockVmapBusy(c)
 				k.unlockPatch(c)
 			}
 			switch {

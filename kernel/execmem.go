@@ -451,7 +451,7 @@ func (k *Kernel) ExecmemFree(c CPU, p uint64) error {
 		return k.Vfree(c, p)
 	}
 	err := k.execmemForceRW(c, p, size)
-	if err == nil {
+	if err == nil && !k.Mutations.FreeWithoutRefill {
 		err = k.execmemFillTrappingInsns(p, size)
 	}
 	if err == nil && k.Exec.ArchHasROX {
@@ -485,7 +485,9 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 		if a == nil || (k.Cfg.Policy.CleanWholeArea && (a.Addr != f.start || a.MappedSize() != f.end-f.start)) {
 			continue
 		}
-		k.kernelIgnores("execmem_cache_clean: execmem_set_direct_map_valid", k.execmemSetDirectMapDefault(c, a))
+		if !k.Mutations.CleanForgetsAlias {
+			k.kernelIgnores("execmem_cache_clean: execmem_set_direct_map_valid", k.execmemSetDirectMapDefault(c, a))
+		}
 		e.free = append(e.free[:i], e.free[i+1:]...)
 		i--
 		delete(e.chunks, a.Addr)

@@ -78,6 +78,10 @@ type Kernel struct {
 	// PatchLock is arm64's patch_lock: text patching (__text_poke,
 	// aarch64_insn_copy) holds it across its lockless vmalloc_to_page walk.
 	PatchLock *Mutex
+	// VmapLock is the vmap node's busy.lock as /proc/kcore's vread_iter
+	// holds it across its lockless vmalloc_to_page walk.
+	VmapLock  *Mutex
+	PurgeLock *Mutex       // vmap_purge_lock: one lazy purge at a time
 	ptdumping atomic.Int32 // arm64_ptdump_lock_key: a ptdump walk is running
 	Stats     Stats
 	TLB       TLBLog

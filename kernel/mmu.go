@@ -137,6 +137,8 @@ func Boot(cfg Config) (*Kernel, error) {
 		PageTableLock: NewMutex("init_mm.page_table_lock"),
 		InitMM:        NewRWSem("init_mm.mmap_lock"),
 		PatchLock:     NewMutex("patch_lock"),
+		VmapLock:      NewMutex("vmap_node.busy.lock"),
+		PurgeLock:     NewMutex("vmap_purge_lock"),
 		warned:        map[string]bool{},
 	}
 	if kfenceIgnored {
@@ -523,7 +525,9 @@ func (k *Kernel) linearMapMaybeSplitToPTEs(c CPU) error {
 			return fmt.Errorf("linear_map_split_to_ptes: panic: %w", err)
 		}
 	}
-	k.FlushTLBKernelRange(c, lin0, lin1)
+	if !k.Mutations.RepaintWithoutFlush {
+		k.FlushTLBKernelRange(c, lin0, lin1)
+	}
 	return nil
 }
 

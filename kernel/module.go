@@ -106,6 +106,10 @@ func (k *Kernel) moduleSetMemory(c CPU, m *Module, t ModMemType, set func(CPU, u
 // (execmem_restore_rox for ROX-cache text, set_memory_rox otherwise) — run
 // init, make ro_after_init read-only and free the init regions.
 func (k *Kernel) LoadModule(c CPU, spec ModuleSpec) (*Module, error) {
+	return k.loadModule(c, spec, true)
+}
+
+func (k *Kernel) loadModule(c CPU, spec ModuleSpec, freeInit bool) (*Module, error) {
 	m := &Module{Spec: spec}
 	fail := func(err error) (*Module, error) {
 		for t := ModMemType(0); t < NumModMemTypes; t++ {
@@ -160,12 +164,12 @@ func (k *Kernel) LoadModule(c CPU, spec ModuleSpec) (*Module, error) {
 			return fail(err)
 		}
 	}
-	for _, t := range []ModMemType{ModInitText, ModInitData, ModInitRodata} {
-		if err := k.moduleMemoryFree(c, m, t); err != nil {
+	m.inited = true
+	if freeInit {
+		if err := k.FreeModuleInit(c, m); err != nil {
 			return nil, err
 		}
 	}
-	m.inited = true
 	return m, nil
 }
 
@@ -195,7 +199,9 @@ type JITText struct {
 // memory that never becomes writable; otherwise the image is allocated
 // writable (EXECMEM_BPF, PAGE_KERNEL), written, and sealed with
 // set_memory_rox (bpf_jit_binary_lock_ro), or — for kprobes, whose range is
-// PAGE_KERNEL_ROX — written with text_poke into ROX memory.
+// PAGE_KERNEL_ROX — written with text_poke into ROX memory; releases with
+// Version.KprobeROX also run set_memory_rox on the slot page
+// (alloc_insn_page), which makes its linear alias read-only.
 //
 // BPF images on releases with bpf_prog_pack (v6.10+) share 2 MiB ROX packs
 // instead (bpf_jit_binary_pack_alloc, bpf_pack.go).
@@ -218,7 +224,7 @@ func (k *Kernel) LoadJITText(c CPU, t ExecmemType, size uint64) (*JITText, error
 	if err := k.WriteText(p, size, j.Object); err != nil {
 		return nil, err
 	}
-	if !k.Exec.IsROX(t) && t != ExecmemKprobes {
+	if !k.Exec.IsROX(t) && (t != ExecmemKprobes || k.V.KprobeROX) {
 		if err := k.SetMemoryROX(c, p, k.pages(size)); err != nil {
 			return nil, errors.Join(err, k.ExecmemFree(c, p))
 		}

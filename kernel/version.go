@@ -66,6 +66,13 @@ type Version struct {
 	// (1dad391daef1 "bpf, arm64: use bpf_prog_pack for memory management",
 	// v6.10).
 	BPFProgPack bool
+	// KprobeROX: arm64's alloc_insn_page (arch/arm64/kernel/probes/kprobes.c)
+	// follows execmem_alloc(EXECMEM_KPROBES) with set_memory_rox(addr, 1), so
+	// the slot page's linear alias is read-only too ("arm64: kprobes: call
+	// set_memory_rox() for kprobe page", Yang Shi, merged after v6.12 and
+	// before v6.18). Before, the page was ROX through vmalloc only and its
+	// alias stayed writable.
+	KprobeROX bool
 	// PresentInvalid: set_memory_valid(false) leaves kernel entries
 	// present-invalid (bit 11, PTE_PRESENT_INVALID) and valid ones carry
 	// PTE_PRESENT_VALID_KERNEL (in the 6.18.24 stable update and 7.x).
@@ -108,7 +115,7 @@ var Versions = []Version{
 		Name: "6.18", Release: "v6.18 (Debian 6.18.15+deb13, trixie-backports)",
 		KFENCE:        true,
 		RodataNoAlias: true, AliasFromText: true, AliasNoCont: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true, PresentInvalid: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian618,
 	},
@@ -116,7 +123,7 @@ var Versions = []Version{
 		Name: "linux-mm", Release: "linux-mm mm-new, May 2026 (part of Ard Biesheuvel's alias series)",
 		KFENCE:        true,
 		RodataNoAlias: true, AliasFromText: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true, PresentInvalid: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
 	},
@@ -124,7 +131,7 @@ var Versions = []Version{
 		Name: "7.3", Release: "v7.3 (Debian 7.3.4, trixie-backports)",
 		KFENCE:        true,
 		RodataNoAlias: true, AliasFromText: true, AliasUnmapData: true, HeaderMapped: true, LazySplit: true,
-		Execmem: true, BPFProgPack: true, PresentInvalid: true,
+		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
 	},

@@ -338,6 +338,10 @@ func (k *Kernel) purgeVmapAreaLazy(c CPU) { k.vmUnmapAliases(c, ^uint64(0), 0, f
 // [min(start, theirs), max(end, theirs)) if there was anything to purge or
 // the caller asked to flush.
 func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
+	// vmap_purge_lock serialises purges: a second purger waits until the
+	// first has flushed and released its areas, then finds them free.
+	c.Lock(k.PurgeLock)
+	defer c.Unlock(k.PurgeLock)
 	k.bookMu.Lock()
 	lazy := k.VM.lazy
 	k.VM.lazy, k.VM.lazyPages = nil, 0
@@ -346,7 +350,7 @@ func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
 		start = min(start, s.start)
 		end = max(end, s.end)
 	}
-	if len(lazy) > 0 || flush {
+	if (len(lazy) > 0 && !k.Mutations.PurgeWithoutFlush) || flush {
 		k.FlushTLBKernelRange(c, start, end)
 	}
 	// The VA becomes reusable only after the flush.

@@ -21,7 +21,7 @@ import (
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
 	costRowsDigest = "5d596600e03ce6314ce1ad29ae914d504e7e0872912c4a3f4e2c90f181b52fa0"
-	runDigest      = "dd0ac992bd864b015621f285e881562cdc443c4093d6f3553ab9d81d4586a4dc"
+	runDigest      = "07c3aa0db09c2e0ed9d40bbb715924c2699b8b823633b7240fe6c73585b02a43"
 )
 
 func TestDefaultCostRowsPinned(t *testing.T) {

@@ -58,6 +58,27 @@ func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress
 // RunObserved is Run with observers watching (ScenarioObservers gives the
 // scenario's).
 func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, obs ...Observer) (*Result, error) {
+	if s.Replay != nil { // a recorded history (replay.go); observers do not watch it yet
+		r, _, err := RunReplay(s, preset, progress)
+		return r, err
+	}
+	return runOn(s, preset, mods, progress, nil, obs...)
+}
+
+// RunHooks let a caller above this package (the checker's `compare
+// --check`) put its own CPU under the timeline and look at the kernel after
+// every event, which may stop the run by returning an error.
+type RunHooks struct {
+	CPU   func(k *kernel.Kernel) kernel.CPU
+	After func(k *kernel.Kernel, e Event) error
+}
+
+// RunHooked is Run on the hooks' CPU.
+func RunHooked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks) (*Result, error) {
+	return runOn(s, preset, mods, progress, h)
+}
+
+func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks, obs ...Observer) (*Result, error) {
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {
@@ -75,7 +96,9 @@ func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress 
 	}
 	var c kernel.CPU = kernel.NewPlainCPU(0)
 	var ob *observed
-	if len(obs) > 0 {
+	if h != nil {
+		c = h.CPU(k)
+	} else if len(obs) > 0 {
 		oc := &observingCPU{PlainCPU: kernel.NewPlainCPU(0), obs: obs}
 		ob, c = newObserved(obs), oc
 		if err := ob.start(k, oc); err != nil {
@@ -148,6 +171,11 @@ func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress 
 					return nil, err
 				}
 				delete(jit, e.Object)
+			}
+		}
+		if h != nil {
+			if err := h.After(k, e); err != nil {
+				return nil, err
 			}
 		}
 		if progress != nil && (i%64 == 0 || i == len(ev)-1) {

@@ -88,6 +88,9 @@ type Scenario struct {
 	// permissions, RAM) replaces the machine's boot-time one.
 	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
 	Work   Workload `json:"workload" yaml:"workload"`
+	// Replay, when set, is a recorded history (`ptlab trace import`) that
+	// runs instead of the seeded timeline and the module set.
+	Replay *Replay `json:"replay,omitempty" yaml:"replay,omitempty"`
 	// Cost configures the TLB cost model (workload/cost.go).
 	Cost CostConfig `json:"cost,omitempty" yaml:"cost,omitempty"`
 
@@ -237,6 +240,9 @@ func (s *Scenario) validate() error {
 	}
 	if w.Modules == "" {
 		w.Modules = "server"
+	}
+	if s.Replay != nil {
+		return s.Replay.validate()
 	}
 	return nil
 }

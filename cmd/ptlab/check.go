@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/explore"
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/workload"
 	"github.com/spf13/cobra"
 )
 
@@ -16,7 +19,8 @@ type checkFlags struct {
 	preset, scenario, replay, points, mutant string
 	bound, random, maxRuns                   int
 	seed                                     uint64
-	trace, time                              bool
+	trace, time, mutants                     bool
+	jobs                                     int
 }
 
 func init() {
@@ -26,11 +30,13 @@ func init() {
 		Short: "Search the interleavings of a concurrency scenario for invariant violations",
 		Long: `check runs a named scenario — a few simulated CPUs, a few kernel operations each — under a
 policy preset and searches its interleavings: depth-first with iterative deepening of the
-preemption bound up to --bound (exhaustive within it), then --random seeded random walks. Every
-step is checked: translation equivalence across splits and collapses, W^X across aliases, no
-stale permissive TLB entry after an operation returns, no conflicting TLB entries without
-BBML2_NOABORT, no table page freed under a walk cache or a walker, no store into an unreachable
-table (a lost update), physmem accounting and table leaks.
+preemption bound up to --bound (exhaustive within it), then --random seeded random walks. At every
+step: translation equivalence across splits and collapses, lost updates, use after free, no table
+page freed under a walk cache or a lockless walker, break-before-make on CPUs without
+BBML2_NOABORT, W^X across aliases of the tracked pages. When an operation returns: its outcome
+against the serial run, no stale permissive TLB entry over its footprint, executable content,
+the direct map of freed pages, physmem accounting. At the end: all of it over everything, plus
+table leaks. --mutants prints which invariant catches each injected bug.
 
 It prints "no violation in N schedules (bound B, exhaustive)" or the first violation with the
 schedule that reaches it (fewest preemptions first): per step the CPU, its operation, the event,
@@ -54,6 +60,8 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "scenarios explored at once, and random walks of a scenario run at once (the output is the same for any value)")
+	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -66,6 +74,21 @@ func mutantNames() string {
 }
 
 func runCheck(out io.Writer, f checkFlags) error {
+	if f.mutants {
+		rs, err := explore.MutationScore(f.preset, f.bound)
+		if err != nil {
+			return err
+		}
+		if err := explore.WriteMutationScore(out, f.preset, f.bound, rs); err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if !r.Caught && !isEquivalent(r.Mutant) {
+				return fmt.Errorf("%w: mutant %s not caught", errViolations, r.Mutant)
+			}
+		}
+		return nil
+	}
 	if f.bound < 0 && f.random <= 0 && f.replay == "" {
 		return usageError("--bound %d with no --random walks explores no schedule; give --random N or a bound >= 0", f.bound)
 	}
@@ -87,25 +110,31 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 		names = explore.ScenarioNames()
 	}
+	cfg := func(sc *explore.Scenario) explore.Config {
+		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs}
+	}
+	if f.replay != "" {
+		sc, err := explore.LookupScenario(names[0])
+		if err != nil {
+			return err
+		}
+		x, err := explore.New(cfg(sc))
+		if err != nil {
+			return err
+		}
+		return replayCheck(out, x, f, sc)
+	}
+	// The scenarios are explored on --jobs goroutines; the results are
+	// printed in scenario order, so the output is the serial run's.
+	runs, err := explore.RunScenarios(names, cfg, f.jobs)
+	if err != nil {
+		return err
+	}
 	total := explore.Result{}
 	var bad []string
-	for _, name := range names {
-		sc, err := explore.LookupScenario(name)
-		if err != nil {
-			return err
-		}
-		x, err := explore.New(explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns})
-		if err != nil {
-			return err
-		}
-		if f.replay != "" {
-			return replayCheck(out, x, f, sc)
-		}
-		res, err := x.Run()
-		if err != nil {
-			return err
-		}
+	for i, name := range names {
+		x, res, sc := runs[i].X, runs[i].Res, runs[i].Scenario
 		total.Schedules += res.Schedules
 		total.Runs += res.Runs
 		total.Steps += res.Steps
@@ -238,4 +267,41 @@ func replayCheck(out io.Writer, x *explore.Explorer, f checkFlags, sc *explore.S
 		return err
 	}
 	return fmt.Errorf("%w in %s (preset %s)", errViolations, sc.Name, f.preset)
+}
+
+func isEquivalent(name string) bool {
+	for _, m := range explore.Equivalent {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// compareCheck is `ptlab compare --check`: each preset's whole scenario run on
+// one simulated CPU with the invariants checked throughout, one line per
+// preset; non-zero exit when any preset breaks one.
+func compareCheck(out, errw io.Writer, f compareFlags, s *workload.Scenario, mods []kernel.ModuleSpec) error {
+	fmt.Fprintf(out, "scenario %s: machine %s, %d modules, %v, seed %d; invariants checked at every step on one CPU\n",
+		s.Name, s.Machine, len(mods), time.Duration(s.Work.Duration), s.Seed)
+	var bad []string
+	for _, p := range s.Presets {
+		prog, done := progressAfter(errw, p, f.quiet)
+		start := time.Now()
+		r, err := explore.RunChecked(s, p, mods, prog)
+		done()
+		if err != nil {
+			return err
+		}
+		if r.Err != nil {
+			bad = append(bad, p)
+			fmt.Fprintf(out, "%-15s VIOLATION after %d events (step %d): %s: %s\n", p, r.Events, r.Err.Step, r.Err.Kind, r.Err.Msg)
+			continue
+		}
+		fmt.Fprintf(out, "%-15s no violation: %d events, %d steps checked (%v)\n", p, r.Events, r.Steps, time.Since(start).Round(time.Millisecond))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w in presets %s", errViolations, strings.Join(bad, ", "))
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,7 @@ type compareFlags struct {
 	csv      string
 	quiet    bool
 	imp      string
+	trace    string // a recording to replay instead of the scenario's timeline (trace.go)
 	jobs     int
 	machine  string
 	config   string
@@ -32,6 +34,7 @@ type compareFlags struct {
 	cpus     string
 	html     string
 	explain  bool
+	check    bool // run the invariants instead (check.go)
 }
 
 func init() {
@@ -54,7 +57,9 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.json, "json", false, "print results as JSON (final metrics and time series)")
 	cmd.Flags().StringVar(&f.csv, "csv", "", "write the metric time series as CSV to this file ('-' for stdout)")
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	cmd.Flags().BoolVar(&f.check, "check", false, "check the invariants at every step of each preset's run (one simulated CPU) and report per preset")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
+	cmd.Flags().StringVar(&f.trace, "trace", "", "replay this recording (ptlab trace script/record) instead of the scenario's timeline")
 	cmd.Flags().IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "presets run at once (each on its own kernel; the output is the same for any value)")
 	cmd.Flags().StringVar(&f.machine, "machine", "", "machine preset instead of the scenario's ("+strings.Join(machineNames(), ", ")+")")
 	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration decoded over the scenario's machine, as sim --config")
@@ -175,6 +180,9 @@ func cpusYAML(v string) (string, error) {
 
 func runCompare(out, errw io.Writer, f compareFlags) error {
 	s, err := loadScenario(f.scenario)
+	if f.trace != "" {
+		s, err = compareTraceScenario(errw, f, s)
+	}
 	if err != nil {
 		return err
 	}
@@ -185,6 +193,19 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {
 		return err
+	}
+	if f.check {
+		// With --html the page shows the checker's result beside the
+		// comparison; without it the check is the whole output.
+		var text strings.Builder
+		cerr := compareCheck(io.MultiWriter(out, &text), errw, f, s, mods)
+		if f.html == "" || (cerr != nil && !errors.Is(cerr, errViolations)) {
+			return cerr
+		}
+		if err := writeCompareHTMLRun(errw, f, s, mods, text.String()); err != nil {
+			return err
+		}
+		return cerr
 	}
 	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
 	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
@@ -199,7 +220,7 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	}
 	v := report.ComputeVerdict(results)
 	if f.html != "" {
-		if err := writeCompareHTML(f.html, s, len(mods), results, v); err != nil {
+		if err := writeCompareHTML(f.html, s, len(mods), results, v, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
@@ -223,6 +244,22 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 		fmt.Fprintln(out, "\n(ptlab explain: what every row means)")
 	}
 	return report.WriteVerdict(out, v)
+}
+
+// writeCompareHTMLRun runs the comparison for the page alone (compare --check
+// --html: the text output is the checker's).
+func writeCompareHTMLRun(errw io.Writer, f compareFlags, s *workload.Scenario, mods []kernel.ModuleSpec, check string) error {
+	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
+	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
+	done()
+	if err != nil {
+		return err
+	}
+	if err := writeCompareHTML(f.html, s, len(mods), results, report.ComputeVerdict(results), check); err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
+	return nil
 }
 
 func writeCSV(out io.Writer, path string, results []*workload.Result) error {

@@ -23,13 +23,11 @@ func writeHTMLFile(path string, write func(f *os.File) error) error {
 	return f.Close()
 }
 
-// compareCheckText is the checker's result for the page; compare --check
-// (cmd/ptlab/check.go) sets it.
-var compareCheckText string
-
-func writeCompareHTML(path string, s *workload.Scenario, modules int, results []*workload.Result, v *report.Verdict) error {
+// writeCompareHTML writes the comparison page; check is the checker's
+// result when compare --check ran (empty otherwise).
+func writeCompareHTML(path string, s *workload.Scenario, modules int, results []*workload.Result, v *report.Verdict, check string) error {
 	return writeHTMLFile(path, func(f *os.File) error {
-		return report.WriteCompareHTML(f, report.CompareHTML{Scenario: s, Modules: modules, Results: results, Verdict: v, Check: compareCheckText})
+		return report.WriteCompareHTML(f, report.CompareHTML{Scenario: s, Modules: modules, Results: results, Verdict: v, Check: check})
 	})
 }
 

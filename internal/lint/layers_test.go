@@ -31,6 +31,7 @@ var layers = map[string]int{
 	"workload":        4,
 	"explore":         5,
 	"report":          5,
+	"trace":           5,
 	"fleet":           5,
 	"cmd/ptlab":       9,
 }

@@ -1,0 +1,49 @@
+package trace
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestCommittedRecording replays the committed QEMU recordings (Debian
+// 6.12.117 and 7.3.4 arm64, -cpu max,pauth-impdef=on, KASLR on; made by
+// TestTraceOnRealKernel with PTLAB_TRACE_SAVE) between their "before" and
+// "after" marks under mainline, pinned, starting from the "before" capture,
+// and compares the model's change of the module/vmalloc region (page by
+// page) and of the linear map (per permission and leaf size) with the real
+// one. Every difference must be explained by the recording.
+func TestCommittedRecording(t *testing.T) {
+	for _, kver := range []string{"6.12", "7.3"} {
+		t.Run(kver, func(t *testing.T) {
+			dir := filepath.Join("testdata", "qemu-"+kver)
+			tmp := t.TempDir()
+			var paths [3]string
+			for i, n := range []string{"recording", "before", "after"} {
+				b, err := os.ReadFile(filepath.Join(dir, n+".txt.xz"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err = decompress(b, n); err != nil {
+					t.Fatal(err)
+				}
+				paths[i] = filepath.Join(tmp, n+".txt")
+				if err := os.WriteFile(paths[i], b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkRecording(t, paths[0], paths[1], paths[2])
+		})
+	}
+}
+
+// TestRecordingDir checks a recording saved by TestTraceOnRealKernel
+// (PTLAB_TRACE_SAVE) again: PTLAB_TRACE_DIR=DIR with recording.txt,
+// before.txt and after.txt.
+func TestRecordingDir(t *testing.T) {
+	dir := os.Getenv("PTLAB_TRACE_DIR")
+	if dir == "" {
+		t.Skip("set PTLAB_TRACE_DIR to a directory saved with PTLAB_TRACE_SAVE")
+	}
+	checkRecording(t, filepath.Join(dir, "recording.txt"), filepath.Join(dir, "before.txt"), filepath.Join(dir, "after.txt"))
+}

@@ -1,0 +1,345 @@
+package trace
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
+	"github.com/ptlab/ptlab/workload"
+)
+
+// Shape is what a dump maps in one region: bytes per permission set and
+// per leaf size (ptdump.Stats), and the number of mapped ranges.
+type Shape struct {
+	Perm   map[string]int64 // AttrSet.Perm -> bytes
+	Leaf   map[string]int64 // "PTE 4K", "PMD 2M", ... -> bytes
+	Tables map[string]int64 // estimated table pages per level (ptdump.Stats)
+	Ranges int64
+}
+
+// RegionShapes sums a dump's Stats by region kind ("modules", "vmalloc",
+// "linear", ...). With KASLR, arm64 places modules anywhere within 2 GiB of
+// the randomized kernel image (module_init_limits), i.e. mostly inside the
+// vmalloc area, so "modules" and "vmalloc" are summed as "modules+vmalloc".
+func RegionShapes(d *ptdump.Dump) map[string]*Shape {
+	out := map[string]*Shape{}
+	for _, r := range analysis.Stats(d).Regions {
+		kind := r.Kind
+		if kind == "modules" || kind == "vmalloc" {
+			kind = "modules+vmalloc"
+		}
+		s := out[kind]
+		if s == nil {
+			s = &Shape{Perm: map[string]int64{}, Leaf: map[string]int64{}, Tables: map[string]int64{}}
+			out[kind] = s
+		}
+		for _, a := range r.AttrSets {
+			s.Perm[a.Attrs] += int64(a.Bytes)
+		}
+		for _, l := range r.Leaves {
+			s.Leaf[l.Leaf] += int64(l.Bytes)
+		}
+		s.Ranges += int64(r.MappedRanges)
+		for _, t := range r.Tables {
+			s.Tables[t.Level] += int64(t.Tables)
+		}
+	}
+	return out
+}
+
+// Difference is one way the model's change of a region differs from the
+// real kernel's: what (a permission set, a leaf size, or the table pages of
+// a level), by how much the real kernel's mapping changed and by how much
+// the model's did (bytes; table pages for "tables").
+type Difference struct {
+	Region, What string
+	Real, Model  int64
+}
+
+func (d Difference) String() string {
+	return fmt.Sprintf("%s %s: real %+d, model %+d (model - real %+d)", d.Region, d.What, d.Real, d.Model, d.Model-d.Real)
+}
+
+// CompareChanges compares how the real kernel's regions changed between two
+// dumps (before, after) with how the model's changed (mBefore, mAfter), per
+// permission set and per leaf size. Comparing changes, not states, keeps
+// out what the model never had (boot-time vmalloc areas, other users of the
+// address space before the recording).
+func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dump) []Difference {
+	rb, ra, mb, ma := RegionShapes(before), RegionShapes(after), RegionShapes(mBefore), RegionShapes(mAfter)
+	get := func(m map[string]*Shape, r string) *Shape {
+		if s := m[r]; s != nil {
+			return s
+		}
+		return &Shape{Perm: map[string]int64{}, Leaf: map[string]int64{}, Tables: map[string]int64{}}
+	}
+	var out []Difference
+	for _, reg := range regions {
+		b, a, x, y := get(rb, reg), get(ra, reg), get(mb, reg), get(ma, reg)
+		cmp := func(kind string, pb, pa, px, py map[string]int64) {
+			keys := map[string]bool{}
+			for _, m := range []map[string]int64{pb, pa, px, py} {
+				for k := range m {
+					keys[k] = true
+				}
+			}
+			var ks []string
+			for k := range keys {
+				ks = append(ks, k)
+			}
+			sort.Strings(ks)
+			for _, k := range ks {
+				real, model := pa[k]-pb[k], py[k]-px[k]
+				if real != model {
+					out = append(out, Difference{Region: reg, What: kind + " " + k, Real: real, Model: model})
+				}
+			}
+		}
+		cmp("perm", b.Perm, a.Perm, x.Perm, y.Perm)
+		cmp("leaf", b.Leaf, a.Leaf, x.Leaf, y.Leaf)
+		cmp("tables", b.Tables, a.Tables, x.Tables, y.Tables)
+	}
+	return out
+}
+
+// ModelDump runs a replay scenario under one preset and returns the model's
+// kernel_page_tables dump after it, and the dump after only the operations
+// at time 0 (the start state), the result, and the module regions a pinned
+// replay put elsewhere than the recorded kernel did.
+func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, misplaced []workload.Misplaced, err error) {
+	start := *s
+	rp := *s.Replay
+	rp.Ops = nil
+	for _, o := range s.Replay.Ops {
+		if o.At == 0 {
+			rp.Ops = append(rp.Ops, o)
+		}
+	}
+	start.Replay = &rp
+	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, []workload.Misplaced, error) {
+		r, st, err := workload.RunReplay(sc, preset, nil)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var buf bytes.Buffer
+		if err := st.Kernel.PtdumpWalk(&kernel.PlainCPU{}, &buf); err != nil {
+			return nil, nil, nil, err
+		}
+		d, err := ptdump.Parse(&buf, "model:"+preset, ptdump.ParseOptions{})
+		return d, r, st.Misplaced, err
+	}
+	if before, _, _, err = dump(&start); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	after, res, misplaced, err = dump(s)
+	return before, after, res, misplaced, err
+}
+
+// PageChange is how one page's mapping changed between two dumps.
+type PageChange struct{ From, To string }
+
+// ChangedPages is the page-by-page change between two dumps of one region
+// kind (ptdump.Diff), keyed by VA. Pages of pageSize; regions by
+// ptdump.RegionKind of the change's region name ("modules" and "vmalloc"
+// count as one).
+func ChangedPages(a, b *ptdump.Dump, kind string, pageSize uint64) map[uint64]PageChange {
+	out := map[uint64]PageChange{}
+	for _, c := range analysis.Diff(a, b).Changes {
+		k, _ := ptdump.RegionKind(c.Region)
+		if k == "modules" || k == "vmalloc" {
+			k = "modules+vmalloc"
+		}
+		if k != kind || c.Kind == analysis.DiffLevel {
+			continue
+		}
+		from, to := c.From+" "+c.FromAttrs, c.To+" "+c.ToAttrs
+		for va := c.Start; va < c.End && va >= c.Start; va += pageSize {
+			out[va] = PageChange{from, to}
+		}
+	}
+	return out
+}
+
+// PageMismatch is a maximal VA range where the model changed pages
+// differently from the real kernel.
+type PageMismatch struct {
+	Start, End  uint64
+	Real, Model PageChange // zero: no change on that side
+}
+
+func (m PageMismatch) String() string {
+	show := func(p PageChange) string {
+		if p == (PageChange{}) {
+			return "unchanged"
+		}
+		return p.From + " -> " + p.To
+	}
+	return fmt.Sprintf("%#x-%#x (%d pages): real %s; model %s", m.Start, m.End, (m.End-m.Start)/4096, show(m.Real), show(m.Model))
+}
+
+// ComparePages lists where two page-change maps disagree, as ranges.
+func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMismatch {
+	keys := map[uint64]bool{}
+	for va := range real {
+		keys[va] = true
+	}
+	for va := range model {
+		keys[va] = true
+	}
+	var vas []uint64
+	for va := range keys {
+		if real[va] != model[va] {
+			vas = append(vas, va)
+		}
+	}
+	sort.Slice(vas, func(i, j int) bool { return vas[i] < vas[j] })
+	var out []PageMismatch
+	for _, va := range vas {
+		r, m := real[va], model[va]
+		if n := len(out); n > 0 && out[n-1].End == va && out[n-1].Real == r && out[n-1].Model == m {
+			out[n-1].End += pageSize
+			continue
+		}
+		out = append(out, PageMismatch{Start: va, End: va + pageSize, Real: r, Model: m})
+	}
+	return out
+}
+
+// ExplainLate splits page mismatches into those the recording itself
+// explains and the rest. The captures walk the tables a little before the
+// mark that starts the replayed window (from) and a little after the mark
+// that ends it (to), while other tasks run: an area allocated after the "to"
+// mark (the capture's own threads' kernel stacks, say) is mapped in the real
+// "after" dump but not in the replay, one freed after it is already gone,
+// one freed in the window and allocated again after the mark is mapped in
+// both real dumps; an area freed just before the "from" mark may still be
+// mapped in the real "before" dump. A mismatch is explained when the
+// recording shows such an event for an area starting at the range's start
+// and the dumps differ in the matching way. It also explains pages the model
+// mapped that the capture shows unmapped while the kernel's end vmallocinfo
+// lists them.
+func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
+	allocs, frees := map[uint64]int{}, map[uint64]int{}
+	lastBefore := map[uint64]Event{} // the last vmap event per address before the from mark
+	phase := 0                       // 0: before from, 1: window, 2: after to
+	for _, e := range rec.Events {
+		if n, ok := markName(e); ok {
+			if n == from && phase == 0 {
+				phase = 1
+			} else if n == to && phase == 1 {
+				phase = 2
+			}
+			continue
+		}
+		f := Fields(e.Args)
+		v, err := decArg(f, "va_start")
+		if err != nil || (e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush") {
+			continue
+		}
+		switch phase {
+		case 0:
+			lastBefore[uint64(v)] = e
+		case 2:
+			if e.Name == "alloc_vmap_area" {
+				allocs[uint64(v)] = e.Line
+			} else {
+				frees[uint64(v)] = e.Line
+			}
+		}
+	}
+	for _, m := range mm {
+		if m.Model == (PageChange{}) {
+			mapped := strings.HasPrefix(m.Real.From, "unmapped") && !strings.HasPrefix(m.Real.To, "unmapped")
+			unmapped := !strings.HasPrefix(m.Real.From, "unmapped") && strings.HasPrefix(m.Real.To, "unmapped")
+			if l, ok := allocs[m.Start]; ok && mapped {
+				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, to, l))
+				continue
+			}
+			if l, ok := frees[m.Start]; ok && unmapped {
+				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, to, l))
+				continue
+			}
+			if e, ok := lastBefore[m.Start]; ok && unmapped && e.Name == "free_vmap_area_noflush" {
+				explained = append(explained, fmt.Sprintf("%v: freed just before the %q mark (line %d), after the \"before\" capture walked it", m, from, e.Line))
+				continue
+			}
+		}
+		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.To, "unmapped") {
+			if l, ok := allocs[m.Start]; ok {
+				explained = append(explained, fmt.Sprintf("%v: freed in the window and allocated again after the %q mark (line %d), before the capture walked it", m, to, l))
+				continue
+			}
+		}
+		// The model mapped pages the capture shows unmapped, and the
+		// kernel's own vmallocinfo at the end lists them as part of a live
+		// vmalloc area with all its pages (vmalloc maps every page before
+		// it returns): the capture disagrees with the kernel, not the model.
+		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.From, "unmapped") && rec.End != nil {
+			found := false
+			for _, a := range rec.End.Vmalloc {
+				if a.Kind == "vmalloc" && a.Start <= m.Start && m.End <= a.Start+uint64(a.Pages)*pageSize {
+					explained = append(explained, fmt.Sprintf("%v: the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", m, a.Line, a.Start, a.End, a.Caller, a.Pages))
+					found = true
+					break
+				}
+			}
+			if found {
+				continue
+			}
+		}
+		rest = append(rest, m)
+	}
+	return explained, rest
+}
+
+// ExplainMisplaced checks the first misplaced module region of a pinned
+// replay against the recording. The model's vfree releases an area's VA at
+// once; the kernel's queues it (free_vmap_area_noflush) and releases it at
+// the next purge (vm_reset_perms -> _vm_unmap_aliases on the freeing CPU),
+// so a module loading on another CPU in between cannot use it and goes
+// higher. The first misplacement is explained when the recording shows
+// exactly that for the area the model used: freed before the load's first
+// allocation, purged after it. Every later misplacement follows from the
+// first (the address spaces differ from there on) and is returned as such;
+// an unexplained first one is returned in rest with everything after it.
+func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []string, rest []workload.Misplaced) {
+	if len(mp) == 0 {
+		return nil, nil
+	}
+	first := mp[0]
+	for _, m := range mp {
+		if m.Line < first.Line || m.Line == first.Line && m.Model < first.Model {
+			first = m
+		}
+	}
+	freed, purged := 0, 0
+	for _, e := range rec.Events {
+		f := Fields(e.Args)
+		switch e.Name {
+		case "free_vmap_area_noflush":
+			if v, err := decArg(f, "va_start"); err == nil && uint64(v) == first.Model && e.Line < first.Line {
+				freed, purged = e.Line, 0
+			}
+		case "purge_vmap_area_lazy":
+			s, err1 := hexArg(f, "start")
+			en, err2 := hexArg(f, "end")
+			if n, _ := decArg(f, "num_purged"); err1 == nil && err2 == nil && n > 0 && freed > 0 && purged == 0 && s <= first.Model && first.Model < en {
+				purged = e.Line
+			}
+		}
+	}
+	if freed == 0 || purged < first.Line {
+		return nil, mp
+	}
+	explained = append(explained, fmt.Sprintf("%v: the area the model used was freed at line %d and purged only at line %d, after this load's first allocation (line %d) on another CPU", first, freed, purged, first.Line))
+	for _, m := range mp {
+		if m != first {
+			explained = append(explained, fmt.Sprintf("%v: follows from the first misplacement (line %d)", m, first.Line))
+		}
+	}
+	return explained, nil
+}
