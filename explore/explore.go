@@ -115,6 +115,12 @@ type Config struct {
 	Points Points
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
+	// Jobs is how many schedules run at once (0 or 1: serially); the
+	// result is the serial search's (parallel.go). MaxRuns forces a serial
+	// search.
+	Jobs int
+	// Shard searches only one part of the schedule space (parallel.go).
+	Shard Shard
 }
 
 // Result is what an exploration found.
@@ -274,6 +280,19 @@ func (x *Explorer) Run() (*Result, error) {
 	limited := false
 	for b := 0; b <= x.cfg.Bound && res.Violation == nil && !limited; b++ {
 		x.learn = b == 0
+		if b > 0 && x.parallel() {
+			lv, err := x.searchLevel(b, x.cfg.Jobs, x.cfg.Shard)
+			if err != nil {
+				return nil, err
+			}
+			res.Runs += lv.runs
+			res.Schedules += lv.schedules
+			res.Steps += lv.steps
+			if lv.viol != nil {
+				found(lv.viol, false)
+			}
+			continue
+		}
 		d := &dfsChooser{bound: b, points: x.cfg.Points}
 		for {
 			if x.cfg.MaxRuns > 0 && res.Runs >= x.cfg.MaxRuns {
@@ -301,7 +320,19 @@ func (x *Explorer) Run() (*Result, error) {
 	}
 	x.learn = false
 	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
-	for i := 0; i < x.cfg.Random && res.Violation == nil; i++ {
+	if x.parallel() && res.Violation == nil && x.cfg.Random > 0 {
+		runs, steps, v, err := x.randomWalks(x.cfg.Random, x.cfg.Jobs, x.cfg.Shard)
+		if err != nil {
+			return nil, err
+		}
+		res.Runs += runs
+		res.Schedules += runs
+		res.Steps += steps
+		if v != nil {
+			found(v, true)
+		}
+	}
+	for i := 0; i < x.cfg.Random && res.Violation == nil && !x.parallel(); i++ {
 		rc := newRandomChooser(x.cfg.Seed, uint64(i))
 		o, err := x.run(rc, nil)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 type checkFlags struct {
 	preset, scenario, replay, points, mutant string
-	bound, random, maxRuns                   int
+	bound, random, maxRuns, jobs             int
 	seed                                     uint64
 	trace, time, mutants                     bool
 }
@@ -54,6 +55,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.StringVar(&f.points, "points", "shared", "preemption points: shared (stores, sync, loads of shared tables), all, writes")
 	fl.StringVar(&f.mutant, "mutant", "none", "inject a known bug: "+mutantNames())
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
+	fl.IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "schedules explored at once; the output is the serial search's (--max-runs searches serially)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
@@ -110,7 +112,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 			return err
 		}
 		x, err := explore.New(explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns})
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs})
 		if err != nil {
 			return err
 		}
