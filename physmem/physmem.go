@@ -137,6 +137,7 @@ type Memory struct {
 
 	mu       sync.Mutex
 	root     []*sectionChunk // sparse section table, see section.go
+	jr       *journal        // undo log since the last Snapshot, see snapshot.go
 	touched  []uint64        // section numbers in materialisation order
 	area     [MaxOrder + 1]freeArea
 	bootInit [MaxOrder + 1]uint64 // boot blocks per order at New
@@ -367,10 +368,11 @@ func (m *Memory) SetPrivate(pa uint64, v uint64) error {
 		if v == 0 {
 			return nil
 		}
-		s.private = make([]uint64, len(s.pages))
+		m.allocPrivate(s)
 	}
+	m.savePrivate(s, pfn-s.base, 1)
 	s.private[pfn-s.base] = v
-	pm.flags |= pgPrivate
+	m.saved(pm).flags |= pgPrivate
 	return nil
 }
 
