@@ -152,6 +152,7 @@ type Explorer struct {
 	// each descriptor, and store to or free each table page.
 	descWriters, pageWriters map[uint64]uint64
 	learn                    bool
+	kernels                  kernelPool // booted kernels, restored per run (snapshot.go)
 }
 
 func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
@@ -209,7 +210,7 @@ type outcome struct {
 
 // boot builds a fresh kernel and the scenario's initial state.
 func (x *Explorer) boot(mode cpu.Mode) (*Setup, error) {
-	k, err := kernel.Boot(x.kcfg)
+	k, err := x.kernels.get(x.kcfg, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +245,9 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	}
 	if x.oracle == nil {
 		o.oracle = mon.Oracle()
+	}
+	if tr == nil {
+		x.kernels.put(s.K)
 	}
 	return o, nil
 }
