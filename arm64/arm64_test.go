@@ -7,8 +7,9 @@ import (
 	"pgregory.net/rapid"
 )
 
-// Values from the kernel headers' definitions, computed by hand from the bit
-// positions (fact sheet section 4), not from this package's expressions.
+// Values from the kernel headers' definitions (PROT_NORMAL, PAGE_KERNEL_* in
+// arch/arm64/include/asm/pgtable-prot.h over the bit positions of
+// pgtable-hwdef.h), computed by hand, not from this package's expressions.
 func TestProtValues(t *testing.T) {
 	cases := []struct {
 		name string
@@ -114,7 +115,9 @@ func TestIndex(t *testing.T) {
 	}
 }
 
-// Layout values from the fact sheet (section 2), which computed them from memory.h.
+// Layout values computed by hand from arch/arm64/include/asm/memory.h
+// (_PAGE_OFFSET, _PAGE_END, MODULES_VSIZE, VMEMMAP_*), pgtable.h (VMALLOC_END)
+// and fixmap.h.
 func TestLayout(t *testing.T) {
 	l := KernelLayout(Geometry4K48, 0)
 	check := func(name string, got, want uint64) {

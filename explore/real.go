@@ -157,8 +157,8 @@ func churn(k *kernel.Kernel, c *cpu.CPU, steps int, rng *rand.Rand) error {
 			}
 		case 4:
 			for _, m := range mods {
-				_, _ = c.Access(cpu.Exec, m.Base[kernel.ModText])
-				_, _ = c.Access(cpu.Read, m.Base[kernel.ModData])
+				touch(c, cpu.Exec, m.Base[kernel.ModText])
+				touch(c, cpu.Read, m.Base[kernel.ModData])
 			}
 		case 5:
 			if rng.IntN(4) == 0 {

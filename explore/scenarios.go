@@ -205,8 +205,8 @@ func twoObjects(s *Setup) (a, b uint64, err error) {
 		for _, p := range []uint64{a, b} {
 			warm(k, c, p)
 		}
-		_, _ = c.Access(cpu.Exec, a)
-		_, _ = c.Access(cpu.Write, b)
+		touch(c, cpu.Exec, a)
+		touch(c, cpu.Write, b)
 	}
 	s.Tracked = append(s.Tracked, areaRanges(k, a)...)
 	s.Tracked = append(s.Tracked, areaRanges(k, b)...)
@@ -215,9 +215,9 @@ func twoObjects(s *Setup) (a, b uint64, err error) {
 
 // warm reads va and its linear alias on CPU c, filling its TLB and walk cache.
 func warm(k *kernel.Kernel, c *cpu.CPU, va uint64) {
-	_, _ = c.Access(cpu.Read, va)
+	touch(c, cpu.Read, va)
 	if pa, _, ok := k.PT.Translate(c, va); ok {
-		_, _ = c.Access(cpu.Read, k.Lin(pa))
+		touch(c, cpu.Read, k.Lin(pa))
 	}
 }
 
@@ -314,7 +314,7 @@ func buildBBM(s *Setup) error {
 		return fmt.Errorf("vmalloc_huge fell back to order %d", h.PageOrder)
 	}
 	for _, c := range s.M.CPUs {
-		_, _ = c.Access(cpu.Read, h.Addr)
+		touch(c, cpu.Read, h.Addr)
 	}
 	s.Tracked = areaRanges(k, h.Addr)
 	s.Threads = [][]Op{

@@ -58,16 +58,23 @@ func (k *Kernel) tryCollapseKernelPMD(c CPU, addr uint64) {
 	k.lockSplit(c)
 	defer k.unlockSplit(c)
 	if isTable, err := k.PT.TableAt(c, addr, 2); err != nil || !isTable {
+		k.modelError("try_collapse_kernel_pmd", err)
 		return // pmd_table() is false: nothing to collapse
 	}
 	freed, ok, err := k.foldTable(c, addr, 2)
-	if err != nil || !ok {
+	if err != nil {
+		k.modelError("try_collapse_kernel_pmd", err)
+		return
+	}
+	if !ok {
 		k.Stats.Collapse.Refused++
 		return
 	}
-	if err := k.freeFoldedTable(c, addr, freed); err == nil {
-		k.Stats.Collapse.PMDLinear++
+	if err := k.freeFoldedTable(c, addr, freed); err != nil {
+		k.modelError("try_collapse_kernel_pmd: free", err)
+		return
 	}
+	k.Stats.Collapse.PMDLinear++
 }
 
 // collapseRegion is ptlab's general collapse of the naturally aligned region
@@ -91,6 +98,7 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 	if size >= g.Size(2) {
 		for r := va; r < va+size; r += g.Size(2) {
 			if isTable, err := k.PT.TableAt(c, r, 2); err != nil || !isTable {
+				k.modelError("collapse", err)
 				continue // already a block (or unmapped): nothing to fold
 			}
 			// The vmalloc mapping is walked without a table lock by text
@@ -111,9 +119,11 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 			}
 			switch {
 			case err != nil:
+				k.modelError("collapse: PMD fold", err)
 				return
 			case ok:
-				if k.freeFoldedTable(c, r, freed) != nil {
+				if err := k.freeFoldedTable(c, r, freed); err != nil {
+					k.modelError("collapse: free of a folded PTE table", err)
 					return
 				}
 				if linear {
@@ -128,13 +138,19 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 		}
 		// Larger neighbourhoods: only if the region is big enough to back them.
 		if cs := g.ContSize(2); size >= cs {
-			if ok, _ := k.PT.FoldCont(c, va&^(cs-1), 2); ok {
+			ok, err := k.PT.FoldCont(c, va&^(cs-1), 2)
+			k.modelError("collapse: contiguous PMDs", err)
+			if ok {
 				st.ContPMD++
 			}
 		}
 		if g.BlockAllowed(1) && size >= g.Size(1) {
-			if freed, ok, _ := k.foldTable(c, va&^(g.Size(1)-1), 1); ok {
-				if k.freeFoldedTable(c, va, freed) == nil {
+			freed, ok, err := k.foldTable(c, va&^(g.Size(1)-1), 1)
+			k.modelError("collapse: PUD fold", err)
+			if ok {
+				if err := k.freeFoldedTable(c, va, freed); err != nil {
+					k.modelError("collapse: free of a folded PMD table", err)
+				} else {
 					st.PUD++
 				}
 			}
@@ -149,7 +165,9 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 func (k *Kernel) foldContPTEs(c CPU, start, end uint64) {
 	cs := k.G.ContSize(arm64.LastLevel)
 	for r := start; r < end; r += cs {
-		if ok, _ := k.PT.FoldCont(c, r, arm64.LastLevel); ok {
+		ok, err := k.PT.FoldCont(c, r, arm64.LastLevel)
+		k.modelError("collapse: contiguous PTEs", err)
+		if ok {
 			k.Stats.Collapse.ContPTE++
 		}
 	}

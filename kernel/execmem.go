@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -251,8 +252,8 @@ func (k *Kernel) ExecmemAllocRW(c CPU, t ExecmemType, size uint64) (uint64, erro
 	err = k.execmemForceRW(c, p, size)
 	unlock()
 	if err != nil {
-		_ = k.ExecmemFree(c, p)
-		return 0, err
+		// execmem_alloc_rw's __free(execmem): the allocation goes back.
+		return 0, errors.Join(err, k.ExecmemFree(c, p))
 	}
 	return p, nil
 }
@@ -384,8 +385,11 @@ func (k *Kernel) execmemCacheAlloc(c CPU, r *ExecmemRange, size uint64) (uint64,
 		}
 	}
 	if err := k.SetMemoryROX(c, a.Addr, a.NrPages); err != nil {
-		k.execmemSetDirectMapDefault(c, a)
-		_ = k.Vfree(c, a.Addr)
+		// execmem_cache_populate_alloc's err_free_mem: vfree only. The area
+		// has no VM_FLUSH_RESET_PERMS, so the alias of the pages the failed
+		// set_memory_rox already made read-only stays so when they go back
+		// to the page allocator (docs/findings.md).
+		err = errors.Join(err, k.Vfree(c, a.Addr))
 		return 0, fmt.Errorf("execmem cache populate: %w", err)
 	}
 	c.Lock(e.Mutex)
@@ -411,7 +415,7 @@ func (k *Kernel) ExecmemFree(c CPU, p uint64) error {
 		c.Unlock(e.Mutex)
 		if a := k.FindVMArea(p); a != nil {
 			for i := 0; i < a.NrPages; i++ {
-				_ = k.Mem.SetPrivate(a.PagePA(i), ContentZero)
+				k.modelError("execmem_free: page contents", k.Mem.SetPrivate(a.PagePA(i), ContentZero))
 			}
 		}
 		return k.Vfree(c, p)
@@ -452,13 +456,13 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 			continue
 		}
 		if !k.Mutations.CleanForgetsAlias {
-			k.execmemSetDirectMapDefault(c, a)
+			k.kernelIgnores("execmem_cache_clean: execmem_set_direct_map_valid", k.execmemSetDirectMapDefault(c, a))
 		}
 		e.free = append(e.free[:i], e.free[i+1:]...)
 		i--
 		delete(e.chunks, a.Addr)
 		for j := 0; j < a.NrPages; j++ {
-			_ = k.Mem.SetPrivate(a.PagePA(j), ContentZero)
+			k.modelError("execmem_cache_clean: page contents", k.Mem.SetPrivate(a.PagePA(j), ContentZero))
 		}
 		if err := k.Vfree(c, a.Addr); err != nil {
 			return err
@@ -469,18 +473,22 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 }
 
 // execmemSetDirectMapDefault restores the linear alias of a cache chunk:
-// mainline (EXM-mmA) makes it valid only (set_direct_map_valid_noflush,
-// stepping by page_order), which on arm64 leaves it read-only; RFC patch 3
-// restores valid and writable.
-func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) {
+// mainline makes it valid only (execmem_set_direct_map_valid in
+// mm/execmem.c: set_direct_map_valid_noflush stepping by page_order), which
+// on arm64 leaves it read-only; RFC patch 3 restores valid and writable. It
+// stops at the first failure; mainline then makes the pages it had already
+// updated invalid again (its err_restore loop) and returns the error.
+func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) error {
 	step := 1 << a.PageOrder
 	pol := k.Cfg.Policy
 	for i := 0; i < a.NrPages; i += step {
 		if pol.CleanRestoresRW && pol.Alias != AliasPerPage && pol.Alias != "" && k.CanSetDirectMap() {
 			// page_order aware: one update per backing page, no split,
 			// then fold the linear map back around it.
-			_ = k.updateRangeProt(c, k.Lin(a.PagePA(i)), k.G.PageSize()<<a.PageOrder,
-				k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly)
+			if err := k.updateRangeProt(c, k.Lin(a.PagePA(i)), k.G.PageSize()<<a.PageOrder,
+				k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly); err != nil {
+				return err
+			}
 			if pol.Collapse == CollapseGeneral {
 				k.collapseLinear(c, a.PagePA(i), a.PageOrder)
 			}
@@ -488,12 +496,20 @@ func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) {
 		}
 		if pol.CleanRestoresRW {
 			for j := i; j < i+step; j++ {
-				_ = k.SetDirectMapDefaultNoflush(c, a.PagePA(j))
+				if err := k.SetDirectMapDefaultNoflush(c, a.PagePA(j)); err != nil {
+					return err
+				}
 			}
-		} else {
-			_ = k.SetDirectMapValidNoflush(c, a.PagePA(i), step, true)
+			continue
+		}
+		if err := k.SetDirectMapValidNoflush(c, a.PagePA(i), step, true); err != nil {
+			for u := 0; u < i; u += step {
+				k.kernelIgnores("execmem_set_direct_map_valid: restore", k.SetDirectMapValidNoflush(c, a.PagePA(u), step, false))
+			}
+			return err
 		}
 	}
+	return nil
 }
 
 // CacheStats reports the ROX cache's size and fragmentation.

@@ -216,7 +216,7 @@ func TestROXCacheSplitsChunk(t *testing.T) {
 	}
 }
 
-// execmem_cache_clean (mm/execmem.c as in linux-mm, "EXM-mmA") releases a
+// execmem_cache_clean (mm/execmem.c in linux-mm, commit 11384dff) releases a
 // free range whose start and size are PMD aligned by vfree'ing the whole vm
 // area it starts — without checking that the range is the whole area. With a
 // chunk larger than 2 MiB (one object over 2 MiB of text) a free 2 MiB prefix

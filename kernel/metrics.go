@@ -121,7 +121,7 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 		m.Owned[o.String()] = k.Mem.OwnedPages(o)
 	}
 	m.SetMemoryCalls = k.Stats.SetMemoryCalls.Load()
-	m.VmallocAreas = len(k.VM.areas)
+	m.VmallocAreas = k.VM.busy.spans
 	m.Warnings = k.Stats.Warnings
 	return m, nil
 }

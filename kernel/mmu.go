@@ -58,9 +58,18 @@ func Boot(cfg Config) (*Kernel, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g, _ := cfg.Geometry()
-	midrs, _ := cfg.MIDRs()
-	rodataFull, _ := cfg.RodataFull()
+	g, err := cfg.Geometry()
+	if err != nil {
+		return nil, err
+	}
+	midrs, err := cfg.MIDRs()
+	if err != nil {
+		return nil, err
+	}
+	rodataFull, err := cfg.RodataFull()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.KFENCE == "" {
 		cfg.KFENCE = KFENCEOff
 	}

@@ -1,6 +1,9 @@
 package kernel
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // ModMemType is enum mod_mem_type: the module memory regions.
 type ModMemType int
@@ -107,9 +110,10 @@ func (k *Kernel) LoadModule(c CPU, spec ModuleSpec) (*Module, error) {
 	fail := func(err error) (*Module, error) {
 		for t := ModMemType(0); t < NumModMemTypes; t++ {
 			if m.IsROX[t] && m.Base[t] != 0 {
-				_ = k.ExecmemRestoreROX(c, m.Base[t], spec.Size[t]) // module_memory_restore_rox
+				// module_memory_restore_rox does not check the result.
+				k.kernelIgnores("module_memory_restore_rox", k.ExecmemRestoreROX(c, m.Base[t], spec.Size[t]))
 			}
-			_ = k.moduleMemoryFree(c, m, t)
+			err = errors.Join(err, k.moduleMemoryFree(c, m, t))
 		}
 		return nil, err
 	}
@@ -202,8 +206,7 @@ func (k *Kernel) LoadJITText(c CPU, t ExecmemType, size uint64) (*JITText, error
 	}
 	if !k.Exec.IsROX(t) && t != ExecmemKprobes {
 		if err := k.SetMemoryROX(c, p, k.pages(size)); err != nil {
-			_ = k.ExecmemFree(c, p)
-			return nil, err
+			return nil, errors.Join(err, k.ExecmemFree(c, p))
 		}
 	}
 	return j, nil

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"sort"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
@@ -63,11 +62,15 @@ type vaSpan struct{ start, end uint64 }
 // lazily whose VA and TLB entries are reclaimed together later
 // (free_vmap_area_noflush / __purge_vmap_area_lazy).
 type Vmalloc struct {
-	free      []vaSpan // sorted, disjoint, merged
-	areas     []*VMArea
-	lazy      []vaSpan
-	lazyPages uint64
-	lazyMax   uint64
+	free *vmapTree // free_vmap_area_root
+	busy *vmapTree // vmap_area_root
+	// areasCache is Areas' address-ordered copy of busy, valid unless
+	// areasDirty.
+	areasCache []*VMArea
+	areasDirty bool
+	lazy       []vaSpan
+	lazyPages  uint64
+	lazyMax    uint64
 
 	Allocs, Frees, HugeFallbacks, Purges uint64
 }
@@ -76,7 +79,7 @@ func newVmalloc(k *Kernel, reserved []vaSpan) *Vmalloc {
 	// The vmap allocator's free space spans the modules region and the
 	// vmalloc range (vmap_init_free_space starts from the whole address
 	// space); callers pick their window.
-	v := &Vmalloc{free: []vaSpan{{k.Layout.ModulesVaddr, k.Layout.VmallocEnd}}}
+	v := &Vmalloc{free: newVmapTree(k.Layout.ModulesVaddr, k.Layout.VmallocEnd), busy: newVmapTree(0, 0)}
 	for _, r := range reserved {
 		v.carve(r.start, r.end)
 	}
@@ -85,63 +88,16 @@ func newVmalloc(k *Kernel, reserved []vaSpan) *Vmalloc {
 	return v
 }
 
-// carve removes [s, e) from the free spans.
-func (v *Vmalloc) carve(s, e uint64) {
-	out := v.free[:0:0]
-	for _, f := range v.free {
-		if e <= f.start || s >= f.end {
-			out = append(out, f)
-			continue
-		}
-		if f.start < s {
-			out = append(out, vaSpan{f.start, s})
-		}
-		if e < f.end {
-			out = append(out, vaSpan{e, f.end})
-		}
-	}
-	v.free = out
-}
+// carve removes [s, e) from the free space.
+func (v *Vmalloc) carve(s, e uint64) { v.free.carve(s, e) }
 
-// release returns [s, e) to the free spans, merging neighbours.
-func (v *Vmalloc) release(s, e uint64) {
-	i := sort.Search(len(v.free), func(i int) bool { return v.free[i].start >= e })
-	// merge with the span before (ends at s) and the one at i (starts at e)
-	if i > 0 && v.free[i-1].end == s {
-		v.free[i-1].end = e
-		if i < len(v.free) && v.free[i].start == e {
-			v.free[i-1].end = v.free[i].end
-			v.free = append(v.free[:i], v.free[i+1:]...)
-		}
-		return
-	}
-	if i < len(v.free) && v.free[i].start == e {
-		v.free[i].start = s
-		return
-	}
-	v.free = append(v.free, vaSpan{})
-	copy(v.free[i+1:], v.free[i:])
-	v.free[i] = vaSpan{s, e}
-}
+// release returns [s, e) to the free space, merging neighbours.
+func (v *Vmalloc) release(s, e uint64) { v.free.release(s, e) }
 
 // allocVA is alloc_vmap_area's lowest-address fit of size bytes aligned to
 // align inside [vstart, vend).
 func (v *Vmalloc) allocVA(size, align, vstart, vend uint64) (uint64, bool) {
-	for _, f := range v.free {
-		if f.end <= vstart {
-			continue
-		}
-		if f.start >= vend {
-			break
-		}
-		a := max(f.start, vstart)
-		a = (a + align - 1) &^ (align - 1)
-		if a >= f.start && a+size > a && a+size <= min(f.end, vend) {
-			v.carve(a, a+size)
-			return a, true
-		}
-	}
-	return 0, false
+	return v.free.alloc(size, align, vstart, vend)
 }
 
 // FindVMArea is find_vm_area: the area whose VA span holds addr.
@@ -151,30 +107,29 @@ func (k *Kernel) FindVMArea(addr uint64) *VMArea {
 	return k.findVMAreaLocked(addr)
 }
 
-func (k *Kernel) findVMAreaLocked(addr uint64) *VMArea {
-	v := k.VM
-	i := sort.Search(len(v.areas), func(i int) bool { return v.areas[i].Addr > addr }) - 1
-	if i < 0 || addr >= v.areas[i].Addr+v.areas[i].Size {
-		return nil
-	}
-	return v.areas[i]
-}
+func (k *Kernel) findVMAreaLocked(addr uint64) *VMArea { return k.VM.busy.areaAt(addr) }
 
 // Areas returns the busy areas in address order (not safe against
-// concurrent vmalloc/vfree; for reports and checks).
-func (v *Vmalloc) Areas() []*VMArea { return v.areas }
+// concurrent vmalloc/vfree; for reports and checks). The slice is rebuilt
+// only after the areas changed, and a returned slice is never modified.
+func (v *Vmalloc) Areas() []*VMArea {
+	if v.areasDirty {
+		v.areasCache = make([]*VMArea, 0, v.busy.spans)
+		v.busy.eachArea(func(a *VMArea) { v.areasCache = append(v.areasCache, a) })
+		v.areasDirty = false
+	}
+	return v.areasCache
+}
 
 func (v *Vmalloc) insert(a *VMArea) {
-	i := sort.Search(len(v.areas), func(i int) bool { return v.areas[i].Addr > a.Addr })
-	v.areas = append(v.areas, nil)
-	copy(v.areas[i+1:], v.areas[i:])
-	v.areas[i] = a
+	v.busy.addArea(a)
+	v.areasDirty = true
 }
 
 func (v *Vmalloc) remove(a *VMArea) {
-	i := sort.Search(len(v.areas), func(i int) bool { return v.areas[i].Addr >= a.Addr })
-	if i < len(v.areas) && v.areas[i] == a {
-		v.areas = append(v.areas[:i], v.areas[i+1:]...)
+	if v.busy.areaAt(a.Addr) == a {
+		v.busy.removeArea(a.Addr)
+		v.areasDirty = true
 	}
 }
 
@@ -281,7 +236,7 @@ func (k *Kernel) releaseVA(s, e uint64) {
 
 func (k *Kernel) freeAreaPages(a *VMArea) {
 	for _, pa := range a.Blocks {
-		_ = k.Mem.Free(pa, a.PageOrder)
+		k.modelError("vfree: free of an area's page", k.Mem.Free(pa, a.PageOrder))
 	}
 	a.Blocks = nil
 }
@@ -439,7 +394,7 @@ func (k *Kernel) vmResetPerms(c CPU, a *VMArea) error {
 
 // VmallocInfo writes /proc/vmallocinfo-style lines for the busy areas.
 func (k *Kernel) VmallocInfo(w io.Writer) error {
-	for _, a := range k.VM.areas {
+	for _, a := range k.VM.Areas() {
 		kind := "vmalloc"
 		if a.Flags&VMAllowHugeVmap != 0 && a.PageOrder > 0 {
 			kind = "vmalloc huge"

@@ -89,8 +89,8 @@ func (r *Range) Valid() bool { return r.Attrs != nil && r.Attrs.Flags&AttrInvali
 // Attr is one decoded attribute column.
 type Attr uint32
 
-// Attribute flags. arm64 columns come from dump_prot's table (fact sheet
-// section 16.3); x86 ones from printk_prot in arch/x86/mm/dump_pagetables.c.
+// Attribute flags. arm64 columns come from dump_prot's table (pte_bits in
+// arch/arm64/mm/ptdump.c); x86 ones from printk_prot in arch/x86/mm/dump_pagetables.c.
 // A flag is set when the column shows its "set" string; RW and x (the clear
 // strings of ro and NX) are the absence of AttrReadOnly and AttrNX.
 const (

@@ -13,21 +13,12 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/ptlab/ptlab/arm64"
-	"github.com/ptlab/ptlab/pgtable"
-	"github.com/ptlab/ptlab/physmem"
 	"github.com/ptlab/ptlab/ptdump/internal/dumptest"
 )
 
-// samples are the dumps in testdata: the shared real dumps and hand-made
+// samples are the dumps in testdata: the real dumps and hand-made
 // variants. Every one must parse strictly, without warnings.
-func samples(t testing.TB) []string {
-	t.Helper()
-	fs, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(fs) == 0 {
-		t.Fatalf("no samples in testdata: %v", err)
-	}
-	return fs
-}
+func samples(t testing.TB) []string { return dumptest.Samples(t, "testdata") }
 
 func parseFile(t testing.TB, path string, opt ParseOptions) *Dump {
 	t.Helper()
@@ -235,7 +226,8 @@ func TestParseLogPrefixes(t *testing.T) {
 }
 
 func TestParseAttrs(t *testing.T) {
-	// The mask note_page applies (fact sheet 16.2): what a dump can show.
+	// The mask note_page applies: the OR of every pte_bits mask, computed by
+	// ptdump_initialize (arch/arm64/mm/ptdump.c). It is what a dump can show.
 	const ptdumpMask = 0x0074000000000fdf
 	cases := []struct {
 		level string
@@ -563,24 +555,9 @@ func TestParseGeometryInference(t *testing.T) {
 // to a table page the tree has, every mapped line carries the physical
 // address the tree maps, and the leaves match the tree.
 func TestParseWriterRoundTrip(t *testing.T) {
-	g := arm64.Geometry4K48
-	mem, err := physmem.New(12, []physmem.Region{{Base: 0x40000000, Size: 4 << 30}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := pgtable.New(g, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lay := arm64.KernelLayout(g, 0)
+	tb, lay := dumptest.SmallTree(t)
+	g := tb.Geometry()
 	lin := lay.PageOffset
-	var door pgtable.Direct
-	if err := tb.Map(door, lin, 0x40000000, 1<<30+34<<20+76<<10, arm64.Tagged(arm64.PageKernel), pgtable.NoExecMappings); err != nil {
-		t.Fatal(err)
-	}
-	if err := tb.Map(door, lay.VmallocStart, 0x100000000, 16<<10, arm64.PageKernelROX, 0); err != nil {
-		t.Fatal(err)
-	}
 	for _, opt := range []Options{{}, {PA: true}, {PA: true, Tables: true}} {
 		var buf bytes.Buffer
 		w := NewWriter(&buf, g, KernelMarkers(lay), opt)
@@ -603,11 +580,11 @@ func TestParseWriterRoundTrip(t *testing.T) {
 			if r.HasPA != opt.PA {
 				t.Errorf("%+v: line %d HasPA %v", opt, r.Line, r.HasPA)
 			}
-			if opt.PA && r.Start >= lin && r.Start < lay.PageEnd && r.PA != 0x40000000+(r.Start-lin) {
+			if opt.PA && r.Start >= lin && r.Start < lay.PageEnd && r.PA != dumptest.SmallTreeRAM+(r.Start-lin) {
 				t.Errorf("line %d: PA %#x for %#x", r.Line, r.PA, r.Start)
 			}
 		}
-		if want := uint64(1<<30 + 34<<20 + 76<<10 + 16<<10); mapped != want {
+		if want := uint64(dumptest.SmallTreeLinear + dumptest.SmallTreeVmalloc); mapped != want {
 			t.Errorf("%+v: mapped %#x want %#x", opt, mapped, want)
 		}
 		if !opt.Tables {
@@ -656,19 +633,6 @@ func TestAttrTokensCoverProtBits(t *testing.T) {
 					}
 				}
 			}
-		}
-	}
-}
-
-// TestTestdataHasNoSharedDrift keeps testdata's copies of the shared samples
-// identical to ../shared when it is there (CI has it beside the repo).
-func TestTestdataHasNoSharedDrift(t *testing.T) {
-	shared, _ := filepath.Glob("../../shared/data/ptdump/*.txt")
-	for _, s := range shared {
-		want, err1 := os.ReadFile(s)
-		got, err2 := os.ReadFile(filepath.Join("testdata", filepath.Base(s)))
-		if err1 != nil || err2 != nil || string(want) != string(got) {
-			t.Errorf("testdata copy of %s differs or is missing (%v %v): copy it again", s, err1, err2)
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
-	"github.com/ptlab/ptlab/physmem"
+	"github.com/ptlab/ptlab/ptdump/internal/dumptest"
 )
 
 var door pgtable.Direct
@@ -43,18 +43,10 @@ func linearSection(t *testing.T, text string) []string {
 // version) and is read-only, untagged PAGE_KERNEL; two 2 MiB linear ranges
 // are read-only.
 func TestWriterMatchesRealMode3Dump(t *testing.T) {
-	g := arm64.Geometry4K48
 	const ram = 12 << 30
 	const base = 0x80000000
-	mem, err := physmem.New(12, []physmem.Region{{Base: base, Size: ram}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := pgtable.New(g, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lay := arm64.KernelLayout(g, 0)
+	tb, lay := dumptest.Tables(t, base, ram)
+	g := tb.Geometry()
 	lin := lay.PageOffset
 	tagged := arm64.Tagged(arm64.PageKernel)
 	force := pgtable.NoBlockMappings | pgtable.NoContMappings | pgtable.NoExecMappings
@@ -95,10 +87,8 @@ func TestWriterMatchesRealMode3Dump(t *testing.T) {
 // Every leaf size and attribute column the writer prints, checked against
 // lines formatted by hand from the rules of arch/arm64/mm/ptdump.c.
 func TestWriterColumns(t *testing.T) {
-	g := arm64.Geometry4K48
-	mem, _ := physmem.New(12, []physmem.Region{{Base: 0x40000000, Size: 4 << 30}})
-	tb, _ := pgtable.New(g, mem)
-	lay := arm64.KernelLayout(g, 0)
+	tb, lay := dumptest.Tables(t, 0x40000000, 4<<30)
+	g := tb.Geometry()
 	lin := lay.PageOffset
 	tagged := arm64.Tagged(arm64.PageKernel)
 	if err := tb.Map(door, lin, 0x40000000, 1<<30+32<<20+2<<20+64<<10+12<<10, tagged, pgtable.NoExecMappings); err != nil {
@@ -155,10 +145,8 @@ func TestWriterColumns(t *testing.T) {
 // With Options.Tables every table line follows the run it interrupts and
 // the first marker header comes first.
 func TestWriterTableLinesInOrder(t *testing.T) {
-	g := arm64.Geometry4K48
-	mem, _ := physmem.New(12, []physmem.Region{{Base: 0x40000000, Size: 1 << 30}})
-	tb, _ := pgtable.New(g, mem)
-	lay := arm64.KernelLayout(g, 0)
+	tb, lay := dumptest.Tables(t, 0x40000000, 1<<30)
+	g := tb.Geometry()
 	if err := tb.Map(door, lay.PageOffset, 0x40000000, 6<<20, arm64.Tagged(arm64.PageKernel), pgtable.NoBlockMappings|pgtable.NoContMappings|pgtable.NoExecMappings); err != nil {
 		t.Fatal(err)
 	}

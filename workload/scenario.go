@@ -6,6 +6,7 @@ package workload
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -275,6 +276,27 @@ func (s *Scenario) Timeline(n int) []Event {
 	page := func() uint64 { return 4096 }
 	jit(s.Work.Ftrace, EvFtraceAlloc, EvFtraceFree, page)
 	jit(s.Work.Kprobes, EvKprobeAlloc, EvKprobeFree, page)
-	sort.SliceStable(ev, func(i, j int) bool { return ev[i].At < ev[j].At })
-	return ev
+	return sortByTime(ev)
+}
+
+// sortByTime orders events by time, keeping generation order among equal
+// times (a stable sort), in O(n log n): an unstable sort of positions by
+// (time, position). sort.SliceStable's in-place merging is O(n log² n) and
+// was a seventh of a run with 72k BPF programs an hour.
+func sortByTime(ev []Event) []Event {
+	idx := make([]int32, len(ev))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		if c := cmp.Compare(ev[a].At, ev[b].At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	out := make([]Event, len(ev))
+	for i, j := range idx {
+		out[i] = ev[j]
+	}
+	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/ptlab/ptlab/report"
@@ -22,6 +24,7 @@ type compareFlags struct {
 	quiet    bool
 	imp      string
 	check    bool // run the invariants instead (check.go)
+	jobs     int
 }
 
 func init() {
@@ -46,10 +49,11 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.quiet, "quiet", false, "no progress bar")
 	cmd.Flags().BoolVar(&f.check, "check", false, "check the invariants at every step of each preset's run (one simulated CPU) and report per preset")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
+	cmd.Flags().IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "presets run at once (each on its own kernel; the output is the same for any value)")
 	rootCmd.AddCommand(cmd)
 	// ptlab's main job: compare the policies on the embedded default scenario.
 	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runCompare(cmd.OutOrStdout(), cmd.ErrOrStderr(), compareFlags{})
+		return runCompare(cmd.OutOrStdout(), cmd.ErrOrStderr(), compareFlags{jobs: runtime.GOMAXPROCS(0)})
 	}
 }
 
@@ -103,15 +107,11 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	if f.check {
 		return compareCheck(out, errw, f, s, mods)
 	}
-	var results []*workload.Result
-	for _, p := range s.Presets {
-		prog, done := progressAfter(errw, p, f.quiet)
-		r, err := workload.Run(s, p, mods, prog)
-		done()
-		if err != nil {
-			return fmt.Errorf("preset %s: %w", p, err)
-		}
-		results = append(results, r)
+	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
+	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
+	done()
+	if err != nil {
+		return err
 	}
 	if f.csv != "" {
 		w := out

@@ -49,16 +49,7 @@ func BenchmarkDiff100k(b *testing.B) {
 	b.ReportMetric(float64(len(a.Ranges)+len(c.Ranges))*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 }
 
-// samples are the dumps in ptdump's testdata: the real dumps and hand-made
-// variants.
-func samples(t testing.TB) []string {
-	t.Helper()
-	fs, err := filepath.Glob("../testdata/*.txt")
-	if err != nil || len(fs) == 0 {
-		t.Fatalf("no samples in ../testdata: %v", err)
-	}
-	return fs
-}
+func samples(t testing.TB) []string { return dumptest.Samples(t, "../testdata") }
 
 func parseFile(t testing.TB, path string, opt ptdump.ParseOptions) *ptdump.Dump {
 	t.Helper()

@@ -1,15 +1,22 @@
-// Package dumptest prints kernel_page_tables text for the tests of ptdump
-// and its analysis: hand-built lines, rapid-generated dumps and a large
-// deterministic dump for benchmarks. It imports nothing of ptlab, so the
-// parser's own tests can use it.
+// Package dumptest serves the tests of ptdump and its analysis: it prints
+// kernel_page_tables text (hand-built lines, rapid-generated dumps, a large
+// deterministic dump for benchmarks) and builds small model table trees for
+// the writer. It does not import ptdump, so the parser's own tests can use
+// it.
 package dumptest
 
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/pgtable"
+	"github.com/ptlab/ptlab/physmem"
 )
 
 // Cols are the attribute columns arm64's dump_prot prints
@@ -176,3 +183,55 @@ func Text(lines int) []byte {
 	b.WriteString("\n---[ Linear Mapping end ]---\n")
 	return b.Bytes()
 }
+
+// Samples returns the dump files in dir (a testdata directory): the real
+// dumps and hand-made variants every parser test reads.
+func Samples(t testing.TB, dir string) []string {
+	t.Helper()
+	fs, err := filepath.Glob(filepath.Join(dir, "*.txt"))
+	if err != nil || len(fs) == 0 {
+		t.Fatalf("no samples in %s: %v", dir, err)
+	}
+	return fs
+}
+
+// Tables returns an empty 4K, 48-bit VA translation-table tree over ram
+// bytes of simulated DRAM at base, and the kernel layout of that geometry.
+func Tables(t testing.TB, base, ram uint64) (*pgtable.Tables, arm64.Layout) {
+	t.Helper()
+	g := arm64.Geometry4K48
+	mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: base, Size: ram}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := pgtable.New(g, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb, arm64.KernelLayout(g, 0)
+}
+
+// SmallTree maps, in a tree over 4 GiB at SmallTreeRAM, the first
+// SmallTreeLinear bytes of RAM into the linear map (tagged PAGE_KERNEL, so
+// PUD, contPMD, PMD, contPTE and PTE leaves) and 16 KiB at 0x100000000 as
+// PAGE_KERNEL_ROX at the start of vmalloc: a tree with every leaf size and a
+// few table pages, for writer round trips.
+func SmallTree(t testing.TB) (*pgtable.Tables, arm64.Layout) {
+	t.Helper()
+	tb, lay := Tables(t, SmallTreeRAM, 4<<30)
+	var door pgtable.Direct
+	if err := tb.Map(door, lay.PageOffset, SmallTreeRAM, SmallTreeLinear, arm64.Tagged(arm64.PageKernel), pgtable.NoExecMappings); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Map(door, lay.VmallocStart, 0x100000000, SmallTreeVmalloc, arm64.PageKernelROX, 0); err != nil {
+		t.Fatal(err)
+	}
+	return tb, lay
+}
+
+// What SmallTree maps.
+const (
+	SmallTreeRAM     = 0x40000000              // PA of RAM, mapped at PAGE_OFFSET
+	SmallTreeLinear  = 1<<30 + 34<<20 + 76<<10 // linear-map bytes
+	SmallTreeVmalloc = 16 << 10                // vmalloc bytes
+)
