@@ -244,3 +244,89 @@ func TestMonitorDirectMap(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// An access that reaches another PA than intended, or succeeds where the
+// page does not allow it (a stale TLB entry), is caught at the access.
+func TestMonitorAccessChecks(t *testing.T) {
+	k := bootSmall(t, "n1-server", "mainline")
+	m := cpu.NewMachine(k, 1, cpu.Cooperative)
+	c := m.CPUs[0]
+	lin := linearVA(k)
+	mo := monitorFor(k, m, lin, nil)
+	mo.After(c, &cpu.Event{Kind: cpu.EvAccess, VA: lin, Acc: cpu.Read, Val: k.PA(lin) + 0x10000})
+	var v *Violation
+	if !errors.As(mo.Err(), &v) || v.Kind != KindTranslation {
+		t.Fatalf("wrong PA: %v", mo.Err())
+	}
+	if err := k.PT.Protect(pgtable.Atomic{}, lin, lin+k.G.PageSize(), arm64.PTERdonly, arm64.PTEWrite); err != nil {
+		t.Fatal(err)
+	}
+	mo = monitorFor(k, m, lin, nil)
+	mo.After(c, &cpu.Event{Kind: cpu.EvAccess, VA: lin, Acc: cpu.Write, Val: k.PA(lin)})
+	if !errors.As(mo.Err(), &v) || v.Kind != KindStaleTLB {
+		t.Fatalf("write to a read-only page: %v", mo.Err())
+	}
+}
+
+// An operation that ends with its footprint not as it leaves it alone lost
+// an update.
+func TestMonitorOpEndLostUpdate(t *testing.T) {
+	k := bootSmall(t, "n1-server", "mainline")
+	m := cpu.NewMachine(k, 1, cpu.Cooperative)
+	c := m.CPUs[0]
+	lin := linearVA(k)
+	ps := k.G.PageSize()
+	ops := [][]OpInfo{{{Name: "set_ro", Footprint: []Range{{Start: lin, End: lin + ps}}}}}
+	rec := NewMonitor(k, m, nil, ops, nil)
+	c.Hook = rec
+	c.Mark(cpu.EvOpBegin, 0, nil)
+	if err := k.PT.Protect(c, lin, lin+ps, arm64.PTERdonly, arm64.PTEWrite); err != nil {
+		t.Fatal(err)
+	}
+	c.Mark(cpu.EvOpEnd, 0, nil)
+	// Undo it, then replay the operation as one whose update was lost.
+	if err := k.PT.Protect(pgtable.Atomic{}, lin, lin+ps, arm64.PTEWrite, arm64.PTERdonly); err != nil {
+		t.Fatal(err)
+	}
+	mo := NewMonitor(k, m, []Range{{Start: lin, End: lin + 1}}, ops, rec.Oracle())
+	c.Hook = mo
+	c.Mark(cpu.EvOpBegin, 0, nil)
+	c.Mark(cpu.EvOpEnd, 0, nil)
+	var v *Violation
+	if !errors.As(mo.Err(), &v) || v.Kind != KindLostUpdate || v.Addr != lin {
+		t.Fatalf("%v", mo.Err())
+	}
+}
+
+// A TLB entry more permissive than the tables when everything is done is a
+// stale entry.
+func TestFinalStaleTLB(t *testing.T) {
+	k := bootSmall(t, "n1-server", "mainline")
+	m := cpu.NewMachine(k, 1, cpu.Cooperative)
+	c := m.CPUs[0]
+	lin := linearVA(k)
+	if _, err := c.Access(cpu.Write, lin); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.PT.Protect(pgtable.Atomic{}, lin, lin+k.G.PageSize(), arm64.PTERdonly, arm64.PTEWrite); err != nil {
+		t.Fatal(err) // no TLBI: the writable entry stays
+	}
+	mo := monitorFor(k, m, lin, nil)
+	var v *Violation
+	if err := mo.Final(); !errors.As(err, &v) || v.Kind != KindStaleTLB || v.Addr != lin {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A foreign error from a whole-state check is still recorded, as an
+// accounting violation, and physmem's own inconsistency is one.
+func TestReportForeignError(t *testing.T) {
+	k := bootSmall(t, "n1-server", "mainline")
+	m := cpu.NewMachine(k, 1, cpu.Cooperative)
+	mo := monitorFor(k, m, linearVA(k), nil)
+	mo.reportErr(errors.New("boom"), 0)
+	var v *Violation
+	if !errors.As(mo.Err(), &v) || v.Kind != KindAccounting || !strings.Contains(v.Msg, "boom") {
+		t.Fatalf("%v", mo.Err())
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/ptlab/ptlab/check"
@@ -116,11 +117,14 @@ type Config struct {
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
 	// Jobs is how many schedules run at once (0 or 1: serially); the
-	// result is the serial search's (parallel.go). MaxRuns forces a serial
+	// result is the serial search's (units.go). MaxRuns forces a serial
 	// search.
 	Jobs int
-	// Shard searches only one part of the schedule space (parallel.go).
+	// Shard searches only one part of the schedule space (units.go).
 	Shard Shard
+	// Sem, when set, bounds the runs in flight of parallel searches that
+	// share it (several scenarios explored at once).
+	Sem chan struct{}
 }
 
 // Result is what an exploration found.
@@ -270,6 +274,7 @@ func (x *Explorer) monitor(s *Setup) *check.Monitor {
 // needed.
 func (x *Explorer) Run() (*Result, error) {
 	defer relaxGC()()
+	defer x.kernels.drain()
 	start := time.Now()
 	res := &Result{Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: x.cfg.Bound, Points: x.cfg.Points}
 	found := func(o *outcome, random bool) {
@@ -358,10 +363,28 @@ func (x *Explorer) Run() (*Result, error) {
 // when the run ends, and with the default target and a small live heap the
 // collector would run after nearly every run (a 2-4x slowdown measured).
 // It returns the function that restores the previous setting.
+// Explorations may run at once (RunScenarios): the first raises the target,
+// the last restores it.
 func relaxGC() func() {
-	old := debug.SetGCPercent(400)
-	return func() { debug.SetGCPercent(old) }
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if gcUsers++; gcUsers == 1 {
+		gcOld = debug.SetGCPercent(400)
+	}
+	return func() {
+		gcMu.Lock()
+		defer gcMu.Unlock()
+		if gcUsers--; gcUsers == 0 {
+			debug.SetGCPercent(gcOld)
+		}
+	}
 }
+
+var (
+	gcMu    sync.Mutex
+	gcUsers int
+	gcOld   int
+)
 
 // Replay runs one schedule, recording a trace of every step when trace is
 // set; steps past the schedule continue without preemption.

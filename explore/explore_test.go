@@ -416,3 +416,40 @@ func TestMutationScore(t *testing.T) {
 	}
 	t.Log("\n" + buf.String())
 }
+
+// The registry's claims hold: every mutant an invariant names is caught by
+// that invariant in one of the mutant's scenarios, and every mutant is named
+// by the invariant that catches it.
+func TestRegistryMutantsProveKinds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every mutant")
+	}
+	skipUnderRace(t)
+	rs, err := MutationScore("collapse", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caughtBy := map[string]map[check.Kind]bool{}
+	for _, r := range rs {
+		if caughtBy[r.Mutant] == nil {
+			caughtBy[r.Mutant] = map[check.Kind]bool{}
+		}
+		if r.Caught {
+			caughtBy[r.Mutant][r.Kind] = true
+		}
+	}
+	named := map[string]bool{}
+	for _, inv := range check.Registry {
+		for _, m := range inv.Mutants {
+			named[m] = true
+			if !caughtBy[m][inv.Kind] {
+				t.Errorf("%s claims mutant %s, which is caught by %v", inv.Kind, m, caughtBy[m])
+			}
+		}
+	}
+	for _, m := range Mutants {
+		if !named[m.Name] {
+			t.Errorf("mutant %s is named by no invariant (caught by %v)", m.Name, caughtBy[m.Name])
+		}
+	}
+}

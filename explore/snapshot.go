@@ -62,3 +62,13 @@ func (p *kernelPool) put(k *kernel.Kernel) {
 		p.idle = append(p.idle, k)
 	}
 }
+
+// drain lets the idle kernels go (a finished search keeps none).
+func (p *kernelPool) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range p.idle {
+		delete(p.snaps, k)
+	}
+	p.idle = nil
+}

@@ -17,9 +17,10 @@ import (
 
 type checkFlags struct {
 	preset, scenario, replay, points, mutant string
-	bound, random, maxRuns, jobs             int
+	bound, random, maxRuns                   int
 	seed                                     uint64
 	trace, time, mutants                     bool
+	jobs                                     int
 }
 
 func init() {
@@ -55,9 +56,9 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.StringVar(&f.points, "points", "shared", "preemption points: shared (stores, sync, loads of shared tables), all, writes")
 	fl.StringVar(&f.mutant, "mutant", "none", "inject a known bug: "+mutantNames())
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
-	fl.IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "schedules explored at once; the output is the serial search's (--max-runs searches serially)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once, within a scenario and across scenarios (the output is the same for any value; --max-runs searches each scenario serially)")
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
@@ -104,25 +105,34 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 		names = explore.ScenarioNames()
 	}
+	// Every scenario's search uses --jobs workers; sem keeps the runs in
+	// flight over all scenarios at --jobs.
+	sem := make(chan struct{}, max(f.jobs, 1))
+	cfg := func(sc *explore.Scenario) explore.Config {
+		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs, Sem: sem}
+	}
+	if f.replay != "" {
+		sc, err := explore.LookupScenario(names[0])
+		if err != nil {
+			return err
+		}
+		x, err := explore.New(cfg(sc))
+		if err != nil {
+			return err
+		}
+		return replayCheck(out, x, f, sc)
+	}
+	// The scenarios are explored on --jobs goroutines; the results are
+	// printed in scenario order, so the output is the serial run's.
+	runs, err := explore.RunScenarios(names, cfg, f.jobs)
+	if err != nil {
+		return err
+	}
 	total := explore.Result{}
 	var bad []string
-	for _, name := range names {
-		sc, err := explore.LookupScenario(name)
-		if err != nil {
-			return err
-		}
-		x, err := explore.New(explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs})
-		if err != nil {
-			return err
-		}
-		if f.replay != "" {
-			return replayCheck(out, x, f, sc)
-		}
-		res, err := x.Run()
-		if err != nil {
-			return err
-		}
+	for i, name := range names {
+		x, res, sc := runs[i].X, runs[i].Res, runs[i].Scenario
 		total.Schedules += res.Schedules
 		total.Runs += res.Runs
 		total.Steps += res.Steps

@@ -62,3 +62,32 @@ func TestCheckErrors(t *testing.T) {
 		}
 	}
 }
+
+// ptlab check --mutants prints every mutant as caught and exits zero.
+func TestCheckMutants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every mutant")
+	}
+	out, err := run(t, "check", "--mutants", "--bound", "1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"fold-skips-last-pte", "chunk-offsets", "repaint-without-flush", "not caught: equivalent", "mutants caught"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// --jobs explores scenarios at once and prints exactly what a serial run
+// prints.
+func TestCheckJobsSameOutput(t *testing.T) {
+	one, err1 := run(t, "check", "--preset", "rfc-v1", "--bound", "0", "--jobs", "1")
+	two, err2 := run(t, "check", "--preset", "rfc-v1", "--bound", "0", "--jobs", "3")
+	if (err1 == nil) != (err2 == nil) || one != two {
+		t.Fatalf("--jobs 1 (%v):\n%s\n--jobs 3 (%v):\n%s", err1, one, err2, two)
+	}
+	if !strings.Contains(one, "over 17 scenarios") {
+		t.Errorf("not every scenario ran:\n%s", one)
+	}
+}
