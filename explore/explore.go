@@ -120,8 +120,6 @@ type Config struct {
 	// result is the serial search's (units.go). MaxRuns forces a serial
 	// search.
 	Jobs int
-	// Shard searches only one part of the schedule space (units.go).
-	Shard Shard
 	// Sem, when set, bounds the runs in flight of parallel searches that
 	// share it (several scenarios explored at once).
 	Sem chan struct{}
@@ -290,7 +288,7 @@ func (x *Explorer) Run() (*Result, error) {
 	for b := 0; b <= x.cfg.Bound && res.Violation == nil && !limited; b++ {
 		x.learn = b == 0
 		if b > 0 && x.parallel() {
-			lv, err := x.searchLevel(b, x.cfg.Jobs, x.cfg.Shard)
+			lv, err := x.searchLevel(b, x.cfg.Jobs, Shard{})
 			if err != nil {
 				return nil, err
 			}
@@ -330,7 +328,7 @@ func (x *Explorer) Run() (*Result, error) {
 	x.learn = false
 	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
 	if x.parallel() && res.Violation == nil && x.cfg.Random > 0 {
-		runs, steps, v, err := x.randomWalks(x.cfg.Random, x.cfg.Jobs, x.cfg.Shard)
+		runs, steps, v, err := x.randomWalks(x.cfg.Random, x.cfg.Jobs, Shard{})
 		if err != nil {
 			return nil, err
 		}

@@ -34,6 +34,7 @@ type unit struct {
 
 	runs, schedules, steps int
 	viol                   *outcome
+	aborted                bool // dropped or left before its end
 }
 
 // before orders units by their first run: the first differing choice, a
@@ -52,7 +53,7 @@ func before(a, b []choicePoint) int {
 type levelResult struct {
 	runs, schedules, steps int
 	viol                   *outcome
-	units                  []*unit // every unit, in depth-first order
+	parts                  []ShardPart // per initial unit, up to the first violation
 }
 
 // levelSearch is the shared state of the workers of one iteration.
@@ -176,6 +177,7 @@ func (ls *levelSearch) worker() {
 		u := ls.queue[0]
 		ls.queue = ls.queue[1:]
 		if ls.dropped(u) {
+			u.aborted = true
 			continue
 		}
 		ls.busy++
@@ -218,6 +220,7 @@ func (ls *levelSearch) search(u *unit) error {
 		}
 		ls.mu.Lock()
 		if ls.dropped(u) || ls.err != nil {
+			u.aborted = true
 			ls.mu.Unlock()
 			return nil
 		}
@@ -270,17 +273,53 @@ func handOver(d *dfsChooser, floor, limit *int) *unit {
 	return nil
 }
 
-// result sums the units in depth-first order up to the first violation.
+// result sums the units in depth-first order up to the first violation,
+// and per initial unit (the root, or the level-one unit a unit came from:
+// the first choice that is not the root run's).
 func (ls *levelSearch) result() *levelResult {
 	slices.SortFunc(ls.all, func(a, b *unit) int { return before(a.prefix, b.prefix) })
-	r := &levelResult{units: ls.all}
+	r := &levelResult{}
+	var part *ShardPart
 	for _, u := range ls.all {
+		d := -1
+		for i, c := range u.prefix {
+			if c.idx != 0 {
+				d = i
+				break
+			}
+		}
+		if part == nil || part.Depth != d {
+			if part != nil && part.Violation != nil {
+				break
+			}
+			r.parts = append(r.parts, ShardPart{Depth: d, Complete: true})
+			part = &r.parts[len(r.parts)-1]
+		}
+		if part.Violation != nil {
+			continue
+		}
+		part.Runs += u.runs
+		part.Schedules += u.schedules
+		part.Steps += u.steps
+		part.Complete = part.Complete && !u.aborted
 		r.runs += u.runs
 		r.schedules += u.schedules
 		r.steps += u.steps
 		if u.viol != nil {
-			r.viol = u.viol
-			break
+			part.Complete = true
+			part.Violation = record(u.viol)
+			if r.viol == nil {
+				r.viol = u.viol
+			}
+		}
+	}
+	if r.viol != nil {
+		// Parts after the first violation are not part of the result.
+		for i, p := range r.parts {
+			if p.Violation != nil {
+				r.parts = r.parts[:i+1]
+				break
+			}
 		}
 	}
 	return r
@@ -289,6 +328,21 @@ func (ls *levelSearch) result() *levelResult {
 // randomWalks runs walks [0, n) with jobs workers and returns the counts up
 // to and including the first violating walk, as the serial loop does.
 func (x *Explorer) randomWalks(n, jobs int, sh Shard) (runs, steps int, viol *outcome, err error) {
+	ws, err := x.walks(n, jobs, sh)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	for _, w := range ws {
+		runs++
+		steps += w.Steps
+		viol = w.viol
+	}
+	return runs, steps, viol, nil
+}
+
+// walks runs the shard's walks of [0, n) with jobs workers and returns them
+// in order up to and including the first violating one.
+func (x *Explorer) walks(n, jobs int, sh Shard) (ws []ShardWalk, err error) {
 	var (
 		mu        sync.Mutex
 		next      int
@@ -340,20 +394,26 @@ func (x *Explorer) randomWalks(n, jobs int, sh Shard) (runs, steps int, viol *ou
 	}
 	wg.Wait()
 	if err != nil {
-		return 0, 0, nil, err
+		return nil, err
 	}
 	for i := 0; i < n && i <= first; i++ {
 		if done[i] {
-			runs++
-			steps += walkSteps[i]
+			w := ShardWalk{Index: i, Steps: walkSteps[i]}
+			if o := viols[i]; o != nil {
+				w.viol, w.Violation = o, record(o)
+			}
+			ws = append(ws, w)
 		}
 	}
-	return runs, steps, viols[first], nil
+	return ws, nil
 }
 
 // Shard is part Index of Count of a search (see shardUnits); the zero value
 // and 0 of 1 are the whole search.
-type Shard struct{ Index, Count int }
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+}
 
 // owns says whether the shard takes item i of a round-robin partition.
 func (s Shard) owns(i int) bool { return s.Count <= 1 || i%s.Count == s.Index }
@@ -362,5 +422,5 @@ func (s Shard) owns(i int) bool { return s.Count <= 1 || i%s.Count == s.Index }
 // shard, and no run limit (the first MaxRuns runs in depth-first order are
 // only known serially).
 func (x *Explorer) parallel() bool {
-	return x.cfg.MaxRuns == 0 && (x.cfg.Jobs > 1 || x.cfg.Shard.Count > 1)
+	return x.cfg.MaxRuns == 0 && x.cfg.Jobs > 1
 }
