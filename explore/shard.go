@@ -149,7 +149,7 @@ func (x *Explorer) RunShard(sh Shard) (*ShardResult, error) {
 // partOrder is depth-first order: the root, then deeper choice points first.
 func partOrder(a, b ShardPart) int {
 	if a.Depth < 0 || b.Depth < 0 {
-		return cmp.Compare(b.Depth, a.Depth)
+		return cmp.Compare(a.Depth, b.Depth)
 	}
 	return cmp.Compare(b.Depth, a.Depth)
 }
