@@ -21,6 +21,7 @@ type checkFlags struct {
 	seed                                     uint64
 	trace, time, mutants                     bool
 	jobs                                     int
+	shard, output, from                      string // check_shard.go
 }
 
 func init() {
@@ -59,6 +60,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
 	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once, within a scenario and across scenarios (the output is the same for any value; --max-runs searches each scenario serially)")
+	shardFlags(fl, &f)
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
@@ -72,6 +74,15 @@ func mutantNames() string {
 }
 
 func runCheck(out io.Writer, f checkFlags) error {
+	if f.shard != "" {
+		return runCheckShard(out, f)
+	}
+	if f.from != "" {
+		var err error
+		if f, err = flagsFromResult(f); err != nil {
+			return err
+		}
+	}
 	if f.mutants {
 		rs, err := explore.MutationScore(f.preset, f.bound)
 		if err != nil {
@@ -125,7 +136,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 	}
 	// The scenarios are explored on --jobs goroutines; the results are
 	// printed in scenario order, so the output is the serial run's.
-	runs, err := explore.RunScenarios(names, cfg, f.jobs)
+	runs, err := checkRuns(names, cfg, f)
 	if err != nil {
 		return err
 	}
