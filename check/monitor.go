@@ -675,34 +675,32 @@ func Leaks(k *kernel.Kernel) error {
 	g := &k.G
 	var raw pgtable.Atomic
 	seen := map[uint64]bool{}
-	var walk func(pa uint64, l arm64.Level) error
-	walk = func(pa uint64, l arm64.Level) error {
+	// from is the entry that points to pa (0 for the root).
+	var walk func(pa uint64, l arm64.Level, from uint64) error
+	walk = func(pa uint64, l arm64.Level, from uint64) error {
 		if seen[pa] {
 			return &Violation{Kind: KindTableTwice, Addr: pa, CPU: -1, Step: -1,
 				Msg: fmt.Sprintf("table page %#x is referenced by two entries", pa)}
+		}
+		tbl, err := k.PT.Table(pa)
+		if err != nil {
+			return &Violation{Kind: KindDanglingTable, Addr: from, CPU: -1, Step: -1,
+				Msg: fmt.Sprintf("the %s entry at %#x points to %#x, which is not a table page", g.Name(l-1), from, pa)}
 		}
 		seen[pa] = true
 		if l == arm64.LastLevel {
 			return nil
 		}
-		tbl, _ := k.PT.Table(pa) // the root, or a child checked below
 		for i := range tbl {
-			d := raw.Load(pa+uint64(i)*8, &tbl[i])
-			if !g.IsTable(d, l) {
-				continue
-			}
-			child := g.OutputAddress(d)
-			if _, err := k.PT.Table(child); err != nil {
-				return &Violation{Kind: KindDanglingTable, Addr: pa + uint64(i)*8, CPU: -1, Step: -1,
-					Msg: fmt.Sprintf("the %s entry at %#x points to %#x, which is not a table page", g.Name(l), pa+uint64(i)*8, child)}
-			}
-			if err := walk(child, l+1); err != nil {
-				return err
+			if d := raw.Load(pa+uint64(i)*8, &tbl[i]); g.IsTable(d, l) {
+				if err := walk(g.OutputAddress(d), l+1, pa+uint64(i)*8); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	if err := walk(k.PT.Root(), g.StartLevel); err != nil {
+	if err := walk(k.PT.Root(), g.StartLevel, 0); err != nil {
 		return err
 	}
 	if n := k.PT.TotalTablePages(); n != len(seen) {

@@ -157,7 +157,7 @@ func buildRepaint(s *Setup) error {
 	span := uint64(4 << 20)
 	for _, c := range s.M.CPUs {
 		for va := lin; va < lin+span; va += k.G.Size(2) {
-			_, _ = c.Access(cpu.Read, va)
+			touch(c, cpu.Read, va)
 		}
 	}
 	k.SecondaryOnline(1, midrs[0])
@@ -291,7 +291,7 @@ func buildVmapReuse(s *Setup) error {
 		return err
 	}
 	for _, c := range s.M.CPUs {
-		_, _ = c.Access(cpu.Write, v.Addr)
+		touch(c, cpu.Write, v.Addr)
 	}
 	if err := k.Vfree(c0, v.Addr); err != nil {
 		return err

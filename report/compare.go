@@ -75,6 +75,9 @@ func compareRows(results []*workload.Result) []row {
 		row{"  populated / released", func(r *workload.Result) string { return fmt.Sprintf("%d / %d", r.Cache.Populates, r.Cache.Releases) }},
 		row{"MemFree", func(r *workload.Result) string { return Bytes(r.Final.MemFreeKiB << 10) }},
 		row{"refused operations", func(r *workload.Result) string { return strconv.Itoa(len(r.Failed)) }},
+	)
+	rows = append(rows, observedRows(results)...)
+	rows = append(rows,
 		row{"wall time", func(r *workload.Result) string { return time.Duration(r.WallNS).Round(time.Millisecond).String() }},
 	)
 	return rows
@@ -98,7 +101,10 @@ func CompareText(w io.Writer, results []*workload.Result) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return observedNotes(w, results)
 }
 
 // CSVHeader are the columns of CompareCSV.
@@ -112,7 +118,8 @@ var CSVHeader = []string{"preset", "t_seconds",
 // CompareCSV writes the time series of every result, one row per sample.
 func CompareCSV(w io.Writer, results []*workload.Result) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(CSVHeader); err != nil {
+	obs := observedHeader(results)
+	if err := cw.Write(append(append([]string(nil), CSVHeader...), obs...)); err != nil {
 		return err
 	}
 	for _, r := range results {
@@ -137,6 +144,7 @@ func CompareCSV(w io.Writer, results []*workload.Result) error {
 				u(mod.LeafBytes[2]), u(mod.LeafBytes[3]), u(mod.LeafBytes[4]),
 				strconv.Itoa(m.TablePages), strconv.Itoa(m.Splits.Total()), u(s.Collapse.Total()), u(tlbi), u(m.TLBI["vmalle1is"]),
 				u(m.SetMemoryCalls), strconv.Itoa(s.Cache.Chunks), u(s.Cache.FreeBytes), u(m.MemFreeKiB)}
+			rec = append(rec, observedCSV(&s, len(obs))...)
 			if err := cw.Write(rec); err != nil {
 				return err
 			}

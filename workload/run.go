@@ -13,6 +13,7 @@ type Sample struct {
 	Metrics  kernel.Metrics       `json:"metrics"`
 	Cache    kernel.CacheStats    `json:"cache"`
 	Collapse kernel.CollapseStats `json:"collapse"`
+	Observed []float64            `json:"observed,omitempty"` // one value per Result.ObservedColumns
 }
 
 // Result is one preset's run of a scenario.
@@ -27,6 +28,10 @@ type Result struct {
 	WallNS   int64                `json:"wall_ns"`
 	// PageUpdates is the number of page descriptors rewritten by pageattr.
 	PageUpdates uint64 `json:"page_updates"`
+	// What the run's observers reported (see Observer).
+	ObservedColumns []Column  `json:"observed_columns,omitempty"`
+	ObservedFinal   []float64 `json:"observed_final,omitempty"`
+	ObservedNotes   []string  `json:"observed_notes,omitempty"`
 }
 
 // Progress receives the number of events done so far and the total.
@@ -36,17 +41,29 @@ type Progress func(done, total int)
 // the module set loads at t=0, then the timeline's churn, sampling metrics
 // every SampleEvery and once at the end.
 func Run(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Result, error) {
-	return runOn(s, preset, mods, progress, nil)
+	return RunObserved(s, preset, mods, progress)
 }
 
-// runHooks let a checked run (check.go) put its own CPU under the timeline
-// and look at the kernel after every event; nil is a plain run.
-type runHooks struct {
-	cpu   func(k *kernel.Kernel) kernel.CPU
-	after func(k *kernel.Kernel, e Event) error
+// RunObserved is Run with observers watching (ScenarioObservers gives the
+// scenario's).
+func RunObserved(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, obs ...Observer) (*Result, error) {
+	return runOn(s, preset, mods, progress, nil, obs...)
 }
 
-func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *runHooks) (*Result, error) {
+// RunHooks let a caller above this package (the checker's `compare
+// --check`) put its own CPU under the timeline and look at the kernel after
+// every event, which may stop the run by returning an error.
+type RunHooks struct {
+	CPU   func(k *kernel.Kernel) kernel.CPU
+	After func(k *kernel.Kernel, e Event) error
+}
+
+// RunHooked is Run on the hooks' CPU.
+func RunHooked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks) (*Result, error) {
+	return runOn(s, preset, mods, progress, h)
+}
+
+func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks, obs ...Observer) (*Result, error) {
 	start := time.Now()
 	cfg, err := s.MachineConfig(preset)
 	if err != nil {
@@ -63,8 +80,15 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 		return nil, err
 	}
 	var c kernel.CPU = &kernel.PlainCPU{}
+	var ob *observed
 	if h != nil {
-		c = h.cpu(k)
+		c = h.CPU(k)
+	} else if len(obs) > 0 {
+		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
+		ob, c = newObserved(obs), oc
+		if err := ob.start(k, oc); err != nil {
+			return nil, err
+		}
 	}
 	r := &Result{Preset: preset}
 	loaded := make([]*kernel.Module, len(mods))
@@ -79,6 +103,11 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 			return err
 		}
 		r.Series = append(r.Series, Sample{At: at, Metrics: m, Cache: k.Exec.CacheStats(), Collapse: k.Stats.Collapse})
+		if ob != nil {
+			if r.Series[len(r.Series)-1].Observed, err = ob.sample(at, loaded, jit); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	fail := func(e Event, err error) {
@@ -92,6 +121,9 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 				return nil, err
 			}
 			next += every
+		}
+		if ob != nil {
+			ob.cpu.at = e.At
 		}
 		switch e.Kind {
 		case EvLoadModule:
@@ -126,7 +158,7 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 			}
 		}
 		if h != nil {
-			if err := h.after(k, e); err != nil {
+			if err := h.After(k, e); err != nil {
 				return nil, err
 			}
 		}
@@ -147,6 +179,9 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 	last := r.Series[len(r.Series)-1]
 	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
 	r.PageUpdates = k.Stats.PageUpdates.Load()
+	if ob != nil {
+		ob.finish(r)
+	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, nil
 }

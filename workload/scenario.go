@@ -81,6 +81,8 @@ type Scenario struct {
 	// permissions, RAM) replaces the machine's boot-time one.
 	Import string   `json:"import,omitempty" yaml:"import,omitempty"`
 	Work   Workload `json:"workload" yaml:"workload"`
+	// Cost configures the TLB cost model (workload/cost.go).
+	Cost CostConfig `json:"cost,omitempty" yaml:"cost,omitempty"`
 }
 
 //go:embed default.yaml

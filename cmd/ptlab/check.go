@@ -297,7 +297,7 @@ func compareCheck(out, errw io.Writer, f compareFlags, s *workload.Scenario, mod
 	for _, p := range s.Presets {
 		prog, done := progressAfter(errw, p, f.quiet)
 		start := time.Now()
-		r, err := workload.RunChecked(s, p, mods, prog)
+		r, err := explore.RunChecked(s, p, mods, prog)
 		done()
 		if err != nil {
 			return err

@@ -107,11 +107,36 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	if f.check {
 		return compareCheck(out, errw, f, s, mods)
 	}
-	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
-	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
-	done()
+	// Presets run in parallel (RunPresets) unless the scenario has
+	// observers (a cost section), which run with each preset serially.
+	var results []*workload.Result
+	obs, err := workload.ScenarioObservers(s)
 	if err != nil {
 		return err
+	}
+	if len(obs) == 0 {
+		prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
+		results, err = workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
+		done()
+		if err != nil {
+			return err
+		}
+	}
+	for _, p := range s.Presets {
+		if len(obs) == 0 {
+			break
+		}
+		prog, done := progressAfter(errw, p, f.quiet)
+		obs, err := workload.ScenarioObservers(s)
+		if err != nil {
+			return err
+		}
+		r, err := workload.RunObserved(s, p, mods, prog, obs...)
+		done()
+		if err != nil {
+			return fmt.Errorf("preset %s: %w", p, err)
+		}
+		results = append(results, r)
 	}
 	if f.csv != "" {
 		w := out

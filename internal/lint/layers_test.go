@@ -21,6 +21,7 @@ var layers = map[string]int{
 	"physmem":         0,
 	"pgtable":         1,
 	"ptdump":          1,
+	"tlb":             2,
 	"kernel":          2,
 	"capture":         2,
 	"ptdump/analysis": 2,

@@ -1,4 +1,4 @@
-package workload
+package explore
 
 import (
 	"testing"
@@ -6,17 +6,18 @@ import (
 
 	"github.com/ptlab/ptlab/check"
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/workload"
 )
 
 // A short timeline under every preset is checked throughout; a bug that
 // leaves dead text executable is caught after the event that causes it.
 func TestRunChecked(t *testing.T) {
-	s, err := DefaultScenario()
+	s, err := workload.DefaultScenario()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Work.Modules = "none"
-	s.Work.Duration = Duration(10 * time.Minute)
+	s.Work.Duration = workload.Duration(10 * time.Minute)
 	s.Work.BPF.PerHour = 600
 	s.Work.Kprobes.PerHour = 0 // mainline's pre-6.18 kprobe page breaks W^X across aliases (see README)
 	for _, p := range kernel.PresetNames() {
@@ -35,12 +36,12 @@ func TestRunChecked(t *testing.T) {
 // alias writable (arch/arm64/kernel/probes/kprobes.c gained set_memory_rox
 // in the BBML2 series).
 func TestRunCheckedFindsKprobeAlias(t *testing.T) {
-	s, err := DefaultScenario()
+	s, err := workload.DefaultScenario()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Work.Modules = "none"
-	s.Work.Duration = Duration(30 * time.Minute)
+	s.Work.Duration = workload.Duration(30 * time.Minute)
 	s.Work.Kprobes.PerHour = 60
 	r, err := RunChecked(s, "mainline", nil, nil)
 	if err != nil {

@@ -1,4 +1,4 @@
-package workload
+package explore
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"github.com/ptlab/ptlab/check"
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/workload"
 )
 
 // Checked is a run of a scenario under one preset with the invariants
@@ -16,11 +17,11 @@ type Checked struct {
 	Events int
 	Steps  int              // door calls checked
 	Err    *check.Violation // the first violation, or nil
-	Result *Result
+	Result *workload.Result
 }
 
 // errStop ends a checked run at its first violation.
-var errStop = errors.New("workload: stopped at a violation")
+var errStop = errors.New("explore: stopped at a violation")
 
 // RunChecked replays the scenario under preset on one simulated CPU (package
 // cpu: a TLB, every descriptor access through the door) with the checker's
@@ -29,19 +30,19 @@ var errStop = errors.New("workload: stopped at a violation")
 // the timeline: W^X across aliases and executable content of all execmem
 // memory and physmem accounting; at the end also table leaks. It stops at the
 // first violation.
-func RunChecked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress) (*Checked, error) {
+func RunChecked(s *workload.Scenario, preset string, mods []kernel.ModuleSpec, progress workload.Progress) (*Checked, error) {
 	out := &Checked{Preset: preset}
 	var mon *check.Monitor
 	var c *cpu.CPU
-	h := &runHooks{
-		cpu: func(k *kernel.Kernel) kernel.CPU {
+	h := &workload.RunHooks{
+		CPU: func(k *kernel.Kernel) kernel.CPU {
 			m := cpu.NewMachine(k, 1, cpu.Cooperative)
 			c = m.CPUs[0]
 			mon = check.NewMonitor(k, m, nil, [][]check.OpInfo{nil}, check.NewEmptyOracle())
 			c.Hook = stepCounter{mon, &out.Steps}
 			return c
 		},
-		after: func(k *kernel.Kernel, e Event) error {
+		After: func(k *kernel.Kernel, e workload.Event) error {
 			out.Events++
 			if err := mon.Err(); err != nil {
 				return errStop
@@ -52,15 +53,15 @@ func RunChecked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress P
 			return nil
 		},
 	}
-	r, err := runOn(s, preset, mods, progress, h)
+	r, err := workload.RunHooked(s, preset, mods, progress, h)
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, fmt.Errorf("preset %s: %w", preset, err)
 	}
 	out.Result = r
-	if err == nil {
-		_ = mon.Final()
-	}
 	out.Err = mon.Violation()
+	if err == nil && mon.Final() != nil {
+		out.Err = mon.Violation() // Final records what it finds
+	}
 	return out, nil
 }
 

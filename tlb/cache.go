@@ -1,0 +1,323 @@
+package tlb
+
+import "math/bits"
+
+// A key names one cached translation: the VA tag at the entry's span, the
+// span (log2 bytes) and two flag bits. Leaf entries, coalesced entries and
+// walk-cache entries (table pointers) of the same span never collide.
+//
+//	key = tag<<8 | flags<<6 | shift      (tag = va >> shift, shift < 64)
+//
+// 0 is the empty key; a tag never fills the top 8 bits because the shift is
+// at least 12 and kernel VAs are taken modulo 2^56 (see vaBits).
+const (
+	flagCoal uint64 = 1 << 6 // an A76-style coalesced entry of four pages
+	flagWalk uint64 = 1 << 7 // a walk-cache entry: the table serving a region
+	vaMask   uint64 = 1<<56 - 1
+)
+
+func mkKey(va uint64, shift uint8, flags uint64) uint64 {
+	return ((va&vaMask)>>shift)<<8 | flags | uint64(shift)
+}
+
+// cache is one TLB structure: sets × ways of keys with true LRU per set. The
+// set of a key is its tag modulo the number of sets, the usual low-order VA
+// indexing. Structures with many ways (the fully associative L1s) find keys
+// through a small open-addressed index instead of scanning every way.
+type cache struct {
+	sets, ways int
+	keys       []uint64
+	stamp      []uint64 // LRU: larger is more recent
+	mask       []uint8  // coalesced entries: which of the four pages are valid
+	clock      uint64
+	count      [256]int32 // live entries per (flags|shift), so lookups probe only classes present
+	present    [4]uint64  // bitmap of the classes with count > 0
+	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
+	idxMask    uint64
+	// Fully associative structures keep their LRU order as a list (O(1)
+	// victim choice); prev/next are slot indices, -1 ends the list.
+	prev, next []int32
+	head, tail int32 // most and least recently used
+	used       int   // slots [0, used) have been filled at least once
+	live       int   // entries present
+}
+
+const scanWays = 8
+
+func newCache(entries, ways int) *cache {
+	if ways <= 0 || ways > entries {
+		ways = entries
+	}
+	c := &cache{sets: entries / ways, ways: ways}
+	n := c.sets * c.ways
+	c.keys = make([]uint64, n)
+	c.stamp = make([]uint64, n)
+	c.mask = make([]uint8, n)
+	if ways > scanWays {
+		sz := 1
+		for sz < 4*n {
+			sz <<= 1
+		}
+		c.idx = make([]int32, sz)
+		c.idxMask = uint64(sz - 1)
+	}
+	if c.sets == 1 && ways > scanWays {
+		c.prev = make([]int32, n)
+		c.next = make([]int32, n)
+		c.head, c.tail = -1, -1
+	}
+	return c
+}
+
+func (c *cache) unlink(s int32) {
+	p, n := c.prev[s], c.next[s]
+	if p >= 0 {
+		c.next[p] = n
+	} else {
+		c.head = n
+	}
+	if n >= 0 {
+		c.prev[n] = p
+	} else {
+		c.tail = p
+	}
+}
+
+func (c *cache) pushFront(s int32) {
+	c.prev[s], c.next[s] = -1, c.head
+	if c.head >= 0 {
+		c.prev[c.head] = s
+	} else {
+		c.tail = s
+	}
+	c.head = s
+}
+
+func (c *cache) set(key uint64) int { return int((key >> 8) % uint64(c.sets)) }
+
+func hashKey(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> 20 }
+
+// find returns the slot holding key, or -1.
+func (c *cache) find(key uint64) int {
+	if c.idx != nil {
+		for h := hashKey(key) & c.idxMask; ; h = (h + 1) & c.idxMask {
+			s := c.idx[h]
+			if s == 0 {
+				return -1
+			}
+			if c.keys[s-1] == key {
+				return int(s - 1)
+			}
+		}
+	}
+	base := c.set(key) * c.ways
+	for i, k := range c.keys[base : base+c.ways] {
+		if k == key {
+			return base + i
+		}
+	}
+	return -1
+}
+
+// has reports whether any entry of the class (flags|shift) is present.
+func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
+
+// touch marks slot s most recently used.
+func (c *cache) touch(s int) {
+	if c.prev != nil {
+		if int32(s) != c.head {
+			c.unlink(int32(s))
+			c.pushFront(int32(s))
+		}
+		return
+	}
+	c.clock++
+	c.stamp[s] = c.clock
+}
+
+// insert puts key in its set, evicting the least recently used way (an empty
+// way first), and returns the slot and the key it evicted (0 if none).
+func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
+	if s := c.find(key); s >= 0 {
+		c.mask[s] |= mask
+		c.touch(s)
+		return s, 0
+	}
+	base := c.set(key) * c.ways
+	victim := base
+	if c.prev != nil {
+		// Fully associative: the next never-used slot, else the list's tail.
+		switch {
+		case c.used < len(c.keys):
+			victim = c.used
+		case c.live < len(c.keys):
+			for c.keys[victim] != 0 {
+				victim++
+			}
+		default:
+			victim = int(c.tail)
+		}
+	}
+	for i := base; c.prev == nil && i < base+c.ways; i++ {
+		if c.keys[i] == 0 {
+			victim = i
+			break
+		}
+		if c.stamp[i] < c.stamp[victim] {
+			victim = i
+		}
+	}
+	evicted = c.keys[victim]
+	if evicted != 0 {
+		c.remove(victim)
+	}
+	c.keys[victim] = key
+	c.mask[victim] = mask
+	if c.count[key&0xff]++; c.count[key&0xff] == 1 {
+		c.present[key>>6&3] |= 1 << (key & 63)
+	}
+	c.live++
+	if c.prev != nil {
+		if victim >= c.used {
+			c.used = victim + 1
+		}
+		c.pushFront(int32(victim))
+	}
+	if c.idx != nil {
+		h := hashKey(key) & c.idxMask
+		for c.idx[h] != 0 {
+			h = (h + 1) & c.idxMask
+		}
+		c.idx[h] = int32(victim + 1)
+	}
+	c.touch(victim)
+	return victim, evicted
+}
+
+// remove empties slot s.
+func (c *cache) remove(s int) {
+	key := c.keys[s]
+	if key == 0 {
+		return
+	}
+	if c.count[key&0xff]--; c.count[key&0xff] == 0 {
+		c.present[key>>6&3] &^= 1 << (key & 63)
+	}
+	c.live--
+	c.keys[s] = 0
+	c.mask[s] = 0
+	c.stamp[s] = 0
+	if c.prev != nil {
+		c.unlink(int32(s))
+	}
+	if c.idx == nil {
+		return
+	}
+	// Backward-shift deletion keeps linear probing correct without tombstones.
+	h := hashKey(key) & c.idxMask
+	for c.idx[h] != int32(s+1) {
+		h = (h + 1) & c.idxMask
+	}
+	for {
+		c.idx[h] = 0
+		j := h
+		for {
+			j = (j + 1) & c.idxMask
+			if c.idx[j] == 0 {
+				return
+			}
+			home := hashKey(c.keys[c.idx[j]-1]) & c.idxMask
+			// Move idx[j] into the hole at h unless its home lies cyclically in (h, j].
+			if (j > h && (home <= h || home > j)) || (j < h && home <= h && home > j) {
+				break
+			}
+		}
+		c.idx[h] = c.idx[j]
+		h = j
+	}
+}
+
+// flush empties the structure and returns how many entries it held.
+func (c *cache) flush() int {
+	n := 0
+	for s, k := range c.keys {
+		if k != 0 {
+			n++
+			c.keys[s], c.mask[s], c.stamp[s] = 0, 0, 0
+		}
+	}
+	c.count = [256]int32{}
+	c.present = [4]uint64{}
+	for i := range c.idx {
+		c.idx[i] = 0
+	}
+	c.head, c.tail, c.used, c.live = -1, -1, 0, 0
+	return n
+}
+
+// invalidate removes the entries for which drop returns true and returns how
+// many it removed (only leaf entries if leavesOnly).
+func (c *cache) invalidate(drop func(key uint64) bool, leavesOnly bool) int {
+	n := 0
+	for s, k := range c.keys {
+		if k != 0 && drop(k) {
+			c.remove(s)
+			if !leavesOnly || k&flagWalk == 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// keySpan returns the VA range [start, end) a key covers (VA modulo 2^56).
+func keySpan(key uint64) (start, end uint64) {
+	shift := uint8(key & 0x3f)
+	start = (key >> 8) << shift
+	return start, start + 1<<shift
+}
+
+// invalidateRange removes the entries whose span overlaps [s, e) (VAs
+// modulo 2^56), walk-cache entries only if walks, and returns how many leaf
+// entries it removed. Small ranges probe the few tags they cover in each
+// class present; large ones scan the structure.
+func (c *cache) invalidateRange(s, e uint64, walks bool) (leaves int) {
+	if c.live == 0 {
+		return 0
+	}
+	words := 2 // leaf and coalesced classes: flags 0 and flagCoal
+	if walks {
+		words = 4
+	}
+	probes := 0
+	for w := 0; w < words; w++ {
+		for m := c.present[w]; m != 0; m &= m - 1 {
+			shift := uint8(bits.TrailingZeros64(m))
+			probes += int((e-1)>>shift - s>>shift + 1)
+		}
+	}
+	if probes > len(c.keys)/2 {
+		return c.invalidate(func(key uint64) bool {
+			if key&flagWalk != 0 && !walks {
+				return false
+			}
+			ks, ke := keySpan(key)
+			return ks < e && s < ke
+		}, true)
+	}
+	for w := 0; w < words; w++ {
+		for m := c.present[w]; m != 0; m &= m - 1 {
+			shift := uint8(bits.TrailingZeros64(m))
+			class := uint64(w)<<6 | uint64(shift)
+			for tag := s >> shift; tag <= (e-1)>>shift; tag++ {
+				if slot := c.find(tag<<8 | class); slot >= 0 {
+					c.remove(slot)
+					if class&flagWalk == 0 {
+						leaves++
+					}
+				}
+			}
+		}
+	}
+	return leaves
+}

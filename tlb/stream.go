@@ -1,0 +1,249 @@
+package tlb
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Pattern is the shape of an access stream.
+type Pattern uint8
+
+const (
+	// Code stands for instruction fetch: a jump to a random line of a
+	// weighted range (a function entry), then a run of sequential 64-byte
+	// fetch blocks of geometric length (mean RunLines) — straight-line code
+	// between taken branches.
+	Code Pattern = iota
+	// Uniform picks a byte uniformly over all ranges (weights are sizes):
+	// the worst case for any TLB, gups-like.
+	Uniform
+	// Zipf picks a page by a Zipf-like power law (density ∝ rank^-ZipfS, the
+	// continuous form of Zipf's law, which gives the head ranks somewhat less
+	// weight than the discrete one) over the pages of all
+	// ranges, the page order scrambled so hot pages are spread over memory:
+	// a key-value store's object accesses (memcached-like).
+	Zipf
+	// PageCache reads a file-sized run (mean RunLines lines) from a 64 KiB
+	// chunk picked by a Zipf law over most of RAM: the page cache serving
+	// reads, whose pages the buddy allocator scattered over memory.
+	PageCache
+)
+
+var patternNames = []string{"code", "uniform", "zipf", "pagecache"}
+
+func (p Pattern) String() string { return patternNames[p] }
+
+// ParsePattern reads a pattern name.
+func ParsePattern(s string) (Pattern, error) {
+	for i, n := range patternNames {
+		if n == s {
+			return Pattern(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown access pattern %q (code, uniform, zipf, pagecache)", ErrModel, s)
+}
+
+// Range is a VA range a stream draws from, with a relative weight per byte.
+type Range struct {
+	Start, Size uint64
+	Weight      float64
+}
+
+const line = 64
+
+// Stream generates the accesses of one kind of kernel work.
+type Stream struct {
+	Name     string
+	Kind     Kind
+	Pattern  Pattern
+	Rate     float64 // accesses per second it stands for
+	RunLines float64 // mean run length in 64-byte lines (Code, PageCache)
+	ZipfS    float64 // Zipf exponent (> 1)
+
+	ranges []Range
+	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
+	total  float64
+	units  uint64    // pages or chunks for the Zipf patterns
+	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ
+	zs     float64
+	mult   uint64  // bits of the scrambling permutation (see scramble)
+	lg     float64 // log(1 - 1/RunLines)
+
+	pos, end uint64 // current run
+	left     int
+}
+
+// SetRanges replaces the ranges the stream draws from; it reuses the
+// stream's slices, so a steady state allocates nothing.
+func (s *Stream) SetRanges(rs []Range) {
+	s.ranges = append(s.ranges[:0], rs...)
+	s.cum = s.cum[:0]
+	s.total = 0
+	s.left = 0
+	unit := uint64(1)
+	switch s.Pattern {
+	case Zipf:
+		unit = 4096
+	case PageCache:
+		unit = 64 << 10
+	}
+	var n uint64
+	for _, r := range s.ranges {
+		switch s.Pattern {
+		case Code, Uniform:
+			w := r.Weight
+			if w <= 0 {
+				w = 1
+			}
+			s.total += float64(r.Size) * w
+			s.cum = append(s.cum, s.total)
+		default:
+			n += r.Size / unit
+			s.cum = append(s.cum, float64(n))
+		}
+	}
+	if s.RunLines > 1 {
+		s.lg = math.Log(1 - 1/s.RunLines)
+	}
+	if s.Pattern == Zipf || s.Pattern == PageCache {
+		z := s.ZipfS
+		if z <= 1 {
+			z = 1.01
+		}
+		if s.units != n || s.zs != z {
+			s.units, s.zs = n, z
+			s.zq = zipfQuantiles(s.zq, n, z)
+			s.mult = scrambler(n)
+		}
+	}
+}
+
+const zipfQ = 4096
+
+// zipfQuantiles tabulates the inverse of the continuous Zipf law over ranks
+// [1, n+1) with exponent z, P(x) ∝ x^-z: drawing a rank is then a table
+// look-up and an interpolation, no logarithm or exponential per access.
+// Narrow buckets at the head keep the hottest ranks exact; the tail is flat.
+func zipfQuantiles(q []float64, n uint64, z float64) []float64 {
+	q = q[:0]
+	a := 1 - z
+	top := math.Pow(float64(n)+1, a) - 1
+	for i := 0; i <= zipfQ; i++ {
+		u := float64(i) / zipfQ
+		q = append(q, math.Pow(1+u*top, 1/a))
+	}
+	return q
+}
+
+// zipfRank draws a rank in [0, units).
+func (s *Stream) zipfRank(r *RNG) uint64 {
+	if s.units <= 1 {
+		return 0
+	}
+	u := r.Float64() * zipfQ
+	i := int(u)
+	x := s.zq[i] + (u-float64(i))*(s.zq[i+1]-s.zq[i])
+	k := uint64(x) - 1
+	if k >= s.units {
+		k = s.units - 1
+	}
+	return k
+}
+
+// scrambler returns the bit width of the smallest power of two holding n:
+// scramble permutes [0, 2^bits) and walks the cycle until it lands below n,
+// a permutation of [0, n) without a division per draw.
+func scrambler(n uint64) uint64 {
+	b := uint64(1)
+	for b < 63 && 1<<b < n {
+		b++
+	}
+	return b
+}
+
+// scramble maps rank i to a unit so that neighbouring ranks (hot objects)
+// land far apart in memory: odd multiplications and xor-shifts are
+// bijections on [0, 2^bits).
+func (s *Stream) scramble(i uint64) uint64 {
+	mask := uint64(1)<<s.mult - 1
+	half := (s.mult + 1) / 2
+	for {
+		i = (i * 0x9E3779B97F4A7C15) & mask
+		i ^= i >> half
+		i = (i * 0xBF58476D1CE4E5B9) & mask
+		if i < s.units {
+			return i
+		}
+	}
+}
+
+// Empty reports whether the stream has nothing to access.
+func (s *Stream) Empty() bool { return len(s.ranges) == 0 || (s.total == 0 && s.units == 0) }
+
+// pick returns the index of the range holding cumulative position x.
+func (s *Stream) pick(x float64) int {
+	i := sort.SearchFloat64s(s.cum, x)
+	if i >= len(s.cum) {
+		i = len(s.cum) - 1
+	}
+	for i > 0 && s.cum[i] == s.cum[i-1] {
+		i--
+	}
+	return i
+}
+
+func (s *Stream) geometric(r *RNG) int {
+	if s.RunLines <= 1 {
+		return 1
+	}
+	// Inverse transform of a geometric law with mean RunLines.
+	return 1 + int(math.Log(1-r.Float64())/s.lg)
+}
+
+// unitVA maps the i-th page/chunk (in range order) to its VA.
+func (s *Stream) unitVA(i, unit uint64) (va, end uint64) {
+	if len(s.ranges) == 1 {
+		r := &s.ranges[0]
+		return r.Start + i*unit, r.Start + r.Size
+	}
+	k := s.pick(float64(i) + 0.5)
+	var before uint64
+	if k > 0 {
+		before = uint64(s.cum[k-1])
+	}
+	r := s.ranges[k]
+	va = r.Start + (i-before)*unit
+	return va, r.Start + r.Size
+}
+
+// Next returns the next address; the stream must not be Empty.
+func (s *Stream) Next(r *RNG) uint64 {
+	if s.left > 0 {
+		s.left--
+		s.pos += line
+		if s.pos >= s.end {
+			s.pos = s.end - line
+		}
+		return s.pos
+	}
+	switch s.Pattern {
+	case Code:
+		rg := s.ranges[s.pick(r.Float64()*s.total)]
+		s.pos = rg.Start + (r.Uint64N(max(rg.Size/line, 1)))*line
+		s.end = rg.Start + rg.Size
+		s.left = s.geometric(r) - 1
+		return s.pos
+	case Uniform:
+		rg := s.ranges[s.pick(r.Float64()*s.total)]
+		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
+	case Zipf:
+		va, _ := s.unitVA(s.scramble(s.zipfRank(r)), 4096)
+		return va + r.Uint64N(4096/8)*8
+	default: // PageCache
+		va, end := s.unitVA(s.scramble(s.zipfRank(r)), 64<<10)
+		s.pos, s.end = va+r.Uint64N(1024)*line, min(end, va+64<<10)
+		s.left = s.geometric(r) - 1
+		return s.pos
+	}
+}
