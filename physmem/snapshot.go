@@ -31,6 +31,9 @@ type journal struct {
 	private []privUndo
 	// privAlloc are sections whose private slots were allocated since.
 	privAlloc []*section
+	// spare keeps the zeroed slots Restore took from those sections, for
+	// the next allocation (a schedule's setup allocates them again).
+	spare map[*section][]uint64
 }
 
 // Snapshot is the state of a Memory at one moment.
@@ -73,6 +76,10 @@ func (m *Memory) Restore(s *Snapshot) error {
 		*jr.private[i].slot = jr.private[i].old
 	}
 	for _, sec := range jr.privAlloc {
+		if jr.spare == nil {
+			jr.spare = map[*section][]uint64{}
+		}
+		jr.spare[sec] = sec.private // all zero again: the journal restored every slot
 		sec.private = nil
 	}
 	for _, sn := range m.touched[s.touched:] {
@@ -112,10 +119,17 @@ func (m *Memory) savePrivate(s *section, i, n uint64) {
 
 // allocPrivate gives s its private slots.
 func (m *Memory) allocPrivate(s *section) {
-	s.private = make([]uint64, len(s.pages))
-	if m.jr != nil {
-		m.jr.privAlloc = append(m.jr.privAlloc, s)
+	if m.jr == nil {
+		s.private = make([]uint64, len(s.pages))
+		return
 	}
+	if p := m.jr.spare[s]; p != nil {
+		s.private = p
+		delete(m.jr.spare, s)
+	} else {
+		s.private = make([]uint64, len(s.pages))
+	}
+	m.jr.privAlloc = append(m.jr.privAlloc, s)
 }
 
 // Diff describes how m's allocator state differs from o's (the same RAM):
