@@ -1,5 +1,6 @@
 # ptlab — build and test. `make test` is what CI runs (.ci/run).
 GO ?= go
+SHELL := /bin/bash
 # Packages whose code runs concurrently (CPUs as goroutines, locks): they also
 # run under the race detector.
 RACE_PKGS = ./physmem/... ./pgtable/... ./cpu/... ./explore/...
@@ -11,8 +12,15 @@ build:
 vet:
 	$(GO) vet ./...
 
+# Tests that need something outside Go (QEMU, a browser) run on their own
+# and verbosely, so the output says whether they ran or why they skipped.
+EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestHTMLInBrowser)$$
+
 test: vet
-	$(GO) test ./...
+	$(GO) test -skip '$(EXTERNAL_TESTS)' ./...
+	@echo "--- tests that need QEMU or a browser:"
+	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
+		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' ; test $${PIPESTATUS[0]} -eq 0
 	$(GO) test -race -short $(RACE_PKGS)
 
 bench:

@@ -116,9 +116,9 @@ type Config struct {
 	Points Points
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
-	// Jobs is how many schedules run at once (0 or 1: serially); the
-	// result is the serial search's (units.go). MaxRuns forces a serial
-	// search.
+	// Jobs is how many schedules run at once (0 or 1: serially): the
+	// depth-first search's (units.go) and the random walks; the result is
+	// the serial search's. MaxRuns makes the depth-first search serial.
 	Jobs int
 	// Sem, when set, bounds the runs in flight of parallel searches that
 	// share it (several scenarios explored at once).
@@ -327,29 +327,32 @@ func (x *Explorer) Run() (*Result, error) {
 	}
 	x.learn = false
 	res.Exhaustive = res.Violation == nil && !limited && x.cfg.Bound >= 0
-	if x.parallel() && res.Violation == nil && x.cfg.Random > 0 {
-		runs, steps, v, err := x.randomWalks(x.cfg.Random, x.cfg.Jobs, Shard{})
-		if err != nil {
-			return nil, err
+	jobs := max(x.cfg.Jobs, 1)
+	for i := 0; i < x.cfg.Random && res.Violation == nil; i += jobs {
+		// Walks i..i+jobs-1 at once; counted in order up to the first
+		// violating one, as a serial run would.
+		n := min(jobs, x.cfg.Random-i)
+		outs := make([]*outcome, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for j := 0; j < n; j++ {
+			wg.Add(1)
+			go func(j int) {
+				defer wg.Done()
+				outs[j], errs[j] = x.run(newRandomChooser(x.cfg.Seed, uint64(i+j)), nil)
+			}(j)
 		}
-		res.Runs += runs
-		res.Schedules += runs
-		res.Steps += steps
-		if v != nil {
-			found(v, true)
-		}
-	}
-	for i := 0; i < x.cfg.Random && res.Violation == nil && !x.parallel(); i++ {
-		rc := newRandomChooser(x.cfg.Seed, uint64(i))
-		o, err := x.run(rc, nil)
-		if err != nil {
-			return nil, err
-		}
-		res.Runs++
-		res.Schedules++
-		res.Steps += o.steps
-		if o.violation != nil {
-			found(o, true)
+		wg.Wait()
+		for j := 0; j < n && res.Violation == nil; j++ {
+			if errs[j] != nil {
+				return nil, errs[j]
+			}
+			res.Runs++
+			res.Schedules++
+			res.Steps += outs[j].steps
+			if outs[j].violation != nil {
+				found(outs[j], true)
+			}
 		}
 	}
 	res.Elapsed = time.Since(start)

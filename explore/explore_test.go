@@ -453,3 +453,23 @@ func TestRegistryMutantsProveKinds(t *testing.T) {
 		}
 	}
 }
+
+// Random walks on several goroutines give the serial result.
+func TestRandomWalksJobs(t *testing.T) {
+	s, _ := LookupScenario("neighbours")
+	var got []string
+	for _, jobs := range []int{1, 3} {
+		x, err := New(Config{Preset: "rfc-v1", Scenario: s, Bound: -1, Random: 400, Seed: 7, Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := x.Run()
+		if err != nil || res.Violation == nil {
+			t.Fatal(err, res.Violation)
+		}
+		got = append(got, fmt.Sprintf("%d %d %s %v", res.Schedules, res.Runs, res.Schedule, res.Violation))
+	}
+	if got[0] != got[1] {
+		t.Errorf("jobs 1: %s\njobs 3: %s", got[0], got[1])
+	}
+}

@@ -325,21 +325,6 @@ func (ls *levelSearch) result() *levelResult {
 	return r
 }
 
-// randomWalks runs walks [0, n) with jobs workers and returns the counts up
-// to and including the first violating walk, as the serial loop does.
-func (x *Explorer) randomWalks(n, jobs int, sh Shard) (runs, steps int, viol *outcome, err error) {
-	ws, err := x.walks(n, jobs, sh)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	for _, w := range ws {
-		runs++
-		steps += w.Steps
-		viol = w.viol
-	}
-	return runs, steps, viol, nil
-}
-
 // walks runs the shard's walks of [0, n) with jobs workers and returns them
 // in order up to and including the first violating one.
 func (x *Explorer) walks(n, jobs int, sh Shard) (ws []ShardWalk, err error) {

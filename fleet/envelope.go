@@ -269,7 +269,7 @@ func ReadJSONL(data []byte, name string) (*Result, error) {
 		return nil, fmt.Errorf("%w: %s:1: envelope: %v", ErrResult, name, err)
 	}
 	for i, l := range lines[1:] {
-		if !json.Valid(l) {
+		if t := bytes.TrimSpace(l); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 			return nil, fmt.Errorf("%w: %s:%d: not a JSON object", ErrResult, name, i+2)
 		}
 		r.Rows = append(r.Rows, json.RawMessage(l))

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -65,8 +66,21 @@ func TestShardsMergeToUnsharded(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := jsonl(t, whole)
-	if whole.Envelope.Rows != n || !bytes.Contains(want, []byte(`"error":"not-a-dump`)) && !bytes.Contains(want, []byte("not a ptdump line")) {
-		t.Fatalf("unsharded result: %d rows; bad dump's error missing", whole.Envelope.Rows)
+	errs := 0
+	for _, row := range whole.Rows {
+		var r DumpRow
+		if err := json.Unmarshal(row, &r); err != nil {
+			t.Fatal(err)
+		}
+		if bad := strings.HasSuffix(r.Path, "not-a-dump.txt"); bad != (r.Error != "") || (!bad && r.Ranges == 0) {
+			t.Errorf("row %s: error %q, %d ranges", r.Path, r.Error, r.Ranges)
+		}
+		if r.Error != "" {
+			errs++
+		}
+	}
+	if whole.Envelope.Rows != n || errs != 1 {
+		t.Fatalf("unsharded result: %d rows, %d with errors; want %d and 1", whole.Envelope.Rows, errs, n)
 	}
 	for _, count := range []int{1, 2, 3, 7, n + 3} {
 		for _, format := range []string{"jsonl", "parquet"} {

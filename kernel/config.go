@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -184,31 +185,39 @@ func Machine(name string) (Config, error) {
 }
 
 // LoadConfig reads a machine configuration from a YAML or JSON file (by
-// extension; unknown fields are errors). Fields left out take the values of
-// the preset named in "base" semantics: callers start from a preset and the
-// file overrides it.
+// extension; unknown fields are errors) and decodes it over base.
 func LoadConfig(path string, base Config) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
+	return DecodeConfig(b, path, base)
+}
+
+// DecodeConfig decodes a YAML or JSON machine configuration (JSON when name
+// ends in .json) over base: fields the text sets replace base's, the rest
+// keep base's values. Unknown fields are errors. This is the one way a
+// configuration is overridden (sim --config, a scenario's config:).
+func DecodeConfig(b []byte, name string, base Config) (Config, error) {
 	c := base
-	switch strings.ToLower(filepath.Ext(path)) {
+	c.RAM = append([]RAMRegion(nil), base.RAM...)
+	c.CPUs = append([]CPUGroup(nil), base.CPUs...)
+	switch strings.ToLower(filepath.Ext(name)) {
 	case ".json":
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&c); err != nil {
-			return Config{}, fmt.Errorf("%s: %w: %v", path, ErrConfig, err)
+			return Config{}, fmt.Errorf("%s: %w: %v", name, ErrConfig, err)
 		}
 	default:
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
-			return Config{}, fmt.Errorf("%s: %w: %v", path, ErrConfig, err)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("%s: %w: %v", name, ErrConfig, err)
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return c, nil
 }
@@ -252,6 +261,9 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 		if grp.Count <= 0 {
 			return nil, fmt.Errorf("%w: CPU group %q has count %d", ErrConfig, grp.Model, grp.Count)
 		}
+		if grp.Count > NRCPUsMax-len(out) {
+			return nil, fmt.Errorf("%w: cpus: more than NR_CPUS allows (%d)", ErrConfig, NRCPUsMax)
+		}
 		for i := 0; i < grp.Count; i++ {
 			out = append(out, m)
 		}
@@ -279,10 +291,14 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.MIDRs(); err != nil {
+	midrs, err := c.MIDRs()
+	if err != nil {
 		return err
 	}
 	if _, err := c.RodataFull(); err != nil {
+		return err
+	}
+	if err := c.checkLimits(g, midrs); err != nil {
 		return err
 	}
 	switch c.KFENCE {

@@ -61,6 +61,7 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 	regs, idx := ptdump.Regions(d)
 	im := &Imported{Name: d.Name}
 	var ram []RAMRegion
+	var alias aliasFinder
 	for i := range d.Ranges {
 		r := &d.Ranges[i]
 		if regs[idx[i]].Kind != "linear" || r.Attrs == nil {
@@ -92,16 +93,67 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 		} else {
 			ram = append(ram, RAMRegion{Base: Size(pa), Size: Size(r.End - r.Start)})
 		}
-		if cfg.Image.PhysBase == 0 && prot&arm64.PTERdonly != 0 && r.Attrs.Mem == "MEM/NORMAL" {
-			cfg.Image.PhysBase = Size(pa &^ (2<<20 - 1)) // the kernel alias [_stext, __init_begin)
-		}
+		alias.add(pa, r)
 	}
 	if len(im.Ranges) == 0 {
 		return base, nil, fmt.Errorf("%w: %s: no mapped linear-map range", ErrConfig, d.Name)
 	}
+	if err := alias.image(&cfg.Image); err != nil {
+		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
+	}
 	cfg.RAM = ram
 	cfg.Name = "imported:" + d.Name
 	return cfg, im, cfg.Validate()
+}
+
+// aliasFinder looks for the kernel image's linear alias in a dump: the
+// longest run of adjacent valid read-only untagged (MEM/NORMAL) linear ranges,
+// which is [_stext, __init_begin) after mark_linear_text_alias_ro
+// (arch/arm64/mm/mmu.c). Module and BPF aliases made read-only are tagged on
+// MTE systems and far shorter than the image elsewhere.
+type aliasFinder struct {
+	start, end       uint64 // PA of the current run
+	bestStart, bestE uint64
+}
+
+func (a *aliasFinder) add(pa uint64, r *ptdump.Range) {
+	ro := r.Valid() && r.Attrs.Has(ptdump.AttrReadOnly) && r.Attrs.Mem == "MEM/NORMAL"
+	if !ro {
+		return
+	}
+	if a.end != pa || a.end == 0 {
+		a.start = pa
+	}
+	a.end = pa + (r.End - r.Start)
+	if a.end-a.start > a.bestE-a.bestStart {
+		a.bestStart, a.bestE = a.start, a.end
+	}
+}
+
+// image places the model's kernel image on the dump's alias: _text at the
+// 2 MiB boundary below _stext (the image is loaded 2 MiB aligned), and text
+// plus rodata sized so that __init_begin falls where the alias ends, so none
+// of the dump's read-only alias is left to the page allocator.
+func (a *aliasFinder) image(im *Image) error {
+	if a.bestE == 0 {
+		return nil // no alias printed (rodata=off): keep the configured image
+	}
+	text := a.bestStart &^ (2<<20 - 1)
+	n := a.bestE - text
+	if n%segmentAlign != 0 {
+		return fmt.Errorf("%w: the kernel alias [%#x, %#x) does not end on a %d KiB segment boundary", ErrConfig, a.bestStart, a.bestE, segmentAlign>>10)
+	}
+	im.PhysBase = Size(text)
+	// Split the alias between text and rodata as the configured image
+	// does (a quarter rodata when it says nothing); only their sum is
+	// visible in a dump.
+	rodata := uint64(im.Rodata)
+	if rodata == 0 {
+		rodata = n / 4
+	}
+	rodata = max(min(rodata, n/2)&^(segmentAlign-1), segmentAlign)
+	im.Rodata, im.Text = Size(rodata), Size(n-rodata)
+	return nil
 }
 
 // ImportFile parses a dump file and imports it on top of base.

@@ -108,3 +108,6 @@ func (p *Policy) validate() error {
 	}
 	return nil
 }
+
+// ValidatePolicy checks the configuration's policy knobs alone.
+func (c *Config) ValidatePolicy() error { return c.Policy.validate() }

@@ -114,6 +114,8 @@ type parser struct {
 	fields  [][]byte
 	key     []byte
 	prev    *Range // last accepted range (points into d.Ranges; refreshed on append)
+	// emptyNoted: the F-without-AF warning was given.
+	emptyNoted bool
 }
 
 // bad reports a malformed line: an error in strict mode, a warning (and nil)
@@ -152,8 +154,41 @@ func (p *parser) line(b []byte, n int) error {
 		return nil
 	case bytes.Contains(b, []byte("Checking user space page tables")):
 		return nil
+	case len(p.d.Markers) == 0 && len(p.d.Ranges) == 0:
+		// Whatever precedes the first marker or range — the shell prompt and
+		// command a paste starts with, a mail's prose — is not the dump.
+		p.warn(n, "text before the dump skipped: %q", clip(b))
+		return nil
+	case isShellPrompt(b):
+		p.warn(n, "shell prompt skipped: %q", clip(b))
+		return nil
 	}
 	return p.bad(n, ErrMalformed, "not a ptdump line: %q", clip(b))
+}
+
+// isShellPrompt recognises the prompt a paste ends with ("~ #", "root@host:~#
+// ", "$ ", "/ # exit"): a first word of prompt characters ending in '#', '$'
+// or '%', alone or followed by a space.
+func isShellPrompt(b []byte) bool {
+	bracket := false
+	for i, c := range b {
+		switch {
+		case c == '[':
+			bracket = true
+		case c == ']':
+			bracket = false
+		case c == ' ' && bracket: // "[user@host ~]$"
+		case c == '#' || c == '$' || c == '%':
+			return i == len(b)-1 || b[i+1] == ' '
+		case c == ' ' && i > 0 && i+1 < len(b) && (b[i+1] == '#' || b[i+1] == '$'):
+			// "~ #": the prompt character is the second word
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '@', c == ':', c == '~', c == '/', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // clip shortens a line for an error message.
@@ -328,6 +363,17 @@ func (p *parser) rangeLine(b []byte, n int) error {
 		}
 		if set == nil { // lenient: the line was dropped
 			return nil
+		}
+		if arch == ArchARM64 && set.Flags&AttrInvalid != 0 && set.Flags&AttrAF == 0 {
+			// An all-zero entry printed with its clear columns ("F" and
+			// "BLK", no "AF"): a present-invalid entry (pte_mkinvalid of a
+			// kernel mapping) keeps PTE_AF, an empty one has nothing.
+			if !p.emptyNoted {
+				p.emptyNoted = true
+				p.warn(n, "entries printed with F but no AF are empty descriptors: counted as unmapped")
+			}
+			set = nil
+			p.d.HolesPrinted = true
 		}
 	} else {
 		p.d.HolesPrinted = true

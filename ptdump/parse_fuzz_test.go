@@ -25,6 +25,7 @@ func FuzzParse(f *testing.F) {
 		"0xffff000000000000-0xffff000040000000           1G PUD TBL PA=0x0000000040001000 PXNTable UXNTable\n",
 		"0xffff000000000000-0xffff000000001000           4K PTE F     RW NX SHD AF NG         UXN    MEM/NORMAL-TAGGED PA=0x0000000040000000\n",
 		"kernel: 0xfff0000000000000-0xfff0000001000000   16M PTE RW NX SHD AF UXN GP XYZ\n",
+		"~ # cat /sys/kernel/debug/kernel_page_tables\n---[ Modules start ]---\n0xffff800000000000-0xffff800000001000 4K PTE ro x SHD AF UXN MEM/NORMAL\n0xffff800000001000-0xffff800000200000 2044K PTE F RW x BLK DEVICE/nGnRnE\n---[ Modules end ]---\n0xffff800000200000-0xffff800000201000 4K PTE RW NX SHD AF UXN MEM/NORMAL\n~ #\n",
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -52,6 +53,11 @@ func FuzzParse(f *testing.F) {
 			}
 			if r.Marker >= len(d.Markers) {
 				t.Fatalf("line %d: marker %d", r.Line, r.Marker)
+			}
+		}
+		for i := range d.Ranges {
+			if a := d.Ranges[i].Attrs; a != nil && d.Arch == ArchARM64 && a.Has(AttrInvalid) && !a.Has(AttrAF) {
+				t.Fatalf("line %d: an empty descriptor (F without AF) counted as mapped", d.Ranges[i].Line)
 			}
 		}
 	})

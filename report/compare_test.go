@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/report"
 	"github.com/ptlab/ptlab/workload"
 )
 
 func TestCompareTextAndCSV(t *testing.T) {
 	s, _ := workload.DefaultScenario()
-	s.Config = &kernel.Config{RAM: []kernel.RAMRegion{{Base: 0x80000000, Size: 2 << 30}}}
+	s.Config = workload.NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 2G}]"), "test.yaml")
 	s.Work.Duration = workload.Duration(3 * time.Minute)
 	s.Presets = []string{"mainline", "collapse"}
 	var res []*workload.Result
@@ -44,7 +43,7 @@ func TestCompareTextAndCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Header plus 4 samples (0, 1, 2, 3 minutes) per preset.
-	if len(recs) != 1+2*4 || len(recs[1]) != len(report.CSVHeader) {
+	if len(recs) != 1+2*4 || len(recs[1]) != len(report.CSVHeader(res)) {
 		t.Errorf("%d records of %d fields", len(recs), len(recs[1]))
 	}
 }

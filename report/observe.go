@@ -8,35 +8,65 @@ import (
 	"github.com/ptlab/ptlab/workload"
 )
 
-// Rows, CSV columns and notes of the run's observers (the TLB cost model),
-// generated from the typed columns the observers declare.
-
-func formatObserved(c workload.Column, v float64) string {
-	if c.Digits < 0 {
-		return workload.SI(v)
-	}
-	return strconv.FormatFloat(v, 'f', c.Digits, 64)
+// The run's observers (the TLB cost model) declare typed columns; a
+// provider turns each into a row like any other, so the table, CSV, JSON,
+// verdict, explain and HTML list them without knowing the observer.
+func init() {
+	RegisterProvider(observedMetrics)
 }
 
-// observedRows are one row per observed column, headed by its group.
-func observedRows(results []*workload.Result) []row {
-	cols := results[0].ObservedColumns
-	var rows []row
-	group := ""
-	for i, c := range cols {
-		if c.Group != group {
-			group = c.Group
-			rows = append(rows, row{group + " (TLB cost model)", func(*workload.Result) string { return "" }})
-		}
-		i, c := i, c
-		rows = append(rows, row{"  " + c.Label, func(r *workload.Result) string {
-			if i >= len(r.ObservedFinal) {
-				return "-"
+// observedMetrics are one row per column the results' observers declared;
+// without results, the columns the default scenario's observers declare
+// (what "ptlab explain" documents).
+func observedMetrics(results []*workload.Result) []Metric {
+	var cols []workload.Column
+	if len(results) > 0 {
+		cols = results[0].ObservedColumns
+	} else if s, err := workload.DefaultScenario(); err == nil {
+		if obs, err := workload.ScenarioObservers(s); err == nil {
+			for _, o := range obs {
+				cols = append(cols, o.Columns()...)
 			}
-			return formatObserved(c, r.ObservedFinal[i])
-		}})
+		}
 	}
-	return rows
+	var ms []Metric
+	for i, c := range cols {
+		i, c := i, c
+		better := Neutral
+		switch c.Better {
+		case "lower":
+			better = Lower
+		case "higher":
+			better = Higher
+		}
+		unit := Unit(c.Unit)
+		if unit == "" {
+			unit = UnitCount
+		}
+		ms = append(ms, Metric{
+			Key: c.Key, Label: c.Label, Qualifier: c.Group, Group: c.Group + " (TLB cost model)", Unit: unit, Better: better,
+			Explain: c.Explain,
+			Text: func(v float64) string {
+				if c.Digits < 0 {
+					return workload.SI(v)
+				}
+				return strconv.FormatFloat(v, 'f', c.Digits, 64)
+			},
+			Sample: func(s *workload.Sample) float64 {
+				if i < len(s.Observed) {
+					return s.Observed[i]
+				}
+				return 0
+			},
+			Final: func(r *workload.Result) float64 {
+				if i < len(r.ObservedFinal) {
+					return r.ObservedFinal[i]
+				}
+				return 0
+			},
+		})
+	}
+	return ms
 }
 
 // observedNotes prints the observers' notes (assumptions, scaling) once.
@@ -51,27 +81,4 @@ func observedNotes(w io.Writer, results []*workload.Result) error {
 		}
 	}
 	return nil
-}
-
-// observedHeader are the CSV columns of the observed values.
-func observedHeader(results []*workload.Result) []string {
-	if len(results) == 0 {
-		return nil
-	}
-	var h []string
-	for _, c := range results[0].ObservedColumns {
-		h = append(h, c.Key)
-	}
-	return h
-}
-
-// observedCSV are one sample's observed values, full precision.
-func observedCSV(s *workload.Sample, n int) []string {
-	rec := make([]string, n)
-	for i := range rec {
-		if i < len(s.Observed) {
-			rec[i] = strconv.FormatFloat(s.Observed[i], 'g', -1, 64)
-		}
-	}
-	return rec
 }

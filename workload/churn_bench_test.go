@@ -2,20 +2,8 @@ package workload
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 )
-
-// cpuTime is the process's user+system CPU time: on a shared machine it
-// varies less than wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkBPFChurn runs the default scenario under mainline with BPF
 // programs attached at 3.6k, 18k and 72k per hour (10 minutes' mean

@@ -38,6 +38,11 @@ type Column struct {
 	Unit  string `json:"unit,omitempty"`
 	// Digits after the decimal point in text output (-1: an SI-scaled value).
 	Digits int `json:"digits"`
+	// Explain says what the value is (ptlab explain, the HTML report's
+	// hover text); Better is "lower", "higher" or "" (neither), the
+	// direction the comparison's verdict counts as an improvement.
+	Explain string `json:"explain"`
+	Better  string `json:"better,omitempty"`
 }
 
 // View is what an observer sees at a sample point.

@@ -7,9 +7,10 @@ import (
 	"github.com/ptlab/ptlab/kernel"
 )
 
-// RunPresets runs the scenario under each preset on its own kernel, up to
-// jobs presets at once (jobs < 1 means one), and returns the results in
-// preset order. Every preset's kernel, timeline and CPU are its own, so the
+// RunPresets runs the scenario under each preset on its own kernel, with the
+// scenario's observers (ScenarioObservers, made anew per preset), up to jobs
+// presets at once (jobs < 1 means one), and returns the results in preset
+// order. Every preset's kernel, timeline, observers and CPU are its own, so the
 // results are those of running the presets one after another (only WallNS
 // differs); if presets fail, the error is the first failing preset's in
 // preset order. progress, if not nil, receives the events done over all
@@ -42,9 +43,16 @@ func RunPresets(s *Scenario, presets []string, mods []kernel.ModuleSpec, jobs in
 			progress(sd, st)
 		}
 	}
+	run := func(i int) (*Result, error) {
+		obs, err := ScenarioObservers(s)
+		if err != nil {
+			return nil, err
+		}
+		return RunObserved(s, presets[i], mods, report(i), obs...)
+	}
 	if jobs == 1 {
 		for i, p := range presets {
-			if results[i], errs[i] = Run(s, p, mods, report(i)); errs[i] != nil {
+			if results[i], errs[i] = run(i); errs[i] != nil {
 				return nil, fmt.Errorf("preset %s: %w", p, errs[i])
 			}
 		}
@@ -55,7 +63,7 @@ func RunPresets(s *Scenario, presets []string, mods []kernel.ModuleSpec, jobs in
 	for range jobs {
 		wg.Go(func() {
 			for i := range next {
-				results[i], errs[i] = Run(s, presets[i], mods, report(i))
+				results[i], errs[i] = run(i)
 			}
 		})
 	}

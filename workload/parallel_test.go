@@ -16,7 +16,7 @@ import (
 // progress reaches the total of all presets' events.
 func TestRunPresetsParallelMatchesSerial(t *testing.T) {
 	s, _ := DefaultScenario()
-	s.Config = &kernel.Config{RAM: []kernel.RAMRegion{{Base: 0x80000000, Size: 4 << 30}}}
+	s.Config = NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 4G}]"), "test.yaml")
 	s.Work.Duration = Duration(10 * time.Minute)
 	s.Work.BPF.PerHour = 3600
 	mods := synthModules(30)

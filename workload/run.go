@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -24,15 +25,25 @@ type Result struct {
 	Collapse kernel.CollapseStats `json:"collapse"`
 	Series   []Sample             `json:"series,omitempty"`
 	Events   int                  `json:"events"`
-	Failed   []string             `json:"failed,omitempty"` // operations the kernel refused (e.g. -ENOMEM)
-	WallNS   int64                `json:"wall_ns"`
+	Failed   []string             `json:"failed,omitempty"` // the first MaxFailed operations the kernel refused (e.g. -ENOMEM)
+	Refused  int                  `json:"refused"`          // every refused operation, listed or not
+	// Config is the machine and policy the run booted, after the scenario's
+	// overrides and an import.
+	Config kernel.Config `json:"config"`
+	WallNS int64         `json:"wall_ns"`
 	// PageUpdates is the number of page descriptors rewritten by pageattr.
 	PageUpdates uint64 `json:"page_updates"`
+	// Dump is the kernel_page_tables dump of the final state, when the
+	// scenario asked for it (Scenario.CaptureDump).
+	Dump []byte `json:"-"`
 	// What the run's observers reported (see Observer).
 	ObservedColumns []Column  `json:"observed_columns,omitempty"`
 	ObservedFinal   []float64 `json:"observed_final,omitempty"`
 	ObservedNotes   []string  `json:"observed_notes,omitempty"`
 }
+
+// MaxFailed bounds the refused operations a Result lists (Refused counts all).
+const MaxFailed = 100
 
 // Progress receives the number of events done so far and the total.
 type Progress func(done, total int)
@@ -90,7 +101,7 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 			return nil, err
 		}
 	}
-	r := &Result{Preset: preset}
+	r := &Result{Preset: preset, Config: cfg}
 	loaded := make([]*kernel.Module, len(mods))
 	jit := map[int]*kernel.JITText{}
 	ev := s.Timeline(len(mods))
@@ -111,7 +122,8 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 		return nil
 	}
 	fail := func(e Event, err error) {
-		if len(r.Failed) < 100 {
+		r.Refused++
+		if len(r.Failed) < MaxFailed {
 			r.Failed = append(r.Failed, fmt.Sprintf("%v at %v: %v", e.Kind, e.At, err))
 		}
 	}
@@ -179,6 +191,13 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 	last := r.Series[len(r.Series)-1]
 	r.Final, r.Cache, r.Collapse = last.Metrics, last.Cache, last.Collapse
 	r.PageUpdates = k.Stats.PageUpdates.Load()
+	if s.CaptureDump {
+		var buf bytes.Buffer
+		if err := k.PtdumpWalk(c, &buf); err != nil {
+			return nil, err
+		}
+		r.Dump = buf.Bytes()
+	}
 	if ob != nil {
 		ob.finish(r)
 	}

@@ -96,7 +96,7 @@ func synthModules(n int) []kernel.ModuleSpec {
 // linear map than rox-cache; runs are deterministic.
 func TestRunPresets(t *testing.T) {
 	s, _ := DefaultScenario()
-	s.Config = &kernel.Config{RAM: []kernel.RAMRegion{{Base: 0x80000000, Size: 4 << 30}}}
+	s.Config = NewConfigOverride([]byte("ram: [{base: 0x80000000, size: 4G}]"), "test.yaml")
 	s.Work.Duration = Duration(10 * time.Minute)
 	mods := synthModules(40)
 	res := map[string]*Result{}
@@ -129,7 +129,7 @@ func TestRunPresets(t *testing.T) {
 
 // The example scenarios in examples/ parse.
 func TestExampleScenarios(t *testing.T) {
-	for _, f := range []string{"load-only.yaml", "all-modules.yaml", "n1-server.yaml"} {
+	for _, f := range []string{"load-only.yaml", "all-modules.yaml", "n1-server.yaml", "n1-1tib.yaml"} {
 		if _, err := LoadScenario("../examples/" + f); err != nil {
 			t.Error(err)
 		}

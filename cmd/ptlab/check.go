@@ -31,11 +31,13 @@ func init() {
 		Short: "Search the interleavings of a concurrency scenario for invariant violations",
 		Long: `check runs a named scenario — a few simulated CPUs, a few kernel operations each — under a
 policy preset and searches its interleavings: depth-first with iterative deepening of the
-preemption bound up to --bound (exhaustive within it), then --random seeded random walks. Every
-step is checked: translation equivalence across splits and collapses, W^X across aliases, no
-stale permissive TLB entry after an operation returns, no conflicting TLB entries without
-BBML2_NOABORT, no table page freed under a walk cache or a walker, no store into an unreachable
-table (a lost update), physmem accounting and table leaks.
+preemption bound up to --bound (exhaustive within it), then --random seeded random walks. At every
+step: translation equivalence across splits and collapses, lost updates, use after free, no table
+page freed under a walk cache or a lockless walker, break-before-make on CPUs without
+BBML2_NOABORT, W^X across aliases of the tracked pages. When an operation returns: its outcome
+against the serial run, no stale permissive TLB entry over its footprint, executable content,
+the direct map of freed pages, physmem accounting. At the end: all of it over everything, plus
+table leaks. --mutants prints which invariant catches each injected bug.
 
 It prints "no violation in N schedules (bound B, exhaustive)" or the first violation with the
 schedule that reaches it (fewest preemptions first): per step the CPU, its operation, the event,
@@ -59,7 +61,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
-	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once, within a scenario and across scenarios (the output is the same for any value; --max-runs searches each scenario serially)")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once: scenarios, the depth-first search of a scenario and its random walks (the output is the same for any value; --max-runs searches each scenario serially)")
 	shardFlags(fl, &f)
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
@@ -97,6 +99,9 @@ func runCheck(out io.Writer, f checkFlags) error {
 			}
 		}
 		return nil
+	}
+	if f.bound < 0 && f.random <= 0 && f.replay == "" {
+		return usageError("--bound %d with no --random walks explores no schedule; give --random N or a bound >= 0", f.bound)
 	}
 	points, err := explore.ParsePoints(f.points)
 	if err != nil {

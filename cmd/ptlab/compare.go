@@ -1,13 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ptlab/ptlab/kernel"
 
 	"github.com/ptlab/ptlab/report"
 	"github.com/ptlab/ptlab/workload"
@@ -23,8 +25,14 @@ type compareFlags struct {
 	csv      string
 	quiet    bool
 	imp      string
-	check    bool // run the invariants instead (check.go)
 	jobs     int
+	machine  string
+	config   string
+	kernel   string
+	cpus     string
+	html     string
+	explain  bool
+	check    bool // run the invariants instead (check.go)
 }
 
 func init() {
@@ -50,6 +58,12 @@ of typical churn).`,
 	cmd.Flags().BoolVar(&f.check, "check", false, "check the invariants at every step of each preset's run (one simulated CPU) and report per preset")
 	cmd.Flags().StringVar(&f.imp, "import", "", "start from the linear map of this kernel_page_tables dump (what would each policy do on my machine)")
 	cmd.Flags().IntVar(&f.jobs, "jobs", runtime.GOMAXPROCS(0), "presets run at once (each on its own kernel; the output is the same for any value)")
+	cmd.Flags().StringVar(&f.machine, "machine", "", "machine preset instead of the scenario's ("+strings.Join(machineNames(), ", ")+")")
+	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration decoded over the scenario's machine, as sim --config")
+	cmd.Flags().StringVar(&f.kernel, "kernel", "", "kernel version to model (the configuration's kernel: field)")
+	cmd.Flags().StringVar(&f.cpus, "cpus", "", "CPUs instead of the machine's: MODEL[:COUNT],... (e.g. ampere1:63,neoverse-n1:1)")
+	cmd.Flags().StringVar(&f.html, "html", "", "also write a self-contained HTML report (charts, verdict, heat maps, dump diffs) to this file")
+	cmd.Flags().BoolVar(&f.explain, "explain", false, "after the table, explain every row")
 	rootCmd.AddCommand(cmd)
 	// ptlab's main job: compare the policies on the embedded default scenario.
 	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -89,17 +103,87 @@ func progressAfter(errw io.Writer, label string, quiet bool) (workload.Progress,
 		}
 }
 
-func runCompare(out, errw io.Writer, f compareFlags) error {
-	s, err := loadScenario(f.scenario)
-	if err != nil {
-		return err
+// applyCompareFlags puts the command line's machine choices on the
+// scenario, through the same override path as its config: section.
+func applyCompareFlags(s *workload.Scenario, f compareFlags) error {
+	if f.json && f.csv == "-" {
+		return usageError("--json and --csv - both write to standard output; give --csv a file name")
 	}
 	if len(f.presets) > 0 {
+		for _, p := range f.presets {
+			if _, err := s.Policy(p); err != nil {
+				return usageError("--preset: %w", err)
+			}
+		}
 		s.Presets = f.presets
 	}
 	if f.imp != "" {
 		s.Import = f.imp
 	}
+	if f.machine != "" {
+		if _, err := kernel.Machine(f.machine); err != nil {
+			return usageError("--machine: %w (machines: %s)", err, strings.Join(machineNames(), ", "))
+		}
+		s.Machine = f.machine
+	}
+	if f.config != "" {
+		b, err := os.ReadFile(f.config)
+		if err != nil {
+			return err
+		}
+		s.Override(workload.NewConfigOverride(b, f.config))
+	}
+	if f.kernel != "" {
+		s.Override(workload.NewConfigOverride([]byte("kernel: "+strconv.Quote(f.kernel)), "--kernel.yaml"))
+	}
+	if f.cpus != "" {
+		o, err := cpusOverride(f.cpus)
+		if err != nil {
+			return err
+		}
+		s.Override(o)
+	}
+	if _, err := s.MachineConfig(s.Presets[0]); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cpusOverride turns --cpus MODEL[:COUNT],... into a configuration override.
+func cpusOverride(v string) (*workload.ConfigOverride, error) {
+	y, err := cpusYAML(v)
+	if err != nil {
+		return nil, err
+	}
+	return workload.NewConfigOverride([]byte(y), "--cpus.yaml"), nil
+}
+
+// cpusYAML is --cpus MODEL[:COUNT],... as a configuration's cpus: field.
+func cpusYAML(v string) (string, error) {
+	var groups []string
+	for _, g := range strings.Split(v, ",") {
+		model, count, ok := strings.Cut(strings.TrimSpace(g), ":")
+		n := 1
+		if ok {
+			var err error
+			if n, err = strconv.Atoi(count); err != nil || n < 1 {
+				return "", usageError("--cpus %q: count %q of %s is not a positive number", v, count, model)
+			}
+		}
+		groups = append(groups, fmt.Sprintf("{model: %s, count: %d}", strconv.Quote(model), n))
+	}
+	return "cpus: [" + strings.Join(groups, ", ") + "]", nil
+}
+
+func runCompare(out, errw io.Writer, f compareFlags) error {
+	s, err := loadScenario(f.scenario)
+	if err != nil {
+		return err
+	}
+	if err := applyCompareFlags(s, f); err != nil {
+		return err
+	}
+	s.CaptureDump = f.html != ""
 	mods, err := workload.ScenarioModules(s)
 	if err != nil {
 		return err
@@ -107,59 +191,56 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 	if f.check {
 		return compareCheck(out, errw, f, s, mods)
 	}
-	// Presets run in parallel (RunPresets) unless the scenario has
-	// observers (a cost section), which run with each preset serially.
-	var results []*workload.Result
-	obs, err := workload.ScenarioObservers(s)
+	prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
+	results, err := workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
+	done()
 	if err != nil {
 		return err
 	}
-	if len(obs) == 0 {
-		prog, done := progressAfter(errw, strings.Join(s.Presets, ","), f.quiet)
-		results, err = workload.RunPresets(s, s.Presets, mods, f.jobs, prog)
-		done()
-		if err != nil {
-			return err
-		}
-	}
-	for _, p := range s.Presets {
-		if len(obs) == 0 {
-			break
-		}
-		prog, done := progressAfter(errw, p, f.quiet)
-		obs, err := workload.ScenarioObservers(s)
-		if err != nil {
-			return err
-		}
-		r, err := workload.RunObserved(s, p, mods, prog, obs...)
-		done()
-		if err != nil {
-			return fmt.Errorf("preset %s: %w", p, err)
-		}
-		results = append(results, r)
-	}
 	if f.csv != "" {
-		w := out
-		if f.csv != "-" {
-			file, err := os.Create(f.csv)
-			if err != nil {
-				return err
-			}
-			defer file.Close()
-			w = file
-		}
-		if err := report.CompareCSV(w, results); err != nil {
+		if err := writeCSV(out, f.csv, results); err != nil {
 			return err
 		}
-		if f.csv == "-" {
-			return nil
+	}
+	v := report.ComputeVerdict(results)
+	if f.html != "" {
+		if err := writeCompareHTML(f.html, s, len(mods), results, v); err != nil {
+			return err
 		}
+		fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
 	}
 	if f.json {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+		return report.WriteJSON(out, report.BuildJSON(s, len(mods), results, v))
 	}
-	fmt.Fprintf(out, "scenario %s: machine %s, %d modules, %v, seed %d\n\n", s.Name, s.Machine, len(mods), time.Duration(s.Work.Duration), s.Seed)
-	return report.CompareText(out, results)
+	if f.csv == "-" {
+		return nil
+	}
+	fmt.Fprintf(out, "scenario %s: machine %s; %d modules, %v, seed %d\n\n", s.Name, report.Machine(results[0].Config), len(mods), time.Duration(s.Work.Duration), s.Seed)
+	if err := report.CompareText(out, results); err != nil {
+		return err
+	}
+	if f.explain {
+		fmt.Fprintln(out)
+		if err := report.WriteExplain(out, results); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(out, "\n(ptlab explain: what every row means)")
+	}
+	return report.WriteVerdict(out, v)
+}
+
+func writeCSV(out io.Writer, path string, results []*workload.Result) error {
+	if path == "-" {
+		return report.CompareCSV(out, results)
+	}
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.CompareCSV(file, results); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
 }

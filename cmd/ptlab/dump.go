@@ -36,14 +36,27 @@ FILE may be "-" for standard input.`,
 var dumpDiffCmd = &cobra.Command{
 	Use:   "diff A B",
 	Short: "What was split, merged, changed permission, mapped or unmapped from dump A to dump B",
-	Args:  cobra.ExactArgs(2),
-	RunE:  runDumpDiff,
+	Long: `List what changed from dump A to dump B: ranges split into smaller leaves, merged into
+larger ones, changed permission, mapped or unmapped. Like diff(1), the exit status is 0 when
+the dumps map the same, 1 when they differ and 2 on an error.`,
+	Args: cobra.ExactArgs(2),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		differ, err := runDumpDiff(cmd, args)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if differ {
+			return &exitError{code: 1}
+		}
+		return nil
+	},
 }
 
 var dumpFlags struct {
 	json    bool
 	lenient bool
 	heatmap string
+	html    string
 	width   int
 	limit   int
 	page    string
@@ -55,6 +68,7 @@ func init() {
 	f.BoolVar(&dumpFlags.lenient, "lenient", false, "turn malformed lines into warnings instead of failing")
 	f.StringVar(&dumpFlags.heatmap, "heatmap", "", "also draw the linear map to this PNG file (one pixel per PMD block)")
 	f.IntVar(&dumpFlags.width, "heatmap-width", 256, "heatmap pixels per row")
+	f.StringVar(&dumpFlags.html, "html", "", "also write a self-contained HTML page (statistics, leaf-size chart, linear-map heat map) to this file")
 	f.StringVar(&dumpFlags.page, "page-size", "", "arm64 granule (4K, 16K or 64K) instead of inferring it from the dump")
 	f = dumpDiffCmd.Flags()
 	f.BoolVar(&dumpFlags.json, "json", false, "print JSON instead of text")
@@ -123,13 +137,25 @@ func runDumpStats(cmd *cobra.Command, args []string) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
+	if dumpFlags.html != "" {
+		if err := writeDumpHTML(dumpFlags.html, d); err != nil {
+			return err
+		}
+	}
 	if dumpFlags.heatmap != "" {
 		return writeHeatmap(cmd, d, dumpFlags.heatmap)
 	}
 	return nil
 }
 
+// maxHeatmapWidth bounds --heatmap-width: wider than any screen, and the
+// image stays a few hundred MB at most even for a 52-bit address space.
+const maxHeatmapWidth = 8192
+
 func writeHeatmap(cmd *cobra.Command, d *ptdump.Dump, path string) error {
+	if dumpFlags.width < 1 || dumpFlags.width > maxHeatmapWidth {
+		return usageError("--heatmap-width %d: want 1 to %d pixels", dumpFlags.width, maxHeatmapWidth)
+	}
 	img, info, err := analysis.Heatmap(d, analysis.HeatmapOptions{Width: dumpFlags.width})
 	if err != nil {
 		return err
@@ -150,14 +176,15 @@ func writeHeatmap(cmd *cobra.Command, d *ptdump.Dump, path string) error {
 	return nil
 }
 
-func runDumpDiff(cmd *cobra.Command, args []string) error {
+// runDumpDiff prints the differences and reports whether there are any.
+func runDumpDiff(cmd *cobra.Command, args []string) (bool, error) {
 	a, err := readDump(cmd, args[0])
 	if err != nil {
-		return err
+		return false, err
 	}
 	b, err := readDump(cmd, args[1])
 	if err != nil {
-		return err
+		return false, err
 	}
 	res := analysis.Diff(a, b)
 	out := bufio.NewWriter(cmd.OutOrStdout())
@@ -167,7 +194,7 @@ func runDumpDiff(cmd *cobra.Command, args []string) error {
 		err = res.WriteText(out, dumpFlags.limit)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return out.Flush()
+	return len(res.Changes) > 0, out.Flush()
 }

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -28,9 +27,4 @@ churn) under every policy preset, side by side.`,
 	SilenceErrors: true,
 }
 
-func main() {
-	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "ptlab:", err)
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(execute()) }

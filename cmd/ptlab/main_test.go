@@ -13,7 +13,11 @@ import (
 // cobra keeps values between in-process runs.
 func resetFlags(c *cobra.Command) {
 	c.Flags().VisitAll(func(f *pflag.Flag) {
-		_ = f.Value.Set(f.DefValue)
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			_ = sv.Replace(nil)
+		} else {
+			_ = f.Value.Set(f.DefValue)
+		}
 		f.Changed = false
 	})
 	for _, sub := range c.Commands() {
@@ -25,11 +29,25 @@ func resetFlags(c *cobra.Command) {
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
+	setupCommands()
 	resetFlags(rootCmd)
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
 	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	err := usageStatus(rootCmd.Execute())
+	return out.String(), err
+}
+
+// runSplit executes the command line and returns standard output alone.
+func runSplit(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	setupCommands()
+	resetFlags(rootCmd)
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&errw)
+	rootCmd.SetArgs(args)
+	err := usageStatus(rootCmd.Execute())
 	return out.String(), err
 }
 
@@ -39,17 +57,23 @@ func TestDefaultRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"scenario default", "mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "linear map 4K", "page-table pages", "execmem chunks"} {
+	for _, want := range []string{"scenario default", "mainline", "rox-cache", "rfc-v1", "collapse", "no-alias-split", "linear map 4K", "page-table pages", "execmem chunks", "Verdict"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("default output lacks %q", want)
 		}
 	}
+	// The default output ends with the verdict.
+	if i := strings.LastIndex(out, "\nVerdict"); i < 0 || !strings.Contains(out[i:], "against mainline") || strings.Contains(out[i:], "page-table pages  ") {
+		t.Error("default output does not end with the verdict")
+	}
 	strip := func(s string) string { // wall time is the one thing that varies
-		i := strings.Index(s, "wall time")
-		if i < 0 {
-			return s
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			if strings.Contains(l, "wall time") {
+				lines[i] = ""
+			}
 		}
-		return s[:i]
+		return strings.Join(lines, "\n")
 	}
 	again, _ := run(t)
 	if strip(again) != strip(out) {

@@ -23,6 +23,7 @@ type simFlags struct {
 	imp     string
 	preset  string
 	modules string
+	cpus    string
 }
 
 func init() {
@@ -34,22 +35,25 @@ func init() {
 rodata, BBML2_NOABORT, KFENCE) and a policy preset, loads a real module set (by default the
 Debian arm64 server set) with the module loader's STRICT_MODULE_RWX sequence, then runs a short
 sequence of operations (module-like vmalloc areas made read-only and executable, a huge vmalloc,
-a vfree). It prints the resulting kernel_page_tables dump and the metrics (leaf sizes per
-region, page-table pages, splits, TLB invalidations, MemFree).
+a vfree). It prints the resulting kernel_page_tables dump on standard output, alone, so
+"ptlab sim | ptlab dump stats -" reads it back, and the metrics (leaf sizes per region,
+page-table pages, splits, TLB invalidations, MemFree) on standard error; with --no-dump or
+--json the metrics go to standard output.
 
 Machines: ` + strings.Join(machineNames(), ", ") + `. --config takes a YAML or JSON file whose fields
 override the machine (see README).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd.OutOrStdout(), cmd.ErrOrStderr(), f) },
 	}
 	cmd.Flags().StringVar(&f.machine, "machine", "qemu-virt", "machine preset")
-	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration (overrides --machine fields)")
+	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration decoded over --machine and --preset (policy: fields override the preset's knobs)")
 	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option: on, noalias, off (full = on)")
-	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics")
+	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics, on standard output")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the metrics as JSON (no dump)")
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
 	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
 	cmd.Flags().StringVar(&f.preset, "preset", "mainline", "policy preset ("+strings.Join(kernel.PresetNames(), ", ")+")")
+	cmd.Flags().StringVar(&f.cpus, "cpus", "", "CPUs instead of the machine's: MODEL[:COUNT],... (e.g. ampere1:15,neoverse-n1:1)")
 	cmd.Flags().StringVar(&f.modules, "modules", "server", "module set to load after boot: server, all, none, or a comma-separated list")
 	rootCmd.AddCommand(cmd)
 }
@@ -63,28 +67,43 @@ func machineNames() []string {
 	return n
 }
 
-func loadMachine(name, config, rodata string) (kernel.Config, error) {
+// loadMachine is the one way the CLI builds a configuration: the machine
+// preset, the policy preset, a --config file decoded over both
+// (kernel.DecodeConfig, as a scenario's config:), then --rodata.
+func loadMachine(name, preset, config, rodata, cpus string) (kernel.Config, error) {
 	cfg, err := kernel.Machine(name)
 	if err != nil {
-		return cfg, fmt.Errorf("%w (machines: %s)", err, strings.Join(machineNames(), ", "))
+		return cfg, fmt.Errorf("--machine: %w (machines: %s)", err, strings.Join(machineNames(), ", "))
+	}
+	if cfg.Policy, err = kernel.Preset(preset); err != nil {
+		return cfg, fmt.Errorf("--preset: %w", err)
 	}
 	if config != "" {
 		if cfg, err = kernel.LoadConfig(config, cfg); err != nil {
 			return cfg, err
 		}
 	}
+	if cpus != "" {
+		y, err := cpusYAML(cpus)
+		if err != nil {
+			return cfg, err
+		}
+		if cfg, err = kernel.DecodeConfig([]byte(y), "--cpus", cfg); err != nil {
+			return cfg, err
+		}
+	}
 	if rodata != "" {
 		cfg.Rodata = kernel.Rodata(rodata)
+		if err := cfg.Validate(); err != nil {
+			return cfg, fmt.Errorf("--rodata: %w", err)
+		}
 	}
 	return cfg, cfg.Validate()
 }
 
-func runSim(out io.Writer, f simFlags) error {
-	cfg, err := loadMachine(f.machine, f.config, f.rodata)
+func runSim(out, errw io.Writer, f simFlags) error {
+	cfg, err := loadMachine(f.machine, f.preset, f.config, f.rodata, f.cpus)
 	if err != nil {
-		return err
-	}
-	if cfg.Policy, err = kernel.Preset(f.preset); err != nil {
 		return err
 	}
 	var im *kernel.Imported
@@ -119,16 +138,18 @@ func runSim(out io.Writer, f simFlags) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(m)
 	}
-	if !f.noDump {
+	mw := errw
+	if f.noDump {
+		mw = out
+	} else {
 		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa})
 		if err := ptdump.Walk(k.PT, c, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
 			return err
 		}
-		fmt.Fprintln(out)
 	}
-	fmt.Fprintf(out, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
+	fmt.Fprintf(mw, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
 		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
-	return m.WriteText(out)
+	return m.WriteText(mw)
 }
 
 // builtinSequence exercises the kernel the way a module load and unload does:

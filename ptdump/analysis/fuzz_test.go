@@ -22,6 +22,7 @@ func FuzzAnalyze(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("---[ Linear Mapping start ]---\n0xffff000000000000-0xffff000000200000           2M PMD       RW NX SHD AF        BLK UXN    MEM/NORMAL-TAGGED\n"))
+	f.Add([]byte("---[ Modules start ]---\n0xffff800000000000-0xffff800000001000 4K PTE ro x SHD AF UXN MEM/NORMAL\n0xffff800000001000-0xffff800000100000 1020K PTE\n---[ Modules end ]---\n---[ vmalloc() area ]---\n0xffff800000100000-0xffff800000101000 4K PTE RW NX SHD AF UXN MEM/NORMAL\n"))
 	f.Add([]byte("0xffff000000000000-0xffff000040000000           1G PUD TBL PA=0x0000000040001000 PXNTable UXNTable\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := ptdump.Parse(bytes.NewReader(data), "fuzz", ptdump.ParseOptions{Lenient: true})
@@ -34,6 +35,14 @@ func FuzzAnalyze(f *testing.F) {
 		}
 		if _, err := json.Marshal(s); err != nil {
 			t.Fatal(err)
+		}
+		// A table serving two regions counts in one of them only.
+		var sum uint64
+		for _, r := range s.Regions {
+			sum += r.TablePages
+		}
+		if sum != s.Total.TablePages {
+			t.Fatalf("regions count %d table pages, the dump %d", sum, s.Total.TablePages)
 		}
 		if res := Diff(d, d); len(res.Changes) != 0 {
 			t.Fatalf("self-diff: %+v", res.Changes)

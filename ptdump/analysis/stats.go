@@ -121,15 +121,25 @@ type tableCounter struct {
 }
 
 func (tc *tableCounter) add(g *ptdump.DumpGeometry, lvl int, r *ptdump.Range) {
+	tc.addSeen(tc, g, lvl, r)
+}
+
+// addSeen counts the tables of r that seen has not counted yet: with one
+// seen shared by every region, a table serving two regions (a PTE table
+// holding the end of one and the start of the next) counts in the first only.
+func (tc *tableCounter) addSeen(seen *tableCounter, g *ptdump.DumpGeometry, lvl int, r *ptdump.Range) {
 	for j := 1; j <= lvl && j < len(tc.count); j++ {
 		shift := uint(bits.TrailingZeros64(g.Levels[j-1].Size))
 		first, last := r.Start>>shift, r.Last()>>shift
 		n := last - first + 1
-		if tc.have[j] && tc.last[j] == first {
-			n--
+		if seen.have[j] && seen.last[j] >= first {
+			n -= min(n, seen.last[j]-first+1)
 		}
 		tc.count[j] += n
-		tc.last[j], tc.have[j] = last, true
+		if !seen.have[j] || last > seen.last[j] {
+			seen.last[j] = last
+		}
+		seen.have[j] = true
 	}
 }
 
@@ -236,6 +246,7 @@ type regionAcc struct {
 	leaf  [5][2]LeafStat
 	attrs map[string]*AttrStat
 	tc    tableCounter
+	seen  *tableCounter // shared by the regions of one dump; nil: own
 	col   collapser
 }
 
@@ -253,7 +264,9 @@ func (a *regionAcc) add(d *ptdump.Dump, i int) {
 	st.Ranges++
 	st.LastLine, st.End = r.Line, r.End
 	lvl := g.Level(r.Level)
-	if lvl >= 0 {
+	if lvl >= 0 && a.seen != nil {
+		a.tc.addSeen(a.seen, g, lvl, r)
+	} else if lvl >= 0 {
 		a.tc.add(g, lvl, r)
 	}
 	a.col.add(i)
@@ -348,10 +361,12 @@ func Stats(d *ptdump.Dump) *Summary {
 	regs, idx := ptdump.Regions(d)
 	accs := make([]*regionAcc, len(regs))
 	total := newAcc(d, "total", "")
+	seen := &tableCounter{}
 	for i := range d.Ranges {
 		k := idx[i]
 		if accs[k] == nil {
 			accs[k] = newAcc(d, regs[k].Name, regs[k].Kind)
+			accs[k].seen = seen
 		}
 		accs[k].add(d, i)
 		total.add(d, i)
