@@ -27,7 +27,12 @@ bench:
 	$(GO) test -run XXX -bench . -benchmem ./...
 
 # Side-by-side benchmarks against gVisor's page tables (a separate module, so
-# the main module never depends on gVisor). Compare with benchstat:
-#   make peer > peer.txt; benchstat -col /impl peer.txt
+# the main module never depends on gVisor). The peers are interleaved: each
+# of the 6 counts runs every op on ptlab then gVisor (BenchmarkPeer), and
+# BenchmarkPair alternates them round by round within one benchmark.
+# Compare with benchstat (bench/README.md):
+#   make peer > peer.txt; benchstat -col /impl -filter .name:Peer peer.txt
 peer:
-	cd bench && $(GO) test ./... && $(GO) test -run '^$$' -bench Peer -count 6 .
+	cd bench && $(GO) test ./... && $(GO) test -c -o peer.test . && \
+	for i in 1 2 3 4 5 6; do ./peer.test -test.run '^$$' -test.bench 'Peer|Pair|Floor' -test.count 1 -test.benchmem || exit 1; done; \
+	rm -f peer.test

@@ -26,7 +26,7 @@ func TestProtValues(t *testing.T) {
 		{"PROT_DEVICE_nGnRE", ProtDeviceNGnRE, 0x0068000000000713},
 		{"KPTI PAGE_KERNEL", Features{NG: true}.Prot(PageKernel), 0x0068000000000f03},
 		{"LPA2 PAGE_KERNEL", Features{LPA2: true}.Prot(PageKernel), 0x0068000000000403},
-		{"tagged block", Geometry4K48.MkLeaf(0, Tagged(PageKernel), 2), 0x0068000000000705},
+		{"tagged block", Geometry4K48.MkLeaf(0, Tagged(PageKernel), LevelPMD), 0x0068000000000705},
 		{"BRK #0x100", uint64(TrapInsn), 0xd4202000},
 	}
 	for _, c := range cases {
@@ -68,14 +68,14 @@ func TestGeometry(t *testing.T) {
 		if n := g.Entries(g.StartLevel); n != c.ptrsPerPGD {
 			t.Errorf("%v: PTRS_PER_PGD %d want %d", g, n, c.ptrsPerPGD)
 		}
-		if g.Size(2) != c.pmdSize || g.Size(1) != c.pudSize {
-			t.Errorf("%v: PMD %#x PUD %#x", g, g.Size(2), g.Size(1))
+		if g.Size(LevelPMD) != c.pmdSize || g.Size(LevelPUD) != c.pudSize {
+			t.Errorf("%v: PMD %#x PUD %#x", g, g.Size(LevelPMD), g.Size(LevelPUD))
 		}
-		if g.ContSize(3) != c.contPTE || g.ContSize(2) != c.contPMD {
-			t.Errorf("%v: CONT_PTE_SIZE %#x CONT_PMD_SIZE %#x", g, g.ContSize(3), g.ContSize(2))
+		if g.ContSize(LevelPTE) != c.contPTE || g.ContSize(LevelPMD) != c.contPMD {
+			t.Errorf("%v: CONT_PTE_SIZE %#x CONT_PMD_SIZE %#x", g, g.ContSize(LevelPTE), g.ContSize(LevelPMD))
 		}
-		if g.BlockAllowed(1) != c.pudBlock {
-			t.Errorf("%v: PUD blocks %v", g, g.BlockAllowed(1))
+		if g.BlockAllowed(LevelPUD) != c.pudBlock {
+			t.Errorf("%v: PUD blocks %v", g, g.BlockAllowed(LevelPUD))
 		}
 		names := ""
 		for l := g.StartLevel; l <= LastLevel; l++ {
@@ -185,27 +185,27 @@ func TestLPA2Bits(t *testing.T) {
 
 func TestPredicates(t *testing.T) {
 	g := Geometry4K48
-	pte := g.MkLeaf(0x40000000, PageKernel, 3)
-	blk := g.MkLeaf(0x40000000, PageKernel, 2)
+	pte := g.MkLeaf(0x40000000, PageKernel, LevelPTE)
+	blk := g.MkLeaf(0x40000000, PageKernel, LevelPMD)
 	tbl := g.MkTable(0x41000000, true)
-	if !g.IsLeaf(pte, 3) || g.IsTable(pte, 3) {
+	if !g.IsLeaf(pte, LevelPTE) || g.IsTable(pte, LevelPTE) {
 		t.Error("PTE")
 	}
-	if !g.IsLeaf(blk, 2) || !g.IsSect(blk, 2) || g.IsTable(blk, 2) {
+	if !g.IsLeaf(blk, LevelPMD) || !g.IsSect(blk, LevelPMD) || g.IsTable(blk, LevelPMD) {
 		t.Error("block")
 	}
-	if g.IsLeaf(tbl, 2) || !g.IsTable(tbl, 2) || tbl&TablePXN == 0 || tbl&TableUXN == 0 {
+	if g.IsLeaf(tbl, LevelPMD) || !g.IsTable(tbl, LevelPMD) || tbl&TablePXN == 0 || tbl&TableUXN == 0 {
 		t.Error("table")
 	}
 	inv := blk&^PTEValid | PTEPresentInvalid
-	if !DescPresentInvalid(inv) || !g.IsLeaf(inv, 2) || g.IsSect(inv, 2) {
+	if !DescPresentInvalid(inv) || !g.IsLeaf(inv, LevelPMD) || g.IsSect(inv, LevelPMD) {
 		t.Error("present-invalid block is a leaf but not a sect")
 	}
 	// split_pmd of a present-invalid block gives present-invalid pages.
-	if p := g.PageProt(inv, 2); p&PTEValid != 0 || p&PTEPresentInvalid == 0 || p&2 == 0 {
+	if p := g.PageProt(inv, LevelPMD); p&PTEValid != 0 || p&PTEPresentInvalid == 0 || p&2 == 0 {
 		t.Errorf("PageProt of invalid block %#x", p)
 	}
-	if p := g.PageProt(blk, 2); p != PageKernel {
+	if p := g.PageProt(blk, LevelPMD); p != PageKernel {
 		t.Errorf("PageProt(block) = %#x", p)
 	}
 }
@@ -213,7 +213,7 @@ func TestPredicates(t *testing.T) {
 func TestPgattrChangeIsSafe(t *testing.T) {
 	g := Geometry4K48
 	pa := uint64(0x40000000)
-	rw := g.MkLeaf(pa, PageKernel, 3)
+	rw := g.MkLeaf(pa, PageKernel, LevelPTE)
 	cases := []struct {
 		name     string
 		old, new uint64
@@ -221,11 +221,11 @@ func TestPgattrChangeIsSafe(t *testing.T) {
 	}{
 		{"create", 0, rw, true},
 		{"remove", rw, 0, true},
-		{"RW->RO", rw, g.MkLeaf(pa, PageKernelRO, 3), true},
-		{"RW->ROX", rw, g.MkLeaf(pa, PageKernelROX, 3), true},
-		{"tag change normal", rw, g.MkLeaf(pa, Tagged(PageKernel), 3), true},
-		{"to device", rw, g.MkLeaf(pa, ProtDeviceNGnRE, 3), false},
-		{"other pa", rw, g.MkLeaf(pa+4096, PageKernel, 3), false},
+		{"RW->RO", rw, g.MkLeaf(pa, PageKernelRO, LevelPTE), true},
+		{"RW->ROX", rw, g.MkLeaf(pa, PageKernelROX, LevelPTE), true},
+		{"tag change normal", rw, g.MkLeaf(pa, Tagged(PageKernel), LevelPTE), true},
+		{"to device", rw, g.MkLeaf(pa, ProtDeviceNGnRE, LevelPTE), false},
+		{"other pa", rw, g.MkLeaf(pa+4096, PageKernel, LevelPTE), false},
 		{"cont", rw, rw | PTECont, false},
 		{"ng->global", rw | PTENG, rw, false},
 		{"global->ng", rw, rw | PTENG, true},

@@ -21,8 +21,35 @@ const (
 // Geometry.Name.
 type Level int8
 
+// The lookup levels by the kernel's names. The top level of a geometry is
+// always called PGD (Geometry.PGD, Geometry.Name): level 0 with 4 levels,
+// level 1 with 3 (PUD folded), level -1 with 5 (LPA2, 52-bit VA).
+const (
+	LevelP4D Level = 0 // P4D with 5 levels; the PGD with 4
+	LevelPUD Level = 1 // PUD: 1G blocks with the 4K granule; the PGD with 3 levels
+	LevelPMD Level = 2 // PMD: blocks with every granule
+	LevelPTE Level = 3 // PTE: page descriptors
+)
+
 // LastLevel is the level of page (PTE) descriptors.
-const LastLevel Level = 3
+const LastLevel = LevelPTE
+
+// MinLevel is the lowest lookup level of any geometry (5 levels).
+const MinLevel Level = -1
+
+// NumLevels is the number of lookup levels, -1..3.
+const NumLevels = int(LastLevel-MinLevel) + 1
+
+// PerLevel holds one T for each lookup level, -1..3: the one convention for
+// per-level values. It is indexed by Level only (At, Get), so a bare number
+// cannot pick the wrong level.
+type PerLevel[T any] struct{ v [NumLevels]T }
+
+// At returns the element of level l.
+func (a *PerLevel[T]) At(l Level) *T { return &a.v[l-MinLevel] }
+
+// Get returns the element of level l.
+func (a *PerLevel[T]) Get(l Level) T { return a.v[l-MinLevel] }
 
 // Kernel table-level names, indexed like mm/ptdump.c's levels (0 = PGD .. 4 = PTE).
 const (
@@ -149,9 +176,9 @@ func (g *Geometry) Index(va uint64, l Level) int {
 // same 1G blocks.
 func (g *Geometry) BlockAllowed(l Level) bool {
 	switch l {
-	case 2:
+	case LevelPMD:
 		return true
-	case 1:
+	case LevelPUD:
 		return g.PageShift == PageShift4K
 	}
 	return false
@@ -162,7 +189,7 @@ func (g *Geometry) BlockAllowed(l Level) bool {
 // ARM64_CONT_PTE_SHIFT / ARM64_CONT_PMD_SHIFT). Other levels have none (0).
 func (g *Geometry) ContEntries(l Level) int {
 	switch {
-	case l == 3:
+	case l == LevelPTE:
 		switch g.PageShift {
 		case PageShift4K:
 			return 16
@@ -171,7 +198,7 @@ func (g *Geometry) ContEntries(l Level) int {
 		default:
 			return 32
 		}
-	case l == 2:
+	case l == LevelPMD:
 		switch g.PageShift {
 		case PageShift4K:
 			return 16
@@ -184,6 +211,9 @@ func (g *Geometry) ContEntries(l Level) int {
 
 // ContSize is CONT_PTE_SIZE (level 3) or CONT_PMD_SIZE (level 2).
 func (g *Geometry) ContSize(l Level) uint64 { return uint64(g.ContEntries(l)) * g.Size(l) }
+
+// PGD is the top lookup level, the one swapper_pg_dir holds.
+func (g *Geometry) PGD() Level { return g.StartLevel }
 
 // KLevel is the ptdump level number (0=PGD .. 4=PTE) of a lookup level: the
 // first level is always "PGD"; with 4 levels level 0 is PGD (P4D folded); with

@@ -41,7 +41,7 @@ const (
 )
 
 var (
-	door   pgtable.Direct
+	door   = pgtable.Direct{WalkCache: true}
 	gvRW   = gv.MapOpts{AccessType: hostarch.ReadWrite, Global: true}
 	gvRO   = gv.MapOpts{AccessType: hostarch.Read, Global: true}
 	gvNone = gv.MapOpts{} // Map without access clears the entries and keeps the tables

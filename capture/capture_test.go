@@ -43,7 +43,7 @@ func buildScene(t testing.TB, c geometryCase, rwx bool) (*fakeKernel, []testLeaf
 		}
 		add(lin+i*ps, fk.ramStart+i*ps, arm64.LastLevel, prot)
 	}
-	blk := g.Size(2)
+	blk := g.Size(arm64.LevelPMD)
 	add(lin+blk*4, fk.ramStart+blk*4, 2, arm64.Tagged(arm64.PageKernel))
 	add(fk.kimageVA, fk.kimagePA, arm64.LastLevel, arm64.PageKernelROX)
 	add(fk.kimageVA+ps, fk.kimagePA+ps, arm64.LastLevel, arm64.PageKernelROX)

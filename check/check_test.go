@@ -58,7 +58,7 @@ func TestLeaksAndDanglingTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	lin := linearVA(k)
-	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, 2)
+	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, arm64.LevelPMD)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -67,7 +67,7 @@ func TestLeaksAndDanglingTables(t *testing.T) {
 		t.Errorf("an unhooked, unfreed table: %v", err)
 	}
 	// Free a table that is still hooked: a dangling pointer.
-	lin2 := lin + k.G.Size(2)
+	lin2 := lin + k.G.Size(arm64.LevelPMD)
 	e, err := k.PT.Lookup(pgtable.Atomic{}, lin2)
 	if err != nil || e.Level != arm64.LastLevel {
 		t.Fatal(e, err)
@@ -167,13 +167,13 @@ func TestMonitorLostUpdateAndWalkCache(t *testing.T) {
 	m := cpu.NewMachine(k, 2, cpu.Cooperative)
 	c0, c1 := m.CPUs[0], m.CPUs[1]
 	lin := linearVA(k)
-	mo := monitorFor(k, m, lin+k.G.Size(2), nil) // track another region: only the path checks matter
+	mo := monitorFor(k, m, lin+k.G.Size(arm64.LevelPMD), nil) // track another region: only the path checks matter
 	c0.Hook = mo
 	e, err := k.PT.Lookup(c0, lin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, 2)
+	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, arm64.LevelPMD)
 	if err != nil || !ok {
 		t.Fatal(err)
 	}
@@ -183,13 +183,13 @@ func TestMonitorLostUpdateAndWalkCache(t *testing.T) {
 		t.Errorf("store into an unhooked table: %v", mo.Err())
 	}
 
-	mo = monitorFor(k, m, lin+k.G.Size(2), nil)
+	mo = monitorFor(k, m, lin+k.G.Size(arm64.LevelPMD), nil)
 	c0.Hook = mo
-	other := lin + 2*k.G.Size(2)
+	other := lin + 2*k.G.Size(arm64.LevelPMD)
 	if _, err := c1.Access(cpu.Read, other); err != nil {
 		t.Fatal(err)
 	}
-	t2, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, other, 2)
+	t2, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, other, arm64.LevelPMD)
 	if err != nil || !ok {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ type Monitor struct {
 // ops are the operations of each CPU's thread. With a nil oracle the monitor
 // records one (a serial run); otherwise it checks against it.
 func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInfo, oracle *Oracle) *Monitor {
-	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(2), ps: k.G.PageSize(), alias: map[uint64]uint64{}}
+	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(), alias: map[uint64]uint64{}}
 	if oracle == nil {
 		mo.record = true
 		mo.oracle = &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}

@@ -153,7 +153,7 @@ func TestAccessFaults(t *testing.T) {
 	}
 	// The linear map is block mapped: one entry covers the whole block.
 	e, hit, _ := c.TLB.Lookup(lin)
-	if !hit || e.Size < k.G.Size(2) {
+	if !hit || e.Size < k.G.Size(arm64.LevelPMD) {
 		t.Errorf("linear map TLB entry %+v (hit %v)", e, hit)
 	}
 	if _, w := c.TLB.Len(); w == 0 {
@@ -202,13 +202,13 @@ func TestTLBConflictWithoutBBML2(t *testing.T) {
 		}
 		// Fold the PTE table into a block without break-before-make, and
 		// drop the walk cache (not the page entry) so the next walk sees it.
-		block := lin &^ (k.G.Size(2) - 1)
-		tpa, ok, err := k.PT.FoldTable(pgtable.Atomic{}, block, 2)
+		block := lin &^ (k.G.Size(arm64.LevelPMD) - 1)
+		tpa, ok, err := k.PT.FoldTable(pgtable.Atomic{}, block, arm64.LevelPMD)
 		if err != nil || !ok {
 			t.Fatalf("fold: %v %v", ok, err)
 		}
 		c.TLBI(kernel.TLBIOp{Kind: kernel.TLBIVAAE1IS, Start: block, End: block + k.G.PageSize()})
-		_, err = c.Access(Read, block+k.G.Size(2)/2)
+		_, err = c.Access(Read, block+k.G.Size(arm64.LevelPMD)/2)
 		if bbml2 && err != nil {
 			t.Errorf("BBML2_NOABORT: %v", err)
 		}
@@ -228,7 +228,7 @@ func TestWalkCacheStaleTable(t *testing.T) {
 	if _, err := c.Access(Read, lin); err != nil {
 		t.Fatal(err)
 	}
-	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, 2)
+	tpa, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, arm64.LevelPMD)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}

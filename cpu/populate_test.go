@@ -25,10 +25,10 @@ func TestRealConcurrentPopulate(t *testing.T) {
 	// 1 GiB-aligned windows at the top of the vmalloc area, far from
 	// anything boot mapped: each round needs a new PMD and PTE table (and
 	// a PUD table whenever the window starts a new level-0 entry).
-	top := (k.Layout.VmallocEnd &^ (g.Size(1) - 1)) - g.Size(1)
+	top := (k.Layout.VmallocEnd &^ (g.Size(arm64.LevelPUD) - 1)) - g.Size(arm64.LevelPUD)
 	pa := k.Mem.Regions()[0].Base
 	for r := range rounds {
-		base := top - uint64(r)*g.Size(1)
+		base := top - uint64(r)*g.Size(arm64.LevelPUD)
 		before := k.Mem.OwnedPages(physmem.OwnerPageTable)
 		want := uint64(2)
 		if e, err := k.PT.Lookup(pgtable.Atomic{}, base); err != nil || e.Level < 1 {

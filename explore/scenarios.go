@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/check"
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/kernel"
@@ -290,7 +291,7 @@ func buildSplit(s *Setup) error {
 	if err != nil {
 		return err
 	}
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	if k.Lin(v1.PagePA(0))&^(pmd-1) != k.Lin(v2.PagePA(0))&^(pmd-1) {
 		return fmt.Errorf("the two pages %#x and %#x are not in one PMD block", v1.PagePA(0), v2.PagePA(0))
 	}
@@ -305,12 +306,12 @@ func buildSplit(s *Setup) error {
 
 func buildBBM(s *Setup) error {
 	k, c0 := s.K, s.M.CPUs[0]
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	h, err := k.VmallocHuge(c0, pmd)
 	if err != nil {
 		return err
 	}
-	if h.PageOrder != int(k.G.Shift(2)-k.G.PageShift) {
+	if h.PageOrder != int(k.G.Shift(arm64.LevelPMD)-k.G.PageShift) {
 		return fmt.Errorf("vmalloc_huge fell back to order %d", h.PageOrder)
 	}
 	for _, c := range s.M.CPUs {
@@ -328,7 +329,7 @@ func buildPtdumpVmap(s *Setup) error {
 	k, c0 := s.K, s.M.CPUs[0]
 	// A small area leaves a PTE table in the first PMD slot of the vmalloc
 	// range; once it is freed and purged, a huge mapping can take the slot.
-	v, err := k.VmallocNodeRange(c0, kernel.VmallocRequest{Size: k.G.PageSize(), Align: k.G.Size(2), Caller: "vmalloc"})
+	v, err := k.VmallocNodeRange(c0, kernel.VmallocRequest{Size: k.G.PageSize(), Align: k.G.Size(arm64.LevelPMD), Caller: "vmalloc"})
 	if err != nil {
 		return err
 	}
@@ -339,7 +340,7 @@ func buildPtdumpVmap(s *Setup) error {
 	s.Threads = [][]Op{
 		{ptdumpOp()},
 		{{Name: "vmalloc_huge(2M)", Run: func(k *kernel.Kernel, c *cpu.CPU) error {
-			_, err := k.VmallocHuge(c, k.G.Size(2))
+			_, err := k.VmallocHuge(c, k.G.Size(arm64.LevelPMD))
 			return err
 		}}},
 	}

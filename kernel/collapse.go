@@ -47,7 +47,7 @@ func (k *Kernel) freeFoldedTable(c CPU, va, tablePA uint64) error {
 // the table walk, synchronise with ptdump and free the PTE table. Nothing
 // stops another CPU from rewriting those PTEs concurrently without the lock.
 func (k *Kernel) tryCollapseKernelPMD(c CPU, addr uint64) {
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	if addr&(pmd-1) != 0 {
 		k.warnOnce("collapse-align", "try_collapse_kernel_pmd(%#x): address not PMD aligned", addr)
 		k.warnMu.Lock()
@@ -57,11 +57,11 @@ func (k *Kernel) tryCollapseKernelPMD(c CPU, addr uint64) {
 	}
 	k.lockSplit(c)
 	defer k.unlockSplit(c)
-	if isTable, err := k.PT.TableAt(c, addr, 2); err != nil || !isTable {
+	if isTable, err := k.PT.TableAt(c, addr, arm64.LevelPMD); err != nil || !isTable {
 		k.modelError("try_collapse_kernel_pmd", err)
 		return // pmd_table() is false: nothing to collapse
 	}
-	freed, ok, err := k.foldTable(c, addr, 2)
+	freed, ok, err := k.foldTable(c, addr, arm64.LevelPMD)
 	if err != nil {
 		k.modelError("try_collapse_kernel_pmd", err)
 		return
@@ -95,9 +95,9 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 	k.lockSplit(c)
 	defer k.unlockSplit(c)
 	st := &k.Stats.Collapse
-	if size >= g.Size(2) {
-		for r := va; r < va+size; r += g.Size(2) {
-			if isTable, err := k.PT.TableAt(c, r, 2); err != nil || !isTable {
+	if size >= g.Size(arm64.LevelPMD) {
+		for r := va; r < va+size; r += g.Size(arm64.LevelPMD) {
+			if isTable, err := k.PT.TableAt(c, r, arm64.LevelPMD); err != nil || !isTable {
 				k.modelError("collapse", err)
 				continue // already a block (or unmapped): nothing to fold
 			}
@@ -112,7 +112,7 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 				k.lockPatch(c)
 				k.lockVmapBusy(c)
 			}
-			freed, ok, err := k.foldTable(c, r, 2)
+			freed, ok, err := k.foldTable(c, r, arm64.LevelPMD)
 			if !linear {
 				k.unlockVmapBusy(c)
 				k.unlockPatch(c)
@@ -133,19 +133,19 @@ func (k *Kernel) collapseRegion(c CPU, va uint64, order int, linear bool) {
 				}
 			default:
 				st.Refused++
-				k.foldContPTEs(c, r, r+g.Size(2))
+				k.foldContPTEs(c, r, r+g.Size(arm64.LevelPMD))
 			}
 		}
 		// Larger neighbourhoods: only if the region is big enough to back them.
-		if cs := g.ContSize(2); size >= cs {
-			ok, err := k.PT.FoldCont(c, va&^(cs-1), 2)
+		if cs := g.ContSize(arm64.LevelPMD); size >= cs {
+			ok, err := k.PT.FoldCont(c, va&^(cs-1), arm64.LevelPMD)
 			k.modelError("collapse: contiguous PMDs", err)
 			if ok {
 				st.ContPMD++
 			}
 		}
-		if g.BlockAllowed(1) && size >= g.Size(1) {
-			freed, ok, err := k.foldTable(c, va&^(g.Size(1)-1), 1)
+		if g.BlockAllowed(arm64.LevelPUD) && size >= g.Size(arm64.LevelPUD) {
+			freed, ok, err := k.foldTable(c, va&^(g.Size(arm64.LevelPUD)-1), arm64.LevelPUD)
 			k.modelError("collapse: PUD fold", err)
 			if ok {
 				if err := k.freeFoldedTable(c, va, freed); err != nil {

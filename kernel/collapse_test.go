@@ -117,7 +117,7 @@ func TestRFCv1Flaws(t *testing.T) {
 	if n := k.Stats.SetMemoryCalls.Load() - calls; n < 512 {
 		t.Errorf("alias updated with %d calls, want >= 512 (one per 4K page of the chunk)", n)
 	}
-	if k.Stats.Split.Blocks[2] == 0 {
+	if k.Stats.Split.Blocks.Get(arm64.LevelPMD) == 0 {
 		t.Error("the alias PMD must have been split to PTEs")
 	}
 	a := k.Exec.Chunks()[0]

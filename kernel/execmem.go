@@ -364,7 +364,7 @@ func (k *Kernel) execmemCacheAlloc(c CPU, r *ExecmemRange, size uint64) (uint64,
 	if ok {
 		return p, nil
 	}
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	allocSize := (size + pmd - 1) &^ (pmd - 1)
 	a, err := k.execmemVmalloc(c, r, allocSize, k.Feat.Prot(arm64.PageKernel), VMAllowHugeVmap, "execmem_cache_populate")
 	if err != nil {
@@ -445,7 +445,7 @@ func (k *Kernel) execmemCacheClean(c CPU) error {
 	e := k.Exec
 	c.Lock(e.Mutex)
 	defer c.Unlock(e.Mutex)
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	for i := 0; i < len(e.free); i++ {
 		f := e.free[i]
 		if f.start&(pmd-1) != 0 || (f.end-f.start)&(pmd-1) != 0 {

@@ -195,10 +195,10 @@ func (k *Kernel) mapImported(c CPU) error {
 		switch {
 		case r.Level == arm64.LastLevel:
 			flags |= pgtable.NoBlockMappings
-		case r.Level == 2 && r.Cont:
-			step = k.G.ContSize(2)
-		case r.Level == 2:
-			step = k.G.Size(2)
+		case r.Level == arm64.LevelPMD && r.Cont:
+			step = k.G.ContSize(arm64.LevelPMD)
+		case r.Level == arm64.LevelPMD:
+			step = k.G.Size(arm64.LevelPMD)
 		}
 		for va := r.Start; va < r.End || (r.End == 0 && va != 0); va += step {
 			n := min(step, r.End-va)

@@ -108,8 +108,8 @@ func TestBoot256GiBPageTableMemory(t *testing.T) {
 	big := func(c *Config) { c.RAM = []RAMRegion{{0x80000000, 256 << 30}} }
 	pte := boot(t, "n1-server", big)
 	blk := boot(t, "bbml2-server", big)
-	ptePTE := pte.PT.TablePages(3)
-	blkPTE := blk.PT.TablePages(3)
+	ptePTE := pte.PT.TablePages(arm64.LevelPTE)
+	blkPTE := blk.PT.TablePages(arm64.LevelPTE)
 	// PTE tables: one per 2 MiB of RAM outside the block-mapped kernel alias.
 	wantPTE := int((256<<30 - pte.Image.InitStart) >> 21)
 	// Both also have the one PTE table of the kernel image's data segment.
@@ -149,9 +149,9 @@ func TestSetMemoryROOnePageBBML2(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := k.Stats.Split
-	for i := range d.Blocks {
-		d.Blocks[i] -= before.Blocks[i]
-		d.ContRun[i] -= before.ContRun[i]
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		*d.Blocks.At(l) -= before.Blocks.Get(l)
+		*d.ContRun.At(l) -= before.ContRun.Get(l)
 	}
 	_, e, _ := k.PT.Translate(c, alias)
 	if e.Level != arm64.LastLevel || arm64.DescCont(e.Desc) || e.Desc&arm64.PTERdonly == 0 {
@@ -260,7 +260,7 @@ func TestSplitENOMEMLeavesTablesValid(t *testing.T) {
 	if !errors.Is(err, ErrNoMem) {
 		t.Fatalf("want -ENOMEM, got %v", err)
 	}
-	if k.Stats.Split.Blocks[1] != 1 || k.Stats.Split.Blocks[2] != 0 {
+	if k.Stats.Split.Blocks.Get(arm64.LevelPUD) != 1 || k.Stats.Split.Blocks.Get(arm64.LevelPMD) != 0 {
 		t.Errorf("PUD split must have happened, PMD split not: %+v", k.Stats.Split)
 	}
 	for off := uint64(0); off < 2<<30; off += 4096 * 97 {

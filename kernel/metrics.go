@@ -50,8 +50,8 @@ type Metrics struct {
 	TablePages     int                `json:"table_pages"`
 	TableKiB       uint64             `json:"table_kib"`
 	Splits         pgtable.SplitStats `json:"splits"`
-	TLBI           map[string]uint64  `json:"tlbi"`       // broadcasts by instruction
-	TLBIInsns      map[string]uint64  `json:"tlbi_insns"` // instructions by kind
+	TLBI           TLBICounts         `json:"tlbi"`       // broadcasts by instruction
+	TLBIInsns      TLBICounts         `json:"tlbi_insns"` // instructions by kind
 	MemFreeKiB     uint64             `json:"memfree_kib"`
 	Owned          map[string]uint64  `json:"owned_pages"`
 	SetMemoryCalls uint64             `json:"set_memory_calls"`
@@ -70,41 +70,83 @@ func sizeName(b uint64) string {
 	}
 }
 
+// trackedRegions are the ranges the table operations keep counters for
+// (pgtable.Track), in address order: the linear map, the modules area, the
+// vmalloc area below the image, the image, the vmalloc area above it.
+func (k *Kernel) trackedRegions() [][2]uint64 {
+	im := [2]uint64{k.Image.VA, k.Image.VA + k.Image.End}
+	return [][2]uint64{
+		{k.Layout.PageOffset, k.Layout.PageEnd},
+		{k.Layout.ModulesVaddr, k.Layout.ModulesEnd},
+		{k.Layout.VmallocStart, im[0]},
+		im,
+		{im[1], k.Layout.VmallocEnd},
+	}
+}
+
+// trackRegions turns on the incremental census of the metric regions, so
+// a metrics sample reads counters instead of walking every table. A layout
+// whose regions are not disjoint and in order keeps the full census.
+func (k *Kernel) trackRegions(c CPU) {
+	if err := k.PT.Track(c, k.trackedRegions()); err != nil {
+		k.warnOnce("metrics-track", "metrics: regions not tracked, every sample takes a census: %v", err)
+	}
+}
+
+// regionCensus is what maps region i of trackedRegions: the tracked
+// counters, or a full census when tracking is off or census is set.
+func (k *Kernel) regionCensus(c CPU, i int, census bool) (pgtable.Census, error) {
+	if k.PT.IsTracking() && !census {
+		return k.PT.Tracked(i), nil
+	}
+	r := k.trackedRegions()[i]
+	if r[0] == r[1] {
+		return pgtable.Census{}, nil
+	}
+	return k.PT.TakeCensus(c, r[0], r[1])
+}
+
 // Metrics takes a snapshot: per region (linear map, modules, vmalloc, the
 // kernel image) bytes at each leaf size and table pages by level; splits;
-// TLB invalidations by kind; free memory.
+// TLB invalidations by kind; free memory. The region figures come from the
+// counters the table operations keep (pgtable.Track), not from a walk.
 func (k *Kernel) Metrics(c CPU) (Metrics, error) {
+	return k.metrics(c, false)
+}
+
+// metrics is Metrics; with census set the region figures come from a full
+// census (the oracle of the counters).
+func (k *Kernel) metrics(c CPU, census bool) (Metrics, error) {
 	g := &k.G
-	m := Metrics{Machine: k.Cfg.Name, TLBI: map[string]uint64{}, TLBIInsns: map[string]uint64{}, Owned: map[string]uint64{}}
-	m.LeafSizes = [5]string{sizeName(g.Size(1)), sizeName(g.ContSize(2)), sizeName(g.Size(2)), sizeName(g.ContSize(3)), sizeName(g.Size(3))}
+	m := Metrics{Machine: k.Cfg.Name, Owned: map[string]uint64{}}
+	m.LeafSizes = [5]string{sizeName(g.Size(arm64.LevelPUD)), sizeName(g.ContSize(arm64.LevelPMD)), sizeName(g.Size(arm64.LevelPMD)), sizeName(g.ContSize(arm64.LevelPTE)), sizeName(g.Size(arm64.LevelPTE))}
 	im := [2]uint64{k.Image.VA, k.Image.VA + k.Image.End}
 	regions := []struct {
 		name       string
 		start, end uint64
+		parts      []int // indexes into trackedRegions
 	}{
-		{"linear map", k.Layout.PageOffset, k.Layout.PageEnd},
-		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd},
-		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd},
-		{"kernel image", im[0], im[1]},
+		{"linear map", k.Layout.PageOffset, k.Layout.PageEnd, []int{0}},
+		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd, []int{1}},
+		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd, []int{2, 4}}, // without the image inside it
+		{"kernel image", im[0], im[1], []int{3}},
 	}
 	for _, r := range regions {
-		cs, err := k.PT.TakeCensus(c, r.start, r.end)
-		if err != nil {
-			return m, err
-		}
-		if r.name == "vmalloc" { // the image lies inside the vmalloc range
-			ics, err := k.PT.TakeCensus(c, im[0], im[1])
+		var cs pgtable.Census
+		for _, i := range r.parts {
+			pc, err := k.regionCensus(c, i, census)
 			if err != nil {
 				return m, err
 			}
-			cs.Sub(ics)
+			cs.Add(pc)
 		}
 		rm := RegionMetrics{Name: r.name, Start: r.start, End: r.end, Invalid: cs.Invalid}
 		for l := g.StartLevel; l <= arm64.LastLevel; l++ {
-			rm.TablePages[g.KLevel(l)] = cs.Tables[l+1]
+			rm.TablePages[g.KLevel(l)] = cs.Tables.Get(l)
 		}
-		rm.LeafBytes = [5]uint64{cs.Leaf[1][0] + cs.Leaf[1][1], cs.Leaf[2][1], cs.Leaf[2][0], cs.Leaf[3][1], cs.Leaf[3][0]}
-		if g.StartLevel > 1 { // no level-1 tables in 2-level geometries
+		pud, pmd, pte := cs.Leaf.Get(arm64.LevelPUD), cs.Leaf.Get(arm64.LevelPMD), cs.Leaf.Get(arm64.LevelPTE)
+		rm.LeafBytes = [5]uint64{pud[0] + pud[1], pmd[1], pmd[0], pte[1], pte[0]}
+		if g.StartLevel > arm64.LevelPUD { // no level-1 tables in 2-level geometries
 			rm.LeafBytes[0] = 0
 		}
 		m.Regions = append(m.Regions, rm)
@@ -112,10 +154,8 @@ func (k *Kernel) Metrics(c CPU) (Metrics, error) {
 	m.TablePages = k.PT.TotalTablePages()
 	m.TableKiB = uint64(m.TablePages) * g.PageSize() >> 10
 	m.Splits = k.Stats.Split
-	for i := TLBIKind(0); i < numTLBIKinds; i++ {
-		m.TLBI[i.String()] = k.TLB.Count[i]
-		m.TLBIInsns[i.String()] = k.TLB.Insns[i]
-	}
+	m.TLBI = k.TLB.Count
+	m.TLBIInsns = k.TLB.Insns
 	m.MemFreeKiB = k.Mem.FreePages() * g.PageSize() >> 10
 	for o := physmem.Owner(1); o < physmem.NumOwners; o++ {
 		m.Owned[o.String()] = k.Mem.OwnedPages(o)
@@ -156,9 +196,9 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	}
 	s := m.Splits
 	fmt.Fprintf(w, "page-table pages: %d (%d KiB)   MemFree: %d KiB\n", m.TablePages, m.TableKiB, m.MemFreeKiB)
-	fmt.Fprintf(w, "splits: PUD->PMD %d, contPMD %d, PMD->PTE %d, contPTE %d\n", s.Blocks[1], s.ContRun[2], s.Blocks[2], s.ContRun[3])
+	fmt.Fprintf(w, "splits: PUD->PMD %d, contPMD %d, PMD->PTE %d, contPTE %d\n", s.Blocks.Get(arm64.LevelPUD), s.ContRun.Get(arm64.LevelPMD), s.Blocks.Get(arm64.LevelPMD), s.ContRun.Get(arm64.LevelPTE))
 	fmt.Fprintf(w, "TLBI broadcasts: vaale1is %d (%d insns), rvaale1is %d (%d insns), vmalle1is %d, vaae1is %d\n",
-		m.TLBI["vaale1is"], m.TLBIInsns["vaale1is"], m.TLBI["rvaale1is"], m.TLBIInsns["rvaale1is"], m.TLBI["vmalle1is"], m.TLBI["vaae1is"])
+		m.TLBI[TLBIVAALE1IS], m.TLBIInsns[TLBIVAALE1IS], m.TLBI[TLBIRVAALE1IS], m.TLBIInsns[TLBIRVAALE1IS], m.TLBI[TLBIVMALLE1IS], m.TLBI[TLBIVAAE1IS])
 	fmt.Fprintf(w, "set_memory calls: %d   vmalloc areas: %d\n", m.SetMemoryCalls, m.VmallocAreas)
 	for _, wn := range m.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", wn)

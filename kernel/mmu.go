@@ -37,11 +37,11 @@ func memstartAlign(g arm64.Geometry) uint64 {
 	var a uint64
 	switch g.PageShift {
 	case arm64.PageShift4K:
-		a = g.Size(1)
+		a = g.Size(arm64.LevelPUD)
 	case arm64.PageShift16K:
-		a = g.ContSize(2)
+		a = g.ContSize(arm64.LevelPMD)
 	default:
-		a = g.Size(2)
+		a = g.Size(arm64.LevelPMD)
 	}
 	return max(a, 128<<20)
 }
@@ -106,7 +106,8 @@ func Boot(cfg Config) (*Kernel, error) {
 	if k.PT, err = pgtable.New(g, mem); err != nil {
 		return nil, err
 	}
-	c := &PlainCPU{}
+	c := NewPlainCPU(0)
+	k.trackRegions(c)
 	if err := k.mapKernel(c); err != nil {
 		return nil, fmt.Errorf("map_kernel: %w", err)
 	}

@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -19,7 +21,9 @@ const (
 	// TLBIVAAE1IS invalidates one VA at all levels, walk caches included
 	// (__flush_tlb_kernel_pgtable, before a table page is freed).
 	TLBIVAAE1IS
-	numTLBIKinds
+	// NumTLBIKinds is the number of kinds.
+	NumTLBIKinds
+	numTLBIKinds = NumTLBIKinds
 )
 
 var tlbiNames = [numTLBIKinds]string{"vaale1is", "rvaale1is", "vmalle1is", "vaae1is"}
@@ -29,6 +33,36 @@ func (k TLBIKind) String() string {
 		return tlbiNames[k]
 	}
 	return fmt.Sprintf("tlbi(%d)", uint8(k))
+}
+
+// TLBICounts holds one count per TLBI kind, indexed by the kind. Its JSON
+// form is an object keyed by the instruction's name ("vaale1is": n, ...).
+type TLBICounts [NumTLBIKinds]uint64
+
+// MarshalJSON writes the counts keyed by instruction name.
+func (c TLBICounts) MarshalJSON() ([]byte, error) {
+	m := make(map[string]uint64, NumTLBIKinds)
+	for k := TLBIKind(0); k < NumTLBIKinds; k++ {
+		m[k.String()] = c[k]
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; unknown names are an error.
+func (c *TLBICounts) UnmarshalJSON(b []byte) error {
+	var m map[string]uint64
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*c = TLBICounts{}
+	for name, n := range m {
+		k := slices.Index(tlbiNames[:], name)
+		if k < 0 {
+			return fmt.Errorf("unknown TLBI kind %q", name)
+		}
+		c[k] = n
+	}
+	return nil
 }
 
 // TLBIOp is one invalidation broadcast: a kind, the VA range it covers
@@ -46,8 +80,8 @@ type TLBLog struct {
 	mu     sync.Mutex
 	Record bool
 	Ops    []TLBIOp
-	Count  [numTLBIKinds]uint64 // broadcasts
-	Insns  [numTLBIKinds]uint64 // instructions
+	Count  TLBICounts // broadcasts
+	Insns  TLBICounts // instructions
 }
 
 func (l *TLBLog) add(op TLBIOp) {
@@ -64,8 +98,8 @@ func (l *TLBLog) add(op TLBIOp) {
 func (l *TLBLog) Reset() {
 	l.mu.Lock()
 	l.Ops = l.Ops[:0]
-	l.Count = [numTLBIKinds]uint64{}
-	l.Insns = [numTLBIKinds]uint64{}
+	l.Count = TLBICounts{}
+	l.Insns = TLBICounts{}
 	l.mu.Unlock()
 }
 

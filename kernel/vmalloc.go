@@ -167,8 +167,8 @@ func (k *Kernel) VmallocNodeRange(c CPU, r VmallocRequest) (*VMArea, error) {
 	}
 	shift := k.G.PageShift
 	if r.Flags&VMAllowHugeVmap != 0 {
-		if r.Size >= k.G.Size(2) {
-			shift = k.G.Shift(2) // PMD_SHIFT (arch_vmap_pmd_supported)
+		if r.Size >= k.G.Size(arm64.LevelPMD) {
+			shift = k.G.Shift(arm64.LevelPMD) // PMD_SHIFT (arch_vmap_pmd_supported)
 		} else if r.Size >= k.G.ContSize(arm64.LastLevel) {
 			shift = k.G.PageShift + uint(bits.TrailingZeros(uint(k.G.ContEntries(arm64.LastLevel)))) // CONT_PTE_SHIFT
 		}
@@ -248,7 +248,7 @@ func (k *Kernel) freeAreaPages(a *VMArea) {
 func (k *Kernel) vmapPagesRange(c CPU, a *VMArea, shift uint) error {
 	ps := k.G.PageSize()
 	chunk := uint64(1) << shift
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	for i, pa := range a.Blocks {
 		va := a.Addr + uint64(i)*chunk
 		var err error
@@ -274,7 +274,7 @@ func (k *Kernel) vmapPagesRange(c CPU, a *VMArea, shift uint) error {
 // ptdump walk (init_mm's mmap lock taken and released for reading when the
 // arm64_ptdump_lock_key static key is on), and free it.
 func (k *Kernel) pmdFreePTEPage(c CPU, va uint64) error {
-	tpa, ok, err := k.PT.UnhookTable(c, va, 2)
+	tpa, ok, err := k.PT.UnhookTable(c, va, arm64.LevelPMD)
 	if err != nil || !ok {
 		return err
 	}

@@ -20,7 +20,7 @@ const (
 	benchPUD     uint64 = 1 << 30
 )
 
-var benchDoor pgtable.Direct
+var benchDoor = pgtable.Direct{WalkCache: true}
 
 func benchTables(b *testing.B, ram uint64) *pgtable.Tables {
 	b.Helper()
@@ -44,9 +44,9 @@ func bootLinearMap(b *testing.B, ram uint64) *pgtable.Tables {
 		b.Fatal(err)
 	}
 	// 512 GiB per PUD table; no PMD or PTE tables at all.
-	if got, want := t.TablePages(1), int((ram+512*benchPUD-1)/(512*benchPUD)); got != want || t.TablePages(2) != 0 || t.TablePages(3) != 0 {
+	if got, want := t.TablePages(arm64.LevelPUD), int((ram+512*benchPUD-1)/(512*benchPUD)); got != want || t.TablePages(arm64.LevelPMD) != 0 || t.TablePages(arm64.LevelPTE) != 0 {
 		b.Fatalf("linear map of %d GiB: %d PUD, %d PMD, %d PTE tables, want %d PUD tables and no others",
-			ram>>30, got, t.TablePages(2), t.TablePages(3), want)
+			ram>>30, got, t.TablePages(arm64.LevelPMD), t.TablePages(arm64.LevelPTE), want)
 	}
 	return t
 }
@@ -123,7 +123,7 @@ func benchSplit2M(b *testing.B, ram uint64) {
 			if err != nil || e.Level != arm64.LastLevel || arm64.DescCont(e.Desc) {
 				b.Fatalf("after split: level %d desc %#016x err %v; want a non-contiguous PTE", e.Level, e.Desc, err)
 			}
-			if st.Blocks[1] != 1 || st.Blocks[2] != 1 || st.Total() != 2 {
+			if st.Blocks.Get(arm64.LevelPUD) != 1 || st.Blocks.Get(arm64.LevelPMD) != 1 || st.Total() != 2 {
 				b.Fatalf("split stats %+v, want one PUD and one PMD block split", st)
 			}
 		}

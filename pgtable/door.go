@@ -29,8 +29,15 @@ type Door interface {
 	PageTableUnlock(t *Tables)
 }
 
-// Direct is the door of a plain single-threaded run: no hook, no cost.
-type Direct struct{}
+// Direct is the door of a plain single-threaded run: no hook, no cost; the
+// table code reads and writes descriptors directly, without calling it.
+//
+// WalkCache, set at construction, lets operations through this door use and
+// fill the tree's software walk cache (walkcache.go), which skips the upper
+// levels of walks near the previous one. Only a door used by one goroutine
+// at a time, whose loads need not each be seen, may set it; a door that
+// embeds Direct inherits the setting of its embedded value.
+type Direct struct{ WalkCache bool }
 
 func (Direct) Load(_ uint64, p *uint64) uint64     { return *p }
 func (Direct) Store(_ uint64, p *uint64, v uint64) { *p = v }

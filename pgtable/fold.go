@@ -59,6 +59,12 @@ func (t *Tables) foldTable(d Door, va uint64, l arm64.Level, checkAttrs bool) (f
 		prot |= arm64.PTEUXN
 	}
 	tbl, _ := t.tableOf(e.DescPA)
+	if t.tr != nil {
+		if err := t.trackSubtree(cpa, l+1, e.VA, -1); err != nil {
+			return 0, false, err
+		}
+		t.trackLeaf(e.VA, l, 0, g.MkLeaf(base, prot, l))
+	}
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkLeaf(base, prot, l))
 	t.invalidateWalks()
 	return cpa, true, nil
@@ -86,10 +92,13 @@ func (t *Tables) FoldCont(d Door, va uint64, l arm64.Level) (ok bool, err error)
 		return false, nil
 	}
 	for i := first; i < first+n; i++ {
-		dpa := tpa + uint64(i)*8
+		dpa := descPA(tpa, i)
 		v := d.Load(dpa, &tbl[i])
 		if v&arm64.PTECont == 0 {
 			d.Store(dpa, &tbl[i], v|arm64.PTECont)
+			if t.tr != nil {
+				t.trackLeaf(e.VA+uint64(i-t.indexOf(e.DescPA))*g.Size(l), l, v, v|arm64.PTECont)
+			}
 		}
 	}
 	return true, nil
@@ -104,7 +113,7 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 	step := g.Size(l)
 	attr := g.AttrMask() &^ arm64.PTECont
 	for i := first; i < first+n; i++ {
-		v := d.Load(tpa+uint64(i)*8, &tbl[i])
+		v := d.Load(descPA(tpa, i), &tbl[i])
 		if !arm64.DescValid(v) || g.IsTable(v, l) {
 			return 0, 0, false
 		}
@@ -122,23 +131,19 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 // lookupAt returns the entry at exactly level l for va; found=false when the
 // walk ends above l (a leaf or an empty slot in the way).
 func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
-	tpa := t.root
-	tbl, _ := t.lookup(tpa)
+	tpa, tbl := t.root, t.rootTbl
+	w := t.walker(d)
 	for cl := t.g.StartLevel; ; cl++ {
-		idx := t.g.Index(va, cl)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		if cl == l {
-			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: dpa}, true, nil
-		}
-		if !t.g.IsTable(desc, cl) {
+		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, cl, va)
+		switch {
+		case cl == l:
+			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: descPA(tpa, idx)}, true, nil
+		case err != nil:
+			return Entry{}, false, err
+		case ctbl == nil:
 			return Entry{}, false, nil
 		}
-		tpa = t.g.OutputAddress(desc)
-		var ok bool
-		if tbl, ok = t.lookup(tpa); !ok {
-			return Entry{}, false, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, tpa, t.g.Name(cl), dpa)
-		}
+		tpa, tbl = ctpa, ctbl
 	}
 }
 
@@ -155,6 +160,11 @@ func (t *Tables) UnhookTable(d Door, va uint64, l arm64.Level) (tablePA uint64, 
 		return 0, false, err
 	}
 	tbl, _ := t.tableOf(e.DescPA)
+	if t.tr != nil {
+		if err := t.trackSubtree(t.g.OutputAddress(e.Desc), l+1, e.VA, -1); err != nil {
+			return 0, false, err
+		}
+	}
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], 0)
 	t.invalidateWalks()
 	return t.g.OutputAddress(e.Desc), true, nil
@@ -167,7 +177,7 @@ func (t *Tables) TableEmpty(d Door, pa uint64) (bool, error) {
 		return false, fmt.Errorf("%w: %#x", ErrNotTable, pa)
 	}
 	for i := range tbl {
-		if d.Load(pa+uint64(i)*8, &tbl[i]) != 0 {
+		if d.Load(descPA(pa, i), &tbl[i]) != 0 {
 			return false, nil
 		}
 	}

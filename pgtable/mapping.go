@@ -34,17 +34,17 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if size == 0 || (end <= va && end != 0) {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
-	m := mapper{t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
+	m := mapper{w: t.walker(d), t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
 	if m.cache && end-va == ps {
 		// One page: never part of a contiguous run.
 		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
 			return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
 		}
 	}
-	if m.cache && end-va == t.g.Size(2) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(2) && flags&NoBlockMappings == 0 {
+	if m.cache && end-va == t.g.Size(arm64.LevelPMD) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(arm64.LevelPMD) && flags&NoBlockMappings == 0 {
 		// One PMD block: never part of a contiguous PMD run.
-		if tpa, tbl, _, ok := t.cached(va, 2); ok {
-			return m.setLeaf(tpa, tbl, 2, va, prot)
+		if tpa, tbl, _, ok := t.cached(va, arm64.LevelPMD); ok {
+			return m.setLeaf(tpa, tbl, arm64.LevelPMD, va, prot)
 		}
 	}
 	if m.cache {
@@ -59,13 +59,13 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			}
 		}
 	}
-	tbl, _ := t.lookup(t.root)
-	return m.mapLevel(t.root, tbl, t.g.StartLevel, va, end, prot)
+	return m.mapLevel(t.root, t.rootTbl, t.g.StartLevel, va, end, prot)
 }
 
 // mapper holds what stays fixed during one Map call, so the per-level
 // recursion passes only what changes.
 type mapper struct {
+	w     walker
 	t     *Tables
 	g     *arm64.Geometry
 	d     Door
@@ -86,9 +86,9 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 			break
 		}
 		idx := g.Index(va, l)
-		old := m.d.Load(tpa+uint64(idx)*8, &tbl[idx])
+		old := m.w.load(tpa, tbl, idx)
 		var err error
-		if tpa, tbl, err = m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va); err != nil {
+		if tpa, tbl, err = m.ensureTable(tpa, tbl, idx, l, old, va); err != nil {
 			return err
 		}
 		if m.cache {
@@ -127,22 +127,24 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				next = chunkEnd
 			}
 			idx := g.Index(va, l)
-			dpa := tpa + uint64(idx)*8
-			old := m.d.Load(dpa, &tbl[idx])
+			old := m.w.load(tpa, tbl, idx)
 			pa := va + m.delta
 			if block && (va|next|pa)&(sz-1) == 0 {
 				// init_pte / pmd_set_huge / pud_set_huge
 				nv := g.MkLeaf(pa, p, l)
 				if g.IsTable(old, l) {
-					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
+					return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), descPA(tpa, idx), va)
 				}
 				// An empty or identical old entry is trivially safe.
 				if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
-					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
+					return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), descPA(tpa, idx), va, old, nv)
 				}
-				m.d.Store(dpa, &tbl[idx], nv)
+				m.w.store(tpa, tbl, idx, nv)
+				if m.t.tr != nil {
+					m.t.trackLeaf(va, l, old, nv)
+				}
 			} else {
-				ctpa, ctbl, err := m.t.ensureTable(m.d, tpa, tbl, idx, l, old, m.flags&NoExecMappings != 0, va)
+				ctpa, ctbl, err := m.ensureTable(tpa, tbl, idx, l, old, va)
 				if err != nil {
 					return err
 				}
@@ -167,8 +169,8 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint64) error {
 	g := m.g
 	idx := g.Index(va, l)
-	dpa := tpa + uint64(idx)*8
-	old := m.d.Load(dpa, &tbl[idx])
+	dpa := descPA(tpa, idx)
+	old := m.w.load(tpa, tbl, idx)
 	nv := g.MkLeaf(va+m.delta, prot, l)
 	if g.IsTable(old, l) {
 		return fmt.Errorf("%w: %s at %#x (va %#x) is a table, cannot become a leaf", ErrUnsafe, g.Name(l), dpa, va)
@@ -176,7 +178,10 @@ func (m *mapper) setLeaf(tpa uint64, tbl []uint64, l arm64.Level, va, prot uint6
 	if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
 		return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(l), dpa, va, old, nv)
 	}
-	m.d.Store(dpa, &tbl[idx], nv)
+	m.w.store(tpa, tbl, idx, nv)
+	if m.t.tr != nil {
+		m.t.trackLeaf(va, l, old, nv)
+	}
 	return nil
 }
 
@@ -200,13 +205,15 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 		idx := g.Index(va, arm64.LastLevel)
 		n := int((chunkEnd - va) / ps)
 		for i := idx; i < idx+n; i++ {
-			dpa := tpa + uint64(i)*8
-			old := m.d.Load(dpa, &tbl[i])
+			old := m.w.load(tpa, tbl, i)
 			nv := g.AddressBits(pa) | p
 			if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
-				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, dpa, va+uint64(i-idx)*ps, old, nv)
+				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, descPA(tpa, i), va+uint64(i-idx)*ps, old, nv)
 			}
-			m.d.Store(dpa, &tbl[i], nv)
+			m.w.store(tpa, tbl, i, nv)
+			if m.t.tr != nil {
+				m.t.trackLeaf(va+uint64(i-idx)*ps, arm64.LastLevel, old, nv)
+			}
 			pa += ps
 		}
 		va = chunkEnd
@@ -225,36 +232,51 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 // pmd_populate_kernel orders the zeroing first: here the door's store
 // publishes it), otherwise another CPU won the race and the page is freed
 // (pte_free_kernel) and the winner's table used.
-func (t *Tables) ensureTable(d Door, tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, noExec bool, va uint64) (uint64, []uint64, error) {
-	g := &t.g
-	dpa := tpa + uint64(idx)*8
+func (m *mapper) ensureTable(tpa uint64, tbl []uint64, idx int, l arm64.Level, old uint64, va uint64) (uint64, []uint64, error) {
+	g := m.g
 	if old == 0 {
-		cpa, ctbl, err := t.allocTable(d, l+1)
-		if err != nil {
-			return 0, nil, fmt.Errorf("mapping va %#x: %w", va, err)
+		cpa, ctbl, won, err := m.populate(tpa, tbl, idx, l, va)
+		if err != nil || won {
+			return cpa, ctbl, err
 		}
-		d.PageTableLock(t)
-		if old = d.Load(dpa, &tbl[idx]); old == 0 {
-			d.Store(dpa, &tbl[idx], g.MkTable(cpa, noExec))
-			d.PageTableUnlock(t)
-			return cpa, ctbl, nil
-		}
+		old = cpa // another CPU's table descriptor
+	}
+	if !g.IsTable(old, l) {
+		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), descPA(tpa, idx), va, old)
+	}
+	cpa := g.OutputAddress(old)
+	ctbl, ok := m.w.table(cpa)
+	if !ok {
+		return 0, nil, fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, cpa, g.Name(l), descPA(tpa, idx), va)
+	}
+	return cpa, ctbl, nil
+}
+
+// populate fills the empty level-l slot idx with a new table. won=false
+// means another CPU installed one first: desc is then its descriptor.
+func (m *mapper) populate(tpa uint64, tbl []uint64, idx int, l arm64.Level, va uint64) (desc uint64, ctbl []uint64, won bool, err error) {
+	t, d := m.t, m.d
+	dpa := descPA(tpa, idx)
+	cpa, ctbl, err := t.allocTable(d, l+1)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("mapping va %#x: %w", va, err)
+	}
+	d.PageTableLock(t)
+	if old := d.Load(dpa, &tbl[idx]); old != 0 {
 		d.PageTableUnlock(t)
 		// Never published, so no walk can hold it: no walk-cache
 		// invalidation and no TLB maintenance.
 		if err := t.freeUnpublished(d, cpa); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
+		return old, nil, false, nil
 	}
-	if !g.IsTable(old, l) {
-		return 0, nil, fmt.Errorf("%w: %s at %#x (va %#x) is a leaf %#016x where a table is needed", ErrUnsafe, g.Name(l), dpa, va, old)
+	d.Store(dpa, &tbl[idx], m.g.MkTable(cpa, m.flags&NoExecMappings != 0))
+	if t.tr != nil {
+		t.trackTable(va, l+1)
 	}
-	cpa := g.OutputAddress(old)
-	ctbl, ok := t.lookup(cpa)
-	if !ok {
-		return 0, nil, fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, g.Name(l), dpa)
-	}
-	return cpa, ctbl, nil
+	d.PageTableUnlock(t)
+	return cpa, ctbl, true, nil
 }
 
 // Unmap clears the leaves covering [start, end) as vunmap_range does: page
@@ -266,9 +288,12 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
 	}
 	// A range served by one cached PTE table has no block in the way.
-	if cacheable(d) && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
+	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+	if oneTable && cacheable(d) {
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
-			return t.unmapLevel(d, ctpa, ctbl, arm64.LastLevel, start, end)
+			w := t.walker(d)
+			i, j := w.pteSpan(ctbl, start, end)
+			return unmapVisitor{}.ptes(&w, ctpa, ctbl, i, j, start, 0)
 		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
@@ -278,6 +303,14 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 		if err != nil {
 			return err
 		}
+		if _, direct := d.(Direct); direct && oneTable && e.Level == arm64.LastLevel {
+			// The check walk reached the one PTE table of the range: with
+			// nobody observing loads, clear there instead of walking again.
+			tpa := e.DescPA &^ (t.g.PageSize() - 1)
+			tbl, _ := t.lookup(tpa)
+			w := t.walker(d)
+			return walkRange(&w, &visitor{op: opUnmap}, tpa, tbl, arm64.LastLevel, start, end, 0)
+		}
 		last := e.VA + t.g.Size(e.Level) - 1
 		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) && (e.VA < start || last > end-1) {
 			return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(e.Level), e.VA)
@@ -286,33 +319,5 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 			break // this entry also holds end-1
 		}
 	}
-	tbl, _ := t.lookup(t.root)
-	return t.unmapLevel(d, t.root, tbl, t.g.StartLevel, start, end)
-}
-
-func (t *Tables) unmapLevel(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end uint64) error {
-	for {
-		next := t.boundary(va, end, l)
-		idx := t.g.Index(va, l)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		switch {
-		case desc == 0:
-		case t.g.IsTable(desc, l):
-			cpa := t.g.OutputAddress(desc)
-			ctbl, ok := t.lookup(cpa)
-			if !ok {
-				return fmt.Errorf("%w: %#x under %s at %#x", ErrNotTable, cpa, t.g.Name(l), dpa)
-			}
-			if err := t.unmapLevel(d, cpa, ctbl, l+1, va, next); err != nil {
-				return err
-			}
-		default:
-			d.Store(dpa, &tbl[idx], 0)
-		}
-		if next == end {
-			return nil
-		}
-		va = next
-	}
+	return walkCached(t, d, &visitor{op: opUnmap}, start, end)
 }

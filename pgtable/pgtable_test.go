@@ -13,7 +13,7 @@ const (
 	linBase uint64 = 0xffff000000000000 // PAGE_OFFSET, 4K/48
 )
 
-var d Direct
+var d = Direct{WalkCache: true}
 
 func newTables(t testing.TB, g arm64.Geometry, ram uint64) *Tables {
 	t.Helper()
@@ -92,7 +92,7 @@ func TestMapForcePTE(t *testing.T) {
 		t.Fatal(err)
 	}
 	// PGD + 1 PUD + 2 PMD tables + 1024 PTE tables.
-	if got := [4]int{tb.TablePages(0), tb.TablePages(1), tb.TablePages(2), tb.TablePages(3)}; got != [4]int{1, 1, 2, 1024} {
+	if got := [4]int{tb.TablePages(0), tb.TablePages(arm64.LevelPUD), tb.TablePages(arm64.LevelPMD), tb.TablePages(arm64.LevelPTE)}; got != [4]int{1, 1, 2, 1024} {
 		t.Errorf("table pages per level %v", got)
 	}
 	if n := tb.Memory().OwnedPages(physmem.OwnerPageTable); n != 1028 {
@@ -139,7 +139,10 @@ func TestSplitAtOnePage(t *testing.T) {
 		}
 	}
 	// One of each: PUD block, contPMD run, PMD block, contPTE run.
-	if st.Blocks != [4]int{0, 1, 1, 0} || st.ContRun != [4]int{0, 0, 1, 1} {
+	var want SplitStats
+	*want.Blocks.At(arm64.LevelPUD), *want.Blocks.At(arm64.LevelPMD) = 1, 1
+	*want.ContRun.At(arm64.LevelPMD), *want.ContRun.At(arm64.LevelPTE) = 1, 1
+	if st != want {
 		t.Errorf("split stats %+v", st)
 	}
 	check := func(va uint64, lvl arm64.Level, cont bool) {
@@ -153,8 +156,8 @@ func TestSplitAtOnePage(t *testing.T) {
 	check(page+64<<10, 3, true) // next run untouched
 	check(linBase, 2, true)     // first contPMD run keeps CONT
 	check(linBase+(1<<30)-1, 2, true)
-	if tb.TablePages(2) != 1 || tb.TablePages(3) != 1 {
-		t.Errorf("tables: PMD %d PTE %d", tb.TablePages(2), tb.TablePages(3))
+	if tb.TablePages(arm64.LevelPMD) != 1 || tb.TablePages(arm64.LevelPTE) != 1 {
+		t.Errorf("tables: PMD %d PTE %d", tb.TablePages(arm64.LevelPMD), tb.TablePages(arm64.LevelPTE))
 	}
 	// The contPMD run holding the page (96M..128M) lost CONT, its PMD at
 	// 100M became a table.
@@ -231,13 +234,13 @@ func TestFoldRestoresBlock(t *testing.T) {
 	if err := tb.Protect(d, linBase+4096, linBase+8192, arm64.PTERdonly, arm64.PTEWrite); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := tb.FoldTable(d, linBase, 2); ok || err != nil {
+	if _, ok, err := tb.FoldTable(d, linBase, arm64.LevelPMD); ok || err != nil {
 		t.Fatalf("fold of mixed attributes: ok=%v err=%v", ok, err)
 	}
 	if err := tb.Protect(d, linBase+4096, linBase+8192, arm64.PTEWrite, arm64.PTERdonly); err != nil {
 		t.Fatal(err)
 	}
-	freed, ok, err := tb.FoldTable(d, linBase, 2)
+	freed, ok, err := tb.FoldTable(d, linBase, arm64.LevelPMD)
 	if !ok || err != nil {
 		t.Fatalf("fold: ok=%v err=%v", ok, err)
 	}
@@ -248,8 +251,8 @@ func TestFoldRestoresBlock(t *testing.T) {
 	if err := tb.FreeTable(d, freed); err != nil {
 		t.Fatal(err)
 	}
-	if tb.TablePages(3) != 0 {
-		t.Errorf("PTE tables left: %d", tb.TablePages(3))
+	if tb.TablePages(arm64.LevelPTE) != 0 {
+		t.Errorf("PTE tables left: %d", tb.TablePages(arm64.LevelPTE))
 	}
 }
 
@@ -287,7 +290,7 @@ func TestGranules(t *testing.T) {
 				t.Errorf("%v: +%#x -> %#x %v", g, x, pa, ok)
 			}
 		}
-		page := lay.PageOffset + 7*g.PageSize() + g.Size(2)
+		page := lay.PageOffset + 7*g.PageSize() + g.Size(arm64.LevelPMD)
 		if err := tb.SplitAt(d, page, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +325,7 @@ func TestCensus(t *testing.T) {
 		sz := tb.g.Size(e.Level)
 		switch {
 		case arm64.DescValid(e.Desc):
-			want.Leaf[e.Level][e.Desc>>52&1] += sz
+			want.Leaf.At(e.Level)[e.Desc>>52&1] += sz
 		case arm64.DescPresentInvalid(e.Desc):
 			want.Invalid += sz
 		}
@@ -332,8 +335,8 @@ func TestCensus(t *testing.T) {
 		t.Errorf("census %+v, visit %+v", c, want)
 	}
 	for l := arm64.Level(0); l <= 3; l++ {
-		if c.Tables[l+1] != tb.TablePages(l) {
-			t.Errorf("level %d: census %d tables, tree %d", l, c.Tables[l+1], tb.TablePages(l))
+		if c.Tables.Get(l) != tb.TablePages(l) {
+			t.Errorf("level %d: census %d tables, tree %d", l, c.Tables.Get(l), tb.TablePages(l))
 		}
 	}
 }

@@ -23,7 +23,7 @@ func TestConcurrentPopulate(t *testing.T) {
 	var door Atomic
 	free := tb.Memory().FreePages()
 	for r := range rounds {
-		base := uint64(0xffff800000000000) + uint64(r)*g.Size(0)
+		base := uint64(0xffff800000000000) + uint64(r)*g.Size(g.PGD())
 		start := make(chan struct{})
 		errs := make([]error, cpus)
 		var wg sync.WaitGroup

@@ -1,6 +1,7 @@
 package pgtable
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/ptlab/ptlab/arm64"
@@ -39,6 +40,12 @@ func (t *Tables) SplitBlock(d Door, e Entry, toCont bool) error {
 	for i := range ctbl {
 		ctbl[i] = g.MkLeaf(oa+uint64(i)*step, prot, l+1)
 	}
+	if t.tr != nil {
+		t.trackLeaf(e.VA, l, e.Desc, 0)
+		if err := t.trackSubtree(cpa, l+1, e.VA, 1); err != nil {
+			return err
+		}
+	}
 	// dsb(ishst) in the kernel: the entries are visible before the table.
 	tbl, _ := t.tableOf(e.DescPA)
 	d.Store(e.DescPA, &tbl[t.indexOf(e.DescPA)], g.MkTable(cpa, e.Desc&arm64.PTEPXN != 0))
@@ -59,9 +66,12 @@ func (t *Tables) ClearContRun(d Door, e Entry) error {
 	first := t.indexOf(e.DescPA) &^ (n - 1)
 	base := e.DescPA &^ (t.g.PageSize() - 1)
 	for i := first; i < first+n; i++ {
-		dpa := base + uint64(i)*8
+		dpa := descPA(base, i)
 		v := d.Load(dpa, &tbl[i])
 		d.Store(dpa, &tbl[i], v&^arm64.PTECont)
+		if t.tr != nil {
+			t.trackLeaf(e.VA+uint64(i-t.indexOf(e.DescPA))*t.g.Size(e.Level), e.Level, v, v&^arm64.PTECont)
+		}
 	}
 	return nil
 }
@@ -75,28 +85,57 @@ func (t *Tables) indexOf(dpa uint64) int { return int(dpa&(t.g.PageSize()-1)) / 
 
 // SplitStats counts split operations by kind; any pointer may be nil.
 type SplitStats struct {
-	Blocks  [4]int // blocks split into tables, by level (PUD at 1, PMD at 2)
-	ContRun [4]int // contiguous runs broken up, by level (PMD at 2, PTE at 3)
+	Blocks  arm64.PerLevel[int] // blocks split into tables, per level (PUD, PMD)
+	ContRun arm64.PerLevel[int] // contiguous runs broken up, per level (PMD, PTE)
+}
+
+// splitStatsJSON is the JSON form of SplitStats: arrays indexed by level
+// 0..3 (no level above 0 ever holds a leaf), as written before PerLevel.
+type splitStatsJSON struct {
+	Blocks  [4]int
+	ContRun [4]int
+}
+
+// MarshalJSON keeps the level-indexed four-element arrays of earlier output.
+func (s SplitStats) MarshalJSON() ([]byte, error) {
+	var j splitStatsJSON
+	for l := arm64.Level(0); l <= arm64.LastLevel; l++ {
+		j.Blocks[l], j.ContRun[l] = s.Blocks.Get(l), s.ContRun.Get(l)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *SplitStats) UnmarshalJSON(b []byte) error {
+	var j splitStatsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = SplitStats{}
+	for l := arm64.Level(0); l <= arm64.LastLevel; l++ {
+		*s.Blocks.At(l), *s.ContRun.At(l) = j.Blocks[l], j.ContRun[l]
+	}
+	return nil
 }
 
 // Total is the number of split operations of any kind.
 func (s *SplitStats) Total() int {
 	n := 0
-	for i := range s.Blocks {
-		n += s.Blocks[i] + s.ContRun[i]
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		n += s.Blocks.Get(l) + s.ContRun.Get(l)
 	}
 	return n
 }
 
 func (s *SplitStats) block(l arm64.Level) {
-	if s != nil && l >= 0 {
-		s.Blocks[l]++
+	if s != nil {
+		*s.Blocks.At(l)++
 	}
 }
 
 func (s *SplitStats) cont(l arm64.Level) {
-	if s != nil && l >= 0 {
-		s.ContRun[l]++
+	if s != nil {
+		*s.ContRun.At(l)++
 	}
 }
 
@@ -117,7 +156,7 @@ func (t *Tables) SplitAt(d Door, addr uint64, st *SplitStats) error {
 	g := t.g
 	var e Entry
 	var err error
-	for l := g.StartLevel; l <= 1; l++ {
+	for l := g.StartLevel; l <= arm64.LevelPUD; l++ {
 		if addr&(g.Size(l)-1) == 0 {
 			return nil
 		}
@@ -134,13 +173,13 @@ func (t *Tables) SplitAt(d Door, addr uint64, st *SplitStats) error {
 			st.block(l)
 		}
 	}
-	if addr&(g.ContSize(2)-1) == 0 {
+	if addr&(g.ContSize(arm64.LevelPMD)-1) == 0 {
 		return nil
 	}
 	if e, err = t.Lookup(d, addr); err != nil {
 		return err
 	}
-	if e.Level == 2 {
+	if e.Level == arm64.LevelPMD {
 		if !arm64.DescPresent(e.Desc) {
 			return nil
 		}
@@ -148,18 +187,18 @@ func (t *Tables) SplitAt(d Door, addr uint64, st *SplitStats) error {
 			if err := t.ClearContRun(d, e); err != nil {
 				return err
 			}
-			st.cont(2)
+			st.cont(arm64.LevelPMD)
 			e.Desc &^= arm64.PTECont
 		}
-		if addr&(g.Size(2)-1) == 0 {
+		if addr&(g.Size(arm64.LevelPMD)-1) == 0 {
 			return nil
 		}
 		if err := t.SplitBlock(d, e, true); err != nil {
 			return err
 		}
-		st.block(2)
+		st.block(arm64.LevelPMD)
 	}
-	if addr&(g.ContSize(3)-1) == 0 {
+	if addr&(g.ContSize(arm64.LevelPTE)-1) == 0 {
 		return nil
 	}
 	if e, err = t.Lookup(d, addr); err != nil {
@@ -213,7 +252,7 @@ func (t *Tables) SplitRangeToPTEs(d Door, start, end uint64, st *SplitStats) err
 			tEnd := t.boundary(va, end, arm64.LastLevel-1)
 			ps := g.PageSize()
 			for i := t.indexOf(e.DescPA); ; i++ {
-				dpa := base + uint64(i)*8
+				dpa := descPA(base, i)
 				v := d.Load(dpa, &tbl[i])
 				if arm64.DescPresent(v) && arm64.DescCont(v) {
 					if err := t.ClearContRun(d, Entry{VA: va, Level: arm64.LastLevel, Desc: v, DescPA: dpa}); err != nil {

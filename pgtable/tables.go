@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/physmem"
@@ -32,6 +33,17 @@ type chunk struct {
 	refs [tablesPerChunk]tableRef
 }
 
+// indexLeaf maps the PFNs of one index section to their table pages.
+type indexLeaf [1 << indexShift]indexEntry
+
+// indexEntry is one PFN's table page: its tableRef, and the address of its
+// first descriptor, so that a walk resolves a table address with one load
+// (the tableRef is for the colder paths: level, slot, free).
+type indexEntry struct {
+	ref  atomic.Pointer[tableRef]
+	desc atomic.Pointer[uint64]
+}
+
 // tableRef is what the PFN index points to: the descriptors of one table
 // page, so resolving a table address is two dependent loads.
 type tableRef struct {
@@ -55,9 +67,16 @@ type Tables struct {
 	mem  *physmem.Memory
 	epp  int // entries per table page
 	root uint64
+	// rootTbl is the root's descriptors; the root is never freed.
+	rootTbl []uint64
+	tr      *tracker // incremental census (Track), nil when off
+	// rootLeaf is the index leaf of the root's section (index leaves are
+	// never removed), where walkers start looking.
+	rootLeaf *indexLeaf
+	rootHi   uint64
 
 	basePFN uint64
-	index   []atomic.Pointer[[1 << indexShift]atomic.Pointer[tableRef]] // PFN -> table
+	index   []atomic.Pointer[indexLeaf] // PFN -> table
 
 	// ptl is init_mm.page_table_lock for doors that do not model locks
 	// themselves (Atomic); the cpu package's CPUs take the kernel's mutex.
@@ -66,7 +85,7 @@ type Tables struct {
 	dir       atomic.Pointer[[]*chunk]
 	nslots    int32
 	freeSlots []int32
-	counts    [5]int // table pages per level, indexed by level+1
+	counts    arm64.PerLevel[int] // table pages per level
 }
 
 // New creates an empty tree: one zeroed top-level table page (the PGD).
@@ -85,7 +104,7 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 		mem:     mem,
 		epp:     g.EntriesPerPage(),
 		basePFN: lo,
-		index:   make([]atomic.Pointer[[1 << indexShift]atomic.Pointer[tableRef]], (hi-lo)>>indexShift+1),
+		index:   make([]atomic.Pointer[indexLeaf], (hi-lo)>>indexShift+1),
 	}
 	empty := []*chunk{}
 	t.dir.Store(&empty)
@@ -94,6 +113,9 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 		return nil, err
 	}
 	t.root = root
+	t.rootTbl, _ = t.lookup(root)
+	t.rootHi = (root>>g.PageShift - t.basePFN) >> indexShift
+	t.rootLeaf = t.index[t.rootHi].Load()
 	return t, nil
 }
 
@@ -117,27 +139,53 @@ func (t *Tables) refOf(pa uint64) *tableRef {
 	if leaf == nil {
 		return nil
 	}
-	return leaf[rel&(1<<indexShift-1)].Load()
+	return leaf[rel&(1<<indexShift-1)].ref.Load()
 }
 
+// setRef publishes (r != nil) or withdraws the table page at pa. The
+// descriptor address is published last and withdrawn first.
 func (t *Tables) setRef(pa uint64, r *tableRef) {
 	rel := pa>>t.g.PageShift - t.basePFN
 	hi := rel >> indexShift
 	leaf := t.index[hi].Load()
 	if leaf == nil {
-		leaf = new([1 << indexShift]atomic.Pointer[tableRef])
-		t.index[hi].Store(leaf)
+		// Two CPUs may allocate the section's first tables at once: the
+		// first leaf installed is the one.
+		t.index[hi].CompareAndSwap(nil, new(indexLeaf))
+		leaf = t.index[hi].Load()
 	}
-	leaf[rel&(1<<indexShift-1)].Store(r)
+	e := &leaf[rel&(1<<indexShift-1)]
+	if r == nil {
+		e.desc.Store(nil)
+		e.ref.Store(nil)
+		return
+	}
+	e.ref.Store(r)
+	e.desc.Store(&r.desc[0])
 }
 
 // lookup returns the descriptors of the table page at pa.
 func (t *Tables) lookup(pa uint64) ([]uint64, bool) {
-	r := t.refOf(pa)
-	if r == nil {
+	rel := pa>>t.g.PageShift - t.basePFN
+	hi := rel >> indexShift
+	if hi >= uint64(len(t.index)) {
 		return nil, false
 	}
-	return r.desc, true
+	leaf := t.index[hi].Load()
+	if leaf == nil {
+		return nil, false
+	}
+	return t.tableAt(leaf, rel)
+}
+
+// tableAt returns the descriptors of the table page with index-relative
+// PFN rel in leaf.
+func (t *Tables) tableAt(leaf *indexLeaf, rel uint64) ([]uint64, bool) {
+	p := leaf[rel&(1<<indexShift-1)].desc.Load()
+	if p == nil {
+		return nil, false
+	}
+	return unsafe.Slice(p, t.epp), true
 }
 
 // Table returns the descriptors of the table page at pa (it implements the
@@ -192,7 +240,7 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 	r := &c.refs[i]
 	r.desc = c.desc[i*t.epp : (i+1)*t.epp : (i+1)*t.epp]
 	r.pa, r.slot, r.level = pa, slot, l
-	t.counts[l+1]++
+	*t.counts.At(l)++
 	t.mu.Unlock()
 	clear(r.desc)
 	t.setRef(pa, r)
@@ -230,7 +278,7 @@ func (t *Tables) release(r *tableRef) error {
 	t.setRef(pa, nil)
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)
-	t.counts[l+1]--
+	*t.counts.At(l)--
 	t.mu.Unlock()
 	return t.mem.Free(pa, 0)
 }
@@ -239,7 +287,7 @@ func (t *Tables) release(r *tableRef) error {
 func (t *Tables) TablePages(l arm64.Level) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.counts[l+1]
+	return t.counts.Get(l)
 }
 
 // TotalTablePages is the number of table pages in use at all levels.
@@ -247,8 +295,8 @@ func (t *Tables) TotalTablePages() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, c := range t.counts {
-		n += c
+	for l := arm64.MinLevel; l <= arm64.LastLevel; l++ {
+		n += t.counts.Get(l)
 	}
 	return n
 }

@@ -1,8 +1,6 @@
 package pgtable
 
 import (
-	"fmt"
-
 	"github.com/ptlab/ptlab/arm64"
 )
 
@@ -40,10 +38,10 @@ func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
 // ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
 func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 	g := &t.g
-	tpa := t.root
-	tbl, _ := t.lookup(tpa)
+	tpa, tbl := t.root, t.rootTbl
 	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
 	l := g.StartLevel
+	w := t.walker(d)
 	cache := cacheable(d)
 	if cache {
 		for cl := arm64.LastLevel; cl > g.StartLevel; cl-- {
@@ -54,24 +52,18 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 		}
 	}
 	for ; ; l++ {
-		idx := g.Index(va, l)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		if !g.IsTable(desc, l) {
-			return Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa,
-				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}, nil
+		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+		if ctbl == nil {
+			if err != nil {
+				tableBits |= desc
+			}
+			return Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: descPA(tpa, idx),
+				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}, err
 		}
 		tableBits |= desc
-		tpa = g.OutputAddress(desc)
-		var ok bool
-		tbl, ok = t.lookup(tpa)
-		if ok && cache {
+		tpa, tbl = ctpa, ctbl
+		if cache {
 			t.remember(va, l+1, tpa, tbl, tableBits)
-		}
-		if !ok {
-			e := Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa,
-				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}
-			return e, fmt.Errorf("%w: %#x referenced by %s entry at %#x for va %#x", ErrNotTable, tpa, g.Name(l), dpa, va)
 		}
 	}
 }
@@ -84,9 +76,13 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 		if tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel); hit {
 			g := &t.g
 			idx := g.Index(va, arm64.LastLevel)
-			dpa := tpa + uint64(idx)*8
-			desc := d.Load(dpa, &tbl[idx])
-			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: dpa,
+			var desc uint64
+			if _, direct := d.(Direct); direct {
+				desc = tbl[idx]
+			} else {
+				desc = d.Load(descPA(tpa, idx), &tbl[idx])
+			}
+			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: descPA(tpa, idx),
 				TablePXN: bits&arm64.TablePXN != 0, TableUXN: bits&arm64.TableUXN != 0}
 			if !arm64.DescValid(desc) {
 				return 0, e, false
@@ -110,35 +106,5 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 // generic page walkers (walk_page_range and ptdump's walker). Each Entry's VA
 // is the first address of the slot, which may lie below start.
 func (t *Tables) Visit(d Door, start, end uint64, fn func(Entry) error) error {
-	if start >= end && end != 0 {
-		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
-	}
-	tbl, _ := t.lookup(t.root)
-	return t.visit(d, t.root, tbl, t.g.StartLevel, start, end, false, false, fn)
-}
-
-func (t *Tables) visit(d Door, tpa uint64, tbl []uint64, l arm64.Level, va, end uint64, pxn, uxn bool, fn func(Entry) error) error {
-	for {
-		next := t.boundary(va, end, l)
-		idx := t.g.Index(va, l)
-		dpa := tpa + uint64(idx)*8
-		desc := d.Load(dpa, &tbl[idx])
-		if t.g.IsTable(desc, l) {
-			cpa := t.g.OutputAddress(desc)
-			ctbl, ok := t.lookup(cpa)
-			if !ok {
-				return fmt.Errorf("%w: %#x referenced by %s entry at %#x", ErrNotTable, cpa, t.g.Name(l), dpa)
-			}
-			err := t.visit(d, cpa, ctbl, l+1, va, next, pxn || desc&arm64.TablePXN != 0, uxn || desc&arm64.TableUXN != 0, fn)
-			if err != nil {
-				return err
-			}
-		} else if err := fn(Entry{VA: va &^ (t.g.Size(l) - 1), Level: l, Desc: desc, DescPA: dpa, TablePXN: pxn, TableUXN: uxn}); err != nil {
-			return err
-		}
-		if next == end {
-			return nil
-		}
-		va = next
-	}
+	return walkRoot(t, d, &visitor{op: opVisit, visit: visitVisitor{fn: fn}}, start, end)
 }

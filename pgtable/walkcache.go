@@ -2,13 +2,13 @@ package pgtable
 
 import "github.com/ptlab/ptlab/arm64"
 
-// singleThreaded is implemented by Direct and every door that embeds it:
-// doors used by one goroutine at a time, with no hook on descriptor loads.
-// Only they may use the Tables' walk cache; every other door (atomic CPUs,
-// the interleaving explorer) sees each descriptor load of every walk.
-type singleThreaded interface{ singleThreaded() }
+// walkCacher is implemented by Direct, and so by every door that embeds
+// it: such a door uses the walk cache iff its Direct value was built with
+// WalkCache set. Every other door (atomic CPUs, the interleaving explorer)
+// sees each descriptor load of every walk.
+type walkCacher interface{ walkCache() bool }
 
-func (Direct) singleThreaded() {}
+func (d Direct) walkCache() bool { return d.WalkCache }
 
 // walkCache remembers, per level, the table that served the last walk of a
 // region — what a CPU's walk cache holds — so that runs of operations on
@@ -24,8 +24,16 @@ type walkCache struct {
 }
 
 func cacheable(d Door) bool {
-	_, ok := d.(singleThreaded)
-	return ok
+	if dd, ok := d.(Direct); ok { // the common case, without an interface lookup
+		return dd.WalkCache
+	}
+	return embedsCache(d)
+}
+
+//go:noinline
+func embedsCache(d Door) bool {
+	c, ok := d.(walkCacher)
+	return ok && c.walkCache()
 }
 
 // invalidateWalks is called whenever a table disappears from the tree.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/workload"
 )
@@ -217,16 +218,16 @@ func init() {
 			Sample:  count(func(s *workload.Sample) uint64 { return uint64(regionOf(&s.Metrics, "linear map").TablePages[4]) })},
 		Metric{Key: "splits_pud_pmd", Label: "splits PUD->PMD", Group: "splits", Unit: UnitCount, Better: Lower,
 			Explain: "PUD blocks split into a table of PMD blocks (split_kernel_leaf_mapping / the pageattr walk), each with a TLB invalidation.",
-			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.Blocks[1]) })},
+			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.Blocks.Get(arm64.LevelPUD)) })},
 		Metric{Key: "splits_contpmd", Label: "splits contPMD", Group: "splits", Unit: UnitCount, Better: Lower,
 			Explain: "Contiguous PMD runs (contPMD) broken into single PMD blocks.",
-			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.ContRun[2]) })},
+			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.ContRun.Get(arm64.LevelPMD)) })},
 		Metric{Key: "splits_pmd_pte", Label: "splits PMD->PTE", Group: "splits", Unit: UnitCount, Better: Lower,
 			Explain: "PMD blocks split into a PTE table: a new table page and, in the linear map, 512 TLB entries where there was one.",
-			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.Blocks[2]) })},
+			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.Blocks.Get(arm64.LevelPMD)) })},
 		Metric{Key: "splits_contpte", Label: "splits contPTE", Group: "splits", Unit: UnitCount, Better: Lower,
 			Explain: "Contiguous PTE runs (contPTE) broken into single PTEs.",
-			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.ContRun[3]) })},
+			Sample:  count(func(s *workload.Sample) uint64 { return uint64(s.Metrics.Splits.ContRun.Get(arm64.LevelPTE)) })},
 		Metric{Key: "collapses_pmd_linear", Better: Lower, Label: "collapses PMD linear", Group: "collapses", Unit: UnitCount,
 			Explain: "PTE tables of the linear map folded back into a PMD block (the RFC's patch 6 or ptlab's collapse); mainline never folds. Each fold is work (a break-before-make or BBML2 store, a TLBI, a freed table), so the verdict counts folds as a cost and their result (fewer small leaves, fewer tables) as the gain.",
 			Sample:  count(func(s *workload.Sample) uint64 { return s.Collapse.PMDLinear })},
@@ -249,21 +250,24 @@ func init() {
 			Explain: "Collapse attempts refused with a kernel WARN (rfc-v1 folding an alias that is not PMD aligned): each is a splat in dmesg on a real kernel.",
 			Sample:  count(func(s *workload.Sample) uint64 { return s.Collapse.Warned })},
 	)
-	tlbi := []struct{ kind, explain string }{
-		{"vaale1is", "TLBI VAALE1IS broadcasts: invalidate the last-level entry of one page on every CPU (flush_tlb_kernel_range page by page)."},
-		{"rvaale1is", "TLBI RVAALE1IS broadcasts: range invalidation of last-level entries (FEAT_TLBIRANGE), one per flush of a range."},
-		{"vmalle1is", "TLBI VMALLE1IS broadcasts: invalidate every entry on every CPU, issued when a range exceeds MAX_DVM_OPS; all CPUs refill their TLBs afterwards."},
-		{"vaae1is", "TLBI VAAE1IS broadcasts: invalidate all levels of walk-cache entries for a page, needed when a table page is freed (after a fold)."},
+	tlbi := []struct {
+		kind    kernel.TLBIKind
+		explain string
+	}{
+		{kernel.TLBIVAALE1IS, "TLBI VAALE1IS broadcasts: invalidate the last-level entry of one page on every CPU (flush_tlb_kernel_range page by page)."},
+		{kernel.TLBIRVAALE1IS, "TLBI RVAALE1IS broadcasts: range invalidation of last-level entries (FEAT_TLBIRANGE), one per flush of a range."},
+		{kernel.TLBIVMALLE1IS, "TLBI VMALLE1IS broadcasts: invalidate every entry on every CPU, issued when a range exceeds MAX_DVM_OPS; all CPUs refill their TLBs afterwards."},
+		{kernel.TLBIVAAE1IS, "TLBI VAAE1IS broadcasts: invalidate all levels of walk-cache entries for a page, needed when a table page is freed (after a fold)."},
 	}
 	for _, t := range tlbi {
 		t := t
-		Register(Metric{Key: "tlbi_" + t.kind, Label: "TLBI " + t.kind, Group: "TLB invalidations", Unit: UnitCount, Better: Lower,
+		Register(Metric{Key: "tlbi_" + t.kind.String(), Label: "TLBI " + t.kind.String(), Group: "TLB invalidations", Unit: UnitCount, Better: Lower,
 			Explain: t.explain, Sample: count(func(s *workload.Sample) uint64 { return s.Metrics.TLBI[t.kind] })})
 	}
 	Register(
 		Metric{Key: "tlbi_rvaale1is_insns", Label: "  rvaale1is instructions", Group: "TLB invalidations", Unit: UnitCount, Better: Lower,
 			Explain: "TLBI RVAALE1IS instructions: one range flush may need several (each covers up to 32 << scale pages).",
-			Sample:  count(func(s *workload.Sample) uint64 { return s.Metrics.TLBIInsns["rvaale1is"] })},
+			Sample:  count(func(s *workload.Sample) uint64 { return s.Metrics.TLBIInsns[kernel.TLBIRVAALE1IS] })},
 		Metric{Key: "set_memory_calls", Label: "set_memory calls", Group: "permission changes", Unit: UnitCount, Better: Lower,
 			Explain: "Calls of set_memory_ro/rw/x/nx/rox and set_direct_map_*: each walks the tables, may split, and flushes the TLB.",
 			Sample:  count(func(s *workload.Sample) uint64 { return s.Metrics.SetMemoryCalls })},

@@ -15,7 +15,7 @@ import (
 // and set_memory calls.
 func fake(preset string, pte4k, calls uint64) *workload.Result {
 	p, _ := kernel.Preset(preset)
-	m := kernel.Metrics{LeafSizes: [5]string{"1G", "32M", "2M", "64K", "4K"}, TLBI: map[string]uint64{}, TLBIInsns: map[string]uint64{},
+	m := kernel.Metrics{LeafSizes: [5]string{"1G", "32M", "2M", "64K", "4K"},
 		Regions: []kernel.RegionMetrics{{Name: "linear map", LeafBytes: [5]uint64{0, 0, 1 << 30, 0, pte4k}}}, SetMemoryCalls: calls}
 	r := &workload.Result{Preset: preset, Config: kernel.Config{Name: "box", Policy: p}, Final: m}
 	r.Series = []workload.Sample{{Metrics: m}}

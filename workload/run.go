@@ -90,12 +90,12 @@ func runOn(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progre
 	if err != nil {
 		return nil, err
 	}
-	var c kernel.CPU = &kernel.PlainCPU{}
+	var c kernel.CPU = kernel.NewPlainCPU(0)
 	var ob *observed
 	if h != nil {
 		c = h.CPU(k)
 	} else if len(obs) > 0 {
-		oc := &observingCPU{PlainCPU: &kernel.PlainCPU{}, obs: obs}
+		oc := &observingCPU{PlainCPU: kernel.NewPlainCPU(0), obs: obs}
 		ob, c = newObserved(obs), oc
 		if err := ob.start(k, oc); err != nil {
 			return nil, err

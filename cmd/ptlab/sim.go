@@ -116,7 +116,7 @@ func runSim(out, errw io.Writer, f simFlags) error {
 	if err != nil {
 		return err
 	}
-	c := &kernel.PlainCPU{}
+	c := kernel.NewPlainCPU(0)
 	mods, err := workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}})
 	if err != nil {
 		return err

@@ -1,0 +1,248 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// The one walker. Every operation descends the tree the same way: the index
+// of va at a level, a load of that descriptor through the door, and for a
+// table descriptor the table page behind it (ErrNotTable when there is
+// none). step is that rule for one level; walkRange applies it over a range
+// of addresses and hands what it reaches to a visitor, after gVisor's
+// pkg/ring0/pagetables iterateRange. Lookup and lookupAt use step directly;
+// Map keeps its own per-level loop, because creating a mapping decides per
+// entry between a block, a contiguous run and a (possibly new) table
+// (alloc_init_*), but reads, writes and resolves tables through the same
+// walker (load, store, table, descPA).
+//
+// The visitors are a closed set dispatched by a switch (visitor), not a
+// type parameter: Go instantiates generic code per GC shape and calls a
+// type parameter's methods through a dictionary, so such calls are neither
+// inlined nor devirtualised and their arguments escape to the heap (two
+// allocations per Protect call when this was generic).
+
+// descPA is the physical address of entry idx of the table page at tpa.
+func descPA(tpa uint64, idx int) uint64 { return tpa + uint64(idx)*8 }
+
+// walker is one operation's view of the tree through a door. For the plain
+// Direct door loads and stores are plain memory accesses (no interface
+// call): the devirtualised path of single-threaded runs.
+type walker struct {
+	t      *Tables
+	g      *arm64.Geometry
+	d      Door
+	direct bool
+	// The index leaf of the last table resolved: the tables of one walk
+	// mostly share a section, so resolving the next costs one load.
+	leaf   *indexLeaf
+	leafHi uint64
+}
+
+// table returns the descriptors of the table page at pa (Tables.lookup
+// with the walker's index leaf remembered).
+func (w *walker) table(pa uint64) ([]uint64, bool) {
+	rel := pa>>w.g.PageShift - w.t.basePFN
+	if w.leaf != nil && rel>>indexShift == w.leafHi {
+		return w.t.tableAt(w.leaf, rel)
+	}
+	return w.tableLeaf(rel)
+}
+
+// tableLeaf is table for a PFN outside the remembered index leaf.
+func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
+	hi := rel >> indexShift
+	if hi >= uint64(len(w.t.index)) {
+		return nil, false
+	}
+	leaf := w.t.index[hi].Load()
+	if leaf == nil {
+		return nil, false
+	}
+	w.leaf, w.leafHi = leaf, hi
+	return w.t.tableAt(leaf, rel)
+}
+
+func (t *Tables) walker(d Door) walker {
+	_, direct := d.(Direct)
+	// Start from the root's index leaf: tables are often in its section.
+	return walker{t: t, g: &t.g, d: d, direct: direct, leaf: t.rootLeaf, leafHi: t.rootHi}
+}
+
+// load and store stay small enough to inline; the door call is out of line.
+func (w *walker) load(tpa uint64, tbl []uint64, idx int) uint64 {
+	if w.direct {
+		return tbl[idx]
+	}
+	return w.doorLoad(tpa, tbl, idx)
+}
+
+func (w *walker) store(tpa uint64, tbl []uint64, idx int, v uint64) {
+	if w.direct {
+		tbl[idx] = v
+		return
+	}
+	w.doorStore(tpa, tbl, idx, v)
+}
+
+//go:noinline
+func (w *walker) doorLoad(tpa uint64, tbl []uint64, idx int) uint64 {
+	return w.d.Load(descPA(tpa, idx), &tbl[idx])
+}
+
+//go:noinline
+func (w *walker) doorStore(tpa uint64, tbl []uint64, idx int, v uint64) {
+	w.d.Store(descPA(tpa, idx), &tbl[idx], v)
+}
+
+// step reads the level-l entry for va in the table at tpa. When it is a
+// table descriptor, ctpa/ctbl are the next-level table; ctbl is nil for a
+// leaf or an empty slot.
+func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, err error) {
+	idx = w.g.Index(va, l)
+	desc = w.load(tpa, tbl, idx)
+	if !w.g.IsTable(desc, l) {
+		return idx, desc, 0, nil, nil
+	}
+	ctpa = w.g.OutputAddress(desc)
+	ctbl, ok := w.table(ctpa)
+	if !ok {
+		return idx, desc, ctpa, nil, w.notTable(ctpa, l, descPA(tpa, idx), va)
+	}
+	return idx, desc, ctpa, ctbl, nil
+}
+
+// notTable is the error of a table descriptor at dpa whose output address
+// ctpa holds no table page.
+func (w *walker) notTable(ctpa uint64, l arm64.Level, dpa, va uint64) error {
+	return fmt.Errorf("%w: %#x under %s at %#x (va %#x)", ErrNotTable, ctpa, w.g.Name(l), dpa, va)
+}
+
+// visitOp names the range operations.
+type visitOp uint8
+
+const (
+	opUnmap visitOp = iota
+	opProtect
+	opVisit
+	opCensus
+)
+
+// visitor is what a range walk does where it arrives. Each operation's
+// visitor has three methods:
+//
+//	table(l, va, end): on entering the level-l table that serves [va, end);
+//	entry(w, tpa, tbl, idx, desc, l, va, next, bits): for an entry above the
+//	  last level that is not a table (a leaf or an empty slot) covering
+//	  [va, next) of its slot; bits are the table descriptors above, ORed;
+//	ptes(w, tpa, tbl, i, j, va, bits): once per last-level table, with its
+//	  entries [i, j) serving the range from va's page on.
+type visitor struct {
+	op      visitOp
+	unmap   unmapVisitor
+	protect protectVisitor
+	visit   visitVisitor
+	census  censusVisitor
+}
+
+func (v *visitor) table(l arm64.Level, va, end uint64) {
+	if v.op == opCensus {
+		v.census.table(l, va, end)
+	}
+}
+
+func (v *visitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uint64, l arm64.Level, va, next, bits uint64) error {
+	switch v.op {
+	case opUnmap:
+		return v.unmap.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	case opProtect:
+		return v.protect.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	case opVisit:
+		return v.visit.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	default:
+		return v.census.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+	}
+}
+
+func (v *visitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, bits uint64) error {
+	switch v.op {
+	case opUnmap:
+		return v.unmap.ptes(w, tpa, tbl, i, j, va, bits)
+	case opProtect:
+		return v.protect.ptes(w, tpa, tbl, i, j, va, bits)
+	case opVisit:
+		return v.visit.ptes(w, tpa, tbl, i, j, va, bits)
+	default:
+		return v.census.ptes(w, tpa, tbl, i, j, va, bits)
+	}
+}
+
+// pteSpan is the entries [i, j) of the PTE table tbl that serve [va, end).
+func (w *walker) pteSpan(tbl []uint64, va, end uint64) (i, j int) {
+	i = w.g.Index(va, arm64.LastLevel)
+	return i, i + min(int((end-va-1)>>w.g.PageShift)+1, len(tbl)-i)
+}
+
+// walkRange walks [va, end) below the level-l table at tpa.
+func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
+level:
+	for {
+		v.table(l, va, end)
+		if l == arm64.LastLevel {
+			i, j := w.pteSpan(tbl, va, end)
+			return v.ptes(w, tpa, tbl, i, j, va, bits)
+		}
+		for {
+			next := w.t.boundary(va, end, l)
+			idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+			switch {
+			case err != nil:
+				return err
+			case ctbl != nil && next == end:
+				// The rest of the range lies below this entry: descend
+				// without recursion (the common case of a few pages).
+				tpa, tbl, l, bits = ctpa, ctbl, l+1, bits|desc
+				continue level
+			case ctbl != nil:
+				err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
+			default:
+				err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
+			}
+			if err != nil {
+				return err
+			}
+			if next == end {
+				return nil
+			}
+			va = next
+		}
+	}
+}
+
+// walkCached walks [start, end) from the deepest table of the walk cache
+// that holds the whole range, or from the root: for visitors that do not
+// count tables (unmap, protect), and only for doors that may use the cache.
+func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
+	if cacheable(d) && (start < end || end == 0) {
+		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
+			if start^(end-1) >= t.g.Size(cl-1) {
+				break // wider than one entry above: no deeper table holds it
+			}
+			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
+				w := t.walker(d)
+				return walkRange(&w, v, ctpa, ctbl, cl, start, end, bits)
+			}
+		}
+	}
+	return walkRoot(t, d, v, start, end)
+}
+
+// walkRoot walks [start, end) from the root.
+func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
+	if start >= end && end != 0 {
+		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
+	}
+	w := t.walker(d)
+	return walkRange(&w, v, t.root, t.rootTbl, t.g.StartLevel, start, end, 0)
+}
