@@ -123,7 +123,7 @@ func fakeRun(seed uint64, every uint64) func(d *dfsChooser) (*outcome, error) {
 		if r.violation != nil {
 			o.violation = r.violation
 		} else if every > 0 && mix(h, 7)%every == 0 {
-			o.violation = &check.Violation{Kind: check.KindTranslation, Msg: fmt.Sprintf("leaf %x", h)}
+			o.violation = &check.Violation{Kind: check.KindTranslation, Step: -1, Msg: fmt.Sprintf("leaf %x", h)}
 		}
 		return o, nil
 	}

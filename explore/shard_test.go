@@ -2,6 +2,8 @@ package explore
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -80,6 +82,50 @@ func TestShardsMergeToSerial(t *testing.T) {
 			if n > 1 {
 				if _, err := MergeShards(rs[1:]); err == nil {
 					t.Errorf("%+v: a missing shard merged without error", c)
+				}
+			}
+		}
+	}
+}
+
+// On synthetic trees of every shape, the parts of N shards of an iteration,
+// put in depth-first order and summed up to the first violation, are the
+// serial search of the iteration.
+func TestShardPartsEqualSerial(t *testing.T) {
+	for seed := uint64(0); seed < 120; seed++ {
+		run := fakeRun(seed, []uint64{0, 3, 40, 400}[seed%4])
+		for b := 1; b <= 3; b++ {
+			want := serialLevel(run, b)
+			for n := 1; n <= 4; n++ {
+				var parts []ShardPart
+				for i := range n {
+					lv, err := searchTree(run, b, PointsShared, 1+i%2, Shard{i, n})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, p := range lv.parts {
+						if p.Depth >= 0 || i == 0 {
+							parts = append(parts, p)
+						}
+					}
+				}
+				slices.SortStableFunc(parts, partOrder)
+				runs, sched, steps := 0, 0, 0
+				var v *ShardViolation
+				for _, p := range parts {
+					runs, sched, steps = runs+p.Runs, sched+p.Schedules, steps+p.Steps
+					if p.Violation != nil {
+						v = p.Violation
+						break
+					}
+				}
+				got := fmt.Sprintf("%d runs %d schedules %d steps", runs, sched, steps)
+				if v != nil {
+					s, _ := ParseSchedule(v.Schedule)
+					got += fmt.Sprintf("; %s at %v", v.Msg, s)
+				}
+				if got != want {
+					t.Fatalf("tree %d bound %d, %d shards:\n got %s\nwant %s", seed, b, n, got, want)
 				}
 			}
 		}
