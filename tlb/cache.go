@@ -34,12 +34,17 @@ type cache struct {
 	present    [4]uint64  // bitmap of the classes with count > 0
 	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
 	idxMask    uint64
-	// Fully associative structures keep their LRU order as a list (O(1)
-	// victim choice); prev/next are slot indices, -1 ends the list.
+	// Fully associative structures keep their LRU order as a circular list
+	// (O(1) victim choice) through a sentinel at index len(keys): its next
+	// is the most recently used slot, its prev the least. The sentinel
+	// spares every branch on the list's ends, so moving a slot to the front
+	// costs the same whether or not it is there already.
 	prev, next []int32
-	head, tail int32 // most and least recently used
-	used       int   // slots [0, used) have been filled at least once
-	live       int   // entries present
+	used       int // slots [0, used) have been filled at least once
+	live       int // entries present
+	// gen counts, per span, the inserts of larger spans (L1s only; see
+	// lastHit).
+	gen [64]uint64
 }
 
 const scanWays = 8
@@ -62,35 +67,25 @@ func newCache(entries, ways int) *cache {
 		c.idxMask = uint64(sz - 1)
 	}
 	if c.sets == 1 && ways > scanWays {
-		c.prev = make([]int32, n)
-		c.next = make([]int32, n)
-		c.head, c.tail = -1, -1
+		c.prev = make([]int32, n+1)
+		c.next = make([]int32, n+1)
+		c.prev[n], c.next[n] = int32(n), int32(n)
 	}
 	return c
 }
 
 func (c *cache) unlink(s int32) {
 	p, n := c.prev[s], c.next[s]
-	if p >= 0 {
-		c.next[p] = n
-	} else {
-		c.head = n
-	}
-	if n >= 0 {
-		c.prev[n] = p
-	} else {
-		c.tail = p
-	}
+	c.next[p] = n
+	c.prev[n] = p
 }
 
 func (c *cache) pushFront(s int32) {
-	c.prev[s], c.next[s] = -1, c.head
-	if c.head >= 0 {
-		c.prev[c.head] = s
-	} else {
-		c.tail = s
-	}
-	c.head = s
+	h := int32(len(c.keys))
+	f := c.next[h]
+	c.prev[s], c.next[s] = h, f
+	c.prev[f] = s
+	c.next[h] = s
 }
 
 func (c *cache) set(key uint64) int { return int((key >> 8) % uint64(c.sets)) }
@@ -125,7 +120,7 @@ func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
 // touch marks slot s most recently used.
 func (c *cache) touch(s int) {
 	if c.prev != nil {
-		if int32(s) != c.head {
+		if c.next[len(c.keys)] != int32(s) { // not already the most recent
 			c.unlink(int32(s))
 			c.pushFront(int32(s))
 		}
@@ -155,7 +150,7 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 				victim++
 			}
 		default:
-			victim = int(c.tail)
+			victim = int(c.prev[len(c.keys)])
 		}
 	}
 	for i := base; c.prev == nil && i < base+c.ways; i++ {
@@ -251,7 +246,11 @@ func (c *cache) flush() int {
 	for i := range c.idx {
 		c.idx[i] = 0
 	}
-	c.head, c.tail, c.used, c.live = -1, -1, 0, 0
+	if c.prev != nil {
+		n := len(c.keys)
+		c.prev[n], c.next[n] = int32(n), int32(n)
+	}
+	c.used, c.live = 0, 0
 	return n
 }
 

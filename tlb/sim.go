@@ -12,6 +12,9 @@ type Sim struct {
 	Rand    RNG
 	cum     []float64
 	act     []*Stream
+	memo    []lastHit // per active stream
+	thr     []uint64  // selection thresholds (see Window)
+	draws   []uint64  // per active stream: jumpDraws
 	seed    uint64
 }
 
@@ -42,16 +45,54 @@ func (s *Sim) Window(n int) [numKinds]Counts {
 	}
 	before := s.T.C
 	s.T.TablesChanged()
+	s.memo = append(s.memo[:0], make([]lastHit, len(s.act))...)
 	if total > 0 {
-		r := &s.Rand
+		r, t, act, memo := &s.Rand, s.T, s.act, s.memo
+		// An access draws x = Float64()*total and goes to the first stream
+		// whose cumulative rate exceeds x. x is a monotone function of the
+		// draw's top 53 bits m, so "cum[j] <= x" is "m >= thr[j]": the
+		// streams are chosen by integer comparisons, counted without a
+		// branch (a branch on a random draw mispredicts every other time).
+		s.thr, s.draws = s.thr[:0], s.draws[:0]
+		for _, c := range s.cum[:len(s.cum)-1] {
+			s.thr = append(s.thr, selectThreshold(c, total))
+		}
+		for _, st := range act {
+			s.draws = append(s.draws, st.jumpDraws())
+		}
+		thr, draws := s.thr, s.draws
+		sel := r.Uint64() >> 11
 		for i := 0; i < n; i++ {
-			x := r.Float64() * total
 			k := 0
-			for k < len(s.cum)-1 && s.cum[k] <= x {
-				k++
+			for _, th := range thr {
+				k += b2i(sel >= th)
 			}
-			st := s.act[k]
-			s.T.Access(st.Next(r), st.Kind)
+			st := act[k]
+			d := draws[k]
+			if st.left > 0 {
+				d = 0
+			}
+			// The next access's selection draw comes after this access's d
+			// draws; computing it now lets the processor choose the next
+			// stream while this access is still being simulated.
+			next := r.peek(d+1) >> 11
+			var va uint64
+			if st.left > 0 {
+				// Within a run: the next line (Next's first case, inlined).
+				st.left--
+				st.pos += line
+				if st.pos >= st.end {
+					st.pos = st.end - line
+				}
+				va = st.pos
+			} else {
+				va = st.Next(r)
+			}
+			t.access(va, st.Kind, &memo[k])
+			if i+1 < n {
+				r.s += golden // the draw next was computed from
+				sel = next
+			}
 		}
 	}
 	var d [numKinds]Counts
@@ -82,4 +123,27 @@ func Measure(m *Model, pt *pgtable.Tables, st *Stream, ranges []Range, seed uint
 	st.SetRanges(ranges)
 	s.Window(warm)
 	return s.Window(n)[st.Kind]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// selectThreshold returns the least m < 2^53 with
+// float64(m)/2^53*total >= c (the selection draw of Window), or 2^53 if
+// there is none. The product is monotone in m, so a binary search finds it.
+func selectThreshold(c, total float64) uint64 {
+	lo, hi := uint64(0), uint64(1)<<53
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if float64(mid)/(1<<53)*total >= c {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }

@@ -3,7 +3,9 @@ package tlb
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"sync"
 )
 
 // Pattern is the shape of an access stream.
@@ -65,7 +67,7 @@ type Stream struct {
 	cum    []float64 // cumulative weight (Code, Uniform) or pages (Zipf, PageCache)
 	total  float64
 	units  uint64    // pages or chunks for the Zipf patterns
-	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ
+	zq     []float64 // Zipf quantiles: rank+1 at u = i/zipfQ (shared, read only)
 	zs     float64
 	mult   uint64  // bits of the scrambling permutation (see scramble)
 	lg     float64 // log(1 - 1/RunLines)
@@ -113,7 +115,7 @@ func (s *Stream) SetRanges(rs []Range) {
 		}
 		if s.units != n || s.zs != z {
 			s.units, s.zs = n, z
-			s.zq = zipfQuantiles(s.zq, n, z)
+			s.zq = zipfQuantiles(n, z)
 			s.mult = scrambler(n)
 		}
 	}
@@ -121,29 +123,67 @@ func (s *Stream) SetRanges(rs []Range) {
 
 const zipfQ = 4096
 
-// zipfQuantiles tabulates the inverse of the continuous Zipf law over ranks
-// [1, n+1) with exponent z, P(x) ∝ x^-z: drawing a rank is then a table
-// look-up and an interpolation, no logarithm or exponential per access.
-// Narrow buckets at the head keep the hottest ranks exact; the tail is flat.
-func zipfQuantiles(q []float64, n uint64, z float64) []float64 {
-	q = q[:0]
+// zipfTable is a shared quantile table: streams of every CPU model and
+// every run with the same unit count and exponent read the same one.
+type zipfTable struct {
+	n uint64
+	z float64
+	q []float64
+}
+
+var zipfTables struct {
+	sync.Mutex
+	t []zipfTable // the most recent last
+}
+
+// zipfQuantiles returns the quantile table for n units and exponent z,
+// computed once and shared (read only): tabulating costs 4097 powers.
+func zipfQuantiles(n uint64, z float64) []float64 {
+	zt := &zipfTables
+	zt.Lock()
+	defer zt.Unlock()
+	for _, t := range zt.t {
+		if t.n == n && t.z == z {
+			return t.q
+		}
+	}
+	q := computeZipfQuantiles(n, z)
+	if len(zt.t) == 16 {
+		zt.t = slices.Delete(zt.t, 0, 1)
+	}
+	zt.t = append(zt.t, zipfTable{n, z, q})
+	return q
+}
+
+// computeZipfQuantiles tabulates the inverse of the continuous Zipf law
+// over ranks [1, n+1) with exponent z, P(x) ∝ x^-z: drawing a rank is then
+// a table look-up and an interpolation, no logarithm or exponential per
+// access. Narrow buckets at the head keep the hottest ranks exact; the tail
+// is flat.
+func computeZipfQuantiles(n uint64, z float64) []float64 {
+	q := make([]float64, zipfQ+1)
 	a := 1 - z
 	top := math.Pow(float64(n)+1, a) - 1
-	for i := 0; i <= zipfQ; i++ {
+	for i := range q {
 		u := float64(i) / zipfQ
-		q = append(q, math.Pow(1+u*top, 1/a))
+		q[i] = math.Pow(1+u*top, 1/a)
 	}
 	return q
 }
 
-// zipfRank draws a rank in [0, units).
+// zipfRank draws a rank in [0, units). The uniform draw u = m/2^53 (m the
+// RNG's top 53 bits) scaled by zipfQ = 2^12 is m/2^41 exactly, so its
+// integer and fractional parts are bit fields of m: the same values a
+// floating-point split gives, without the conversions.
 func (s *Stream) zipfRank(r *RNG) uint64 {
 	if s.units <= 1 {
 		return 0
 	}
-	u := r.Float64() * zipfQ
-	i := int(u)
-	x := s.zq[i] + (u-float64(i))*(s.zq[i+1]-s.zq[i])
+	m := r.Uint64() >> 11
+	i := m >> 41
+	frac := float64(m&(1<<41-1)) * (1.0 / (1 << 41))
+	q := s.zq[i : i+2 : i+2]
+	x := q[0] + frac*(q[1]-q[0])
 	k := uint64(x) - 1
 	if k >= s.units {
 		k = s.units - 1
@@ -175,6 +215,23 @@ func (s *Stream) scramble(i uint64) uint64 {
 		if i < s.units {
 			return i
 		}
+	}
+}
+
+// jumpDraws is the number of RNG draws Next makes when no run is in
+// progress (a jump to a new place); a step within a run draws nothing.
+func (s *Stream) jumpDraws() uint64 {
+	geo := uint64(b2i(s.RunLines > 1))
+	zipf := uint64(b2i(s.units > 1))
+	switch s.Pattern {
+	case Code:
+		return 2 + geo // pick, line, run length
+	case Uniform:
+		return 2 // pick, byte
+	case Zipf:
+		return zipf + 1 // rank, word
+	default: // PageCache
+		return zipf + 1 + geo // rank, line, run length
 	}
 }
 

@@ -2,6 +2,7 @@ package tlb
 
 import (
 	"errors"
+	"math/bits"
 	"slices"
 
 	"github.com/ptlab/ptlab/arm64"
@@ -89,26 +90,37 @@ type TLB struct {
 
 	anyBuf, walkBuf, tmpBuf []Span // InvalidateBatch scratch
 	last                    [numKinds]lastHit
+	l1Mask                  [numKinds]uint64 // bit s: the L1 holds span 2^s
+	l2Mask                  uint64
 
 	// shadow remembers, per 2M region (4K granule; a PMD entry's span in
 	// general), the PTE table the last walk of this window reached, so that
 	// the simulator reads the leaf descriptor without walking pgtable's tree
 	// again. It speeds the simulation only: the modelled walk's reads come
 	// from the walk caches above. Valid while the tables do not change.
-	shadow [shadowSize]shadowEntry
+	shadow    [shadowSize]shadowEntry
+	shadowGen uint64 // entries of older generations are empty (< 2^20)
 }
 
 const shadowSize = 1024
 
 type shadowEntry struct {
-	tag uint64 // va >> Shift(level 2), plus 1 (0 = empty)
+	key uint64 // va >> Shift(level 2), plus 1, | shadowGen<<44 when filled (0 = empty)
 	tpa uint64
 	tbl []uint64
 }
 
 // TablesChanged must be called when the tables may have changed since the
 // last access (Sim.Window calls it at the start of every window).
-func (t *TLB) TablesChanged() { t.shadow = [shadowSize]shadowEntry{} }
+// It empties the shadow by moving to a new generation, not by clearing it.
+// The generation lives in a key's top 20 bits: at 2^20 the shadow is
+// cleared once and the count restarts.
+func (t *TLB) TablesChanged() {
+	if t.shadowGen++; t.shadowGen == 1<<20 {
+		t.shadow = [shadowSize]shadowEntry{}
+		t.shadowGen = 1
+	}
+}
 
 // leaf returns the leaf entry for va: from the shadow when its PTE table is
 // known, else by pgtable's walk.
@@ -116,7 +128,8 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	g := &t.g
 	tag := va>>g.Shift(arm64.LastLevel-1) + 1
 	sh := &t.shadow[tag%shadowSize]
-	if sh.tag == tag {
+	key := tag | t.shadowGen<<44 // tag < 2^44: VA bits above a PMD entry's span
+	if sh.key == key {
 		idx := g.Index(va, arm64.LastLevel)
 		return pgtable.Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel,
 			Desc: readDoor{}.Load(0, &sh.tbl[idx]), DescPA: sh.tpa + uint64(idx)*8}, nil
@@ -125,7 +138,7 @@ func (t *TLB) leaf(va uint64) (pgtable.Entry, error) {
 	if err == nil && e.Level == arm64.LastLevel {
 		tpa := e.DescPA &^ (g.PageSize() - 1)
 		if tbl, err := t.pt.Table(tpa); err == nil {
-			*sh = shadowEntry{tag: tag, tpa: tpa, tbl: tbl}
+			sh.key, sh.tpa, sh.tbl = key, tpa, tbl
 		}
 	}
 	return e, err
@@ -140,6 +153,10 @@ func New(m *Model, pt *pgtable.Tables) *TLB {
 	t.l1Holds[Instr] = holdsDesc(m.L1I.Holds)
 	t.l2 = newCache(m.L2.Entries, m.L2.Ways)
 	t.l2Holds = holdsDesc(m.L2.Holds)
+	for k := range t.l1Holds {
+		t.l1Mask[k] = spanMask(t.l1Holds[k])
+	}
+	t.l2Mask = spanMask(t.l2Holds)
 	t.coal = m.L2.Coalesce4
 	t.coalShift = uint8(t.g.PageShift + 2)
 	for _, l := range m.L2.WalkLevels {
@@ -203,19 +220,29 @@ func (t *TLB) Invalidate(start, end uint64, lastLevel bool) int {
 	return n
 }
 
-// probe looks va up in c among the spans it holds (descending) and returns
-// the span of the entry that hit, or 0.
-func (t *TLB) probe(c *cache, holds []uint8, va uint64) uint8 {
-	s, _ := t.probeSlot(c, holds, va)
+// spanMask has bit s set for each span 2^s in holds.
+func spanMask(holds []uint8) uint64 {
+	var m uint64
+	for _, s := range holds {
+		m |= 1 << (s & 63)
+	}
+	return m
+}
+
+// probe looks va up in c among the spans it holds (mask, see spanMask) and
+// returns the span of the entry that hit, or 0.
+func (t *TLB) probe(c *cache, mask uint64, va uint64) uint8 {
+	s, _ := t.probeSlot(c, mask, va)
 	return s
 }
 
-// probeSlot is probe that also returns the slot that hit.
-func (t *TLB) probeSlot(c *cache, holds []uint8, va uint64) (uint8, int) {
-	for _, s := range holds {
-		if c.count[s] == 0 {
-			continue
-		}
+// probeSlot is probe that also returns the slot that hit. It tries the
+// spans held and present, largest first: the leaf classes (flags 0) are the
+// first word of the present bitmap, bit s for span 2^s.
+func (t *TLB) probeSlot(c *cache, mask uint64, va uint64) (uint8, int) {
+	for m := c.present[0] & mask; m != 0; {
+		s := uint8(63 - bits.LeadingZeros64(m))
+		m &^= 1 << s
 		if slot := c.find(mkKey(va, s, 0)); slot >= 0 {
 			c.touch(slot)
 			return s, slot
@@ -233,18 +260,40 @@ func (t *TLB) probeSlot(c *cache, holds []uint8, va uint64) (uint8, int) {
 	return 0, -1
 }
 
-// lastHit remembers the L1 entry the previous access of a kind used: the
-// next access inside its span hits it again without a look-up (the same
-// result, faster: consecutive fetches and reads mostly stay in one page).
-// Any L1 insert or invalidation forgets it.
+// lastHit remembers the L1 entry an earlier access used: a later access
+// inside its span hits it again without a look-up (the same result, faster:
+// consecutive fetches and reads mostly stay in one page). It holds while the
+// slot still holds the key and no larger entry has entered the L1 since
+// (gen): a look-up tries larger spans first, and the one remembered was the
+// largest covering va when it was found.
 type lastHit struct {
 	lo, span uint64 // VA modulo 2^56
-	slot     int
+	key      uint64
+	gen      uint64
+	slot     int32
+	shift    uint8
 }
 
-func (t *TLB) remember(k Kind, va uint64, shift uint8, slot int) {
-	m := va & vaMask
-	t.last[k] = lastHit{lo: m &^ (1<<shift - 1), span: 1 << shift, slot: slot}
+func (t *TLB) remember(m *lastHit, l1 *cache, va uint64, shift uint8, slot int) {
+	// Field by field: a struct literal is built on the stack and copied
+	// with 16-byte moves, which stall on the 8-byte stores just made.
+	v := va & vaMask
+	m.lo, m.span = v&^(1<<shift-1), 1<<shift
+	m.key, m.gen = l1.keys[slot], l1.gen[shift]
+	m.slot, m.shift = int32(slot), shift
+}
+
+// fillL1 puts the translation of va at span s in kind k's L1 and remembers
+// it in m. Inserting a span invalidates what is remembered at smaller ones.
+func (t *TLB) fillL1(k Kind, va uint64, s uint8, m *lastHit) {
+	l1 := t.l1[k]
+	slot, _ := l1.insert(mkKey(va, s, 0), 0)
+	for _, h := range t.l1Holds[k] {
+		if h < s {
+			l1.gen[h]++
+		}
+	}
+	t.remember(m, l1, va, s, slot)
 }
 
 func (t *TLB) forget() { t.last = [numKinds]lastHit{} }
@@ -252,23 +301,26 @@ func (t *TLB) forget() { t.last = [numKinds]lastHit{} }
 // Access translates one access of kind k at va, updating the structures and
 // the counts. It allocates nothing. If the tables changed since the last
 // access, call TablesChanged first.
-func (t *TLB) Access(va uint64, k Kind) {
+func (t *TLB) Access(va uint64, k Kind) { t.access(va, k, &t.last[k]) }
+
+// access is Access with the caller's memory of the last L1 entry hit (one
+// per stream: streams interleave, each mostly staying in its own page).
+func (t *TLB) access(va uint64, k Kind, m *lastHit) {
 	c := &t.C[k]
 	c.Accesses++
 	l1 := t.l1[k]
-	if lh := &t.last[k]; (va&vaMask)-lh.lo < lh.span {
-		l1.touch(lh.slot)
+	if (va&vaMask)-m.lo < m.span && l1.keys[m.slot] == m.key && l1.gen[m.shift] == m.gen {
+		l1.touch(int(m.slot))
 		return
 	}
-	if s, slot := t.probeSlot(l1, t.l1Holds[k], va); s != 0 {
-		t.remember(k, va, s, slot)
+	if s, slot := t.probeSlot(l1, t.l1Mask[k], va); s != 0 {
+		t.remember(m, l1, va, s, slot)
 		return
 	}
 	c.L1Misses++
-	if span := t.probe(t.l2, t.l2Holds, va); span != 0 {
+	if span := t.probe(t.l2, t.l2Mask, va); span != 0 {
 		if s := largestHeld(t.l1Holds[k], span); s != 0 {
-			slot, _ := l1.insert(mkKey(va, s, 0), 0)
-			t.remember(k, va, s, slot)
+			t.fillL1(k, va, s, m)
 		}
 		return
 	}
@@ -281,8 +333,7 @@ func (t *TLB) Access(va uint64, k Kind) {
 		return
 	}
 	if s := largestHeld(t.l1Holds[k], span); s != 0 {
-		slot, _ := l1.insert(mkKey(va, s, 0), 0)
-		t.remember(k, va, s, slot)
+		t.fillL1(k, va, s, m)
 	}
 }
 

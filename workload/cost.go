@@ -118,6 +118,7 @@ type CostObserver struct {
 	samples int
 	dur     time.Duration
 	ranges  [][]tlb.Range // per stream
+	scratch [][]tlb.Range // per stream: the next ranges, built without allocating
 	// invalidations since the last sample
 	flushAll             bool
 	weights              map[*kernel.Module]float64 // module text weight, by loaded module
@@ -192,6 +193,7 @@ func NewCostObserver(cfg CostConfig, seed uint64) (*CostObserver, error) {
 		}
 	}
 	o.ranges = make([][]tlb.Range, len(o.conf))
+	o.scratch = make([][]tlb.Range, len(o.conf))
 	return o, nil
 }
 
@@ -250,10 +252,29 @@ func (o *CostObserver) TLBI(_ time.Duration, op kernel.TLBIOp) {
 	case kernel.TLBIVMALLE1IS:
 		o.flushAll = true
 	case kernel.TLBIVAAE1IS:
-		o.allLevels = append(o.allLevels, tlb.Span{Start: op.Start, End: op.End})
+		o.allLevels = addSpan(o.allLevels, tlb.Span{Start: op.Start, End: op.End})
 	default:
-		o.lastLevel = append(o.lastLevel, tlb.Span{Start: op.Start, End: op.End})
+		o.lastLevel = addSpan(o.lastLevel, tlb.Span{Start: op.Start, End: op.End})
 	}
+}
+
+// addSpan appends s to spans, or widens the last span when s starts inside
+// it or right at its end (page-by-page flushes of one range): the batch
+// removes what overlaps the union of the spans, so the union is all that
+// counts. Only spans within one 2^56-byte block are merged (the TLB takes
+// VAs modulo 2^56), and none reaching the top of the address space (End 0).
+func addSpan(spans []tlb.Span, s tlb.Span) []tlb.Span {
+	if n := len(spans); n > 0 && s.Start < s.End {
+		l := &spans[n-1]
+		if l.Start < l.End && l.Start <= s.Start && s.Start <= l.End {
+			end := max(l.End, s.End)
+			if l.Start>>56 == (end-1)>>56 {
+				l.End = end
+				return spans
+			}
+		}
+	}
+	return append(spans, s)
 }
 
 // applyTLBIs applies the interval's invalidations to every model.
@@ -283,7 +304,7 @@ func (o *CostObserver) streamRanges(v *View) bool {
 	changed := false
 	k := v.Kernel
 	for i, sc := range o.conf {
-		var rs []tlb.Range
+		rs := o.scratch[i][:0]
 		switch sc.Over {
 		case "modules":
 			for _, m := range v.Modules {
@@ -327,8 +348,9 @@ func (o *CostObserver) streamRanges(v *View) bool {
 		}
 		if !sameRanges(rs, o.ranges[i]) {
 			changed = true
-			o.ranges[i] = rs
+			o.ranges[i], rs = rs, o.ranges[i]
 		}
+		o.scratch[i] = rs
 	}
 	return changed
 }
@@ -354,24 +376,21 @@ func (o *CostObserver) Sample(v *View, out []float64) error {
 	o.prevAt = v.At
 	changed := o.streamRanges(v) || v.Stores > 0 || v.TLBIs > 0 || o.samples == 0
 	o.applyTLBIs()
-	var wg sync.WaitGroup
+	// One model after the other: a window takes tens of microseconds, of
+	// which a goroutine per model would spend a good share waking threads;
+	// a comparison runs its presets in parallel instead (RunPresets).
 	for _, cm := range o.uniq {
 		if changed {
 			for i, st := range cm.streams {
 				st.SetRanges(o.ranges[i])
 			}
-			wg.Add(1)
-			go func() { // models are independent: one goroutine each
-				defer wg.Done()
-				cm.sim.Reseed(uint64(v.Index))
-				if o.samples == 0 {
-					cm.sim.Window(o.cfg.Window) // warm the cold TLB
-				}
-				o.measure(cm, cm.sim.Window(o.cfg.Window))
-			}()
+			cm.sim.Reseed(uint64(v.Index))
+			if o.samples == 0 {
+				cm.sim.Window(o.cfg.Window) // warm the cold TLB
+			}
+			o.measure(cm, cm.sim.Window(o.cfg.Window))
 		}
 	}
-	wg.Wait()
 	for _, cm := range o.uniq {
 		vals := cm.vals
 		copy(vals, cm.last)
