@@ -1,6 +1,6 @@
 #!/bin/sh
-# install-qemu.sh: install what the capture package's QEMU integration test
-# (capture/qemu_test.go, via shared/tools/qemu-arm64-guest.sh) needs on a
+# install-qemu.sh: install what the live QEMU tests (capture/qemu_test.go and
+# the fidelity suite, via the repository's tools/qemu-arm64-guest.sh) need on a
 # Debian 12 or newer machine. Run as root. Idempotent: when everything is
 # already there it changes nothing and makes no network access.
 set -eu

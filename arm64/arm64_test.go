@@ -246,9 +246,9 @@ func TestBBML2(t *testing.T) {
 		{MIDRNeoverseN1, false},
 		{MIDRCortexA72, false},
 		{MIDRNeoverseV3, true},
-		{MakeMIDR(ImpArm, PartNeoverseV3, 3, 0), false}, // r3 is outside r0..r2
+		{MakeMIDR(ImpArm, PartNeoverseV3, 3, 0), false}, // only variant 0 is listed
 		{MIDRCortexX4, true},
-		{MakeMIDR(ImpArm, PartCortexX4, 3, 15), true},
+		{MakeMIDR(ImpArm, PartCortexX4, 3, 15), false}, // r3p15: variant 3 is not listed
 		{MIDRAmpere1, true},
 		{MIDRAmpere1A, true},
 		{MIDROlympus, true},

@@ -33,7 +33,16 @@ type Result struct {
 // (vmalloc, module loading); the kernel's walker holds no lock against that
 // either for the linear map, so the dump is a snapshot of each table at the
 // moment it was read.
+//
+// With PA or Tables (ptlab's extended format) the dump starts with a comment
+// naming the kernel release (VMCOREINFO's OSRELEASE), from which ptlab's
+// --import picks the kernel version profile.
 func Capture(w io.Writer, k *Kcore, m *Machine, opt Options) (*Result, error) {
+	if (opt.PA || opt.Tables) && m.OSRelease != "" {
+		if _, err := fmt.Fprintf(w, "%s%s\n", ptdump.OSReleaseComment, m.OSRelease); err != nil {
+			return nil, err
+		}
+	}
 	src := NewTableSource(k, m)
 	pw := ptdump.NewWriter(w, m.Geometry, ptdump.KernelMarkers(m.Layout), ptdump.Options{PA: opt.PA, Tables: opt.Tables, CheckWX: true})
 	if err := ptdump.Walk(src, nil, m.Geometry, m.RootPA, m.Layout.PageOffset, pw); err != nil {

@@ -1,7 +1,7 @@
 package capture_test
 
 // Integration test: boot Debian's arm64 kernel under qemu-system-aarch64 (TCG)
-// with shared/tools/qemu-arm64-guest.sh, run `ptlab capture` in the guest, and
+// with the repository's tools/qemu-arm64-guest.sh, run `ptlab capture` in the guest, and
 // check the dump against what the kernel itself reports: the System RAM of
 // /proc/iomem, /proc/modules, /proc/vmallocinfo, kallsyms and the boot-time
 // W+X check. Skipped with -short or without qemu-system-aarch64.
@@ -9,8 +9,8 @@ package capture_test
 //	go test -run OnRealKernel -v ./capture/
 //
 // QEMU_ARM64_GUEST overrides the script's path (default
-// ../../shared/tools/qemu-arm64-guest.sh from this directory); with
-// PTLAB_QEMU_LOGDIR set, the serial logs are kept there.
+// tools/qemu-arm64-guest.sh at the module root); PTLAB_QEMU_WORKDIR sets its
+// scratch dir (-w); with PTLAB_QEMU_LOGDIR set, the serial logs are kept there.
 
 import (
 	"bufio"
@@ -90,14 +90,26 @@ func guestScriptPath() string {
 	if p := os.Getenv("QEMU_ARM64_GUEST"); p != "" {
 		return p
 	}
-	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "tools", "qemu-arm64-guest.sh"))
+	// The test runs in its package directory; the script is in the module
+	// root's tools/, found by walking up to go.mod.
+	dir, err := filepath.Abs(".")
 	if err != nil {
 		return ""
 	}
-	if _, err := os.Stat(p); err != nil {
-		return ""
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "tools", "qemu-arm64-guest.sh")
+			if _, err := os.Stat(p); err != nil {
+				return ""
+			}
+			return p
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return ""
+		}
+		dir = up
 	}
-	return p
 }
 
 func goTool() string {
@@ -163,6 +175,9 @@ func TestCaptureOnRealKernel(t *testing.T) {
 }
 
 func runScript(ctx context.Context, script string, args ...string) ([]byte, error) {
+	if w := os.Getenv("PTLAB_QEMU_WORKDIR"); w != "" {
+		args = append([]string{"-w", w}, args...)
+	}
 	cmd := exec.CommandContext(ctx, script, args...)
 	// On cancel, SIGTERM lets the script stop QEMU; SIGKILL would leave it running.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

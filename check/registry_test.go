@@ -44,7 +44,7 @@ func TestFinalRecordsLeak(t *testing.T) {
 	k := bootSmall(t, "n1-server", "mainline")
 	m := cpu.NewMachine(k, 1, cpu.Cooperative)
 	lin := linearVA(k)
-	mo := monitorFor(k, m, lin+4*k.G.Size(2), nil)
+	mo := monitorFor(k, m, lin+4*k.G.Size(arm64.LevelPMD), nil)
 	if _, ok, err := k.PT.UnhookTable(pgtable.Atomic{}, lin, 2); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -67,7 +67,7 @@ func TestLeaksTableTwice(t *testing.T) {
 	lin := linearVA(k)
 	// Point the next PMD entry at the same PTE table.
 	up := upperEntry(t, k, lin)
-	up2 := upperEntry(t, k, lin+k.G.Size(2))
+	up2 := upperEntry(t, k, lin+k.G.Size(arm64.LevelPMD))
 	tbl, _ := k.PT.Table(up2 &^ (k.G.PageSize() - 1))
 	d := pgtable.Atomic{}.Load(up, descPtr(k, up))
 	pgtable.Atomic{}.Store(up2, &tbl[(up2&(k.G.PageSize()-1))/8], d)

@@ -142,10 +142,14 @@ func TestAccessFaults(t *testing.T) {
 	if _, err := c.Access(Exec, lin); !errors.Is(err, ErrPermission) {
 		t.Errorf("exec from the linear map (PXN): %v", err)
 	}
-	if _, err := c.Access(Exec, k.Image.VA); err != nil {
+	// Text starts at _stext: the image header [_text, _stext) is mapped NX.
+	if _, err := c.Access(Exec, k.Image.VA+k.Image.Stext); err != nil {
 		t.Errorf("exec of kernel text: %v", err)
 	}
-	if _, err := c.Access(Write, k.Image.VA); !errors.Is(err, ErrPermission) {
+	if _, err := c.Access(Exec, k.Image.VA); !errors.Is(err, ErrPermission) {
+		t.Errorf("exec of the image header: %v", err)
+	}
+	if _, err := c.Access(Write, k.Image.VA+k.Image.Stext); !errors.Is(err, ErrPermission) {
 		t.Errorf("write to kernel text: %v", err)
 	}
 	if _, err := c.Access(Read, k.Layout.VmallocEnd-1<<20); !errors.Is(err, ErrTranslation) {

@@ -3,6 +3,7 @@ package explore
 import (
 	"fmt"
 
+	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/check"
 	"github.com/ptlab/ptlab/cpu"
 	"github.com/ptlab/ptlab/kernel"
@@ -156,7 +157,7 @@ func buildRepaint(s *Setup) error {
 	lin := k.Lin(r.Base+r.Size) - 8<<20
 	span := uint64(4 << 20)
 	for _, c := range s.M.CPUs {
-		for va := lin; va < lin+span; va += k.G.Size(2) {
+		for va := lin; va < lin+span; va += k.G.Size(arm64.LevelPMD) {
 			touch(c, cpu.Read, va)
 		}
 	}
@@ -184,7 +185,7 @@ func buildRepaint(s *Setup) error {
 			c.Lock(released)
 			c.Unlock(released)
 			return nil
-		}}, access(cpu.Read, "linear map", lin), access(cpu.Read, "linear map+2M+4K", lin+k.G.Size(2)+k.G.PageSize())},
+		}}, access(cpu.Read, "linear map", lin), access(cpu.Read, "linear map+2M+4K", lin+k.G.Size(arm64.LevelPMD)+k.G.PageSize())},
 	}
 	return nil
 }
@@ -199,7 +200,7 @@ const chunkOffsetSeed = 0x9e3779b97f4a7c15
 func buildChunkOffsets(s *Setup) error {
 	k, c0 := s.K, s.M.CPUs[0]
 	ps := k.G.PageSize()
-	n := k.G.Size(2) / ps
+	n := k.G.Size(arm64.LevelPMD) / ps
 	off := 1 + chunkOffsetSeed%(n-8) // B's first page, in [1, n-7)
 	var objs []uint64
 	for _, sz := range []uint64{off * ps, objSize, (n - off - objSize/ps - 1) * ps, ps} {
@@ -216,7 +217,7 @@ func buildChunkOffsets(s *Setup) error {
 		}
 	}
 	b, a := objs[1], objs[3]
-	if k.Exec.IsROX(kernel.ExecmemModuleText) && (a+ps)&(k.G.Size(2)-1) != 0 {
+	if k.Exec.IsROX(kernel.ExecmemModuleText) && (a+ps)&(k.G.Size(arm64.LevelPMD)-1) != 0 {
 		return fmt.Errorf("A at %#x is not the chunk's last page", a)
 	}
 	if err := k.ExecmemForceRW(c0, b, objSize); err != nil {
@@ -278,7 +279,7 @@ func contentOf(k *kernel.Kernel, va uint64) uint64 {
 // vmapWindow is a PMD-aligned 2M window near the top of the vmalloc range
 // that no allocation reaches on a fresh boot.
 func vmapWindow(k *kernel.Kernel) uint64 {
-	return (k.Layout.VmallocEnd - 64<<20) &^ (k.G.Size(2) - 1)
+	return (k.Layout.VmallocEnd - 64<<20) &^ (k.G.Size(arm64.LevelPMD) - 1)
 }
 
 func buildVmapReuse(s *Setup) error {
@@ -320,11 +321,11 @@ func buildVmapReuse(s *Setup) error {
 func buildTwoVmalloc(s *Setup) error {
 	k := s.K
 	ps := k.G.PageSize()
-	w := vmapWindow(k) - 8*k.G.Size(2)
-	if t, err := k.PT.TableAt(atomicDoor{}, w, 2); err != nil || t {
+	w := vmapWindow(k) - 8*k.G.Size(arm64.LevelPMD)
+	if t, err := k.PT.TableAt(atomicDoor{}, w, arm64.LevelPMD); err != nil || t {
 		return fmt.Errorf("the window %#x already has a PTE table (%v)", w, err)
 	}
-	s.Tracked = []check.Range{{Start: w, End: w + k.G.Size(2)}}
+	s.Tracked = []check.Range{{Start: w, End: w + k.G.Size(arm64.LevelPMD)}}
 	op := func(name string, start uint64) Op {
 		// Racy: which CPU's page comes first from the allocator depends on
 		// the interleaving; lost updates and leaks are still checked.
@@ -348,7 +349,7 @@ type bpfPack struct {
 
 func buildBPFPack(s *Setup) error {
 	k, c0 := s.K, s.M.CPUs[0]
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	// bpf_prog_pack_alloc: bpf_jit_alloc_exec(BPF_PROG_PACK_SIZE), filled
 	// with illegal instructions, made ROX (the ROX cache hands it out so).
 	addr, err := k.ExecmemAlloc(c0, kernel.ExecmemBPF, pmd)
@@ -403,7 +404,7 @@ func buildBPFPack(s *Setup) error {
 
 // pmdRegions widens ranges to the PMD-aligned regions holding them.
 func pmdRegions(k *kernel.Kernel, rs []check.Range) []check.Range {
-	pmd := k.G.Size(2)
+	pmd := k.G.Size(arm64.LevelPMD)
 	out := make([]check.Range, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, check.Range{Start: r.Start &^ (pmd - 1), End: (r.End + pmd - 1) &^ (pmd - 1)})

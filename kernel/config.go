@@ -19,28 +19,33 @@ import (
 // ErrConfig reports a machine or boot configuration the model cannot boot.
 var ErrConfig = errors.New("kernel: bad configuration")
 
-// Rodata is the rodata= boot option (arch_parse_debug_rodata). Current arm64
-// kernels accept "on" (the default: read-only kernel memory and read-only
-// linear aliases, i.e. rodata_full), "noalias" (no alias protection, more
-// block mappings) and "off". "full" is the name older kernels gave to what is
-// now "on", and is accepted as such.
+// Rodata is the rodata= boot option (arch_parse_debug_rodata), read the way
+// the configured kernel release reads it (Version.RodataFull): 7.x accepts
+// "on" (the default: read-only kernel memory and read-only linear aliases,
+// i.e. rodata_full), "noalias" (no alias protection, more block mappings) and
+// "off"; 6.x accepts "full" (rodata_full), "on" (no alias protection) and
+// "off". A value the release does not parse leaves the default, rodata_full.
 type Rodata string
 
 const (
 	RodataOn      Rodata = "on"
 	RodataNoAlias Rodata = "noalias"
 	RodataOff     Rodata = "off"
-	RodataFull    Rodata = "full" // legacy spelling of "on"
+	RodataFull    Rodata = "full" // 6.x: rodata_full; 7.x does not parse it
 )
 
-// KFENCE is how the KFENCE pool is set up: off, early (kfence.sample_interval
-// set at boot: the pool is mapped page-granular from the start) or late
-// (pool allocated after boot: the linear map must be changeable).
+// KFENCE is how the KFENCE pool is set up: off (CONFIG_KFENCE=n), early
+// (kfence.sample_interval non-zero at boot: the pool is taken from memblock
+// and mapped page-granular from the start), idle (built in with
+// kfence.sample_interval=0, Debian's default: no pool at boot, but it may be
+// enabled later, so the linear map must stay changeable) or late (idle, and
+// then enabled: the pool is allocated once the system is up).
 type KFENCE string
 
 const (
 	KFENCEOff   KFENCE = "off"
 	KFENCEEarly KFENCE = "early"
+	KFENCEIdle  KFENCE = "idle"
 	KFENCELate  KFENCE = "late"
 )
 
@@ -111,12 +116,20 @@ type CPUGroup struct {
 var CPUModels = map[string]arm64.MIDR{
 	"cortex-a72":  arm64.MIDRCortexA72,
 	"neoverse-n1": arm64.MIDRNeoverseN1,
-	"neoverse-v3": arm64.MIDRNeoverseV3,
-	"cortex-x4":   arm64.MIDRCortexX4,
-	"ampere1":     arm64.MIDRAmpere1,
-	"ampere1a":    arm64.MIDRAmpere1A,
-	"olympus":     arm64.MIDROlympus,
+	"neoverse-v3": arm64.MIDRNeoverseV3, // r0p2: on the BBML2_NOABORT list
+	"cortex-x4":   arm64.MIDRCortexX4,   // r0p3: on the list
+	// Revisions the allow-list rejects (MIDR_REV_RANGE starts above them).
+	"neoverse-v3-r0p1": arm64.MIDRNeoverseV3Early,
+	"cortex-x4-r0p2":   arm64.MIDRCortexX4Early,
+	"ampere1":          arm64.MIDRAmpere1,
+	"ampere1a":         arm64.MIDRAmpere1A,
+	"olympus":          arm64.MIDROlympus,
 }
+
+// CPUPABits is the physical address size of each named CPU model
+// (PARange of its technical reference manual; QEMU's cortex-a72 has 44 bits).
+// Models not listed have 48.
+var CPUPABits = map[string]int{"cortex-a72": 44, "cortex-x4": 40}
 
 // Image is the kernel image: where it sits in physical memory and in the
 // kernel VA space, and the sizes of its segments (_text.._etext,
@@ -124,15 +137,23 @@ var CPUModels = map[string]arm64.MIDR{
 type Image struct {
 	PhysBase Size `json:"phys_base" yaml:"phys_base"` // PA of _text; 0: 2 MiB into the first RAM region
 	KASLR    Size `json:"kaslr_offset" yaml:"kaslr_offset"`
+	Header   Size `json:"header" yaml:"header"` // _text.._stext, the image header (part of Text)
 	Text     Size `json:"text" yaml:"text"`
 	Rodata   Size `json:"rodata" yaml:"rodata"`
 	Init     Size `json:"init" yaml:"init"`
 	Data     Size `json:"data" yaml:"data"`
+	// Tail is _end - __bss_stop: what follows the bss (the early fixmap
+	// tables bm_pud/bm_pmd/bm_pte, init_pg_dir); part of Data.
+	Tail Size `json:"tail" yaml:"tail"`
 }
 
 // Config is one simulated machine and its boot options.
 type Config struct {
-	Name           string      `json:"name" yaml:"name"`
+	Name string `json:"name" yaml:"name"`
+	// Kernel is the modelled release (Versions): "6.1", "6.6", "6.12",
+	// "6.18", "linux-mm", "7.3", or a release string such as
+	// "6.12.117+deb12-arm64"; "" is DefaultVersion.
+	Kernel         string      `json:"kernel" yaml:"kernel"`
 	Granule        string      `json:"granule" yaml:"granule"` // "4K", "16K", "64K"
 	VABits         int         `json:"va_bits" yaml:"va_bits"`
 	ConfigVABits   int         `json:"config_va_bits" yaml:"config_va_bits"` // CONFIG_ARM64_VA_BITS; 0 = va_bits
@@ -149,28 +170,37 @@ type Config struct {
 	// KASLRSeed randomises the module region as module_init_limits does
 	// with KASLR (random_bounding_box); 0 means no KASLR.
 	KASLRSeed uint64 `json:"kaslr_seed" yaml:"kaslr_seed"`
-	Policy    Policy `json:"policy" yaml:"policy"`
+	// MemstartAddr pins memstart_addr (PHYS_OFFSET, the PA the linear map
+	// starts at), as a capture shows it; 0 computes it as
+	// arm64_memblock_init does, randomised under KASLR (KASLRSeed).
+	MemstartAddr Size `json:"memstart_addr" yaml:"memstart_addr"`
+	// StructPageSize is sizeof(struct page) (VMCOREINFO SIZE(page)); 0 is 64.
+	StructPageSize Size `json:"struct_page_size" yaml:"struct_page_size"`
+	// Devices are MMIO ranges the boot maps (the PCI I/O window).
+	Devices []Device `json:"devices" yaml:"devices"`
+	// PABits is the CPU's physical address size (ID_AA64MMFR0_EL1.PARange);
+	// 0 takes the boot CPU model's (CPUPABits). It decides whether KASLR
+	// can move the linear map.
+	PABits int    `json:"pa_bits" yaml:"pa_bits"`
+	Policy Policy `json:"policy" yaml:"policy"`
 
 	imported *Imported // the linear map comes from a dump (BootImported)
 }
-
-// Debian 6.12 arm64 kernel image segment sizes, rounded to 64K (SEGMENT_ALIGN).
-var defaultImage = Image{Text: 20 << 20, Rodata: 8 << 20, Init: 2 << 20, Data: 3 << 20}
 
 // Machines are named machine presets.
 var Machines = map[string]Config{
 	// QEMU virt with -cpu cortex-a72: 2 GiB at 0x40000000, no BBML2.
 	"qemu-virt": {Name: "qemu-virt", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x40000000, 2 << 30}},
-		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Devices: QEMUVirtDevices},
 	// A 16 GiB AmpereOne server: every CPU has BBML2_NOABORT.
 	"bbml2-server": {Name: "bbml2-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true, Image: defaultImage},
+		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true},
 	// A 16 GiB Neoverse-N1 server: no BBML2, so rodata=on maps the linear map with PTEs.
 	"n1-server": {Name: "n1-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"neoverse-n1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"neoverse-n1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff},
 	// Boot CPU with BBML2, one secondary without ("mode 3": block-mapped, then repainted).
 	"mixed-server": {Name: "mixed-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
-		CPUs: []CPUGroup{{"ampere1", 15}, {"neoverse-n1", 1}}, Rodata: RodataOn, KFENCE: KFENCEOff, Image: defaultImage},
+		CPUs: []CPUGroup{{"ampere1", 15}, {"neoverse-n1", 1}}, Rodata: RodataOn, KFENCE: KFENCEOff},
 }
 
 // Machine returns a copy of a named preset.
@@ -181,6 +211,7 @@ func Machine(name string) (Config, error) {
 	}
 	c.RAM = append([]RAMRegion(nil), c.RAM...)
 	c.CPUs = append([]CPUGroup(nil), c.CPUs...)
+	c.Devices = append([]Device(nil), c.Devices...)
 	return c, nil
 }
 
@@ -254,7 +285,7 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 		if !ok {
 			v, err := strconv.ParseUint(grp.Model, 0, 32)
 			if err != nil {
-				return nil, fmt.Errorf("%w: CPU model %q (known: cortex-a72, neoverse-n1, neoverse-v3, cortex-x4, ampere1, ampere1a, olympus, or a MIDR value)", ErrConfig, grp.Model)
+				return nil, fmt.Errorf("%w: CPU model %q (known: cortex-a72, neoverse-n1, neoverse-v3, neoverse-v3-r0p1, cortex-x4, cortex-x4-r0p2, ampere1, ampere1a, olympus, or a MIDR value)", ErrConfig, grp.Model)
 			}
 			m = arm64.MIDR(v)
 		}
@@ -274,21 +305,34 @@ func (c *Config) MIDRs() ([]arm64.MIDR, error) {
 	return out, nil
 }
 
-// RodataFull reports rodata_full: "on" (and its legacy name "full").
+// Version is the kernel release profile the configuration names.
+func (c *Config) Version() (*Version, error) { return LookupVersion(c.Kernel) }
+
+// RodataFull reports rodata_full as the configured release parses rodata=.
+// Values no release knows are configuration errors; a value only another
+// release knows ("full" on 7.x, "noalias" on 6.x) is what the kernel would
+// see: rejected, default kept.
 func (c *Config) RodataFull() (bool, error) {
 	switch c.Rodata {
-	case RodataOn, RodataFull, "":
-		return true, nil
-	case RodataNoAlias, RodataOff:
-		return false, nil
+	case RodataOn, RodataFull, RodataNoAlias, RodataOff, "":
+	default:
+		return false, fmt.Errorf("%w: rodata=%q (on, noalias, off; full on 6.x)", ErrConfig, c.Rodata)
 	}
-	return false, fmt.Errorf("%w: rodata=%q (on, noalias, off)", ErrConfig, c.Rodata)
+	v, err := c.Version()
+	if err != nil {
+		return false, err
+	}
+	full, _, _ := v.RodataFull(c.Rodata)
+	return full, nil
 }
 
 // Validate checks the configuration without booting it.
 func (c *Config) Validate() error {
 	g, err := c.Geometry()
 	if err != nil {
+		return err
+	}
+	if _, err := c.Version(); err != nil {
 		return err
 	}
 	midrs, err := c.MIDRs()
@@ -302,9 +346,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch c.KFENCE {
-	case KFENCEOff, KFENCEEarly, KFENCELate, "":
+	case KFENCEOff, KFENCEEarly, KFENCEIdle, KFENCELate, "":
 	default:
-		return fmt.Errorf("%w: kfence=%q (off, early, late)", ErrConfig, c.KFENCE)
+		return fmt.Errorf("%w: kfence=%q (off, early, idle, late)", ErrConfig, c.KFENCE)
 	}
 	if err := c.Policy.validate(); err != nil {
 		return err

@@ -77,25 +77,33 @@ type Execmem struct {
 
 // execmemArchSetup is arm64's execmem_arch_setup with module_init_limits:
 // module text goes in a 128 MiB window holding the whole kernel image (for
-// direct branches) with a 2 GiB window as fallback (PLTs); with KASLR both
-// windows are placed at random around the image (random_bounding_box).
-// KPROBES and BPF use the whole vmalloc range. With the RFC's ROX cache
-// (patches 1 and 5), MODULE_TEXT, FTRACE, KPROBES and BPF are declared with
-// EXECMEM_ROX_CACHE and PAGE_KERNEL_ROX, and MODULE_DATA explicitly without.
+// direct branches) with a 2 GiB window as fallback (PLTs). With KASLR and
+// CONFIG_RANDOMIZE_MODULE_REGION_FULL (Debian's setting) there is no 128 MiB
+// window: the 2 GiB region is placed at random around the image
+// (random_bounding_box); without FULL the 128 MiB window is randomised first.
+// Before v6.5 (Version.LegacyLayout) the region came from kaslr.c's
+// module_alloc_base instead (moduleAllocBase61). KPROBES and BPF use the
+// whole vmalloc range. With the RFC's ROX cache (patches 1 and 5),
+// MODULE_TEXT, FTRACE, KPROBES and BPF are declared with EXECMEM_ROX_CACHE and
+// PAGE_KERNEL_ROX, and MODULE_DATA explicitly without.
 func (k *Kernel) execmemArchSetup() {
 	e := &Execmem{Mutex: NewMutex("execmem_cache.mutex"), busy: map[uint64]uint64{}, chunks: map[uint64]*VMArea{},
 		live: map[uint64]bool{}, nextObject: contentObjectBase, ArchHasROX: k.Cfg.Policy.ROXCache}
 	kstart, kend := k.Image.VA, k.Image.VA+k.Image.End
 	ksize := kend - kstart
 	var direct, plt uint64
-	if k.Cfg.KASLRSeed == 0 {
+	switch {
+	case k.V.LegacyLayout:
+		direct = k.moduleAllocBase61()
+		plt = direct
+	case k.Cfg.KASLRSeed == 0:
 		if ksize < 128<<20 {
 			direct = kend - 128<<20
 		}
 		if ksize < 2<<30 {
 			plt = kend - 2<<30
 		}
-	} else {
+	default:
 		rng := rand.New(rand.NewPCG(k.Cfg.KASLRSeed, 0x6d6f64756c6573))
 		box := func(size, start, end uint64) uint64 {
 			if end-start >= size {
@@ -105,8 +113,10 @@ func (k *Kernel) execmemArchSetup() {
 			return start - rng.Uint64N(maxPgoff+1)*k.G.PageSize()
 		}
 		lo, hi := kstart, kend
-		if direct = box(128<<20, lo, hi); direct != 0 {
-			lo, hi = direct, direct+128<<20
+		if !k.V.ModuleRegionFull {
+			if direct = box(128<<20, lo, hi); direct != 0 {
+				lo, hi = direct, direct+128<<20
+			}
 		}
 		plt = box(2<<30, lo, hi)
 	}
@@ -127,7 +137,7 @@ func (k *Kernel) execmemArchSetup() {
 	e.Ranges[ExecmemBPF] = vm
 	e.Ranges[ExecmemFtrace] = def     // execmem_init_missing copies DEFAULT
 	e.Ranges[ExecmemModuleData] = def // ... with PAGE_KERNEL
-	if k.Cfg.Policy.ROXCache && k.BBML2 {
+	if k.Cfg.Policy.ROXCache && k.BBML2 && k.V.Execmem {
 		rox := k.Feat.Prot(arm64.PageKernelROX)
 		for _, t := range []ExecmemType{ExecmemModuleText, ExecmemFtrace, ExecmemKprobes, ExecmemBPF} {
 			e.Ranges[t].Flags |= ExecmemROXCacheFlag
@@ -135,6 +145,26 @@ func (k *Kernel) execmemArchSetup() {
 		}
 	}
 	k.Exec = e
+}
+
+// moduleAllocBase61 is module_alloc_base as kaslr_init (v6.1 kaslr.c) sets
+// it: _etext - MODULES_VSIZE without KASLR; with KASLR and
+// RANDOMIZE_MODULE_REGION_FULL, max(_end - 2G, MODULES_VADDR) plus a
+// random part of the 2 GiB range the image leaves (21 bits of the seed),
+// page aligned. module_alloc tries [base, base + 128M) first, then
+// [base, base + 2G) with PLTs.
+func (k *Kernel) moduleAllocBase61() uint64 {
+	im := k.Image
+	if k.Cfg.KASLRSeed == 0 {
+		return im.VA + im.TextEnd - 128<<20
+	}
+	end := im.VA + im.End
+	base := max(end-2<<30, k.Layout.ModulesVaddr)
+	rng := rand.New(rand.NewPCG(k.Cfg.KASLRSeed, 0x6d6f64756c6573))
+	seed := uint64(rng.Uint32())
+	moduleRange := 2<<30 - (im.End - im.Stext)
+	base += (moduleRange * (seed & (1<<21 - 1))) >> 21
+	return base &^ (k.G.PageSize() - 1)
 }
 
 // IsROX is execmem_is_rox.
@@ -486,7 +516,7 @@ func (k *Kernel) execmemSetDirectMapDefault(c CPU, a *VMArea) error {
 			// page_order aware: one update per backing page, no split,
 			// then fold the linear map back around it.
 			if err := k.updateRangeProt(c, k.Lin(a.PagePA(i)), k.G.PageSize()<<a.PageOrder,
-				k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly); err != nil {
+				k.presentValidBits()|arm64.PTEWrite, k.presentInvalidBits()|arm64.PTERdonly); err != nil {
 				return err
 			}
 			if pol.Collapse == CollapseGeneral {

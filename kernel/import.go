@@ -36,6 +36,10 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 		return base, nil, fmt.Errorf("%w: %s: only arm64 dumps can be imported", ErrConfig, d.Name)
 	}
 	cfg := base
+	if cfg.Kernel == "" && d.OSRelease != "" {
+		// A capture names its kernel: model that release.
+		cfg.Kernel = d.OSRelease
+	}
 	switch d.Geometry.PageSize {
 	case 4 << 10, 0:
 		cfg.Granule = "4K"
@@ -52,7 +56,11 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 	if err != nil {
 		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
 	}
-	lay := arm64.KernelLayout(g, cfg.ConfigVABits)
+	v, err := cfg.Version()
+	if err != nil {
+		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
+	}
+	lay := v.Layout(g, cfg.ConfigVABits)
 	levels := map[string]arm64.Level{}
 	for l := arm64.LastLevel; l >= g.StartLevel; l-- {
 		levels[g.Name(l)] = l

@@ -40,14 +40,17 @@ type Stats struct {
 // ImageLayout is where the kernel image ended up.
 type ImageLayout struct {
 	PA, VA                        uint64 // _text
+	Stext                         uint64 // offset of _stext: the header [_text, _stext) ends
 	TextEnd, RodataStart          uint64 // offsets from _text: _etext, __start_rodata
 	InitStart, InitEnd, DataStart uint64 // __init_begin, __init_end, _data
 	End                           uint64 // _end
+	BssStop                       uint64 // __bss_stop
 }
 
 // Kernel is one booted, modelled kernel.
 type Kernel struct {
 	Cfg    Config
+	V      *Version // the modelled release
 	G      arm64.Geometry
 	Layout arm64.Layout
 	Feat   arm64.Features
@@ -84,6 +87,8 @@ type Kernel struct {
 	TLB       TLBLog
 	VM        *Vmalloc
 	Exec      *Execmem
+	// bpfPackList is bpf_prog_pack's pack_list (bpf_pack.go).
+	bpfPackList *bpfPacks
 	// Mutations are injected bugs for the checker's mutant suite (mutants.go);
 	// zero is the faithful model.
 	Mutations Mutations
@@ -115,8 +120,10 @@ func (k *Kernel) warnOnce(key, format string, args ...any) {
 
 // CanSetDirectMap is can_set_direct_map (pageattr.c): the linear map may have
 // its permissions changed at page granularity.
+// KFENCE counts when its pool may still be set up late (kfence.sample_interval
+// 0 at boot: arm64_kfence_can_set_direct_map).
 func (k *Kernel) CanSetDirectMap() bool {
-	return k.RodataFull || k.Cfg.DebugPagealloc || k.Cfg.KFENCE == KFENCELate
+	return k.RodataFull || k.Cfg.DebugPagealloc || k.Cfg.KFENCE == KFENCELate || k.Cfg.KFENCE == KFENCEIdle
 }
 
 // forcePTEMapping is force_pte_mapping (mmu.c): whether the linear map must be
@@ -130,16 +137,16 @@ func (k *Kernel) forcePTEMapping() bool {
 	if k.capsFinalized {
 		bbml2 = k.splitCapable()
 	}
-	if bbml2 {
+	if bbml2 && k.V.LazySplit {
 		return false
 	}
-	return k.RodataFull || k.Cfg.KFENCE == KFENCELate
+	return k.CanSetDirectMap()
 }
 
 // splitLeafMappingPossible is split_leaf_mapping_possible: live splitting
 // needs the system capability and a linear map that is not forced to PTEs.
 func (k *Kernel) splitLeafMappingPossible() bool {
-	return k.splitCapable() && !k.forcePTEMapping()
+	return k.V.LazySplit && k.splitCapable() && !k.forcePTEMapping()
 }
 
 func (k *Kernel) isKFENCEAddress(va uint64) bool {

@@ -15,6 +15,9 @@ func boot(t testing.TB, name string, edit func(*Config)) *Kernel {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The shape tests below are written against linux-mm's rules (the
+	// lazy split, a block-mapped alias); version_test.go covers the others.
+	cfg.Kernel = "linux-mm"
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -56,7 +59,9 @@ func TestBootLinearMapModes(t *testing.T) {
 	k := boot(t, "n1-server", nil)
 	lin := linearLeaves(t, k)
 	ram := uint64(16 << 30)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPTE"] != 0 || lin["PUD"] != 0 {
+	// The alias [_text, __init_begin) is mapped with flags 0 on linux-mm:
+	// PMD blocks and, at its unaligned end, a contiguous run.
+	if lin["PTE"] != ram-k.Image.InitStart || lin["PMD"]+lin["contPTE"] != k.Image.InitStart || lin["PUD"] != 0 {
 		t.Errorf("no-BBML2 rodata=on: %v", lin)
 	}
 	if k.LinearMapRequiresBBML2 {
@@ -74,7 +79,7 @@ func TestBootLinearMapModes(t *testing.T) {
 	// Boot CPU with BBML2, a secondary without: repainted to PTEs, alias kept.
 	k = boot(t, "mixed-server", nil)
 	lin = linearLeaves(t, k)
-	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin["PTE"] != ram-k.Image.InitStart || lin["contPMD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("mode 3: %v", lin)
 	}
 	if k.TLB.Count[TLBIVMALLE1IS] == 0 {
@@ -87,13 +92,19 @@ func TestBootLinearMapModes(t *testing.T) {
 	}
 	// debug_pagealloc forces PTEs even with BBML2.
 	k = boot(t, "bbml2-server", func(c *Config) { c.DebugPagealloc = true })
-	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"] != k.Image.InitStart {
+	if lin = linearLeaves(t, k); lin["PUD"] != 0 || lin["PMD"]+lin["contPTE"] != k.Image.InitStart {
 		t.Errorf("debug_pagealloc: %v", lin)
 	}
-	// An early KFENCE pool is page mapped inside a block-mapped linear map.
+	// An early KFENCE pool is taken top-down from memblock and page mapped
+	// inside a block-mapped linear map; kfence_init_pool then protects the
+	// first two pages and every object's guard page, so only the 255 object
+	// pages stay mapped.
 	k = boot(t, "bbml2-server", func(c *Config) { c.KFENCE = KFENCEEarly })
-	if lin = linearLeaves(t, k); lin["PTE"] != k.kfencePoolSize() {
+	if lin = linearLeaves(t, k); lin["PTE"] != 255*4096 {
 		t.Errorf("KFENCE early: %v", lin)
+	}
+	if end := k.Mem.Regions()[0].End(); k.kfencePool != [2]uint64{end - k.kfencePoolSize(), end} {
+		t.Errorf("KFENCE early pool at %#x, want the top of RAM %#x", k.kfencePool, end)
 	}
 }
 

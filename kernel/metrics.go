@@ -72,7 +72,8 @@ func sizeName(b uint64) string {
 
 // trackedRegions are the ranges the table operations keep counters for
 // (pgtable.Track), in address order: the linear map, the modules area, the
-// vmalloc area below the image, the image, the vmalloc area above it.
+// vmalloc area below the image, the image, the vmalloc area above it, and
+// what lies above VMALLOC_END: vmemmap, PCI I/O and fixmap.
 func (k *Kernel) trackedRegions() [][2]uint64 {
 	im := [2]uint64{k.Image.VA, k.Image.VA + k.Image.End}
 	return [][2]uint64{
@@ -81,8 +82,13 @@ func (k *Kernel) trackedRegions() [][2]uint64 {
 		{k.Layout.VmallocStart, im[0]},
 		im,
 		{im[1], k.Layout.VmallocEnd},
+		{k.Layout.VmallocEnd, k.kernelOwnedEnd()},
 	}
 }
+
+// kernelOwnedEnd is the end of the vmemmap/PCI I/O/fixmap region in either
+// layout (fixmap on top since v6.5, vmemmap on top before).
+func (k *Kernel) kernelOwnedEnd() uint64 { return max(k.Layout.FixaddrTop, k.Layout.VmemmapEnd) }
 
 // trackRegions turns on the incremental census of the metric regions, so
 // a metrics sample reads counters instead of walking every table. A layout
@@ -130,6 +136,7 @@ func (k *Kernel) metrics(c CPU, census bool) (Metrics, error) {
 		{"modules", k.Layout.ModulesVaddr, k.Layout.ModulesEnd, []int{1}},
 		{"vmalloc", k.Layout.VmallocStart, k.Layout.VmallocEnd, []int{2, 4}}, // without the image inside it
 		{"kernel image", im[0], im[1], []int{3}},
+		{"vmemmap, PCI I/O, fixmap", k.Layout.VmallocEnd, k.kernelOwnedEnd(), []int{5}},
 	}
 	for _, r := range regions {
 		var cs pgtable.Census

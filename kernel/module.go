@@ -187,6 +187,7 @@ type JITText struct {
 	Addr   uint64
 	Size   uint64
 	Object uint64
+	Packed bool // carved out of a bpf_prog_pack
 }
 
 // LoadJITText allocates executable memory for JIT-generated code and makes
@@ -195,7 +196,20 @@ type JITText struct {
 // writable (EXECMEM_BPF, PAGE_KERNEL), written, and sealed with
 // set_memory_rox (bpf_jit_binary_lock_ro), or — for kprobes, whose range is
 // PAGE_KERNEL_ROX — written with text_poke into ROX memory.
+//
+// BPF images on releases with bpf_prog_pack (v6.10+) share 2 MiB ROX packs
+// instead (bpf_jit_binary_pack_alloc, bpf_pack.go).
 func (k *Kernel) LoadJITText(c CPU, t ExecmemType, size uint64) (*JITText, error) {
+	if t == ExecmemBPF && k.V.BPFProgPack && bpfPackSize(size) <= bpfProgPackSize {
+		j := &JITText{Type: t, Size: size, Object: k.Exec.NewObject(), Packed: true}
+		p, err := k.bpfProgPackAlloc(c, bpfPackSize(size), j.Object)
+		if err != nil {
+			k.Exec.Retire(j.Object)
+			return nil, err
+		}
+		j.Addr = p
+		return j, nil
+	}
 	p, err := k.ExecmemAlloc(c, t, size)
 	if err != nil {
 		return nil, err
@@ -215,5 +229,8 @@ func (k *Kernel) LoadJITText(c CPU, t ExecmemType, size uint64) (*JITText, error
 // FreeJITText releases JIT text (bpf_jit_free_exec / free_insn_page).
 func (k *Kernel) FreeJITText(c CPU, j *JITText) error {
 	k.Exec.Retire(j.Object)
+	if j.Packed {
+		return k.bpfProgPackFree(c, j.Addr)
+	}
 	return k.ExecmemFree(c, j.Addr)
 }

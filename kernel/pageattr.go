@@ -73,7 +73,7 @@ func (k *Kernel) updateRangeProt(c CPU, start, size, set, clear uint64) error {
 func (k *Kernel) changeMemoryCommonRange(c CPU, start, size, set, clear uint64) error {
 	k.Stats.SetMemoryCalls.Add(1)
 	err := k.updateRangeProt(c, start, size, set, clear)
-	if set == k.Feat.PresentValidKernel() && clear == arm64.PTEPresentInvalid {
+	if k.V.PresentInvalid && set == k.Feat.PresentValidKernel() && clear == arm64.PTEPresentInvalid {
 		return err
 	}
 	k.FlushTLBKernelRange(c, start, start+size)
@@ -199,12 +199,12 @@ func (k *Kernel) SetMemoryROX(c CPU, addr uint64, numpages int) error {
 // SetMemoryValid is set_memory_valid: any kernel address; making pages
 // present-invalid flushes them, making them valid again does not.
 func (k *Kernel) SetMemoryValid(c CPU, addr uint64, numpages int, enable bool) error {
-	pv := k.Feat.PresentValidKernel()
+	pv, pi := k.presentBits()
 	size := uint64(numpages) * k.G.PageSize()
 	if enable {
-		return k.changeMemoryCommonRange(c, addr, size, pv, arm64.PTEPresentInvalid)
+		return k.changeMemoryCommonRange(c, addr, size, pv, pi)
 	}
-	return k.changeMemoryCommonRange(c, addr, size, arm64.PTEPresentInvalid, pv)
+	return k.changeMemoryCommonRange(c, addr, size, pi, pv)
 }
 
 // SetDirectMapInvalidNoflush is set_direct_map_invalid_noflush: make the
@@ -213,7 +213,8 @@ func (k *Kernel) SetDirectMapInvalidNoflush(c CPU, pa uint64) error {
 	if !k.CanSetDirectMap() {
 		return nil
 	}
-	return k.updateRangeProt(c, k.Lin(pa), k.G.PageSize(), arm64.PTEPresentInvalid, k.Feat.PresentValidKernel())
+	pv, pi := k.presentBits()
+	return k.updateRangeProt(c, k.Lin(pa), k.G.PageSize(), pi, pv)
 }
 
 // SetDirectMapDefaultNoflush is set_direct_map_default_noflush: valid and
@@ -223,7 +224,7 @@ func (k *Kernel) SetDirectMapDefaultNoflush(c CPU, pa uint64) error {
 		return nil
 	}
 	return k.updateRangeProt(c, k.Lin(pa), k.G.PageSize(),
-		k.Feat.PresentValidKernel()|arm64.PTEWrite, arm64.PTEPresentInvalid|arm64.PTERdonly)
+		k.presentValidBits()|arm64.PTEWrite, k.presentInvalidBits()|arm64.PTERdonly)
 }
 
 // SetDirectMapValidNoflush is set_direct_map_valid_noflush: set_memory_valid
@@ -235,3 +236,17 @@ func (k *Kernel) SetDirectMapValidNoflush(c CPU, pa uint64, nr int, valid bool) 
 	}
 	return k.SetMemoryValid(c, k.Lin(pa), nr, valid)
 }
+
+// presentBits are the bits set_memory_valid sets and clears: since the
+// present-invalid change (PTE_PRESENT_VALID_KERNEL; in 6.18.24 stable and
+// 7.x) an invalid kernel entry keeps bit 11 set (PTE_PRESENT_INVALID);
+// before, only PTE_VALID was cleared.
+func (k *Kernel) presentBits() (valid, invalid uint64) {
+	if k.V.PresentInvalid {
+		return k.Feat.PresentValidKernel(), arm64.PTEPresentInvalid
+	}
+	return arm64.PTEValid, 0
+}
+
+func (k *Kernel) presentValidBits() uint64   { v, _ := k.presentBits(); return v }
+func (k *Kernel) presentInvalidBits() uint64 { _, i := k.presentBits(); return i }

@@ -70,6 +70,17 @@ func sortedUnique(deps []string, self string) []string {
 // dependencies. Unknown names are reported, not fatal; a dependency cycle
 // (which depmod would reject) is broken at the edge that closes it.
 func (d *ModuleDataset) LoadOrder(names []string, softdeps bool) LoadOrder {
+	return d.loadOrder(names, softdeps, false)
+}
+
+// LoadOrderAsGiven is LoadOrder with the named modules taken in the order
+// given, as `modprobe a; modprobe b; ...` loads them: each after its own
+// not yet loaded dependencies.
+func (d *ModuleDataset) LoadOrderAsGiven(names []string, softdeps bool) LoadOrder {
+	return d.loadOrder(names, softdeps, true)
+}
+
+func (d *ModuleDataset) loadOrder(names []string, softdeps, asGiven bool) LoadOrder {
 	var lo LoadOrder
 	requested := map[string]bool{}
 	var roots []string
@@ -98,7 +109,9 @@ func (d *ModuleDataset) LoadOrder(names []string, softdeps bool) LoadOrder {
 		}
 		return aliases[name]
 	}
-	sort.Strings(roots)
+	if !asGiven {
+		sort.Strings(roots)
+	}
 	lo.Requested = len(roots)
 	const (
 		unseen = iota

@@ -193,6 +193,10 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 	cs := g.ContSize(arm64.LastLevel)
 	prot &= g.AttrMask()
 	pa := va + m.delta
+	var tr pteTracker
+	if m.t.tr != nil {
+		tr = m.t.ptes(va, end)
+	}
 	for va != end {
 		chunkEnd := (va | (cs - 1)) + 1
 		if chunkEnd-1 >= end-1 {
@@ -208,16 +212,18 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 			old := m.w.load(tpa, tbl, i)
 			nv := g.AddressBits(pa) | p
 			if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
+				tr.done()
 				return fmt.Errorf("%w: PTE at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, descPA(tpa, i), va+uint64(i-idx)*ps, old, nv)
 			}
 			m.w.store(tpa, tbl, i, nv)
-			if m.t.tr != nil {
-				m.t.trackLeaf(va+uint64(i-idx)*ps, arm64.LastLevel, old, nv)
+			if tr.span != 0 {
+				tr.change(va+uint64(i-idx)*ps, old, nv)
 			}
 			pa += ps
 		}
 		va = chunkEnd
 	}
+	tr.done()
 	return nil
 }
 

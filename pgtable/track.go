@@ -165,3 +165,98 @@ func (t *Tables) trackTable(va uint64, l arm64.Level) {
 		}
 	}
 }
+
+// Runs of PTE changes are counted locally and applied once when the run
+// lies inside one tracked range: per-PTE atomics and range lookups would
+// dominate the boot of a PTE-mapped machine.
+
+const (
+	trackNone  = -1 // the span overlaps no tracked range
+	trackSplit = -2 // the span straddles a range boundary: count entry by entry
+)
+
+// spanRange returns the tracked range holding all of [s, e), trackNone or
+// trackSplit.
+func (tr *tracker) spanRange(s, e uint64) int {
+	for i := range tr.ranges {
+		switch ov := tr.overlap(i, s, e); {
+		case ov == e-s:
+			return i
+		case ov != 0:
+			return trackSplit
+		}
+	}
+	return trackNone
+}
+
+// pteDelta is the change, in pages, of a run of PTEs.
+type pteDelta struct {
+	leaf    [2]int64 // valid, by PTE_CONT
+	invalid int64    // present-invalid
+}
+
+func (p *pteDelta) change(old, nv uint64) {
+	p.count(old, -1)
+	p.count(nv, 1)
+}
+
+func (p *pteDelta) count(desc uint64, sign int64) {
+	switch {
+	case arm64.DescValid(desc):
+		p.leaf[desc>>52&1] += sign
+	case arm64.DescPresentInvalid(desc):
+		p.invalid += sign
+	}
+}
+
+// trackPTEs applies d to tracked range i.
+func (t *Tables) trackPTEs(i int, d *pteDelta) {
+	k := &t.tr.counts[i]
+	ps := int64(t.g.PageSize())
+	j := arm64.LastLevel - arm64.MinLevel
+	for c := range d.leaf {
+		if d.leaf[c] != 0 {
+			k.leaf[j][c].Add(d.leaf[c] * ps)
+		}
+	}
+	if d.invalid != 0 {
+		k.invalid.Add(d.invalid * ps)
+	}
+}
+
+// pteTracker counts the PTE changes of one run [va, end). Its zero value
+// (tracking off, or no tracked range overlaps) counts nothing.
+type pteTracker struct {
+	t    *Tables
+	span int // tracked range + 1; 0: none; trackSplit: entry by entry
+	d    pteDelta
+}
+
+// ptes starts counting a run; call only when t.tr != nil.
+func (t *Tables) ptes(va, end uint64) pteTracker {
+	switch span := t.tr.spanRange(va, end); span {
+	case trackNone:
+		return pteTracker{}
+	case trackSplit:
+		return pteTracker{t: t, span: trackSplit}
+	default:
+		return pteTracker{t: t, span: span + 1}
+	}
+}
+
+// change records the PTE for va changing from old to nv.
+func (p *pteTracker) change(va, old, nv uint64) {
+	switch {
+	case p.span > 0:
+		p.d.change(old, nv)
+	case p.span == trackSplit:
+		p.t.trackLeaf(va, arm64.LastLevel, old, nv)
+	}
+}
+
+// done applies what change recorded.
+func (p *pteTracker) done() {
+	if p.span > 0 {
+		p.t.trackPTEs(p.span-1, &p.d)
+	}
+}

@@ -22,14 +22,20 @@ func (unmapVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uin
 }
 
 func (unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
+	var tr pteTracker
+	if w.t.tr != nil {
+		va &^= w.g.PageSize() - 1
+		tr = w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
+	}
 	for k := i; k < j; k++ {
 		if old := w.load(tpa, tbl, k); old != 0 {
 			w.store(tpa, tbl, k, 0)
-			if w.t.tr != nil {
-				w.t.trackLeaf(va+uint64(k-i)<<w.g.PageShift, arm64.LastLevel, old, 0)
+			if tr.span != 0 {
+				tr.change(va+uint64(k-i)<<w.g.PageShift, old, 0)
 			}
 		}
 	}
+	tr.done()
 	return nil
 }
 
@@ -53,13 +59,19 @@ func (p *protectVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, des
 }
 
 func (p *protectVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
+	var tr pteTracker
+	if w.t.tr != nil {
+		va &^= w.g.PageSize() - 1
+		tr = w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
+	}
 	for k := i; k < j; k++ {
 		old := w.load(tpa, tbl, k)
 		w.store(tpa, tbl, k, old&^p.clear|p.set)
-		if w.t.tr != nil {
-			w.t.trackLeaf(va+uint64(k-i)<<w.g.PageShift, arm64.LastLevel, old, old&^p.clear|p.set)
+		if tr.span != 0 {
+			tr.change(va+uint64(k-i)<<w.g.PageShift, old, old&^p.clear|p.set)
 		}
 	}
+	tr.done()
 	return nil
 }
 

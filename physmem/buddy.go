@@ -126,15 +126,15 @@ func (m *Memory) takeFirst(order int) (uint64, *pageMeta) {
 //
 // O(MaxOrder) and allocation-free once the block's section is materialised.
 func (m *Memory) Alloc(order int, owner Owner) (pa uint64, err error) {
-	if order < 0 || order > MaxOrder {
-		return 0, fmt.Errorf("alloc order %d: order out of range 0..%d: %w", order, MaxOrder, ErrInvalid)
+	if order < 0 || order > m.maxOrder {
+		return 0, fmt.Errorf("alloc order %d: order out of range 0..%d: %w", order, m.maxOrder, ErrInvalid)
 	}
 	if !validOwner(owner) {
 		return 0, fmt.Errorf("alloc order %d: owner %v cannot hold pages: %w", order, owner, ErrInvalid)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for cur := order; cur <= MaxOrder; cur++ {
+	for cur := order; cur <= m.maxOrder; cur++ {
 		if m.area[cur].nrFree() == 0 {
 			continue
 		}
@@ -153,7 +153,7 @@ func (m *Memory) Alloc(order int, owner Owner) (pa uint64, err error) {
 }
 
 func (m *Memory) largestFreeOrderLocked() int {
-	for o := MaxOrder; o >= 0; o-- {
+	for o := m.maxOrder; o >= 0; o-- {
 		if m.area[o].nrFree() > 0 {
 			return o
 		}
@@ -187,8 +187,8 @@ func (m *Memory) expand(pfn uint64, low, high int) {
 // outside RAM; ErrNotAllocated when pa is not the head of a block allocated
 // with this order (double free, wrong order, a reserved range, a tail page).
 func (m *Memory) Free(pa uint64, order int) error {
-	if order < 0 || order > MaxOrder {
-		return fmt.Errorf("free %#x order %d: order out of range 0..%d: %w", pa, order, MaxOrder, ErrInvalid)
+	if order < 0 || order > m.maxOrder {
+		return fmt.Errorf("free %#x order %d: order out of range 0..%d: %w", pa, order, m.maxOrder, ErrInvalid)
 	}
 	if pa&(m.PageSize()<<order-1) != 0 {
 		return fmt.Errorf("free %#x order %d: address not aligned to the block size %#x: %w",
@@ -253,7 +253,7 @@ func (m *Memory) clearPrivate(s *section, pfn uint64, order int, pm *pageMeta) {
 // MaxOrder lies in the same section, so the loop stays inside s.
 func (m *Memory) freeOnePage(s *section, pfn uint64, order int) {
 	idx := pfn - s.base
-	for order < MaxOrder {
+	for order < m.maxOrder {
 		bidx := idx ^ 1<<order
 		bpm := &s.pages[bidx]
 		// page_is_buddy: PageBuddy and buddy_order == order. A buddy in a
@@ -275,7 +275,7 @@ func (m *Memory) freeOnePage(s *section, pfn uint64, order int) {
 // is free, so that the block's own buddy may be freed and merge soon
 // (buddy_merge_likely).
 func (m *Memory) buddyMergeLikely(s *section, idx uint64, order int) bool {
-	if order >= MaxOrder-1 {
+	if order >= m.maxOrder-1 {
 		return false
 	}
 	higher := idx &^ (1 << order)       // buddy_pfn & pfn

@@ -7,9 +7,9 @@ import (
 
 // checkTotals accumulates what Check finds in the materialised sections.
 type checkTotals struct {
-	listed [MaxOrder + 1]uint64 // free blocks on the head/tail lists
-	boot   [MaxOrder + 1]uint64 // free blocks still in their boot position
-	carved [MaxOrder + 1]uint64 // boot-carving blocks inside materialised sections
+	listed [MaxOrderLimit + 1]uint64 // free blocks on the head/tail lists
+	boot   [MaxOrderLimit + 1]uint64 // free blocks still in their boot position
+	carved [MaxOrderLimit + 1]uint64 // boot-carving blocks inside materialised sections
 	free   uint64
 	owned  [NumOwners]uint64
 }
@@ -41,7 +41,7 @@ func (m *Memory) Check() error {
 			return err
 		}
 	}
-	for o := 0; o <= MaxOrder; o++ {
+	for o := 0; o <= m.maxOrder; o++ {
 		fa := &m.area[o]
 		if t.carved[o] > m.bootInit[o] {
 			return fmt.Errorf("order %d: %d boot blocks in touched sections but only %d at boot: %w",
@@ -130,7 +130,7 @@ func (m *Memory) checkBlock(s *section, p, end uint64, t *checkTotals) (uint64, 
 	order := int(pm.order)
 	n := uint64(1) << order
 	switch {
-	case order > MaxOrder:
+	case order > m.maxOrder:
 		return 0, fmt.Errorf("block %#x: order %d: %w", pa, order, errCorrupt)
 	case p&(n-1) != 0:
 		return 0, fmt.Errorf("block %#x order %d: not naturally aligned: %w", pa, order, errCorrupt)
@@ -156,7 +156,7 @@ func (m *Memory) checkBlock(s *section, p, end uint64, t *checkTotals) (uint64, 
 		if slices.ContainsFunc(priv, func(v uint64) bool { return v != 0 }) {
 			return 0, fmt.Errorf("free block %#x order %d: private value left set: %w", pa, order, errCorrupt)
 		}
-		if order < MaxOrder {
+		if order < m.maxOrder {
 			b := &s.pages[(p^n)-s.base]
 			if b.flags&pgBuddy != 0 && int(b.order) == order {
 				return 0, fmt.Errorf("free block %#x and its buddy %#x, both order %d, are not merged: %w",

@@ -63,7 +63,7 @@ func (m *Memory) Reserve(base, size uint64, owner Owner) error {
 		}
 		p = head + 1<<order
 	}
-	carve(start, end, func(pfn, n uint64, order int) {
+	carve(start, end, m.maxOrder, func(pfn, n uint64, order int) {
 		for i := uint64(0); i < n; i++ {
 			m.takeOffBuddy(pfn+i<<order, order, owner)
 		}

@@ -74,10 +74,25 @@ func (o Owner) String() string {
 	return fmt.Sprintf("owner(%d)", uint8(o))
 }
 
-// MaxOrder is MAX_PAGE_ORDER: the largest buddy block is 2^MaxOrder pages.
-// It is the arm64 default for 4K pages (ARCH_FORCE_MAX_ORDER=10); the model
-// uses it for every granule.
+// MaxOrder is MAX_PAGE_ORDER with 4K pages: the largest buddy block is
+// 2^MaxOrder pages (ARCH_FORCE_MAX_ORDER=10), what New uses.
 const MaxOrder = 10
+
+// MaxOrderLimit is the largest MAX_PAGE_ORDER of any arm64 granule (64K).
+const MaxOrderLimit = 13
+
+// MaxOrderFor is arm64's ARCH_FORCE_MAX_ORDER default for a granule
+// (arch/arm64/Kconfig): 13 with 64K pages, 11 with 16K, 10 with 4K, so that
+// a PMD-sized block (512M, 32M, 2M... 4M with 4K) is one buddy block.
+func MaxOrderFor(pageShift uint) int {
+	switch pageShift {
+	case 16:
+		return 13
+	case 14:
+		return 11
+	}
+	return 10
+}
 
 // Errors. Every error returned by this package wraps one of them.
 var (
@@ -139,10 +154,11 @@ type Memory struct {
 	root     []*sectionChunk // sparse section table, see section.go
 	jr       *journal        // undo log since the last Snapshot, see snapshot.go
 	touched  []uint64        // section numbers in materialisation order
-	area     [MaxOrder + 1]freeArea
-	bootInit [MaxOrder + 1]uint64 // boot blocks per order at New
-	nrFree   uint64               // free pages
-	owned    [NumOwners]uint64    // pages per owner (owned[OwnerFree] unused)
+	maxOrder int             // MAX_PAGE_ORDER of this memory
+	area     [MaxOrderLimit + 1]freeArea
+	bootInit [MaxOrderLimit + 1]uint64 // boot blocks per order at New
+	nrFree   uint64                    // free pages
+	owned    [NumOwners]uint64         // pages per owner (owned[OwnerFree] unused)
 }
 
 // sectionSizeBits returns arm64's SECTION_SIZE_BITS for the granule
@@ -165,6 +181,16 @@ func sectionSizeBits(pageShift uint) uint {
 // with nothing reserved. Cost is O(regions * MaxOrder); no page metadata is
 // allocated.
 func New(pageShift uint, regions []Region) (*Memory, error) {
+	return NewMaxOrder(pageShift, regions, MaxOrder)
+}
+
+// NewMaxOrder is New with the largest buddy order given: MaxOrderFor of the
+// granule to model the kernel's MAX_PAGE_ORDER, at most MaxOrderLimit (and
+// no more than a section holds).
+func NewMaxOrder(pageShift uint, regions []Region, maxOrder int) (*Memory, error) {
+	if maxOrder < 0 || maxOrder > MaxOrderLimit || (pageShift >= 12 && uint(maxOrder) > sectionSizeBits(pageShift)-pageShift) {
+		return nil, fmt.Errorf("max order %d: %w", maxOrder, ErrInvalid)
+	}
 	if pageShift != 12 && pageShift != 14 && pageShift != 16 {
 		return nil, fmt.Errorf("page shift %d (want 12, 14 or 16): %w", pageShift, ErrInvalid)
 	}
@@ -206,6 +232,7 @@ func New(pageShift uint, regions []Region) (*Memory, error) {
 	}
 
 	m := &Memory{
+		maxOrder:     maxOrder,
 		pageShift:    pageShift,
 		secPageShift: sectionSizeBits(pageShift) - pageShift,
 		regions:      merged,
@@ -221,7 +248,7 @@ func New(pageShift uint, regions []Region) (*Memory, error) {
 		pr := pfnRange{r.Base >> pageShift, r.End() >> pageShift}
 		m.rs[i] = pr
 		m.totalPages += pr.end - pr.start
-		carve(pr.start, pr.end, func(pfn, n uint64, order int) {
+		carve(pr.start, pr.end, m.maxOrder, func(pfn, n uint64, order int) {
 			fa := &m.area[order]
 			fa.runs = append(fa.runs, bootRun{pfn, n})
 			fa.nrBoot += n
@@ -283,10 +310,10 @@ func (m *Memory) OwnedPages(o Owner) uint64 {
 
 // FreeArea returns the number of free blocks per order, the figures of
 // /proc/buddyinfo (zone->free_area[order].nr_free). Exact, O(MaxOrder).
-func (m *Memory) FreeArea() [MaxOrder + 1]uint64 {
+func (m *Memory) FreeArea() [MaxOrderLimit + 1]uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out [MaxOrder + 1]uint64
+	var out [MaxOrderLimit + 1]uint64
 	for o := range m.area {
 		out[o] = m.area[o].nrFree()
 	}
@@ -299,7 +326,7 @@ func (m *Memory) FreeArea() [MaxOrder + 1]uint64 {
 func (m *Memory) LargestFreeOrder() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for o := MaxOrder; o >= 0; o-- {
+	for o := m.maxOrder; o >= 0; o-- {
 		if m.area[o].nrFree() > 0 {
 			return o
 		}
@@ -402,3 +429,6 @@ func (m *Memory) MetadataBytes() uint64 {
 
 // validOwner reports whether o can hold pages (anything but OwnerFree).
 func validOwner(o Owner) bool { return o != OwnerFree && o < NumOwners }
+
+// MaxOrder is this memory's MAX_PAGE_ORDER.
+func (m *Memory) MaxOrder() int { return m.maxOrder }

@@ -205,8 +205,8 @@ func (r *refBuddy) unreserve(lo, hi uint64) error {
 	return nil
 }
 
-func (r *refBuddy) freeArea() [MaxOrder + 1]uint64 {
-	var fa [MaxOrder + 1]uint64
+func (r *refBuddy) freeArea() [MaxOrderLimit + 1]uint64 {
+	var fa [MaxOrderLimit + 1]uint64
 	for k := range r.lists {
 		fa[k] = uint64(len(r.lists[k]))
 	}

@@ -54,7 +54,7 @@ func mustFree(t testing.TB, m *Memory, pa uint64, order int) {
 // snapshot is everything the public API says about the allocator's state,
 // minus per-page queries.
 type snapshot struct {
-	freeArea [MaxOrder + 1]uint64
+	freeArea [MaxOrderLimit + 1]uint64
 	free     uint64
 	owned    [NumOwners]uint64
 	largest  int
@@ -83,8 +83,8 @@ func owners(m *Memory, base, size uint64) []Owner {
 // order <= MaxOrder. This is independent of the implementation: any buddy
 // allocator that never leaves two free buddies unmerged has exactly these
 // blocks (and __free_pages_memory carves exactly these at boot).
-func canonicalFreeArea(regions []Region, pageShift uint, isFree func(pfn uint64) bool) [MaxOrder + 1]uint64 {
-	var fa [MaxOrder + 1]uint64
+func canonicalFreeArea(regions []Region, pageShift uint, isFree func(pfn uint64) bool) [MaxOrderLimit + 1]uint64 {
+	var fa [MaxOrderLimit + 1]uint64
 	for _, r := range regions {
 		lo, hi := r.Base>>pageShift, r.End()>>pageShift
 		taken := make([]bool, hi-lo)
@@ -208,7 +208,7 @@ func TestAllocEachOrder(t *testing.T) {
 			if fresh.freeArea[MaxOrder] != 2*GiB/(m.PageSize()<<MaxOrder) || fresh.largest != MaxOrder {
 				t.Fatalf("fresh FreeArea %v largest %d", fresh.freeArea, fresh.largest)
 			}
-			var pas [MaxOrder + 1]uint64
+			var pas [MaxOrderLimit + 1]uint64
 			var used uint64
 			for order := 0; order <= MaxOrder; order++ {
 				size := m.PageSize() << order

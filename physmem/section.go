@@ -113,7 +113,7 @@ func (m *Memory) forEachBootBlock(s *section, fn func(pfn uint64, order int)) {
 		if r.start >= hi {
 			break
 		}
-		carve(max(lo, r.start), min(hi, r.end), func(pfn, n uint64, order int) {
+		carve(max(lo, r.start), min(hi, r.end), m.maxOrder, func(pfn, n uint64, order int) {
 			for i := uint64(0); i < n; i++ {
 				fn(pfn+i<<order, order)
 			}
@@ -144,19 +144,19 @@ func (m *Memory) firstRegionEndingAfter(pfn uint64) int {
 // The carving is canonical (a block is in it iff it lies in the range and its
 // parent does not, or it has order MaxOrder), so carving a range piecewise at
 // MaxOrder-aligned cut points gives the same blocks.
-func carve(start, end uint64, emit func(pfn, n uint64, order int)) {
+func carve(start, end uint64, maxOrder int, emit func(pfn, n uint64, order int)) {
 	for start < end {
-		order := MaxOrder
+		order := maxOrder
 		if start != 0 {
-			order = min(MaxOrder, bits.TrailingZeros64(start))
+			order = min(maxOrder, bits.TrailingZeros64(start))
 		}
 		for start+1<<order > end {
 			order--
 		}
-		if order == MaxOrder {
-			n := (end - start) >> MaxOrder
+		if order == maxOrder {
+			n := (end - start) >> maxOrder
 			emit(start, n, order)
-			start += n << MaxOrder
+			start += n << maxOrder
 			continue
 		}
 		emit(start, 1, order)
@@ -167,8 +167,8 @@ func carve(start, end uint64, emit func(pfn, n uint64, order int)) {
 // canonicalBlock returns the block of the boot carving of region r that holds
 // pfn: the largest naturally aligned block of order <= MaxOrder around pfn
 // that lies inside r.
-func canonicalBlock(r pfnRange, pfn uint64) (head uint64, order int) {
-	for order = MaxOrder; order > 0; order-- {
+func canonicalBlock(r pfnRange, pfn uint64, maxOrder int) (head uint64, order int) {
+	for order = maxOrder; order > 0; order-- {
 		head = pfn &^ (1<<order - 1)
 		if head >= r.start && head+1<<order <= r.end {
 			return head, order
@@ -189,11 +189,11 @@ func (m *Memory) findBlock(pfn uint64) (head uint64, order int, pm *pageMeta, ok
 		if ri < 0 {
 			return 0, 0, nil, false
 		}
-		head, order = canonicalBlock(m.rs[ri], pfn)
+		head, order = canonicalBlock(m.rs[ri], pfn, m.maxOrder)
 		return head, order, nil, true
 	}
 	idx := pfn - s.base
-	for o := 0; o <= MaxOrder; o++ {
+	for o := 0; o <= m.maxOrder; o++ {
 		hi := idx &^ (1<<o - 1)
 		pm := &s.pages[hi]
 		if pm.flags&pgHead != 0 && int(pm.order) >= o {

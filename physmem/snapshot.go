@@ -39,7 +39,7 @@ type journal struct {
 // Snapshot is the state of a Memory at one moment.
 type Snapshot struct {
 	m        *Memory
-	area     [MaxOrder + 1]freeArea
+	area     [MaxOrderLimit + 1]freeArea
 	nrFree   uint64
 	owned    [NumOwners]uint64
 	touched  int

@@ -151,4 +151,7 @@ type Dump struct {
 	// Skipped counts entries x86 left out of a marker region with a line limit
 	// ("... N entries skipped ...", the ESPfix area).
 	Skipped uint64 `json:"skipped"`
+	// OSRelease is the kernel release a ptlab capture recorded in its
+	// OSReleaseComment line.
+	OSRelease string `json:"os_release,omitempty"`
 }

@@ -137,6 +137,9 @@ func (p *parser) warn(line int, format string, args ...any) {
 func (p *parser) line(b []byte, n int) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] == '#' {
+		if r, ok := bytes.CutPrefix(b, []byte(OSReleaseComment)); ok && p.d.OSRelease == "" {
+			p.d.OSRelease = string(r)
+		}
 		return nil
 	}
 	b = stripLogPrefix(b)

@@ -10,14 +10,14 @@ import (
 // The default comparison's cost rows, pinned: the SHA-256 of the JSON of
 // every preset's observed columns, per-sample values, final values and
 // notes, computed with the cost model as it was before it was sped up (the
-// tlb and workload cost code of commit c5c9715, on main at 0c4e009, whose
-// kernel changed the run). runDigest pins the run the rows were computed on (the
+// tlb and workload cost code of commit c5c9715), re-pinned on the 7.3 kernel
+// profile's default run (the cost code unchanged since). runDigest pins the run the rows were computed on (the
 // same JSON without the observed values): when the kernel or the workload
 // changes the run, the cost rows change with it and both digests must be
 // recomputed (go test -run TestDefaultCostRowsPinned -v prints them).
 const (
-	costRowsDigest = "7ab06413e087c611ec4c9ed815f926ce5969042a4a2587fc84956e0c588f4564"
-	runDigest      = "9f8b8a94220fd86faa25f498fbce6a2a4206f3a0e41b4eef504ea561bec50358"
+	costRowsDigest = "81a300e14c02c671ef9a3c77715bd94a0bde9c1f9079c3592cdf3ca7423e8220"
+	runDigest      = "dd0ac992bd864b015621f285e881562cdc443c4093d6f3553ab9d81d4586a4dc"
 )
 
 func TestDefaultCostRowsPinned(t *testing.T) {

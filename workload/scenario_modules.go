@@ -11,7 +11,8 @@ import (
 // ScenarioModules resolves the scenario's module set against the embedded
 // Debian arm64 dataset to loader specs in load order (dependencies first):
 // "server" (the realistic server set), "all" (every module of the package),
-// "none", or a comma-separated list of names (dependencies added).
+// "none", or a comma-separated list of names, loaded in the order given,
+// each after its dependencies.
 func ScenarioModules(s *Scenario) ([]kernel.ModuleSpec, error) {
 	var names []string
 	var err error
@@ -31,7 +32,7 @@ func ScenarioModules(s *Scenario) ([]kernel.ModuleSpec, error) {
 		for _, n := range strings.Split(s.Work.Modules, ",") {
 			want = append(want, strings.TrimSpace(n))
 		}
-		lo := d.LoadOrder(want, true)
+		lo := d.LoadOrderAsGiven(want, true)
 		if len(lo.MissingRequested) > 0 {
 			return nil, fmt.Errorf("%w: modules not in %s: %s", ErrScenario, d.Package, strings.Join(lo.MissingRequested, ", "))
 		}

@@ -14,16 +14,19 @@ import (
 )
 
 type simFlags struct {
-	machine string
-	config  string
-	rodata  string
-	noDump  bool
-	json    bool
-	pa      bool
-	imp     string
-	preset  string
-	modules string
-	cpus    string
+	machine  string
+	config   string
+	rodata   string
+	kernel   string
+	bootOnly bool
+	tables   bool
+	noDump   bool
+	json     bool
+	pa       bool
+	imp      string
+	preset   string
+	modules  string
+	cpus     string
 }
 
 func init() {
@@ -47,8 +50,11 @@ override the machine (see README).`,
 	}
 	cmd.Flags().StringVar(&f.machine, "machine", "qemu-virt", "machine preset")
 	cmd.Flags().StringVar(&f.config, "config", "", "YAML or JSON machine configuration decoded over --machine and --preset (policy: fields override the preset's knobs)")
-	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option: on, noalias, off (full = on)")
+	cmd.Flags().StringVar(&f.rodata, "rodata", "", "rodata= boot option as the kernel release reads it: on, noalias, off (7.x); full, on, off (6.x)")
+	cmd.Flags().StringVar(&f.kernel, "kernel", "", "kernel release to model: "+strings.Join(kernel.VersionNames(), ", ")+" (default "+kernel.DefaultVersion+"; --import of a capture picks its own)")
 	cmd.Flags().BoolVar(&f.noDump, "no-dump", false, "print only the metrics, on standard output")
+	cmd.Flags().BoolVar(&f.bootOnly, "boot-only", false, "stop after the boot: no modules, no built-in sequence (compare with a real kernel's capture)")
+	cmd.Flags().BoolVar(&f.tables, "tables", false, "print a TBL line for every table descriptor in the dump (as ptlab capture --tables)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the metrics as JSON (no dump)")
 	cmd.Flags().BoolVar(&f.pa, "pa", false, "print physical addresses in the dump")
 	cmd.Flags().StringVar(&f.imp, "import", "", "build the linear map from this kernel_page_tables dump instead of the boot rules")
@@ -69,8 +75,8 @@ func machineNames() []string {
 
 // loadMachine is the one way the CLI builds a configuration: the machine
 // preset, the policy preset, a --config file decoded over both
-// (kernel.DecodeConfig, as a scenario's config:), then --rodata.
-func loadMachine(name, preset, config, rodata, cpus string) (kernel.Config, error) {
+// (kernel.DecodeConfig, as a scenario's config:), then --kernel and --rodata.
+func loadMachine(name, preset, config, rodata, cpus, kver string) (kernel.Config, error) {
 	cfg, err := kernel.Machine(name)
 	if err != nil {
 		return cfg, fmt.Errorf("--machine: %w (machines: %s)", err, strings.Join(machineNames(), ", "))
@@ -92,6 +98,12 @@ func loadMachine(name, preset, config, rodata, cpus string) (kernel.Config, erro
 			return cfg, err
 		}
 	}
+	if kver != "" {
+		cfg.Kernel = kver
+		if err := cfg.Validate(); err != nil {
+			return cfg, fmt.Errorf("--kernel: %w", err)
+		}
+	}
 	if rodata != "" {
 		cfg.Rodata = kernel.Rodata(rodata)
 		if err := cfg.Validate(); err != nil {
@@ -102,7 +114,7 @@ func loadMachine(name, preset, config, rodata, cpus string) (kernel.Config, erro
 }
 
 func runSim(out, errw io.Writer, f simFlags) error {
-	cfg, err := loadMachine(f.machine, f.preset, f.config, f.rodata, f.cpus)
+	cfg, err := loadMachine(f.machine, f.preset, f.config, f.rodata, f.cpus, f.kernel)
 	if err != nil {
 		return err
 	}
@@ -117,17 +129,19 @@ func runSim(out, errw io.Writer, f simFlags) error {
 		return err
 	}
 	c := kernel.NewPlainCPU(0)
-	mods, err := workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}})
-	if err != nil {
-		return err
-	}
-	for _, spec := range mods {
-		if _, err := k.LoadModule(c, spec); err != nil {
-			return fmt.Errorf("loading %s: %w", spec.Name, err)
+	var mods []kernel.ModuleSpec
+	if !f.bootOnly {
+		if mods, err = workload.ScenarioModules(&workload.Scenario{Work: workload.Workload{Modules: f.modules}}); err != nil {
+			return err
 		}
-	}
-	if err := builtinSequence(k, c); err != nil {
-		return err
+		for _, spec := range mods {
+			if _, err := k.LoadModule(c, spec); err != nil {
+				return fmt.Errorf("loading %s: %w", spec.Name, err)
+			}
+		}
+		if err := builtinSequence(k, c); err != nil {
+			return err
+		}
 	}
 	m, err := k.Metrics(c)
 	if err != nil {
@@ -142,13 +156,13 @@ func runSim(out, errw io.Writer, f simFlags) error {
 	if f.noDump {
 		mw = out
 	} else {
-		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa})
+		w := ptdump.NewWriter(out, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: f.pa, Tables: f.tables})
 		if err := ptdump.Walk(k.PT, c, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(mw, "machine %s: %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
-		cfg.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
+	fmt.Fprintf(mw, "machine %s: kernel %s, %s, %d CPUs, BBML2_NOABORT %v, rodata_full %v, linear map requires BBML2 %v; preset %s, %d modules loaded\n",
+		cfg.Name, k.V.Name, k.G, len(k.MIDRs), k.BBML2, k.RodataFull, k.LinearMapRequiresBBML2, cfg.Policy.Name, len(mods))
 	return m.WriteText(mw)
 }
 

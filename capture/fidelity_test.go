@@ -1,0 +1,371 @@
+package capture_test
+
+// The fidelity suite: serial logs of stock Debian arm64 kernels booted under
+// QEMU (testdata/fidelity: boot-all.sh boots configs.txt, pack.sh keeps what
+// this test reads), each with a capture of the live tables (ptlab capture
+// --pa --tables), kallsyms, memblock and iomem. For each one the test boots
+// ptlab with the same release profile, RAM, image, rodata=, KFENCE and KASLR
+// placement and requires what `ptlab dump diff` would show to be empty for
+// the linear map (the kernel alias included) and the kernel image: the same
+// ranges, leaf sizes, permissions and contiguous hints; and the same number
+// of linear-map table pages per level, within one.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/ptlab/ptlab/arm64"
+	"github.com/ptlab/ptlab/capture"
+	"github.com/ptlab/ptlab/kernel"
+	"github.com/ptlab/ptlab/ptdump"
+	"github.com/ptlab/ptlab/ptdump/analysis"
+)
+
+// fidelityCase is one captured boot.
+type fidelityCase struct {
+	name string
+	secs map[string]Section
+	real *ptdump.Dump
+}
+
+func loadFidelityCases(t *testing.T) []fidelityCase {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "fidelity", "*.log.xz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no fidelity captures in testdata/fidelity")
+	}
+	var out []fidelityCase
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := xz.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		log, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		c := fidelityCase{name: strings.TrimSuffix(filepath.Base(f), ".log.xz"), secs: ParseSections(log)}
+		capt, ok := c.secs["capture"]
+		if !ok || capt.RC != 0 {
+			t.Fatalf("%s: no capture section", f)
+		}
+		var lines []string
+		for _, l := range capt.Lines {
+			if !strings.HasPrefix(l, "ptlab capture:") { // its stderr summary
+				lines = append(lines, l)
+			}
+		}
+		c.real, err = ptdump.Parse(strings.NewReader(strings.Join(lines, "\n")), c.name+" (real)", ptdump.ParseOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+var memblockRE = regexp.MustCompile(`^\s*\d+: 0x([0-9a-f]+)\.\.0x([0-9a-f]+)`)
+
+// fidelityConfig is the machine and boot options ptlab needs to boot what
+// the log shows.
+func fidelityConfig(c fidelityCase) (kernel.Config, error) {
+	cfg, err := kernel.Machine("qemu-virt")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Name = c.name
+	if u := c.secs["uname"].Lines; len(u) == 1 {
+		cfg.Kernel = strings.TrimSpace(u[0])
+	}
+	v, err := cfg.Version()
+	if err != nil {
+		return cfg, err
+	}
+	g := c.real.Geometry
+	switch g.PageSize {
+	case 16 << 10:
+		cfg.Granule = "16K"
+	case 64 << 10:
+		cfg.Granule = "64K"
+	default:
+		cfg.Granule = "4K"
+	}
+	cfg.VABits = g.VABits
+	cfg.LPA2 = g.VABits > 48 && cfg.Granule != "64K"
+	cfg.ConfigVABits = 52
+	if v.LegacyLayout {
+		cfg.ConfigVABits = 48
+	}
+	cfg.RAM = nil
+	for _, l := range c.secs["memblock-memory"].Lines {
+		m := memblockRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		lo, _ := strconv.ParseUint(m[1], 16, 64)
+		hi, _ := strconv.ParseUint(m[2], 16, 64)
+		cfg.RAM = append(cfg.RAM, kernel.RAMRegion{Base: kernel.Size(lo), Size: kernel.Size(hi + 1 - lo)})
+	}
+	if len(cfg.RAM) == 0 {
+		return cfg, fmt.Errorf("no memblock memory")
+	}
+	syms, err := capture.ReadKallsyms(strings.NewReader(strings.Join(c.secs["kallsyms"].Lines, "\n")), append(capture.KernelSymbols, "__bss_stop"))
+	if err != nil {
+		return cfg, err
+	}
+	sym := func(n string) uint64 { a, _ := syms.Lookup(n); return a }
+	// iomem: "Kernel code" is [_text or _stext, __init_begin) (6.1 starts it
+	// at _stext), "Kernel data" [_sdata, _end).
+	var kdata [2]uint64
+	for _, l := range c.secs["iomem"].Lines {
+		if f := strings.Fields(l); len(f) >= 4 && f[2] == "Kernel" && f[3] == "data" {
+			lo, hi, _ := strings.Cut(f[0], "-")
+			kdata[0], _ = strconv.ParseUint(lo, 16, 64)
+			kdata[1], _ = strconv.ParseUint(hi, 16, 64)
+			kdata[1]++
+		}
+	}
+	stext := sym("_stext")
+	text := sym("_text")
+	if text == 0 {
+		text = stext - 0x10000 // 6.1's kallsyms has no _text: the header is SEGMENT_ALIGN
+	}
+	rodata := sym("__start_rodata")
+	if rodata == 0 {
+		rodata = sym("_etext") // map_kernel's rodata segment starts at _etext
+	}
+	// The image's PA: the real dump's mapping of _stext.
+	var pa uint64
+	for _, r := range c.real.Ranges {
+		if r.Valid() && r.HasPA && stext >= r.Start && stext < r.End {
+			pa = r.PA + (stext - r.Start) - (stext - text)
+		}
+	}
+	if pa == 0 {
+		return cfg, fmt.Errorf("_stext %#x is not mapped in the capture", stext)
+	}
+	initEnd, end := sym("__init_end"), sym("_end")
+	if initEnd == 0 || end == 0 {
+		if kdata[1] == 0 {
+			return cfg, fmt.Errorf("no __init_end/_end and no Kernel data in iomem")
+		}
+		initEnd, end = text+(kdata[0]-pa), text+(kdata[1]-pa)
+	}
+	cfg.Image = kernel.Image{
+		PhysBase: kernel.Size(pa),
+		Header:   kernel.Size(stext - text),
+		Text:     kernel.Size(sym("_etext") - text),
+		Rodata:   kernel.Size(sym("__init_begin") - rodata),
+		Init:     kernel.Size(initEnd - sym("__init_begin")),
+		Data:     kernel.Size(end - initEnd),
+	}
+	if b := sym("__bss_stop"); b != 0 && b < end {
+		cfg.Image.Tail = kernel.Size(end - b)
+	}
+	cmdline := ""
+	if l := c.secs["cmdline"].Lines; len(l) > 0 {
+		cmdline = l[0]
+	}
+	cfg.Rodata, cfg.KFENCE = "", kernel.KFENCEIdle
+	kaslr := true
+	for _, a := range strings.Fields(cmdline) {
+		switch {
+		case strings.HasPrefix(a, "rodata="):
+			cfg.Rodata = kernel.Rodata(strings.TrimPrefix(a, "rodata="))
+		case strings.HasPrefix(a, "kfence.sample_interval="):
+			if n, _ := strconv.Atoi(strings.TrimPrefix(a, "kfence.sample_interval=")); n > 0 {
+				cfg.KFENCE = kernel.KFENCEEarly
+			}
+		case a == "nokaslr":
+			kaslr = false
+		}
+	}
+	geo, err := cfg.Geometry()
+	if err != nil {
+		return cfg, err
+	}
+	lay := v.Layout(geo, cfg.ConfigVABits)
+	cfg.Image.KASLR = kernel.Size(text - lay.KimageVaddr)
+	if kaslr {
+		cfg.KASLRSeed = 1
+	}
+	// PHYS_OFFSET from the first linear range, and the attributes the CPU
+	// decided (KPTI's nG, BTI's GP on kernel text).
+	for _, r := range c.real.Ranges {
+		if !r.Valid() || !r.HasPA {
+			continue
+		}
+		if lay.IsLinear(r.Start) && cfg.MemstartAddr == 0 {
+			cfg.MemstartAddr = kernel.Size(r.PA - (r.Start - lay.PageOffset))
+		}
+		if r.Attrs.Flags&ptdump.AttrNG != 0 {
+			cfg.KPTI = true
+		}
+		if r.Attrs.Flags&ptdump.AttrGP != 0 {
+			cfg.BTI = true
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// fidelityResult is one configuration compared.
+type fidelityResult struct {
+	changes     []analysis.DiffChange // in the linear map and the kernel image
+	tolerated   int                   // runtime permission changes (see compareFidelity)
+	realTables  map[string]int        // linear-map table pages per level
+	modelTables map[string]int
+	realTotal   int // every table page of the tree
+	modelTotal  int
+	realOwned   map[string]int // vmemmap, PCI I/O, fixmap tables per level
+	modelOwned  map[string]int
+}
+
+// linearTables counts the table pages of each level the linear map uses:
+// one per table descriptor naming it (TBL lines), by the level of the table.
+func linearTables(d *ptdump.Dump, l arm64.Layout) (map[string]int, int) {
+	return tablesIn(d, l.IsLinear), len(d.Tables) + 1
+}
+
+// tablesIn counts, per level, the table pages named by table descriptors
+// whose range starts where in says.
+func tablesIn(d *ptdump.Dump, in func(va uint64) bool) map[string]int {
+	next := map[string]string{"PGD": "P4D/PUD", "P4D": "P4D/PUD", "PUD": "PMD", "PMD": "PTE"}
+	out := map[string]int{}
+	for _, tl := range d.Tables {
+		if in(tl.Start) {
+			out[next[tl.Level]]++
+		}
+	}
+	return out
+}
+
+func compareFidelity(c fidelityCase) (*fidelityResult, error) {
+	cfg, err := fidelityConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	k, err := kernel.Boot(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	pc := &kernel.PlainCPU{}
+	w := ptdump.NewWriter(&buf, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: true, Tables: true})
+	if err := ptdump.Walk(k.PT, pc, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
+		return nil, err
+	}
+	model, err := ptdump.Parse(&buf, c.name+" (ptlab)", ptdump.ParseOptions{})
+	if err != nil {
+		return nil, err
+	}
+	res := &fidelityResult{}
+	imStart, imEnd := k.Image.VA, k.Image.VA+k.Image.End
+	if !k.V.HeaderMapped {
+		imStart += k.Image.Stext // 6.1: vmalloc may use the header's VA
+	}
+	p0, p1 := k.KFENCEPool()
+	pool0, pool1 := k.Lin(p0), k.Lin(p1)
+	alias0, alias1 := k.Lin(k.Image.PA), k.Lin(k.Image.PA+k.Image.InitStart)
+	for _, ch := range analysis.Diff(c.real, model).Changes {
+		if !k.Layout.IsLinear(ch.Start) && (ch.Start < imStart || ch.Start >= imEnd) {
+			continue
+		}
+		if ch.Kind == analysis.DiffPermission {
+			// KFENCE protects an object's page when the object is freed:
+			// which object pages are valid depends on what ran.
+			if p1 != 0 && ch.Start >= pool0 && ch.End <= pool1 {
+				res.tolerated++
+				continue
+			}
+			// set_memory_ro of a vmalloc area also makes its pages' linear
+			// alias read-only under rodata_full (BPF, text patching users
+			// that ran before the capture): same leaves, runtime permission.
+			if k.RodataFull && k.Layout.IsLinear(ch.Start) && (ch.End <= alias0 || ch.Start >= alias1) &&
+				strings.HasPrefix(ch.FromAttrs, "ro ") && strings.HasPrefix(ch.ToAttrs, "RW ") &&
+				strings.TrimPrefix(ch.FromAttrs, "ro ") == strings.TrimPrefix(ch.ToAttrs, "RW ") {
+				res.tolerated++
+				continue
+			}
+		}
+		res.changes = append(res.changes, ch)
+	}
+	res.realTables, res.realTotal = linearTables(c.real, k.Layout)
+	res.modelTables, res.modelTotal = linearTables(model, k.Layout)
+	// vmemmap, PCI I/O and fixmap: everything above VMALLOC_END.
+	owned := func(va uint64) bool { return va >= k.Layout.VmallocEnd }
+	res.realOwned, res.modelOwned = tablesIn(c.real, owned), tablesIn(model, owned)
+	return res, nil
+}
+
+func TestFidelityAgainstRealKernels(t *testing.T) {
+	cases := loadFidelityCases(t)
+	var table bytes.Buffer
+	tw := bufio.NewWriter(&table)
+	fmt.Fprintf(tw, "%-30s %-15s %-32s %-32s %-22s %-22s %s\n", "configuration", "release", "real tables (linear; all)", "ptlab tables (linear; all)", "real vmemmap/fixmap", "ptlab vmemmap/fixmap", "diff (tolerated)")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := compareFidelity(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ch := range res.changes {
+				if i == 8 {
+					t.Errorf("... %d changes in all", len(res.changes))
+					break
+				}
+				t.Errorf("%#x-%#x %s: %s %s -> %s %s (real line %d, ptlab line %d)", ch.Start, ch.End, ch.Kind, ch.From, ch.FromAttrs, ch.To, ch.ToAttrs, ch.LineA, ch.LineB)
+			}
+			for _, l := range []string{"P4D/PUD", "PMD", "PTE"} {
+				if d := res.realTables[l] - res.modelTables[l]; d < -1 || d > 1 {
+					t.Errorf("linear-map %s tables: real %d, ptlab %d", l, res.realTables[l], res.modelTables[l])
+				}
+				if d := res.realOwned[l] - res.modelOwned[l]; d < -1 || d > 1 {
+					t.Errorf("vmemmap/PCI I/O/fixmap %s tables: real %d, ptlab %d", l, res.realOwned[l], res.modelOwned[l])
+				}
+			}
+			rel := ""
+			if u := c.secs["uname"].Lines; len(u) > 0 {
+				rel = u[0]
+			}
+			fmt.Fprintf(tw, "%-30s %-15s %-32s %-32s %-22s %-22s %d (%d)\n", c.name, strings.SplitN(rel, "-", 2)[0],
+				fmtTables(res.realTables, res.realTotal), fmtTables(res.modelTables, res.modelTotal),
+				fmtTables(res.realOwned, -1), fmtTables(res.modelOwned, -1), len(res.changes), res.tolerated)
+		})
+	}
+	tw.Flush()
+	t.Logf("\n%s", table.String())
+}
+
+func fmtTables(m map[string]int, total int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if total < 0 {
+		return strings.Join(parts, ", ")
+	}
+	return strings.Join(parts, ", ") + fmt.Sprintf("; %d", total)
+}
