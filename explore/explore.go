@@ -116,9 +116,13 @@ type Config struct {
 	Points Points
 	// MaxRuns stops the search after this many runs (0: no limit).
 	MaxRuns int
-	// Jobs runs that many random walks at once (0 or 1: one); the result
-	// is the serial one (the first violating walk in walk order).
+	// Jobs is how many schedules run at once (0 or 1: serially): the
+	// depth-first search's (units.go) and the random walks; the result is
+	// the serial search's. MaxRuns makes the depth-first search serial.
 	Jobs int
+	// Sem, when set, bounds the runs in flight of parallel searches that
+	// share it (several scenarios explored at once).
+	Sem chan struct{}
 }
 
 // Result is what an exploration found.
@@ -150,6 +154,7 @@ type Explorer struct {
 	// each descriptor, and store to or free each table page.
 	descWriters, pageWriters map[uint64]uint64
 	learn                    bool
+	kernels                  kernelPool // booted kernels, restored per run (snapshot.go)
 }
 
 func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
@@ -207,7 +212,7 @@ type outcome struct {
 
 // boot builds a fresh kernel and the scenario's initial state.
 func (x *Explorer) boot(mode cpu.Mode) (*Setup, error) {
-	k, err := kernel.Boot(x.kcfg)
+	k, err := x.kernels.get(x.kcfg, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +248,9 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	if x.oracle == nil {
 		o.oracle = mon.Oracle()
 	}
+	if tr == nil {
+		x.kernels.put(s.K)
+	}
 	return o, nil
 }
 
@@ -264,6 +272,7 @@ func (x *Explorer) monitor(s *Setup) *check.Monitor {
 // needed.
 func (x *Explorer) Run() (*Result, error) {
 	defer relaxGC()()
+	defer x.kernels.drain()
 	start := time.Now()
 	res := &Result{Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: x.cfg.Bound, Points: x.cfg.Points}
 	found := func(o *outcome, random bool) {
@@ -278,6 +287,19 @@ func (x *Explorer) Run() (*Result, error) {
 	limited := false
 	for b := 0; b <= x.cfg.Bound && res.Violation == nil && !limited; b++ {
 		x.learn = b == 0
+		if b > 0 && x.parallel() {
+			lv, err := x.searchLevel(b, x.cfg.Jobs, Shard{})
+			if err != nil {
+				return nil, err
+			}
+			res.Runs += lv.runs
+			res.Schedules += lv.schedules
+			res.Steps += lv.steps
+			if lv.viol != nil {
+				found(lv.viol, false)
+			}
+			continue
+		}
 		d := &dfsChooser{bound: b, points: x.cfg.Points}
 		for {
 			if x.cfg.MaxRuns > 0 && res.Runs >= x.cfg.MaxRuns {

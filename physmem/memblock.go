@@ -100,7 +100,7 @@ func (m *Memory) takeOffBuddy(pfn uint64, order int, owner Owner) {
 			m.addToFreeList(head+half, &s.pages[head+half-s.base], k, false)
 		}
 	}
-	pm = &s.pages[pfn-s.base]
+	pm = m.saved(&s.pages[pfn-s.base])
 	pm.flags = pgHead | pgReserved
 	pm.order = uint8(order)
 	pm.owner = owner
@@ -147,7 +147,8 @@ func (m *Memory) Unreserve(base, size uint64) error {
 		for head < p || head+1<<order > end {
 			order--
 			half := uint64(1) << order
-			hpm := &s.pages[head+half-s.base]
+			hpm := m.saved(&s.pages[head+half-s.base])
+			m.save(pm)
 			hpm.flags = pm.flags
 			hpm.order = uint8(order)
 			hpm.owner = pm.owner
@@ -161,7 +162,7 @@ func (m *Memory) Unreserve(base, size uint64) error {
 		m.owned[pm.owner] -= n
 		m.nrFree += n
 		m.clearPrivate(s, head, order, pm)
-		pm.flags = pgHead
+		m.saved(pm).flags = pgHead
 		m.freeOnePage(s, head, order)
 		p = head + n
 	}

@@ -152,6 +152,7 @@ type Memory struct {
 
 	mu       sync.Mutex
 	root     []*sectionChunk // sparse section table, see section.go
+	jr       *journal        // undo log since the last Snapshot, see snapshot.go
 	touched  []uint64        // section numbers in materialisation order
 	maxOrder int             // MAX_PAGE_ORDER of this memory
 	area     [MaxOrderLimit + 1]freeArea
@@ -394,10 +395,11 @@ func (m *Memory) SetPrivate(pa uint64, v uint64) error {
 		if v == 0 {
 			return nil
 		}
-		s.private = make([]uint64, len(s.pages))
+		m.allocPrivate(s)
 	}
+	m.savePrivate(s, pfn-s.base, 1)
 	s.private[pfn-s.base] = v
-	pm.flags |= pgPrivate
+	m.saved(pm).flags |= pgPrivate
 	return nil
 }
 

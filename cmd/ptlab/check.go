@@ -21,6 +21,7 @@ type checkFlags struct {
 	seed                                     uint64
 	trace, time, mutants                     bool
 	jobs                                     int
+	shard, output, from                      string // check_shard.go
 }
 
 func init() {
@@ -60,7 +61,8 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
 	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
-	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "scenarios explored at once, and random walks of a scenario run at once (the output is the same for any value)")
+	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once: scenarios, the depth-first search of a scenario and its random walks (the output is the same for any value; --max-runs searches each scenario serially)")
+	shardFlags(fl, &f)
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
 	rootCmd.AddCommand(cmd)
 }
@@ -74,6 +76,15 @@ func mutantNames() string {
 }
 
 func runCheck(out io.Writer, f checkFlags) error {
+	if f.shard != "" {
+		return runCheckShard(out, f)
+	}
+	if f.from != "" {
+		var err error
+		if f, err = flagsFromResult(f); err != nil {
+			return err
+		}
+	}
 	if f.mutants {
 		rs, err := explore.MutationScore(f.preset, f.bound)
 		if err != nil {
@@ -110,9 +121,12 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 		names = explore.ScenarioNames()
 	}
+	// Every scenario's search uses --jobs workers; sem keeps the runs in
+	// flight over all scenarios at --jobs.
+	sem := make(chan struct{}, max(f.jobs, 1))
 	cfg := func(sc *explore.Scenario) explore.Config {
 		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs}
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs, Sem: sem}
 	}
 	if f.replay != "" {
 		sc, err := explore.LookupScenario(names[0])
@@ -127,7 +141,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 	}
 	// The scenarios are explored on --jobs goroutines; the results are
 	// printed in scenario order, so the output is the serial run's.
-	runs, err := explore.RunScenarios(names, cfg, f.jobs)
+	runs, err := checkRuns(names, cfg, f)
 	if err != nil {
 		return err
 	}

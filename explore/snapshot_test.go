@@ -1,0 +1,90 @@
+package explore
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// A kernel restored from its snapshot after any schedules of any scenario
+// is the freshly booted kernel: the same physmem metadata and free lists,
+// the same table pages with the same descriptors, the same bookkeeping
+// (vmalloc, execmem cache, locks, statistics, TLBI counts, warnings), and a
+// byte-identical ptdump.
+func TestRestoreEqualsFreshBoot(t *testing.T) {
+	walks := 6
+	if testing.Short() || raceDetector {
+		walks = 2
+	}
+	for _, preset := range []string{"collapse", "rfc-v1", "mainline"} {
+		for _, name := range ScenarioNames() {
+			sc, _ := LookupScenario(name)
+			x, err := New(Config{Preset: preset, Scenario: sc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range walks {
+				if _, err := x.run(newRandomChooser(uint64(len(name)), uint64(i)), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k, err := x.kernels.get(x.kcfg, cpu.Cooperative)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := kernel.Boot(x.kcfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := k.Diff(fresh); d != "" {
+				t.Errorf("%s/%s: restored kernel differs from a fresh boot: %s", preset, name, d)
+			}
+			var a, b bytes.Buffer
+			if err := k.PtdumpWalk(&kernel.PlainCPU{}, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.PtdumpWalk(&kernel.PlainCPU{}, &b); err != nil {
+				t.Fatal(err)
+			}
+			if a.String() != b.String() || a.Len() == 0 {
+				t.Errorf("%s/%s: ptdump of the restored kernel differs (%d vs %d bytes)", preset, name, a.Len(), b.Len())
+			}
+			x.kernels.put(k)
+		}
+	}
+}
+
+// Searching with restored kernels prints what searching with a fresh boot
+// per run prints, for every scenario, with and without a violation.
+func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
+	type tc struct{ preset, scenario, mut string }
+	cases := []tc{{"rfc-v1", "neighbours", ""}, {"collapse", "split", "no-split-lock"}, {"collapse", "chunk-release", "clean-forgets-alias"}}
+	for _, name := range ScenarioNames() {
+		cases = append(cases, tc{"collapse", name, ""})
+	}
+	for _, c := range cases {
+		muts, err := LookupMutant(c.mut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, _ := LookupScenario(c.scenario)
+		var out [2]string
+		for i, fresh := range []bool{true, false} {
+			x, err := New(Config{Preset: c.preset, Scenario: sc, Bound: 1, Mutations: muts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.kernels.fresh = fresh
+			r, err := x.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = resultText(r)
+		}
+		if out[0] != out[1] {
+			t.Errorf("%s/%s %s:\nfresh boots %s\nrestored    %s", c.preset, c.scenario, c.mut, out[0], out[1])
+		}
+	}
+}
