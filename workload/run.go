@@ -73,8 +73,13 @@ type RunHooks struct {
 	After func(k *kernel.Kernel, e Event) error
 }
 
-// RunHooked is Run on the hooks' CPU.
+// RunHooked is Run on the hooks' CPU. A recorded history (Replay) is not
+// run under hooks yet: that is refused rather than silently replaced by the
+// scenario's generated timeline.
 func RunHooked(s *Scenario, preset string, mods []kernel.ModuleSpec, progress Progress, h *RunHooks) (*Result, error) {
+	if s.Replay != nil {
+		return nil, fmt.Errorf("%w: a recorded trace cannot run under hooks (compare --check with --trace) yet", ErrScenario)
+	}
 	return runOn(s, preset, mods, progress, h)
 }
 

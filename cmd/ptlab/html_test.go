@@ -49,3 +49,12 @@ workload:
 		t.Error("a page without --check shows a checker result")
 	}
 }
+
+// compare --check does not run recorded traces yet: it must say so instead
+// of checking the scenario's generated timeline in their place.
+func TestCompareCheckTraceRefused(t *testing.T) {
+	_, err := run(t, "compare", "--quiet", "--check", "--preset", "mainline", "--trace", "../../trace/testdata/qemu-6.12/recording.txt.xz")
+	if err == nil || !strings.Contains(err.Error(), "recorded trace cannot run under hooks") {
+		t.Fatalf("got %v", err)
+	}
+}
