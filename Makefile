@@ -30,7 +30,7 @@ test: vet
 	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' ; test $${PIPESTATUS[0]} -eq 0
 	@$(LIVE_TRACE) || echo "--- live trace loop: the real guest differed from the replay (listed above; not gating, see the Makefile)"
-	$(GO) test -race -short $(RACE_PKGS)
+	$(GO) test -race -short -timeout 20m $(RACE_PKGS)
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./...
