@@ -148,9 +148,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			obj := s.K.Exec.NewObject()
 			s.Threads = [][]Op{
-				{{Name: "text_poke(A)", Run: func(k *kernel.Kernel, c *cpu.CPU) error { return k.TextPoke(c, a, objSize, obj) }}},
+				{textPokeOp(s, "A", a)},
 				{restoreROX(s.K, "B", b)},
 			}
 			return nil
@@ -345,4 +344,12 @@ func buildPtdumpVmap(s *Setup) error {
 		}}},
 	}
 	return nil
+}
+
+// textPokeOp rewrites the sealed object at va in place with new text
+// (aarch64_insn_copy through text_poke: patch_map walks the vmalloc tables
+// with vmalloc_to_page under patch_lock only).
+func textPokeOp(s *Setup, name string, va uint64) Op {
+	obj := s.K.Exec.NewObject()
+	return Op{Name: "text_poke(" + name + ")", Run: func(k *kernel.Kernel, c *cpu.CPU) error { return k.TextPoke(c, va, objSize, obj) }}
 }

@@ -107,9 +107,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			obj := s.K.Exec.NewObject()
 			s.Threads = [][]Op{
-				{{Name: "text_poke(A)", Run: func(k *kernel.Kernel, c *cpu.CPU) error { return k.TextPoke(c, a, objSize, obj) }}},
+				{textPokeOp(s, "A", a)},
 				{restoreROX(s.K, "B", b)},
 				{vreadOp("A", a)},
 			}
