@@ -62,17 +62,12 @@ func init() {
 			"which under rfc-v1 collapses the chunk's linear alias while CPU0 rewrites A's alias PTEs",
 		CPUs:   2,
 		Config: machine("bbml2-server", "ampere1", 2),
-		Build: func(s *Setup) error {
-			a, b, err := twoObjects(s)
-			if err != nil {
-				return err
-			}
-			s.Threads = [][]Op{
+		Build: withTwoObjects(func(s *Setup, a, b uint64) [][]Op {
+			return [][]Op{
 				{forceRW(s.K, "A", a)},
 				{restoreROX(s.K, "B", b)},
 			}
-			return nil
-		},
+		}),
 	})
 	register(&Scenario{
 		Name: "ptdump",
@@ -143,17 +138,12 @@ func init() {
 			"while CPU1 seals B, whose collapse may fold the chunk's vmalloc PTE table",
 		CPUs:   2,
 		Config: machine("bbml2-server", "ampere1", 2),
-		Build: func(s *Setup) error {
-			a, b, err := twoObjects(s)
-			if err != nil {
-				return err
-			}
-			s.Threads = [][]Op{
+		Build: withTwoObjects(func(s *Setup, a, b uint64) [][]Op {
+			return [][]Op{
 				{textPokeOp(s, "A", a)},
 				{restoreROX(s.K, "B", b)},
 			}
-			return nil
-		},
+		}),
 	})
 	register(&Scenario{
 		Name: "split",
@@ -185,6 +175,19 @@ func init() {
 // cache chunk when the policy has the cache), writes their text, seals A and
 // leaves B writable, so the chunk's linear alias is split and all read-only
 // but B. Every CPU's TLB then caches A and B through both aliases.
+// withTwoObjects is a Build for scenarios whose threads act on two objects
+// A and B carved out of one ROX-cache chunk (twoObjects).
+func withTwoObjects(threads func(s *Setup, a, b uint64) [][]Op) func(*Setup) error {
+	return func(s *Setup) error {
+		a, b, err := twoObjects(s)
+		if err != nil {
+			return err
+		}
+		s.Threads = threads(s, a, b)
+		return nil
+	}
+}
+
 func twoObjects(s *Setup) (a, b uint64, err error) {
 	k, c0 := s.K, s.M.CPUs[0]
 	if a, err = k.ExecmemAllocRW(c0, kernel.ExecmemModuleText, objSize); err != nil {

@@ -72,14 +72,9 @@ func init() {
 			"only) while CPU1 seals B, whose collapse may fold the chunk's vmalloc PTE table",
 		CPUs:   2,
 		Config: machine("bbml2-server", "ampere1", 2),
-		Build: func(s *Setup) error {
-			a, b, err := twoObjects(s)
-			if err != nil {
-				return err
-			}
-			s.Threads = [][]Op{{vreadOp("A", a)}, {restoreROX(s.K, "B", b)}}
-			return nil
-		},
+		Build: withTwoObjects(func(s *Setup, a, b uint64) [][]Op {
+			return [][]Op{{vreadOp("A", a)}, {restoreROX(s.K, "B", b)}}
+		}),
 	})
 	register(&Scenario{
 		Name: "three-ptdump",
@@ -87,14 +82,9 @@ func init() {
 			"dumps the kernel page tables (a lockless walker)",
 		CPUs:   3,
 		Config: machine("bbml2-server", "ampere1", 3),
-		Build: func(s *Setup) error {
-			a, b, err := twoObjects(s)
-			if err != nil {
-				return err
-			}
-			s.Threads = [][]Op{{forceRW(s.K, "A", a)}, {restoreROX(s.K, "B", b)}, {ptdumpOp()}}
-			return nil
-		},
+		Build: withTwoObjects(func(s *Setup, a, b uint64) [][]Op {
+			return [][]Op{{forceRW(s.K, "A", a)}, {restoreROX(s.K, "B", b)}, {ptdumpOp()}}
+		}),
 	})
 	register(&Scenario{
 		Name: "three-kcore",
@@ -102,18 +92,13 @@ func init() {
 			"two lockless walkers of the vmalloc mapping under different locks while the chunk may collapse",
 		CPUs:   3,
 		Config: machine("bbml2-server", "ampere1", 3),
-		Build: func(s *Setup) error {
-			a, b, err := twoObjects(s)
-			if err != nil {
-				return err
-			}
-			s.Threads = [][]Op{
+		Build: withTwoObjects(func(s *Setup, a, b uint64) [][]Op {
+			return [][]Op{
 				{textPokeOp(s, "A", a)},
 				{restoreROX(s.K, "B", b)},
 				{vreadOp("A", a)},
 			}
-			return nil
-		},
+		}),
 	})
 }
 
