@@ -127,7 +127,7 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 	if len(cfg.RAM) == 0 {
 		return cfg, fmt.Errorf("no memblock memory")
 	}
-	syms, err := capture.ReadKallsyms(strings.NewReader(strings.Join(c.secs["kallsyms"].Lines, "\n")), append(capture.KernelSymbols, "__bss_stop"))
+	syms, err := capture.ReadKallsyms(strings.NewReader(strings.Join(c.secs["kallsyms"].Lines, "\n")), append(capture.KernelSymbols, "__bss_stop", "__initdata_begin"))
 	if err != nil {
 		return cfg, err
 	}
@@ -176,6 +176,15 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 		Rodata:   kernel.Size(sym("__init_begin") - rodata),
 		Init:     kernel.Size(initEnd - sym("__init_begin")),
 		Data:     kernel.Size(end - initEnd),
+	}
+	// __initdata_begin: kallsyms, or (6.1) the end of the vmlinux_inittext
+	// segment in vmallocinfo.
+	initData := sym("__initdata_begin")
+	if initData == 0 {
+		initData = vmallocinfoEnd(c.secs["vmallocinfo"].Lines, sym("__init_begin"))
+	}
+	if initData > sym("__init_begin") {
+		cfg.Image.InitText = kernel.Size(initData - sym("__init_begin"))
 	}
 	if b := sym("__bss_stop"); b != 0 && b < end {
 		cfg.Image.Tail = kernel.Size(end - b)
@@ -226,6 +235,26 @@ func fidelityConfig(c fidelityCase) (kernel.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// vmallocinfoEnd is the end of the area /proc/vmallocinfo lists at start.
+func vmallocinfoEnd(lines []string, start uint64) uint64 {
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		a, _ := strconv.ParseUint(strings.TrimPrefix(lo, "0x"), 16, 64)
+		b, _ := strconv.ParseUint(strings.TrimPrefix(hi, "0x"), 16, 64)
+		if a == start {
+			return b
+		}
+	}
+	return 0
+}
+
 // fidelityResult is one configuration compared.
 type fidelityResult struct {
 	changes     []analysis.DiffChange // in the linear map and the kernel image
@@ -257,22 +286,31 @@ func tablesIn(d *ptdump.Dump, in func(va uint64) bool) map[string]int {
 	return out
 }
 
-func compareFidelity(c fidelityCase) (*fidelityResult, error) {
-	cfg, err := fidelityConfig(c)
-	if err != nil {
-		return nil, err
-	}
+// bootDump boots cfg and reads its tables back as a --pa --tables dump.
+func bootDump(cfg kernel.Config, name string) (*ptdump.Dump, *kernel.Kernel, error) {
 	k, err := kernel.Boot(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var buf bytes.Buffer
 	pc := &kernel.PlainCPU{}
 	w := ptdump.NewWriter(&buf, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{PA: true, Tables: true})
 	if err := ptdump.Walk(k.PT, pc, k.G, k.PT.Root(), k.Layout.PageOffset, w); err != nil {
+		return nil, nil, err
+	}
+	model, err := ptdump.Parse(&buf, name+" (ptlab)", ptdump.ParseOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return model, k, nil
+}
+
+func compareFidelity(c fidelityCase) (*fidelityResult, error) {
+	cfg, err := fidelityConfig(c)
+	if err != nil {
 		return nil, err
 	}
-	model, err := ptdump.Parse(&buf, c.name+" (ptlab)", ptdump.ParseOptions{})
+	model, k, err := bootDump(cfg, c.name)
 	if err != nil {
 		return nil, err
 	}

@@ -141,6 +141,10 @@ type Image struct {
 	Text     Size `json:"text" yaml:"text"`
 	Rodata   Size `json:"rodata" yaml:"rodata"`
 	Init     Size `json:"init" yaml:"init"`
+	// InitText is __init_begin..__initdata_begin: the init text map_kernel
+	// maps executable; the rest of Init is init data, mapped PAGE_KERNEL.
+	// 0 takes the release's; equal to Init, init is one text segment.
+	InitText Size `json:"init_text" yaml:"init_text"`
 	Data     Size `json:"data" yaml:"data"`
 	// Tail is _end - __bss_stop: what follows the bss (the early fixmap
 	// tables bm_pud/bm_pmd/bm_pte, init_pg_dir); part of Data.
