@@ -206,6 +206,12 @@ func Boot(cfg Config) (*Kernel, error) {
 	// execmem_init: late (ARCH_WANTS_EXECMEM_LATE) so the ROX cache can
 	// depend on the final BBML2_NOABORT capability (RFC patch 5).
 	k.execmemArchSetup()
+	// What the rest of the boot puts in the vmalloc range.
+	if cfg.imported == nil {
+		if err := k.bootVmallocUsers(c); err != nil {
+			return nil, fmt.Errorf("boot vmalloc users: %w", err)
+		}
+	}
 	return k, nil
 }
 
