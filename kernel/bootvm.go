@@ -129,8 +129,12 @@ func (k *Kernel) ioremapDevice(c CPU, d Device) error {
 // second percpu chunk, which pcpu_get_vm_areas takes from the top of the
 // vmalloc range.
 func (k *Kernel) bootVmallocUsers(c CPU) error {
-	if len(k.Cfg.Devices) == 0 && k.Cfg.BootThreads == 0 {
-		return nil // a machine that declares none
+	ioremaps := false
+	for _, d := range k.Cfg.Devices {
+		ioremaps = ioremaps || d.Ioremap
+	}
+	if !ioremaps && k.Cfg.BootThreads == 0 {
+		return nil // a machine that declares none (the server presets)
 	}
 	for range k.MIDRs {
 		if err := k.allocVmapStack(c, "init_irq_stacks"); err != nil {
