@@ -285,8 +285,10 @@ type fidelityResult struct {
 	modelTotal  int
 	realOwned   map[string]int // vmemmap, PCI I/O, fixmap tables per level
 	modelOwned  map[string]int
-	realAll     map[string]int // every table page of the tree per level, below the root
-	modelAll    map[string]int
+	// ownedMisplaced are the tables above VMALLOC_END in one tree only.
+	ownedMisplaced []string
+	realAll        map[string]int // every table page of the tree per level, below the root
+	modelAll       map[string]int
 }
 
 // linearTables counts the table pages of each level the linear map uses:
@@ -382,6 +384,31 @@ func compareFidelity(c fidelityCase) (*fidelityResult, error) {
 	// vmemmap, PCI I/O and fixmap: everything above VMALLOC_END.
 	owned := func(va uint64) bool { return va >= k.Layout.VmallocEnd }
 	res.realOwned, res.modelOwned = tablesIn(c.real, owned), tablesIn(model, owned)
+	// Where those tables are, not only how many: a table (by level and
+	// start) in one tree and not the other.
+	// Above the lower of the two VMALLOC_ENDs (the real one is where the
+	// capture's "vmalloc() end" marker is), so that a layout that moves
+	// the vmemmap shows.
+	low := k.Layout.VmallocEnd
+	for _, m := range c.real.Markers {
+		if strings.Contains(m.Name, "vmalloc() end") && m.FirstRange < len(c.real.Ranges) {
+			low = min(low, c.real.Ranges[m.FirstRange].Start)
+		}
+	}
+	placed := map[string]int{}
+	for i, d := range []*ptdump.Dump{c.real, model} {
+		for _, tl := range d.Tables {
+			if tl.Start >= low {
+				placed[fmt.Sprintf("%s %#x", tl.Level, tl.Start)] |= 1 << i
+			}
+		}
+	}
+	for key, in := range placed {
+		if in != 3 {
+			res.ownedMisplaced = append(res.ownedMisplaced, key)
+		}
+	}
+	sort.Strings(res.ownedMisplaced)
 	all := func(uint64) bool { return true }
 	res.realAll, res.modelAll = tablesIn(c.real, all), tablesIn(model, all)
 	return res, nil
@@ -404,6 +431,9 @@ func TestFidelityAgainstRealKernels(t *testing.T) {
 					break
 				}
 				t.Errorf("%#x-%#x %s: %s %s -> %s %s (real line %d, ptlab line %d)", ch.Start, ch.End, ch.Kind, ch.From, ch.FromAttrs, ch.To, ch.ToAttrs, ch.LineA, ch.LineB)
+			}
+			if len(res.ownedMisplaced) > 1 {
+				t.Errorf("tables above VMALLOC_END in one tree only: %v", res.ownedMisplaced)
 			}
 			for _, l := range []string{"P4D/PUD", "PMD", "PTE"} {
 				if d := res.realTables[l] - res.modelTables[l]; d < -1 || d > 1 {
