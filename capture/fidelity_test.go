@@ -414,6 +414,62 @@ func compareFidelity(c fidelityCase) (*fidelityResult, error) {
 	return res, nil
 }
 
+// TestFidelityIoremaps checks the machine's device data against the real
+// boots: every ioremap /proc/vmallocinfo lists (register page and size) is
+// one ptlab's boot makes, and no other. 6.1 maps no virtio-pci capability
+// windows (its captures list none), which the QEMU virt data has for the
+// later releases; those four are not required there.
+func TestFidelityIoremaps(t *testing.T) {
+	for _, c := range loadFidelityCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := fidelityConfig(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := kernel.Boot(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := k.G.PageSize()
+			real := map[string]int{}
+			for _, l := range c.secs["vmallocinfo"].Lines {
+				f := strings.Fields(l)
+				if len(f) < 5 || f[len(f)-1] != "ioremap" {
+					continue
+				}
+				n, _ := strconv.ParseUint(f[1], 10, 64)
+				phys, _ := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(f[3], "phys="), "0x"), 16, 64)
+				real[fmt.Sprintf("%#x+%#x", phys&^(ps-1), n)]++
+			}
+			if len(real) == 0 {
+				t.Fatal("no ioremap in vmallocinfo")
+			}
+			model := map[string]int{}
+			pc := &kernel.PlainCPU{}
+			for _, a := range k.VM.Areas() {
+				if a.Flags&kernel.VMIoremap == 0 {
+					continue
+				}
+				pa, _, ok := k.PT.Translate(pc, a.Addr)
+				if !ok {
+					t.Errorf("ioremap area %#x not mapped", a.Addr)
+				}
+				model[fmt.Sprintf("%#x+%#x", pa&^(ps-1), a.Size)]++
+			}
+			for key, n := range model {
+				if real[key] != n && !(k.V.LegacyLayout && strings.HasPrefix(key, "0x800000")) {
+					t.Errorf("ptlab ioremaps %s %d times, the real kernel %d", key, n, real[key])
+				}
+			}
+			for key, n := range real {
+				if model[key] != n {
+					t.Errorf("the real kernel ioremaps %s %d times, ptlab %d", key, n, model[key])
+				}
+			}
+		})
+	}
+}
+
 func TestFidelityAgainstRealKernels(t *testing.T) {
 	cases := loadFidelityCases(t)
 	var table bytes.Buffer
