@@ -1,8 +1,11 @@
 package kernel
 
 import (
+	"fmt"
 	"math/bits"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/ptlab/ptlab/arm64"
 )
@@ -85,4 +88,70 @@ func ioremapMaxOrder(k *Kernel) uint {
 		return k.G.Shift(arm64.LevelPUD)
 	}
 	return k.G.Shift(arm64.LevelPMD)
+}
+
+// Any machine's boot-time vmalloc users: areas disjoint and inside
+// [VMALLOC_START, VMALLOC_END), clear of the image; every device register
+// page reachable through its ioremap; every mapped stack page backed by
+// memory the area owns. Random granule, release, CPUs, threads and devices.
+func TestBootVmallocUsersProperty(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		gr := rapid.SampledFrom([]string{"4K", "16K", "64K"}).Draw(rt, "granule")
+		rel := rapid.SampledFrom([]string{"6.1", "6.12", "6.18", "7.3"}).Draw(rt, "release")
+		cfg, err := Machine("qemu-virt")
+		if err != nil {
+			rt.Fatal(err)
+		}
+		cfg.Granule, cfg.Kernel = gr, rel
+		cfg.RAM = []RAMRegion{{Base: 0x40000000, Size: 512 << 20}}
+		cfg.CPUs = []CPUGroup{{Model: "cortex-a72", Count: rapid.IntRange(1, 8).Draw(rt, "cpus")}}
+		cfg.BootThreads = rapid.IntRange(0, 200).Draw(rt, "threads")
+		cfg.Devices = nil
+		for i, n := 0, rapid.IntRange(0, 6).Draw(rt, "devices"); i < n; i++ {
+			cfg.Devices = append(cfg.Devices, Device{Name: fmt.Sprintf("dev%d", i),
+				Base:    Size(0x09000000 + uint64(i)<<24 + uint64(rapid.IntRange(0, 15).Draw(rt, "off"))<<12),
+				Size:    Size(uint64(1) << rapid.IntRange(12, 29).Draw(rt, "order")),
+				Ioremap: true, Irqchip: rapid.Bool().Draw(rt, "irqchip")})
+		}
+		k, err := Boot(cfg)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		c := &PlainCPU{}
+		var prevEnd uint64
+		im0, im1 := k.Image.VA, k.Image.VA+k.Image.End
+		for _, a := range k.VM.Areas() {
+			if a.Addr < prevEnd {
+				rt.Fatalf("area %#x (%s) overlaps the previous one ending %#x", a.Addr, a.Caller, prevEnd)
+			}
+			prevEnd = a.Addr + a.Size
+			if a.Addr < k.Layout.VmallocStart || prevEnd > k.Layout.VmallocEnd || (a.Addr < im1 && prevEnd > im0) {
+				rt.Fatalf("area %#x-%#x (%s) outside the vmalloc range or on the image", a.Addr, prevEnd, a.Caller)
+			}
+			for i := 0; i < a.NrPages; i++ {
+				pa, _, ok := k.PT.Translate(c, a.Addr+uint64(i)<<k.G.PageShift)
+				if !ok || pa != a.PagePA(i) {
+					rt.Fatalf("%s page %d at %#x -> %#x %v, owns %#x", a.Caller, i, a.Addr, pa, ok, a.PagePA(i))
+				}
+			}
+		}
+		for _, d := range cfg.Devices {
+			found := false
+			for _, a := range k.VM.Areas() {
+				if a.Caller == "ioremap "+d.Name {
+					off := uint64(d.Base) & (k.G.PageSize() - 1)
+					for _, o := range []uint64{0, uint64(d.Size) - 1} {
+						pa, _, ok := k.PT.Translate(c, a.Addr+off+o)
+						if !ok || pa != uint64(d.Base)+o {
+							rt.Fatalf("%s: %#x -> %#x %v, want %#x", d.Name, a.Addr+off+o, pa, ok, uint64(d.Base)+o)
+						}
+					}
+					found = true
+				}
+			}
+			if !found {
+				rt.Fatalf("%s not ioremapped", d.Name)
+			}
+		}
+	})
 }
