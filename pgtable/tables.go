@@ -80,10 +80,14 @@ type Tables struct {
 
 	// ptl is init_mm.page_table_lock for doors that do not model locks
 	// themselves (Atomic); the cpu package's CPUs take the kernel's mutex.
-	ptl       sync.Mutex
-	mu        sync.Mutex // guards slot allocation and counts
-	dir       atomic.Pointer[[]*chunk]
-	nslots    int32
+	ptl    sync.Mutex
+	mu     sync.Mutex // guards slot allocation and counts
+	dir    atomic.Pointer[[]*chunk]
+	nslots int32
+	// everUsed is the high-water mark of slots handed out: slots at or
+	// above it still hold the zeroes of their chunk's allocation (Restore
+	// may lower nslots, never this).
+	everUsed  int32
 	freeSlots []int32
 	counts    arm64.PerLevel[int] // table pages per level
 }
@@ -228,11 +232,7 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 		slot = t.nslots
 		t.nslots++
 		if int(slot>>chunkShift) >= len(*t.dir.Load()) {
-			old := *t.dir.Load()
-			grown := make([]*chunk, len(old)+1, len(old)+1+len(old)/2)
-			copy(grown, old)
-			grown[len(old)] = &chunk{desc: make([]uint64, tablesPerChunk*t.epp)}
-			t.dir.Store(&grown)
+			t.growDir()
 		}
 	}
 	c := (*t.dir.Load())[slot>>chunkShift]
@@ -241,10 +241,30 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 	r.desc = c.desc[i*t.epp : (i+1)*t.epp : (i+1)*t.epp]
 	r.pa, r.slot, r.level = pa, slot, l
 	*t.counts.At(l)++
+	zeroed := slot >= t.everUsed
+	t.everUsed = max(t.everUsed, slot+1)
 	t.mu.Unlock()
-	clear(r.desc)
+	if !zeroed {
+		clear(r.desc)
+	}
 	t.setRef(pa, r)
 	return pa, r.desc, nil
+}
+
+// growDir appends a chunk to the directory (t.mu held). The backing array
+// grows by doubling, so booting a machine with n table pages costs O(n),
+// not O(n²/64) as a copy per chunk did. Within capacity the new element is
+// written beyond the published length and then a longer header published:
+// a reader of the old header never indexes it.
+func (t *Tables) growDir() {
+	old := *t.dir.Load()
+	grown := old
+	if len(old) == cap(old) {
+		grown = make([]*chunk, len(old), max(2*len(old), 16))
+		copy(grown, old)
+	}
+	grown = append(grown, &chunk{desc: make([]uint64, tablesPerChunk*t.epp)})
+	t.dir.Store(&grown)
 }
 
 // FreeTable returns an unhooked table page to physmem (pte_free_kernel,

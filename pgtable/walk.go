@@ -44,11 +44,8 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 	w := t.walker(d)
 	cache := cacheable(d)
 	if cache {
-		for cl := arm64.LastLevel; cl > g.StartLevel; cl-- {
-			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
-				tpa, tbl, tableBits, l = ctpa, ctbl, bits, cl
-				break
-			}
+		if cl, ctpa, ctbl, bits, ok := t.deepest(va); ok {
+			tpa, tbl, tableBits, l = ctpa, ctbl, bits, cl
 		}
 	}
 	for ; ; l++ {
@@ -63,7 +60,7 @@ func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
 		tableBits |= desc
 		tpa, tbl = ctpa, ctbl
 		if cache {
-			t.remember(va, l+1, tpa, tbl, tableBits)
+			t.rememberAt(va, l+1, tpa, tbl, tableBits)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package pgtable
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/ptlab/ptlab/arm64"
 )
@@ -38,14 +39,22 @@ type walker struct {
 	// mostly share a section, so resolving the next costs one load.
 	leaf   *indexLeaf
 	leafHi uint64
+	// Copies of t's page shift, first PFN and entries per table, so that
+	// resolving a table loads nothing through t.
+	shift uint
+	base  uint64
+	epp   int
 }
 
 // table returns the descriptors of the table page at pa (Tables.lookup
-// with the walker's index leaf remembered).
+// with the walker's index leaf remembered). The leaf is never nil: a
+// walker starts at the root's. Small enough to inline into step.
 func (w *walker) table(pa uint64) ([]uint64, bool) {
-	rel := pa>>w.g.PageShift - w.t.basePFN
-	if w.leaf != nil && rel>>indexShift == w.leafHi {
-		return w.t.tableAt(w.leaf, rel)
+	rel := pa>>w.shift - w.base
+	if rel>>indexShift == w.leafHi {
+		if p := w.leaf[rel&(1<<indexShift-1)].desc.Load(); p != nil {
+			return unsafe.Slice(p, w.epp), true
+		}
 	}
 	return w.tableLeaf(rel)
 }
@@ -67,7 +76,8 @@ func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
 func (t *Tables) walker(d Door) walker {
 	_, direct := d.(Direct)
 	// Start from the root's index leaf: tables are often in its section.
-	return walker{t: t, g: &t.g, d: d, direct: direct, leaf: t.rootLeaf, leafHi: t.rootHi}
+	return walker{t: t, g: &t.g, d: d, direct: direct, leaf: t.rootLeaf, leafHi: t.rootHi,
+		shift: t.g.PageShift, base: t.basePFN, epp: t.epp}
 }
 
 // load and store stay small enough to inline; the door call is out of line.
