@@ -34,7 +34,9 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if size == 0 || (end <= va && end != 0) {
 		return fmt.Errorf("%w: bad range va %#x size %#x", ErrInvalid, va, size)
 	}
-	m := mapper{w: t.walker(d), t: t, g: &t.g, d: d, delta: pa - va, flags: flags, cache: cacheable(d)}
+	var m mapper
+	m.w.init(t, d)
+	m.t, m.g, m.d, m.delta, m.flags, m.cache = t, &t.g, d, pa-va, flags, cacheable(d)
 	if m.cache && end-va == ps {
 		// One page: never part of a contiguous run.
 		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
@@ -297,7 +299,8 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
 	if oneTable && cacheable(d) {
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
-			w := t.walker(d)
+			var w walker
+			w.init(t, d)
 			i, j := w.pteSpan(ctbl, start, end)
 			return unmapVisitor{}.ptes(&w, ctpa, ctbl, i, j, start, 0)
 		}
@@ -314,7 +317,8 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 			// nobody observing loads, clear there instead of walking again.
 			tpa := e.DescPA &^ (t.g.PageSize() - 1)
 			tbl, _ := t.lookup(tpa)
-			w := t.walker(d)
+			var w walker
+			w.init(t, d)
 			return walkRange(&w, &visitor{op: opUnmap}, tpa, tbl, arm64.LastLevel, start, end, 0)
 		}
 		last := e.VA + t.g.Size(e.Level) - 1

@@ -27,8 +27,11 @@ func (u unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ 
 		u.ptesTracked(w, tpa, tbl, i, j, va)
 	case w.direct:
 		// Nobody observes the stores: clearing an empty entry again
-		// changes nothing.
-		clear(tbl[i:j])
+		// changes nothing. (A loop, not clear: runs are mostly one page,
+		// and clear calls memclr.)
+		for k := i; k < j; k++ {
+			tbl[k] = 0
+		}
 	default:
 		for k := i; k < j; k++ {
 			if w.load(tpa, tbl, k) != 0 {

@@ -36,33 +36,27 @@ func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
 // Lookup walks to the entry that maps va: a leaf, an empty slot, or (for a
 // corrupt tree) a table that points nowhere, in which case it returns
 // ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
-func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
+func (t *Tables) Lookup(d Door, va uint64) (e Entry, err error) {
 	g := &t.g
-	tpa, tbl := t.root, t.rootTbl
-	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
-	l := g.StartLevel
-	w := t.walker(d)
-	cache := cacheable(d)
-	if cache {
-		if cl, ctpa, ctbl, bits, ok := t.deepest(va); ok {
-			tpa, tbl, tableBits, l = ctpa, ctbl, bits, cl
+	var w walker
+	w.init(t, d)
+	// Fields one by one: struct literals cost a temporary and a copy.
+	var c cursor
+	c.tpa, c.tbl, c.l = t.root, t.rootTbl, g.StartLevel
+	if cacheable(d) {
+		w.remember = true
+		if l, tpa, tbl, bits, ok := t.deepest(va); ok {
+			c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, bits
 		}
 	}
-	for ; ; l++ {
-		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
-		if ctbl == nil {
-			if err != nil {
-				tableBits |= desc
-			}
-			return Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: descPA(tpa, idx),
-				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}, err
-		}
-		tableBits |= desc
-		tpa, tbl = ctpa, ctbl
-		if cache {
-			t.rememberAt(va, l+1, tpa, tbl, tableBits)
-		}
+	_, _, err = w.descend(&c, va, arm64.LastLevel)
+	bits := c.bits
+	if err != nil {
+		bits |= c.desc // the table descriptor that points nowhere
 	}
+	e.VA, e.Level, e.Desc, e.DescPA = va&^(g.Size(c.l)-1), c.l, c.desc, descPA(c.tpa, c.idx)
+	e.TablePXN, e.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+	return e, err
 }
 
 // Translate returns the physical address va maps to and the leaf that maps
