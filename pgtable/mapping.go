@@ -209,7 +209,7 @@ func (m *mapper) mapPTEs(tpa uint64, tbl []uint64, va, end, prot uint64) error {
 			p |= arm64.PTECont
 		}
 		idx := g.Index(va, arm64.LastLevel)
-		n := int((chunkEnd - va) / ps)
+		n := int((chunkEnd - va) >> g.PageShift) // a shift: a 64-bit divide costs ~40 cycles
 		for i := idx; i < idx+n; i++ {
 			old := m.w.load(tpa, tbl, i)
 			nv := g.AddressBits(pa) | p
@@ -307,23 +307,24 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	}
 	// Check first so a refusal leaves the tables as they were. A block
 	// covered only in part holds start or end-1, so the two edges suffice.
+	var w walker
+	w.init(t, d)
 	for va := start; ; va = end - 1 {
-		e, err := t.Lookup(d, va)
-		if err != nil {
+		var c cursor
+		if err := t.walkTo(&w, va, &c); err != nil {
 			return err
 		}
-		if _, direct := d.(Direct); direct && oneTable && e.Level == arm64.LastLevel {
+		if w.direct && oneTable && c.l == arm64.LastLevel {
 			// The check walk reached the one PTE table of the range: with
 			// nobody observing loads, clear there instead of walking again.
-			tpa := e.DescPA &^ (t.g.PageSize() - 1)
-			tbl, _ := t.lookup(tpa)
-			var w walker
-			w.init(t, d)
-			return walkRange(&w, &visitor{op: opUnmap}, tpa, tbl, arm64.LastLevel, start, end, 0)
+			i, j := w.pteSpan(c.tbl, start, end)
+			return unmapVisitor{}.ptes(&w, c.tpa, c.tbl, i, j, start, 0)
 		}
-		last := e.VA + t.g.Size(e.Level) - 1
-		if e.Level < arm64.LastLevel && t.g.IsLeaf(e.Desc, e.Level) && (e.VA < start || last > end-1) {
-			return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(e.Level), e.VA)
+		sz := t.g.Size(c.l)
+		first := va &^ (sz - 1)
+		last := first + sz - 1
+		if c.l < arm64.LastLevel && t.g.IsLeaf(c.desc, c.l) && (first < start || last > end-1) {
+			return fmt.Errorf("%w: unmap [%#x, %#x) covers part of the %s block at %#x", ErrInvalid, start, end, t.g.Name(c.l), first)
 		}
 		if va == end-1 || last >= end-1 {
 			break // this entry also holds end-1
