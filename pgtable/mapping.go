@@ -330,5 +330,7 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 			break // this entry also holds end-1
 		}
 	}
-	return walkCached(t, d, &visitor{op: opUnmap}, start, end)
+	var v visitor
+	v.op = opUnmap
+	return walkCached(t, d, &v, start, end)
 }
