@@ -81,14 +81,46 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 	g := m.g
 	// Descend without recursion while [va, end) lies inside one entry that
 	// cannot become a block (nor a contiguous run, which needs 16 entries):
-	// the common case of mapping a few pages.
-	for l < arm64.LastLevel {
-		sz := g.Size(l)
-		if (va^(end-1)) >= sz || (g.BlockAllowed(l) && m.flags&NoBlockMappings == 0 && (va|end|(va+m.delta))&(sz-1) == 0) {
+	// the common case of mapping a few pages. Tables that exist are followed
+	// with the walk rule (descend); the loop below creates missing ones.
+	stop := l
+	for stop < arm64.LastLevel {
+		sz := g.Size(stop)
+		if (va^(end-1)) >= sz || (g.BlockAllowed(stop) && m.flags&NoBlockMappings == 0 && (va|end|(va+m.delta))&(sz-1) == 0) {
 			break
 		}
+		stop++
+	}
+	// read: the entry at level l for va, already loaded by descend (so a
+	// door sees each descriptor load of the walk once).
+	read, readOK := uint64(0), false
+	if stop > l {
+		var c cursor
+		c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, m.bits
+		m.w.remember = m.cache
+		ctpa, ctbl, err := m.w.descend(&c, va, stop-1)
+		m.w.remember = false
+		if err != nil {
+			return err
+		}
+		tpa, tbl, l, read, readOK = c.tpa, c.tbl, c.l, c.desc, true
+		if ctbl != nil { // the level-stop table exists
+			readOK = false
+			c.bits |= c.desc
+			tpa, tbl, l = ctpa, ctbl, stop
+			if m.cache {
+				m.t.remember(va, l, tpa, tbl, c.bits)
+			}
+		}
+		m.bits = c.bits
+	}
+	for l < stop {
 		idx := g.Index(va, l)
-		old := m.w.load(tpa, tbl, idx)
+		old := read
+		if !readOK {
+			old = m.w.load(tpa, tbl, idx)
+		}
+		readOK = false
 		var err error
 		if tpa, tbl, err = m.ensureTable(tpa, tbl, idx, l, old, va); err != nil {
 			return err
@@ -104,6 +136,10 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 		l++
 	}
 	if l == arm64.LastLevel {
+		if end-va == g.PageSize() {
+			// One page: never part of a contiguous run.
+			return m.setLeaf(tpa, tbl, l, va, prot)
+		}
 		return m.mapPTEs(tpa, tbl, va, end, prot)
 	}
 	contN := g.ContEntries(l)
