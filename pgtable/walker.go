@@ -10,13 +10,20 @@ import (
 // The one walker. Every operation descends the tree the same way: the index
 // of va at a level, a load of that descriptor through the door, and for a
 // table descriptor the table page behind it (ErrNotTable when there is
-// none). step is that rule for one level; walkRange applies it over a range
-// of addresses and hands what it reaches to a visitor, after gVisor's
-// pkg/ring0/pagetables iterateRange. Lookup and lookupAt use step directly;
-// Map keeps its own per-level loop, because creating a mapping decides per
-// entry between a block, a contiguous run and a (possibly new) table
+// none). descend is that rule, looping over levels; step is descend over
+// one level. walkRange applies step over a range of addresses and hands
+// what it reaches to a visitor, after gVisor's pkg/ring0/pagetables
+// iterateRange. Lookup, Translate and Unmap's check walk use descend
+// through walkTo; Map follows existing tables with descend and keeps its
+// own per-level loop for creating them, because creating a mapping decides
+// per entry between a block, a contiguous run and a (possibly new) table
 // (alloc_init_*), but reads, writes and resolves tables through the same
 // walker (load, store, table, descPA).
+//
+// Hot paths build walker, cursor and visitor values field by field: a
+// struct literal is assembled aside and copied with wide moves that read
+// the narrow stores just made, a store-forwarding stall per call (it
+// doubled the cost of a one-page Unmap).
 //
 // The visitors are a closed set dispatched by a switch (visitor), not a
 // type parameter: Go instantiates generic code per GC shape and calls a
@@ -76,10 +83,7 @@ func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
 	return w.t.tableAt(leaf, rel)
 }
 
-// init points w at t through door d. Fields are set one by one: building
-// the struct as a value and copying it costs a store-forwarding stall per
-// walk (wide loads of just-written narrow stores), which doubled the cost
-// of a one-page Unmap.
+// init points w at t through door d, field by field (see above).
 func (w *walker) init(t *Tables, d Door) {
 	_, direct := d.(Direct)
 	w.t, w.g, w.d, w.direct, w.remember = t, &t.g, d, direct, false
