@@ -80,14 +80,10 @@ type Tables struct {
 
 	// ptl is init_mm.page_table_lock for doors that do not model locks
 	// themselves (Atomic); the cpu package's CPUs take the kernel's mutex.
-	ptl    sync.Mutex
-	mu     sync.Mutex // guards slot allocation and counts
-	dir    atomic.Pointer[[]*chunk]
-	nslots int32
-	// everUsed is the high-water mark of slots handed out: slots at or
-	// above it still hold the zeroes of their chunk's allocation (Restore
-	// may lower nslots, never this).
-	everUsed  int32
+	ptl       sync.Mutex
+	mu        sync.Mutex // guards slot allocation and counts
+	dir       atomic.Pointer[[]*chunk]
+	nslots    int32
 	freeSlots []int32
 	counts    arm64.PerLevel[int] // table pages per level
 }
@@ -241,12 +237,11 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 	r.desc = c.desc[i*t.epp : (i+1)*t.epp : (i+1)*t.epp]
 	r.pa, r.slot, r.level = pa, slot, l
 	*t.counts.At(l)++
-	zeroed := slot >= t.everUsed
-	t.everUsed = max(t.everUsed, slot+1)
 	t.mu.Unlock()
-	if !zeroed {
-		clear(r.desc)
-	}
+	// Cleared even when fresh from make: the write faults the page in once,
+	// where a first touch by a walk's load maps the zero page and the
+	// following store faults again (a third more boot time at 1 TiB).
+	clear(r.desc)
 	t.setRef(pa, r)
 	return pa, r.desc, nil
 }
