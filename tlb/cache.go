@@ -26,6 +26,7 @@ func mkKey(va uint64, shift uint8, flags uint64) uint64 {
 // through a small open-addressed index instead of scanning every way.
 type cache struct {
 	sets, ways int
+	setMask    uint64 // sets-1 when sets is a power of two (every built-in model), else 0
 	keys       []uint64
 	stamp      []uint64 // LRU: larger is more recent
 	mask       []uint8  // coalesced entries: which of the four pages are valid
@@ -54,6 +55,9 @@ func newCache(entries, ways int) *cache {
 		ways = entries
 	}
 	c := &cache{sets: entries / ways, ways: ways}
+	if c.sets&(c.sets-1) == 0 {
+		c.setMask = uint64(c.sets - 1)
+	}
 	n := c.sets * c.ways
 	c.keys = make([]uint64, n)
 	c.stamp = make([]uint64, n)
@@ -88,7 +92,14 @@ func (c *cache) pushFront(s int32) {
 	c.next[h] = s
 }
 
-func (c *cache) set(key uint64) int { return int((key >> 8) % uint64(c.sets)) }
+// set returns the set of key: a mask for a power-of-two number of sets,
+// where a 64-bit division would cost more than the rest of a look-up.
+func (c *cache) set(key uint64) int {
+	if c.setMask != 0 || c.sets == 1 {
+		return int(key >> 8 & c.setMask)
+	}
+	return int((key >> 8) % uint64(c.sets))
+}
 
 func hashKey(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> 20 }
 
