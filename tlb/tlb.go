@@ -274,6 +274,11 @@ type lastHit struct {
 	shift    uint8
 }
 
+// covers reports whether the L1 entry m remembers still translates va.
+func (m *lastHit) covers(l1 *cache, va uint64) bool {
+	return (va&vaMask)-m.lo < m.span && l1.keys[m.slot] == m.key && l1.gen[m.shift] == m.gen
+}
+
 func (t *TLB) remember(m *lastHit, l1 *cache, va uint64, shift uint8, slot int) {
 	// Field by field: a struct literal is built on the stack and copied
 	// with 16-byte moves, which stall on the 8-byte stores just made.
@@ -309,7 +314,7 @@ func (t *TLB) access(va uint64, k Kind, m *lastHit) {
 	c := &t.C[k]
 	c.Accesses++
 	l1 := t.l1[k]
-	if (va&vaMask)-m.lo < m.span && l1.keys[m.slot] == m.key && l1.gen[m.shift] == m.gen {
+	if m.covers(l1, va) {
 		l1.touch(int(m.slot))
 		return
 	}
