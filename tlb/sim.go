@@ -166,13 +166,16 @@ func (s *Sim) rest(st *Stream, mk *lastHit, max int) int {
 		if j == run || !mk.covers(l1, pos) {
 			continue
 		}
-		// Positions only grow, capped at end-line: all the rest stay in
-		// the span if end-line does, else those below the span's end.
+		// The lines ahead are below end, or end-line once they reach it
+		// (end need not be line-aligned to the run): all of them stay in the
+		// span if end-1 and end-line do, else those below the span's end.
 		n := run - j
-		if last := (end - line) & vaMask; last-mk.lo >= mk.span {
+		if (end-1)&vaMask-mk.lo >= mk.span || (end-line)&vaMask-mk.lo >= mk.span {
 			n = min(n, int((mk.lo+mk.span-1-pos&vaMask)/line))
 		}
-		pos = min(pos+uint64(n)*line, end-line)
+		if pos += uint64(n) * line; pos >= end {
+			pos = end - line
+		}
 		c.Accesses += uint64(n)
 		j += n
 	}
