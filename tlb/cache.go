@@ -149,30 +149,46 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 		c.touch(s)
 		return s, 0
 	}
-	base := c.set(key) * c.ways
-	victim := base
+	return c.insertNew(key, mask)
+}
+
+// victim returns the slot a new key of key's set takes: for a fully
+// associative structure the next never-used slot, else an empty one, else
+// the list's tail; for a set the first empty way, else the least recently
+// used.
+func (c *cache) victim(key uint64) int {
 	if c.prev != nil {
-		// Fully associative: the next never-used slot, else the list's tail.
 		switch {
 		case c.used < len(c.keys):
-			victim = c.used
+			return c.used
 		case c.live < len(c.keys):
-			for c.keys[victim] != 0 {
-				victim++
+			v := 0
+			for c.keys[v] != 0 {
+				v++
 			}
-		default:
-			victim = int(c.prev[len(c.keys)])
+			return v
+		}
+		return int(c.prev[len(c.keys)])
+	}
+	base := c.set(key) * c.ways
+	keys := c.keys[base : base+c.ways]
+	stamp := c.stamp[base : base+len(keys)]
+	v := 0
+	for i, k := range keys {
+		if k == 0 {
+			return base + i
+		}
+		if stamp[i] < stamp[v] {
+			v = i
 		}
 	}
-	for i := base; c.prev == nil && i < base+c.ways; i++ {
-		if c.keys[i] == 0 {
-			victim = i
-			break
-		}
-		if c.stamp[i] < c.stamp[victim] {
-			victim = i
-		}
-	}
+	return base + v
+}
+
+// insertNew is insert for a key the caller knows is absent (its look-up
+// just missed), sparing a second look-up.
+func (c *cache) insertNew(key uint64, mask uint8) (slot int, evicted uint64) {
+	victim := c.victim(key)
 	evicted = c.keys[victim]
 	if evicted != 0 {
 		c.remove(victim)
