@@ -166,12 +166,14 @@ func (s *Sim) rest(st *Stream, mk *lastHit, max int) int {
 		if j == run || !mk.covers(l1, pos) {
 			continue
 		}
-		// The lines ahead are below end, or end-line once they reach it
-		// (end need not be line-aligned to the run): all of them stay in the
-		// span if end-1 and end-line do, else those below the span's end.
+		// The lines ahead are below end, then end-line once they reach it
+		// (end need not be line-aligned to the run, so end-line may lie
+		// before the span): all of them stay in the span if end-1 and
+		// end-line do, else those below both the span's end and end.
 		n := run - j
-		if (end-1)&vaMask-mk.lo >= mk.span || (end-line)&vaMask-mk.lo >= mk.span {
-			n = min(n, int((mk.lo+mk.span-1-pos&vaMask)/line))
+		endm := (end-1)&vaMask + 1 // end modulo 2^56; 2^56 for the top of the address space
+		if endm-1-mk.lo >= mk.span || (end-line)&vaMask-mk.lo >= mk.span {
+			n = min(n, int((min(mk.lo+mk.span, endm)-1-pos&vaMask)/line))
 		}
 		if pos += uint64(n) * line; pos >= end {
 			pos = end - line
