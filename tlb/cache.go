@@ -25,27 +25,62 @@ func mkKey(va uint64, shift uint8, flags uint64) uint64 {
 // indexing. Structures with many ways (the fully associative L1s) find keys
 // through a small open-addressed index instead of scanning every way.
 type cache struct {
-	sets, ways int
-	setMask    uint64 // sets-1 when sets is a power of two (every built-in model), else 0
+	// The fields every look-up reads come first, in one cache line.
 	keys       []uint64
-	stamp      []uint64 // LRU: larger is more recent
-	mask       []uint8  // coalesced entries: which of the four pages are valid
-	clock      uint64
-	count      [256]int32 // live entries per (flags|shift), so lookups probe only classes present
-	present    [4]uint64  // bitmap of the classes with count > 0
-	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
+	idx        []int32 // ways > scanWays: key -> slot+1, linear probing
 	idxMask    uint64
+	setMask    uint64 // sets-1 when sets is a power of two (every built-in model), else 0
+	sets, ways int
+	present    [4]uint64 // bitmap of the classes with count > 0
 	// Fully associative structures keep their LRU order as a circular list
 	// (O(1) victim choice) through a sentinel at index len(keys): its next
 	// is the most recently used slot, its prev the least. The sentinel
 	// spares every branch on the list's ends, so moving a slot to the front
 	// costs the same whether or not it is there already.
 	prev, next []int32
-	used       int // slots [0, used) have been filled at least once
-	live       int // entries present
+	// Sets of up to 16 ways keep their LRU order in one word per set
+	// (lruWays), and which ways hold a key in occ: no time stamps to scan
+	// for a victim.
+	lru  []uint64
+	occ  []uint16
+	divM uint64 // slot / ways as the high word of slot × divM (see slotSet)
+	// Sets of more ways stamp each slot with a clock: larger is more recent.
+	stamp []uint64
+	clock uint64
+	mask  []uint8 // coalesced entries: which of the four pages are valid
+	used  int     // slots [0, used) have been filled at least once (list only)
+	live  int     // entries present
 	// gen counts, per span, the inserts of larger spans (L1s only; see
 	// lastHit).
-	gen [64]uint64
+	gen   [64]uint64
+	count [256]int32 // live entries per (flags|shift), so lookups probe only classes present
+}
+
+// lruWays: a set's LRU order as nibbles, way numbers from the most recently
+// used (nibble 0) to the least (nibble ways-1); unused nibbles hold 15,
+// never a way of a set of fewer than 16.
+const (
+	lruWays  = 16
+	nibbles  = 0x1111111111111111
+	nibbleHi = 0x8888888888888888
+)
+
+// lruTouch moves way w to the front of the order x.
+func lruTouch(x, w uint64) uint64 {
+	// The lowest nibble of x equal to w: t has a zero nibble there, and the
+	// lowest nibble the zero-nibble test flags is exact.
+	t := x ^ w*nibbles
+	p := uint(bits.TrailingZeros64((t-nibbles)&^t&nibbleHi)) &^ 3
+	below := x & (1<<p - 1)
+	return x&^(1<<(p+4)-1) | below<<4 | w
+}
+
+// slotSet splits slot s into its set and way without a division: divM is
+// ⌈2^64/ways⌉, exact for every 32-bit s (Lemire, Kaser and Kurz, "Faster
+// remainder by direct computation", 2019).
+func (c *cache) slotSet(s int) (set, way int) {
+	q, _ := bits.Mul64(uint64(s), c.divM)
+	return int(q), s - int(q)*c.ways
 }
 
 const scanWays = 8
@@ -60,8 +95,17 @@ func newCache(entries, ways int) *cache {
 	}
 	n := c.sets * c.ways
 	c.keys = make([]uint64, n)
-	c.stamp = make([]uint64, n)
 	c.mask = make([]uint8, n)
+	switch {
+	case c.sets == 1 && ways > scanWays: // the list, below
+	case ways <= lruWays:
+		c.lru = make([]uint64, c.sets)
+		c.occ = make([]uint16, c.sets)
+		c.divM = ^uint64(0)/uint64(ways) + 1
+		c.resetLRU()
+	default:
+		c.stamp = make([]uint64, n)
+	}
 	if ways > scanWays {
 		sz := 1
 		for sz < 4*n {
@@ -137,8 +181,31 @@ func (c *cache) touch(s int) {
 		}
 		return
 	}
+	if c.lru != nil {
+		set, way := c.slotSet(s)
+		c.lru[set] = lruTouch(c.lru[set], uint64(way))
+		return
+	}
 	c.clock++
 	c.stamp[s] = c.clock
+}
+
+// resetLRU empties the sets' orders: ways 0, 1, ... in order, the unused
+// nibbles 15. Any order would do: every way is touched when filled, so
+// once a set is full its order is the order of those touches.
+func (c *cache) resetLRU() {
+	var x uint64
+	for w := lruWays - 1; w >= 0; w-- {
+		v := uint64(15)
+		if w < c.ways {
+			v = uint64(w)
+		}
+		x = x<<4 | v
+	}
+	for i := range c.lru {
+		c.lru[i] = x
+		c.occ[i] = 0
+	}
 }
 
 // insert puts key in its set, evicting the least recently used way (an empty
@@ -170,7 +237,14 @@ func (c *cache) victim(key uint64) int {
 		}
 		return int(c.prev[len(c.keys)])
 	}
-	base := c.set(key) * c.ways
+	set := c.set(key)
+	base := set * c.ways
+	if c.lru != nil {
+		if o := c.occ[set]; o != 1<<c.ways-1 {
+			return base + bits.TrailingZeros16(^o)
+		}
+		return base + int(c.lru[set]>>(4*(c.ways-1))&15)
+	}
 	keys := c.keys[base : base+c.ways]
 	stamp := c.stamp[base : base+len(keys)]
 	v := 0
@@ -199,6 +273,10 @@ func (c *cache) insertNew(key uint64, mask uint8) (slot int, evicted uint64) {
 		c.present[key>>6&3] |= 1 << (key & 63)
 	}
 	c.live++
+	if c.lru != nil {
+		set, way := c.slotSet(victim)
+		c.occ[set] |= 1 << way
+	}
 	if c.prev != nil {
 		if victim >= c.used {
 			c.used = victim + 1
@@ -228,7 +306,13 @@ func (c *cache) remove(s int) {
 	c.live--
 	c.keys[s] = 0
 	c.mask[s] = 0
-	c.stamp[s] = 0
+	switch {
+	case c.lru != nil:
+		set, way := c.slotSet(s)
+		c.occ[set] &^= 1 << way
+	case c.stamp != nil:
+		c.stamp[s] = 0
+	}
 	if c.prev != nil {
 		c.unlink(int32(s))
 	}
@@ -265,11 +349,15 @@ func (c *cache) flush() int {
 	for s, k := range c.keys {
 		if k != 0 {
 			n++
-			c.keys[s], c.mask[s], c.stamp[s] = 0, 0, 0
+			c.keys[s], c.mask[s] = 0, 0
 		}
 	}
 	c.count = [256]int32{}
 	c.present = [4]uint64{}
+	clear(c.stamp)
+	if c.lru != nil {
+		c.resetLRU()
+	}
 	for i := range c.idx {
 		c.idx[i] = 0
 	}

@@ -27,7 +27,18 @@ func lruOrder(c *cache) []int {
 				set = append(set, s)
 			}
 		}
-		slices.SortFunc(set, func(a, b int) int { return int64Cmp(c.stamp[a], c.stamp[b]) })
+		if c.lru != nil {
+			// Most recent first in the nibbles: list the ways from the last.
+			x, set0 := c.lru[base/c.ways], set
+			set = nil
+			for i := c.ways - 1; i >= 0; i-- {
+				if w := base + int(x>>(4*i)&15); slices.Contains(set0, w) {
+					set = append(set, w)
+				}
+			}
+		} else {
+			slices.SortFunc(set, func(a, b int) int { return int64Cmp(c.stamp[a], c.stamp[b]) })
+		}
 		out = append(append(out, set...), -1)
 	}
 	return out
