@@ -27,7 +27,11 @@ func mkKey(va uint64, shift uint8, flags uint64) uint64 {
 type cache struct {
 	// The fields every look-up reads come first, in one cache line.
 	keys       []uint64
-	idx        []int32 // ways > scanWays: key -> slot+1, linear probing
+	// ways > scanWays: an open-addressed index, linear probing, of the
+	// keys (idxKey, 0 empty) and their slots (idx): a probe compares keys
+	// without reading the slot first.
+	idxKey     []uint64
+	idx        []int32
 	idxMask    uint64
 	setMask    uint64 // sets-1 when sets is a power of two (every built-in model), else 0
 	sets, ways int
@@ -112,6 +116,7 @@ func newCache(entries, ways int) *cache {
 			sz <<= 1
 		}
 		c.idx = make([]int32, sz)
+		c.idxKey = make([]uint64, sz)
 		c.idxMask = uint64(sz - 1)
 	}
 	if c.sets == 1 && ways > scanWays {
@@ -151,12 +156,11 @@ func hashKey(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> 20 }
 func (c *cache) find(key uint64) int {
 	if c.idx != nil {
 		for h := hashKey(key) & c.idxMask; ; h = (h + 1) & c.idxMask {
-			s := c.idx[h]
-			if s == 0 {
+			switch c.idxKey[h] {
+			case key:
+				return int(c.idx[h])
+			case 0:
 				return -1
-			}
-			if c.keys[s-1] == key {
-				return int(s - 1)
 			}
 		}
 	}
@@ -285,10 +289,10 @@ func (c *cache) insertNew(key uint64, mask uint8) (slot int, evicted uint64) {
 	}
 	if c.idx != nil {
 		h := hashKey(key) & c.idxMask
-		for c.idx[h] != 0 {
+		for c.idxKey[h] != 0 {
 			h = (h + 1) & c.idxMask
 		}
-		c.idx[h] = int32(victim + 1)
+		c.idx[h], c.idxKey[h] = int32(victim), key
 	}
 	c.touch(victim)
 	return victim, evicted
@@ -321,24 +325,24 @@ func (c *cache) remove(s int) {
 	}
 	// Backward-shift deletion keeps linear probing correct without tombstones.
 	h := hashKey(key) & c.idxMask
-	for c.idx[h] != int32(s+1) {
+	for c.idxKey[h] != key {
 		h = (h + 1) & c.idxMask
 	}
 	for {
-		c.idx[h] = 0
+		c.idxKey[h] = 0
 		j := h
 		for {
 			j = (j + 1) & c.idxMask
-			if c.idx[j] == 0 {
+			if c.idxKey[j] == 0 {
 				return
 			}
-			home := hashKey(c.keys[c.idx[j]-1]) & c.idxMask
+			home := hashKey(c.idxKey[j]) & c.idxMask
 			// Move idx[j] into the hole at h unless its home lies cyclically in (h, j].
 			if (j > h && (home <= h || home > j)) || (j < h && home <= h && home > j) {
 				break
 			}
 		}
-		c.idx[h] = c.idx[j]
+		c.idx[h], c.idxKey[h] = c.idx[j], c.idxKey[j]
 		h = j
 	}
 }
@@ -358,9 +362,7 @@ func (c *cache) flush() int {
 	if c.lru != nil {
 		c.resetLRU()
 	}
-	for i := range c.idx {
-		c.idx[i] = 0
-	}
+	clear(c.idxKey)
 	if c.prev != nil {
 		n := len(c.keys)
 		c.prev[n], c.next[n] = int32(n), int32(n)
