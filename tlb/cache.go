@@ -41,7 +41,7 @@ type cache struct {
 	// is the most recently used slot, its prev the least. The sentinel
 	// spares every branch on the list's ends, so moving a slot to the front
 	// costs the same whether or not it is there already.
-	prev, next []int32
+	link []link // nil unless the list is used
 	// Sets of up to 16 ways keep their LRU order in one word per set
 	// (lruWays), and which ways hold a key in occ: no time stamps to scan
 	// for a victim.
@@ -87,6 +87,9 @@ func (c *cache) slotSet(s int) (set, way int) {
 	return int(q), s - int(q)*c.ways
 }
 
+// link is a slot's neighbours in the LRU list: one load fetches both.
+type link struct{ prev, next int32 }
+
 const scanWays = 8
 
 func newCache(entries, ways int) *cache {
@@ -120,25 +123,24 @@ func newCache(entries, ways int) *cache {
 		c.idxMask = uint64(sz - 1)
 	}
 	if c.sets == 1 && ways > scanWays {
-		c.prev = make([]int32, n+1)
-		c.next = make([]int32, n+1)
-		c.prev[n], c.next[n] = int32(n), int32(n)
+		c.link = make([]link, n+1)
+		c.link[n] = link{int32(n), int32(n)}
 	}
 	return c
 }
 
 func (c *cache) unlink(s int32) {
-	p, n := c.prev[s], c.next[s]
-	c.next[p] = n
-	c.prev[n] = p
+	l := c.link[s]
+	c.link[l.prev].next = l.next
+	c.link[l.next].prev = l.prev
 }
 
 func (c *cache) pushFront(s int32) {
 	h := int32(len(c.keys))
-	f := c.next[h]
-	c.prev[s], c.next[s] = h, f
-	c.prev[f] = s
-	c.next[h] = s
+	f := c.link[h].next
+	c.link[s] = link{h, f}
+	c.link[f].prev = s
+	c.link[h].next = s
 }
 
 // set returns the set of key: a mask for a power-of-two number of sets,
@@ -178,8 +180,8 @@ func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
 
 // touch marks slot s most recently used.
 func (c *cache) touch(s int) {
-	if c.prev != nil {
-		if c.next[len(c.keys)] != int32(s) { // not already the most recent
+	if c.link != nil {
+		if c.link[len(c.keys)].next != int32(s) { // not already the most recent
 			c.unlink(int32(s))
 			c.pushFront(int32(s))
 		}
@@ -228,7 +230,7 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 // the list's tail; for a set the first empty way, else the least recently
 // used.
 func (c *cache) victim(key uint64) int {
-	if c.prev != nil {
+	if c.link != nil {
 		switch {
 		case c.used < len(c.keys):
 			return c.used
@@ -239,7 +241,7 @@ func (c *cache) victim(key uint64) int {
 			}
 			return v
 		}
-		return int(c.prev[len(c.keys)])
+		return int(c.link[len(c.keys)].prev)
 	}
 	set := c.set(key)
 	base := set * c.ways
@@ -281,7 +283,7 @@ func (c *cache) insertNew(key uint64, mask uint8) (slot int, evicted uint64) {
 		set, way := c.slotSet(victim)
 		c.occ[set] |= 1 << way
 	}
-	if c.prev != nil {
+	if c.link != nil {
 		if victim >= c.used {
 			c.used = victim + 1
 		}
@@ -317,7 +319,7 @@ func (c *cache) remove(s int) {
 	case c.stamp != nil:
 		c.stamp[s] = 0
 	}
-	if c.prev != nil {
+	if c.link != nil {
 		c.unlink(int32(s))
 	}
 	if c.idx == nil {
@@ -363,9 +365,9 @@ func (c *cache) flush() int {
 		c.resetLRU()
 	}
 	clear(c.idxKey)
-	if c.prev != nil {
+	if c.link != nil {
 		n := len(c.keys)
-		c.prev[n], c.next[n] = int32(n), int32(n)
+		c.link[n] = link{int32(n), int32(n)}
 	}
 	c.used, c.live = 0, 0
 	return n

@@ -13,9 +13,9 @@ import (
 // values.
 func lruOrder(c *cache) []int {
 	var out []int
-	if c.prev != nil {
+	if c.link != nil {
 		h := int32(len(c.keys))
-		for s := c.prev[h]; s != h; s = c.prev[s] {
+		for s := c.link[h].prev; s != h; s = c.link[s].prev {
 			out = append(out, int(s))
 		}
 		return out
