@@ -26,7 +26,7 @@ func mkKey(va uint64, shift uint8, flags uint64) uint64 {
 // through a small open-addressed index instead of scanning every way.
 type cache struct {
 	// The fields every look-up reads come first, in one cache line.
-	keys       []uint64
+	keys []uint64
 	// ways > scanWays: an open-addressed index, linear probing, of the
 	// keys (idxKey, 0 empty) and their slots (idx): a probe compares keys
 	// without reading the slot first.
