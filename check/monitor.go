@@ -120,9 +120,13 @@ type Monitor struct {
 	// alias maps the PA of every tracked page outside the linear map to
 	// its VA (a PA never changes under a split or collapse): the per-step
 	// W^X check finds the executable mapping of a linear page through it.
-	alias   map[uint64]uint64
-	pmdSize uint64
-	ps      uint64
+	alias map[uint64]uint64
+	// aliasPAs are alias's keys in ascending order (directMap reports the
+	// first violation deterministically).
+	aliasPAs []uint64
+	memo     regionMemo
+	pmdSize  uint64
+	ps       uint64
 }
 
 // NewMonitor follows the translations of every PMD-sized region that the
@@ -158,6 +162,11 @@ func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInf
 			})
 		}
 	}
+	mo.aliasPAs = make([]uint64, 0, len(mo.alias))
+	for pa := range mo.alias {
+		mo.aliasPAs = append(mo.aliasPAs, pa)
+	}
+	slices.Sort(mo.aliasPAs)
 	return mo
 }
 
@@ -321,6 +330,7 @@ func (mo *Monitor) flux(c, op int, delta int) {
 
 // After is called when CPU c has performed ev.
 func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
+	mo.forget()
 	id := c.ID()
 	switch ev.Kind {
 	case cpu.EvOpBegin:
@@ -480,7 +490,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		var got []pageIntent
 		for _, r := range info.Footprint {
 			for va := r.Start &^ (mo.ps - 1); va < r.End; va += mo.ps {
-				got = append(got, pageIntent{va, mo.Translate(va)})
+				got = append(got, pageIntent{va, mo.tr(va)})
 			}
 		}
 		mo.oracle.after[key] = got
@@ -496,7 +506,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		return
 	}
 	for _, p := range mo.oracle.after[key] {
-		t := mo.Translate(p.va)
+		t := mo.tr(p.va)
 		if !info.Racy && t != p.t && (t.Valid || p.t.Valid) {
 			mo.fail(KindLostUpdate, p.va, id, "after %s returned on CPU%d, %#x translates to %v; the operation alone leaves %v", info.Name, id, p.va, t, p.t)
 			return
@@ -516,7 +526,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 					if mo.othersChanging(va) {
 						continue // another CPU's operation is between its store and its TLBI
 					}
-					t := mo.Translate(va)
+					t := mo.tr(va)
 					if (e.Write && !t.Write) || (e.Exec && !t.Exec) || (t.Valid && e.Translate(va)&^(mo.ps-1) != t.PA&^(mo.ps-1)) {
 						mo.fail(KindStaleTLB, va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
 							info.Name, id, o.ID(), va, perm(e.Write, e.Exec), t)
@@ -528,7 +538,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 	}
 	mo.wx(id, false)
 	mo.directMap()
-	mo.reportErr(execContent(mo.K, mo.raw, info.Footprint), id)
+	mo.reportErr(execContent(mo.K, mo.tr, info.Footprint), id)
 	mo.reportErr(Accounting(mo.K), id)
 }
 
@@ -567,7 +577,7 @@ func (mo *Monitor) wxStep(va uint64, t Translation, by int) {
 		return
 	}
 	if x, ok := mo.alias[t.PA&^(mo.ps-1)]; ok {
-		mo.wxCheck(x, mo.Translate(x), by, false)
+		mo.wxCheck(x, mo.tr(x), by, false)
 	}
 }
 
@@ -587,7 +597,7 @@ func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
 			return
 		}
 	}
-	msg := wxPage(mo.K, va, t, mo.Translate)
+	msg := wxPage(mo.K, va, t, mo.tr)
 	if msg == "" {
 		return
 	}
@@ -608,6 +618,7 @@ func (mo *Monitor) Final() error {
 		return mo.Err()
 	}
 	mo.Step = -1
+	mo.forget()
 	for gi := range mo.groups {
 		gr := &mo.groups[gi]
 		mo.checkGroup(gr, 0, len(gr.ref), -1)
@@ -632,8 +643,8 @@ func (mo *Monitor) Final() error {
 	mo.wx(-1, true)
 	mo.directMap()
 	for _, check := range []func() error{
-		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
-		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return wxAll(mo.K, mo.tr, mo.Exempt) },
+		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 		func() error { return Leaks(mo.K) },
 	} {
@@ -650,12 +661,7 @@ func (mo *Monitor) Final() error {
 // VM_FLUSH_RESET_PERMS area) restores it before the page goes back to the
 // allocator (execmem_cache_clean's set_direct_map, vm_reset_perms).
 func (mo *Monitor) directMap() {
-	pas := make([]uint64, 0, len(mo.alias))
-	for pa := range mo.alias {
-		pas = append(pas, pa)
-	}
-	slices.Sort(pas) // the first violation is reported: deterministically
-	for _, pa := range pas {
+	for _, pa := range mo.aliasPAs {
 		if mo.err != nil {
 			return
 		}
@@ -663,7 +669,7 @@ func (mo *Monitor) directMap() {
 			continue
 		}
 		lin := mo.K.Lin(pa)
-		if t := mo.Translate(lin); !t.Valid || !t.Write {
+		if t := mo.tr(lin); !t.Valid || !t.Write {
 			mo.fail(KindDirectMap, lin, -1, "page %#x is free but its linear alias %#x is %v", pa, lin, t)
 		}
 	}
@@ -720,9 +726,10 @@ func NewEmptyOracle() *Oracle {
 // and executable content of all execmem memory, physmem accounting — and
 // records the first violation (at the current Step).
 func (mo *Monitor) CheckState() error {
+	mo.forget()
 	for _, f := range []func() error{
-		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
-		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return wxAll(mo.K, mo.tr, mo.Exempt) },
+		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 	} {
 		if mo.err != nil {
