@@ -120,21 +120,75 @@ type Monitor struct {
 	// alias maps the PA of every tracked page outside the linear map to
 	// its VA (a PA never changes under a split or collapse): the per-step
 	// W^X check finds the executable mapping of a linear page through it.
-	alias map[uint64]uint64
-	// aliasPAs are alias's keys in ascending order (directMap reports the
-	// first violation deterministically).
+	// Shared with the Start, read-only.
+	alias    map[uint64]uint64
 	aliasPAs []uint64
 	memo     regionMemo
 	pmdSize  uint64
 	ps       uint64
 }
 
+// Start is what a monitor starts from: the reference translation of every
+// page of the PMD-sized regions the tracked ranges touch, read from the
+// tables, and the VA of every tracked page outside the linear map by its PA.
+// It is read-only once built, so the explorer reads it once and starts the
+// monitor of every run from it: each run restores the same snapshot and
+// runs the same deterministic setup, so the tables are the same at every
+// run's start (TestMonitorStartSameEveryRun checks it).
+type Start struct {
+	tracked []Range
+	groups  []group // flux unused
+	alias   map[uint64]uint64
+	// aliasPAs are alias's keys in ascending order (directMap reports the
+	// first violation deterministically).
+	aliasPAs []uint64
+}
+
+// NewStart reads the reference translations of the tracked ranges from k's
+// tables.
+func NewStart(k *kernel.Kernel, tracked []Range) *Start {
+	mo := &Monitor{K: k, g: &k.G, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize()}
+	st := &Start{tracked: slices.Clone(tracked), alias: map[uint64]uint64{}}
+	n := int(mo.pmdSize / mo.ps)
+	for _, r := range tracked {
+		for va := r.Start &^ (mo.pmdSize - 1); va < r.End; va += mo.pmdSize {
+			if slices.ContainsFunc(st.groups, func(g group) bool { return g.va == va }) {
+				continue
+			}
+			st.groups = append(st.groups, group{va: va, ref: make([]Translation, n)})
+			gr := &st.groups[len(st.groups)-1]
+			mo.scan(gr, 0, n, func(i int, t Translation) {
+				gr.ref[i] = t
+				if va := gr.va + uint64(i)*mo.ps; t.Valid && !k.Layout.IsLinear(va) {
+					st.alias[t.PA&^(mo.ps-1)] = va
+				}
+			})
+		}
+	}
+	st.aliasPAs = make([]uint64, 0, len(st.alias))
+	for pa := range st.alias {
+		st.aliasPAs = append(st.aliasPAs, pa)
+	}
+	slices.Sort(st.aliasPAs)
+	return st
+}
+
+// Tracked reports whether s was read for these tracked ranges.
+func (s *Start) Tracked(tracked []Range) bool { return slices.Equal(s.tracked, tracked) }
+
 // NewMonitor follows the translations of every PMD-sized region that the
 // tracked ranges touch, starting from the current tables as the reference.
 // ops are the operations of each CPU's thread. With a nil oracle the monitor
 // records one (a serial run); otherwise it checks against it.
 func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInfo, oracle *Oracle) *Monitor {
-	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(), alias: map[uint64]uint64{}}
+	return NewMonitorFrom(NewStart(k, tracked), k, m, ops, oracle)
+}
+
+// NewMonitorFrom is NewMonitor starting from st, which must have been read
+// (NewStart) from tables equal to k's now.
+func NewMonitorFrom(st *Start, k *kernel.Kernel, m *cpu.Machine, ops [][]OpInfo, oracle *Oracle) *Monitor {
+	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(),
+		alias: st.alias, aliasPAs: st.aliasPAs}
 	if oracle == nil {
 		mo.record = true
 		mo.oracle = &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
@@ -146,27 +200,15 @@ func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInf
 	for _, c := range m.CPUs {
 		mo.nonBBML2 = mo.nonBBML2 || !c.BBML2
 	}
+	// The reference changes as operations end (opEnd), and flux as they run:
+	// both are the run's own.
 	n := int(mo.pmdSize / mo.ps)
-	for _, r := range tracked {
-		for va := r.Start &^ (mo.pmdSize - 1); va < r.End; va += mo.pmdSize {
-			if mo.groupOf(va) != nil {
-				continue
-			}
-			mo.groups = append(mo.groups, group{va: va, ref: make([]Translation, n), flux: make([]uint8, n)})
-			gr := &mo.groups[len(mo.groups)-1]
-			mo.scan(gr, 0, n, func(i int, t Translation) {
-				gr.ref[i] = t
-				if va := gr.va + uint64(i)*mo.ps; t.Valid && !k.Layout.IsLinear(va) {
-					mo.alias[t.PA&^(mo.ps-1)] = va
-				}
-			})
-		}
+	mo.groups = make([]group, len(st.groups))
+	for i, g := range st.groups {
+		g.ref = slices.Clone(g.ref)
+		g.flux = make([]uint8, n)
+		mo.groups[i] = g
 	}
-	mo.aliasPAs = make([]uint64, 0, len(mo.alias))
-	for pa := range mo.alias {
-		mo.aliasPAs = append(mo.aliasPAs, pa)
-	}
-	slices.Sort(mo.aliasPAs)
 	return mo
 }
 
