@@ -84,11 +84,12 @@ type Exemption func(a *kernel.VMArea) bool
 // through its linear alias, and — when it is in a temporarily writable
 // window — it is not executable.
 func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
-	return wxAll(k, doorTranslator(k, d), exempt)
+	return wxAll(k, doorTranslator(k, d), exempt, nil)
 }
 
 // wxAll is WX reading translations through tr.
-func wxAll(k *kernel.Kernel, tr translator, exempt Exemption) error {
+// skip, when set, names the pages the caller has already checked.
+func wxAll(k *kernel.Kernel, tr translator, exempt Exemption, skip func(va uint64) bool) error {
 	ps := k.G.PageSize()
 	for _, a := range k.VM.Areas() {
 		if a.Owner != physmem.OwnerExecmem || (exempt != nil && exempt(a)) {
@@ -96,6 +97,9 @@ func wxAll(k *kernel.Kernel, tr translator, exempt Exemption) error {
 		}
 		for i := 0; i < a.NrPages; i++ {
 			va := a.Addr + uint64(i)*ps
+			if skip != nil && skip(va) {
+				continue
+			}
 			if msg := wxPage(k, va, tr(va), tr); msg != "" {
 				return &Violation{Kind: KindWX, Addr: va, CPU: -1, Step: -1, Msg: msg + " (" + a.Caller + ")"}
 			}

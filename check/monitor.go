@@ -685,7 +685,10 @@ func (mo *Monitor) Final() error {
 	mo.wx(-1, true)
 	mo.directMap()
 	for _, check := range []func() error{
-		func() error { return wxAll(mo.K, mo.tr, mo.Exempt) },
+		// The tracked pages were just checked the same way (wx, strict).
+		func() error {
+			return wxAll(mo.K, mo.tr, mo.Exempt, func(va uint64) bool { return mo.groupOf(va) != nil })
+		},
 		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 		func() error { return Leaks(mo.K) },
@@ -770,7 +773,7 @@ func NewEmptyOracle() *Oracle {
 func (mo *Monitor) CheckState() error {
 	mo.forget()
 	for _, f := range []func() error{
-		func() error { return wxAll(mo.K, mo.tr, mo.Exempt) },
+		func() error { return wxAll(mo.K, mo.tr, mo.Exempt, nil) },
 		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 	} {
