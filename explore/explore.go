@@ -265,7 +265,9 @@ func (x *Explorer) monitor(s *Setup) *check.Monitor {
 		}
 	}
 	st := x.start
-	if st == nil || !st.Tracked(s.Tracked) {
+	if st == nil || !st.Tracked(s.Tracked) || s.M.Mode != cpu.Cooperative {
+		// Real mode boots afresh per round and builds with goroutine
+		// CPUs: it reads its own start.
 		st = check.NewStart(s.K, s.Tracked)
 		if x.oracle == nil {
 			// The serial run in New, before any search: every later run
