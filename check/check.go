@@ -84,14 +84,22 @@ type Exemption func(a *kernel.VMArea) bool
 // through its linear alias, and — when it is in a temporarily writable
 // window — it is not executable.
 func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
+	return wxAll(k, doorTranslator(k, d), exempt, nil)
+}
+
+// wxAll is WX reading translations through tr.
+// skip, when set, names the pages the caller has already checked.
+func wxAll(k *kernel.Kernel, tr translator, exempt Exemption, skip func(va uint64) bool) error {
 	ps := k.G.PageSize()
 	for _, a := range k.VM.Areas() {
 		if a.Owner != physmem.OwnerExecmem || (exempt != nil && exempt(a)) {
 			continue
 		}
-		tr := doorTranslator(k, d)
 		for i := 0; i < a.NrPages; i++ {
 			va := a.Addr + uint64(i)*ps
+			if skip != nil && skip(va) {
+				continue
+			}
 			if msg := wxPage(k, va, tr(va), tr); msg != "" {
 				return &Violation{Kind: KindWX, Addr: va, CPU: -1, Step: -1, Msg: msg + " (" + a.Caller + ")"}
 			}
@@ -102,12 +110,14 @@ func WX(k *kernel.Kernel, d pgtable.Door, exempt Exemption) error {
 
 // ExecContent checks that every executable execmem page holds trap fill or
 // the text of a live object: freed text is refilled before it can run again.
-func ExecContent(k *kernel.Kernel, d pgtable.Door) error { return execContent(k, d, nil) }
+func ExecContent(k *kernel.Kernel, d pgtable.Door) error {
+	return execContent(k, doorTranslator(k, d), nil)
+}
 
 // execContent is ExecContent over the pages inside ranges (all when nil):
 // at an operation's end the monitor checks the operation's footprint, since
 // another CPU may be between handing an object back and refilling it.
-func execContent(k *kernel.Kernel, d pgtable.Door, ranges []Range) error {
+func execContent(k *kernel.Kernel, tr translator, ranges []Range) error {
 	ps := k.G.PageSize()
 	in := func(va uint64) bool {
 		if ranges == nil {
@@ -129,10 +139,11 @@ func execContent(k *kernel.Kernel, d pgtable.Door, ranges []Range) error {
 			if !in(va) {
 				continue
 			}
-			if !Permission(k, d, va).Exec {
+			t := tr(va)
+			if !t.Exec {
 				continue
 			}
-			c, _ := k.Content(d, va)
+			c := k.Mem.Private(t.PA &^ (ps - 1))
 			if !k.Exec.Live(c) {
 				return &Violation{Kind: KindExecContent, Addr: va, CPU: -1, Step: -1,
 					Msg: fmt.Sprintf("executable page %#x (%s) holds dead text of object %d", va, a.Caller, c)}

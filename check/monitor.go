@@ -120,17 +120,75 @@ type Monitor struct {
 	// alias maps the PA of every tracked page outside the linear map to
 	// its VA (a PA never changes under a split or collapse): the per-step
 	// W^X check finds the executable mapping of a linear page through it.
-	alias   map[uint64]uint64
-	pmdSize uint64
-	ps      uint64
+	// Shared with the Start, read-only.
+	alias    map[uint64]uint64
+	aliasPAs []uint64
+	memo     regionMemo
+	pmdSize  uint64
+	ps       uint64
 }
+
+// Start is what a monitor starts from: the reference translation of every
+// page of the PMD-sized regions the tracked ranges touch, read from the
+// tables, and the VA of every tracked page outside the linear map by its PA.
+// It is read-only once built, so the explorer reads it once and starts the
+// monitor of every run from it: each run restores the same snapshot and
+// runs the same deterministic setup, so the tables are the same at every
+// run's start (TestMonitorStartSameEveryRun checks it).
+type Start struct {
+	tracked []Range
+	groups  []group // flux unused
+	alias   map[uint64]uint64
+	// aliasPAs are alias's keys in ascending order (directMap reports the
+	// first violation deterministically).
+	aliasPAs []uint64
+}
+
+// NewStart reads the reference translations of the tracked ranges from k's
+// tables.
+func NewStart(k *kernel.Kernel, tracked []Range) *Start {
+	mo := &Monitor{K: k, g: &k.G, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize()}
+	st := &Start{tracked: slices.Clone(tracked), alias: map[uint64]uint64{}}
+	n := int(mo.pmdSize / mo.ps)
+	for _, r := range tracked {
+		for va := r.Start &^ (mo.pmdSize - 1); va < r.End; va += mo.pmdSize {
+			if slices.ContainsFunc(st.groups, func(g group) bool { return g.va == va }) {
+				continue
+			}
+			st.groups = append(st.groups, group{va: va, ref: make([]Translation, n)})
+			gr := &st.groups[len(st.groups)-1]
+			mo.scan(gr, 0, n, func(i int, t Translation) {
+				gr.ref[i] = t
+				if va := gr.va + uint64(i)*mo.ps; t.Valid && !k.Layout.IsLinear(va) {
+					st.alias[t.PA&^(mo.ps-1)] = va
+				}
+			})
+		}
+	}
+	st.aliasPAs = make([]uint64, 0, len(st.alias))
+	for pa := range st.alias {
+		st.aliasPAs = append(st.aliasPAs, pa)
+	}
+	slices.Sort(st.aliasPAs)
+	return st
+}
+
+// Tracked reports whether s was read for these tracked ranges.
+func (s *Start) Tracked(tracked []Range) bool { return slices.Equal(s.tracked, tracked) }
 
 // NewMonitor follows the translations of every PMD-sized region that the
 // tracked ranges touch, starting from the current tables as the reference.
 // ops are the operations of each CPU's thread. With a nil oracle the monitor
 // records one (a serial run); otherwise it checks against it.
 func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInfo, oracle *Oracle) *Monitor {
-	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(), alias: map[uint64]uint64{}}
+	return NewMonitorFrom(NewStart(k, tracked), k, m, ops, oracle)
+}
+
+// NewMonitorFrom is NewMonitor starting from st, which must have been read
+// (NewStart) from tables equal to k's now.
+func NewMonitorFrom(st *Start, k *kernel.Kernel, m *cpu.Machine, ops [][]OpInfo, oracle *Oracle) *Monitor {
+	mo := &Monitor{K: k, M: m, g: &k.G, ops: ops, oracle: oracle, pmdSize: k.G.Size(arm64.LevelPMD), ps: k.G.PageSize(),
+		alias: st.alias, aliasPAs: st.aliasPAs}
 	if oracle == nil {
 		mo.record = true
 		mo.oracle = &Oracle{after: map[opKey][]pageIntent{}, errs: map[opKey]error{}}
@@ -142,21 +200,14 @@ func NewMonitor(k *kernel.Kernel, m *cpu.Machine, tracked []Range, ops [][]OpInf
 	for _, c := range m.CPUs {
 		mo.nonBBML2 = mo.nonBBML2 || !c.BBML2
 	}
+	// The reference changes as operations end (opEnd), and flux as they run:
+	// both are the run's own.
 	n := int(mo.pmdSize / mo.ps)
-	for _, r := range tracked {
-		for va := r.Start &^ (mo.pmdSize - 1); va < r.End; va += mo.pmdSize {
-			if mo.groupOf(va) != nil {
-				continue
-			}
-			mo.groups = append(mo.groups, group{va: va, ref: make([]Translation, n), flux: make([]uint8, n)})
-			gr := &mo.groups[len(mo.groups)-1]
-			mo.scan(gr, 0, n, func(i int, t Translation) {
-				gr.ref[i] = t
-				if va := gr.va + uint64(i)*mo.ps; t.Valid && !k.Layout.IsLinear(va) {
-					mo.alias[t.PA&^(mo.ps-1)] = va
-				}
-			})
-		}
+	mo.groups = make([]group, len(st.groups))
+	for i, g := range st.groups {
+		g.ref = slices.Clone(g.ref)
+		g.flux = make([]uint8, n)
+		mo.groups[i] = g
 	}
 	return mo
 }
@@ -321,6 +372,7 @@ func (mo *Monitor) flux(c, op int, delta int) {
 
 // After is called when CPU c has performed ev.
 func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
+	mo.forget()
 	id := c.ID()
 	switch ev.Kind {
 	case cpu.EvOpBegin:
@@ -480,7 +532,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		var got []pageIntent
 		for _, r := range info.Footprint {
 			for va := r.Start &^ (mo.ps - 1); va < r.End; va += mo.ps {
-				got = append(got, pageIntent{va, mo.Translate(va)})
+				got = append(got, pageIntent{va, mo.tr(va)})
 			}
 		}
 		mo.oracle.after[key] = got
@@ -496,7 +548,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 		return
 	}
 	for _, p := range mo.oracle.after[key] {
-		t := mo.Translate(p.va)
+		t := mo.tr(p.va)
 		if !info.Racy && t != p.t && (t.Valid || p.t.Valid) {
 			mo.fail(KindLostUpdate, p.va, id, "after %s returned on CPU%d, %#x translates to %v; the operation alone leaves %v", info.Name, id, p.va, t, p.t)
 			return
@@ -516,7 +568,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 					if mo.othersChanging(va) {
 						continue // another CPU's operation is between its store and its TLBI
 					}
-					t := mo.Translate(va)
+					t := mo.tr(va)
 					if (e.Write && !t.Write) || (e.Exec && !t.Exec) || (t.Valid && e.Translate(va)&^(mo.ps-1) != t.PA&^(mo.ps-1)) {
 						mo.fail(KindStaleTLB, va, id, "after %s returned on CPU%d, CPU%d's TLB still maps %#x %s while the tables say %v",
 							info.Name, id, o.ID(), va, perm(e.Write, e.Exec), t)
@@ -528,7 +580,7 @@ func (mo *Monitor) opEnd(c *cpu.CPU, ev *cpu.Event) {
 	}
 	mo.wx(id, false)
 	mo.directMap()
-	mo.reportErr(execContent(mo.K, mo.raw, info.Footprint), id)
+	mo.reportErr(execContent(mo.K, mo.tr, info.Footprint), id)
 	mo.reportErr(Accounting(mo.K), id)
 }
 
@@ -567,7 +619,7 @@ func (mo *Monitor) wxStep(va uint64, t Translation, by int) {
 		return
 	}
 	if x, ok := mo.alias[t.PA&^(mo.ps-1)]; ok {
-		mo.wxCheck(x, mo.Translate(x), by, false)
+		mo.wxCheck(x, mo.tr(x), by, false)
 	}
 }
 
@@ -587,7 +639,7 @@ func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
 			return
 		}
 	}
-	msg := wxPage(mo.K, va, t, mo.Translate)
+	msg := wxPage(mo.K, va, t, mo.tr)
 	if msg == "" {
 		return
 	}
@@ -608,6 +660,7 @@ func (mo *Monitor) Final() error {
 		return mo.Err()
 	}
 	mo.Step = -1
+	mo.forget()
 	for gi := range mo.groups {
 		gr := &mo.groups[gi]
 		mo.checkGroup(gr, 0, len(gr.ref), -1)
@@ -632,8 +685,11 @@ func (mo *Monitor) Final() error {
 	mo.wx(-1, true)
 	mo.directMap()
 	for _, check := range []func() error{
-		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
-		func() error { return ExecContent(mo.K, mo.raw) },
+		// The tracked pages were just checked the same way (wx, strict).
+		func() error {
+			return wxAll(mo.K, mo.tr, mo.Exempt, func(va uint64) bool { return mo.groupOf(va) != nil })
+		},
+		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 		func() error { return Leaks(mo.K) },
 	} {
@@ -650,12 +706,7 @@ func (mo *Monitor) Final() error {
 // VM_FLUSH_RESET_PERMS area) restores it before the page goes back to the
 // allocator (execmem_cache_clean's set_direct_map, vm_reset_perms).
 func (mo *Monitor) directMap() {
-	pas := make([]uint64, 0, len(mo.alias))
-	for pa := range mo.alias {
-		pas = append(pas, pa)
-	}
-	slices.Sort(pas) // the first violation is reported: deterministically
-	for _, pa := range pas {
+	for _, pa := range mo.aliasPAs {
 		if mo.err != nil {
 			return
 		}
@@ -663,7 +714,7 @@ func (mo *Monitor) directMap() {
 			continue
 		}
 		lin := mo.K.Lin(pa)
-		if t := mo.Translate(lin); !t.Valid || !t.Write {
+		if t := mo.tr(lin); !t.Valid || !t.Write {
 			mo.fail(KindDirectMap, lin, -1, "page %#x is free but its linear alias %#x is %v", pa, lin, t)
 		}
 	}
@@ -720,9 +771,10 @@ func NewEmptyOracle() *Oracle {
 // and executable content of all execmem memory, physmem accounting — and
 // records the first violation (at the current Step).
 func (mo *Monitor) CheckState() error {
+	mo.forget()
 	for _, f := range []func() error{
-		func() error { return WX(mo.K, mo.raw, mo.Exempt) },
-		func() error { return ExecContent(mo.K, mo.raw) },
+		func() error { return wxAll(mo.K, mo.tr, mo.Exempt, nil) },
+		func() error { return execContent(mo.K, mo.tr, nil) },
 		func() error { return Accounting(mo.K) },
 	} {
 		if mo.err != nil {

@@ -122,6 +122,13 @@ func TestPropertyMonitorEveryPreset(t *testing.T) {
 							if !tr.Valid || tr.PA != a.PagePA(p) || tr.Write != pm.Write || tr.Exec != pm.Exec {
 								rt.Fatalf("after op %d: %#x translates %v, door %+v, page %#x", i, va, tr, pm, a.PagePA(p))
 							}
+							// The region memo (kept across pages of one call) agrees
+							// with a walk from the root, for the page and its alias.
+							for _, v := range []uint64{va, k.Lin(a.PagePA(p)), va + ps, va - ps} {
+								if m, w := mon.tr(v), mon.Translate(v); m != w {
+									rt.Fatalf("after op %d: %#x: memo %v, walk %v", i, v, m, w)
+								}
+							}
 						}
 					}
 				}

@@ -179,7 +179,7 @@ func TestExecContentFindsDeadText(t *testing.T) {
 	if err := ExecContent(k, pgtable.Atomic{}); !errors.As(err, &v) || v.Kind != KindExecContent || v.Addr != p {
 		t.Fatalf("%v", err)
 	}
-	if err := execContent(k, pgtable.Atomic{}, []Range{{Start: p + 16<<10, End: p + 32<<10}}); err != nil {
+	if err := execContent(k, doorTranslator(k, pgtable.Atomic{}), []Range{{Start: p + 16<<10, End: p + 32<<10}}); err != nil {
 		t.Errorf("outside the range: %v", err)
 	}
 }

@@ -114,6 +114,10 @@ type Machine struct {
 	g        arm64.Geometry
 	root     uint64
 	pageMask uint64
+	// performed counts the door calls that went ahead after their hook
+	// returned: a CPU whose hook let others run sees it move by more than
+	// its own call (relevel).
+	performed atomic.Uint64
 }
 
 // NewMachine creates n CPUs for k. CPU i has the MIDR of the kernel's CPU i
@@ -145,7 +149,9 @@ type CPU struct {
 	m     *Machine
 	MIDR  arm64.MIDR
 	BBML2 bool // BBML2_NOABORT: live block-size changes raise no TLB conflict abort
-	// Hook, if set, is called around every door call.
+	// Hook, if set, is called around every door call. A machine's CPUs are
+	// hooked all or none: a descriptor access refreshes its table level
+	// only when other hooked CPUs went ahead while its hook ran (relevel).
 	Hook Hook
 	// IgnoreLocks lets a cooperative CPU proceed past a lock it cannot take
 	// (set by an explorer that found a deadlock and winds the run down).
@@ -163,6 +169,9 @@ type CPU struct {
 	walkMu  sync.Mutex
 
 	ev, walkEv, accEv Event
+	// othersRan: other CPUs performed door calls while the hook of this
+	// CPU's current one ran (before).
+	othersRan bool
 	// Counts of door calls by kind.
 	Counts [NumEventKinds]uint64
 }
@@ -178,7 +187,9 @@ func (c *CPU) Machine() *Machine { return c.m }
 func (c *CPU) before(ev *Event) {
 	c.Counts[ev.Kind]++
 	if c.Hook != nil {
+		n := c.m.performed.Load()
 		c.Hook.Before(c, ev)
+		c.othersRan = c.m.performed.Add(1) != n+1
 	}
 }
 
@@ -218,7 +229,7 @@ func (c *CPU) Store(pa uint64, p *uint64, v uint64) {
 // relevel refreshes the level of a descriptor access after the hook ran
 // other CPUs: its table page may have been freed (or reused) meanwhile.
 func (c *CPU) relevel(ev *Event) {
-	if c.Hook != nil {
+	if c.Hook != nil && c.othersRan {
 		ev.Level = c.m.levelOf(ev.PA)
 	}
 }

@@ -155,6 +155,9 @@ type Explorer struct {
 	descWriters, pageWriters map[uint64]uint64
 	learn                    bool
 	kernels                  kernelPool // booted kernels, restored per run (snapshot.go)
+	// start is the monitors' reference, read once from the tables the
+	// serial run's setup left (every run's setup leaves the same).
+	start *check.Start
 }
 
 func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
@@ -261,7 +264,18 @@ func (x *Explorer) monitor(s *Setup) *check.Monitor {
 			infos[i] = append(infos[i], check.OpInfo{Name: op.Name, Footprint: op.Footprint, Racy: op.Racy})
 		}
 	}
-	mon := check.NewMonitor(s.K, s.M, s.Tracked, infos, x.oracle)
+	st := x.start
+	if st == nil || !st.Tracked(s.Tracked) || s.M.Mode != cpu.Cooperative {
+		// Real mode boots afresh per round and builds with goroutine
+		// CPUs: it reads its own start.
+		st = check.NewStart(s.K, s.Tracked)
+		if x.oracle == nil {
+			// The serial run in New, before any search: every later run
+			// starts from the same tables (check.Start).
+			x.start = st
+		}
+	}
+	mon := check.NewMonitorFrom(st, s.K, s.M, infos, x.oracle)
 	mon.Exempt = s.Exempt
 	return mon
 }
