@@ -209,70 +209,135 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 	return out
 }
 
-// ExplainLate splits page mismatches into those the recording itself
-// explains and the rest. The captures walk the tables a little before the
-// mark that starts the replayed window (from) and a little after the mark
-// that ends it (to), while other tasks run: an area allocated after the "to"
-// mark (the capture's own threads' kernel stacks, say) is mapped in the real
-// "after" dump but not in the replay, one freed after it is already gone,
-// one freed in the window and allocated again after the mark is mapped in
-// both real dumps; an area freed just before the "from" mark may still be
-// mapped in the real "before" dump. A mismatch is explained when the
-// recording shows such an event for an area starting at the range's start
-// and the dumps differ in the matching way. It also explains pages the model
-// mapped that the capture shows unmapped while the kernel's end vmallocinfo
-// lists them.
-func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
-	allocs, frees := map[uint64]int{}, map[uint64]int{}
-	lastBefore := map[uint64]Event{} // the last vmap event per address before the from mark
-	phase := 0                       // 0: before from, 1: window, 2: after to
+// Dumps are the four page-table dumps a fidelity check compares: the real
+// kernel's captures and the model's dumps at the two marks.
+type Dumps struct{ RealBefore, RealAfter, ModelBefore, ModelAfter *ptdump.Dump }
+
+// pageState is how a dump maps the page at va, in ChangedPages' terms
+// ("PTE 4K" and the permission columns; "unmapped " where nothing is).
+func pageState(d *ptdump.Dump, va uint64) string {
+	rs := d.Ranges
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > va })
+	if i == len(rs) || rs[i].Start > va || !rs[i].Mapped() {
+		return "unmapped "
+	}
+	r := &rs[i]
+	return d.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont)) + " " + r.Attrs.Perm
+}
+
+// areaEvent is one alloc_vmap_area or free_vmap_area_noflush of a recording
+// with the span of its area.
+type areaEvent struct {
+	start, end uint64
+	alloc      bool
+	line       int
+}
+
+// captureWindows are the vmap events the captures may or may not have seen:
+// the "before" capture walks the tables between the recorder's "start" mark
+// and the from mark while other tasks run, the "after" capture between the to
+// mark and the recorder's "end" mark. A free event names only va_start; its
+// span is that of the area's last allocation (or the start snapshot's entry).
+func captureWindows(rec *Recording, from, to string) (pre, post []areaEvent) {
+	span := map[uint64]uint64{}
+	if rec.Start != nil {
+		for _, a := range rec.Start.Vmalloc {
+			span[a.Start] = a.End
+		}
+	}
+	phase := 0 // 0: before "start", 1: start..from, 2: window, 3: to..end, 4: after end
 	for _, e := range rec.Events {
 		if n, ok := markName(e); ok {
-			if n == from && phase == 0 {
+			switch {
+			case n == "start" && phase == 0:
 				phase = 1
-			} else if n == to && phase == 1 {
+			case n == from && phase <= 1:
 				phase = 2
+			case n == to && phase == 2:
+				phase = 3
+			case n == "end" && phase == 3:
+				phase = 4
 			}
+			continue
+		}
+		if e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush" {
 			continue
 		}
 		f := Fields(e.Args)
 		v, err := decArg(f, "va_start")
-		if err != nil || (e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush") {
+		if err != nil {
 			continue
 		}
-		switch phase {
-		case 0:
-			lastBefore[uint64(v)] = e
-		case 2:
-			if e.Name == "alloc_vmap_area" {
-				allocs[uint64(v)] = e.Line
-			} else {
-				frees[uint64(v)] = e.Line
+		ae := areaEvent{start: uint64(v), line: e.Line, alloc: e.Name == "alloc_vmap_area"}
+		if ae.alloc {
+			sz, err := decArg(f, "size")
+			if err != nil || sz <= 0 || sz > maxArea {
+				continue
 			}
+			ae.end = ae.start + uint64(sz)
+			span[ae.start] = ae.end
+		} else if ae.end = span[ae.start]; ae.end == 0 {
+			ae.end = ae.start + pageSize
+		}
+		switch phase {
+		case 1:
+			pre = append(pre, ae)
+		case 3:
+			post = append(post, ae)
 		}
 	}
-	for _, m := range mm {
-		if m.Model == (PageChange{}) {
-			mapped := strings.HasPrefix(m.Real.From, "unmapped") && !strings.HasPrefix(m.Real.To, "unmapped")
-			unmapped := !strings.HasPrefix(m.Real.From, "unmapped") && strings.HasPrefix(m.Real.To, "unmapped")
-			if l, ok := allocs[m.Start]; ok && mapped {
-				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
-			if l, ok := frees[m.Start]; ok && unmapped {
-				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
-			if e, ok := lastBefore[m.Start]; ok && unmapped && e.Name == "free_vmap_area_noflush" {
-				explained = append(explained, fmt.Sprintf("%v: freed just before the %q mark (line %d), after the \"before\" capture walked it", m, from, e.Line))
-				continue
+	return pre, post
+}
+
+// ExplainLate splits page mismatches into those the recording itself
+// explains and the rest. The captures walk the tables a little before the
+// mark that starts the replayed window (from) and a little after the mark
+// that ends it (to), while other tasks run: kernel threads fork and exit
+// (kernel/fork.c: alloc_thread_stack_node maps a vmalloc'ed stack,
+// free_thread_stack vfrees it, from an RCU callback or a worker when the
+// per-CPU cached_stacks are full), the capture's own threads get stacks. A
+// page of such an area may have been walked before or after its alloc or
+// free, so the capture shows either state. A mismatched page is explained
+// when, on each side (before, after) where the real and the model's state
+// differ, an area covering the page was allocated or freed between that
+// side's capture and its mark, and the two states are exactly the area's
+// mapped and unmapped states (mapped the same way on both sides where both
+// map it). Every other difference stays in rest. It also explains pages the
+// model mapped that the capture shows unmapped while the kernel's end
+// vmallocinfo lists them as a live vmalloc area with all its pages.
+func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (explained []string, rest []PageMismatch) {
+	pre, post := captureWindows(rec, from, to)
+	// side checks one capture: real and model state of the page, the
+	// events that capture may have missed.
+	side := func(real, model string, evs []areaEvent, lo, hi uint64, what string) (bool, string) {
+		if real == model {
+			return true, ""
+		}
+		um := func(s string) bool { return strings.HasPrefix(s, "unmapped") }
+		if um(real) == um(model) {
+			return false, "" // mapped differently: not a question of timing
+		}
+		for i := len(evs) - 1; i >= 0; i-- {
+			ev := evs[i]
+			if ev.start < hi && lo < ev.end {
+				kind := "freed"
+				if ev.alloc {
+					kind = "allocated"
+				}
+				return true, fmt.Sprintf("%#x-%#x %s at line %d, %s", ev.start, ev.end, kind, ev.line, what)
 			}
 		}
-		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.To, "unmapped") {
-			if l, ok := allocs[m.Start]; ok {
-				explained = append(explained, fmt.Sprintf("%v: freed in the window and allocated again after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
+		return false, ""
+	}
+	for _, m := range mm {
+		rb, ra := pageState(d.RealBefore, m.Start), pageState(d.RealAfter, m.Start)
+		mb, ma := pageState(d.ModelBefore, m.Start), pageState(d.ModelAfter, m.Start)
+		okB, whyB := side(rb, mb, pre, m.Start, m.End, fmt.Sprintf("between the \"before\" capture and the %q mark", from))
+		okA, whyA := side(ra, ma, post, m.Start, m.End, fmt.Sprintf("between the %q mark and the \"after\" capture", to))
+		if okB && okA && (whyB != "" || whyA != "") {
+			why := strings.Trim(whyB+"; "+whyA, "; ")
+			explained = append(explained, fmt.Sprintf("%v: the capture saw the other side of an area's lifetime: %s", m, why))
+			continue
 		}
 		// The model mapped pages the capture shows unmapped, and the
 		// kernel's own vmallocinfo at the end lists them as part of a live

@@ -56,7 +56,7 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	}
 	// The module/vmalloc region, page by page.
 	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)
-	explained, rest := ExplainLate(rec, "before", "after", mm)
+	explained, rest := ExplainLate(rec, "before", "after", mm, Dumps{before, after, mb, ma})
 	for _, e := range explained {
 		t.Logf("explained page difference: %s", e)
 	}

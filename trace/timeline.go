@@ -645,6 +645,18 @@ func (b *builder) purge(e *Event, f map[string]string) {
 			}
 		}
 	}
+	if b.opt.Pinned && err1 == nil && err2 == nil && n > 0 && start < end {
+		// A pinned replay releases lazily freed VA only here, as the
+		// recorded kernel did: until then a module cannot land on it.
+		o := workload.ReplayOp{Op: workload.OpPurge, Addr: kernel.Size(start), Size: end - start}
+		if !emitted {
+			b.op(e, o)
+			return
+		}
+		o.At, o.Line = b.at(e), e.Line
+		b.rp.Ops = append(b.rp.Ops, o)
+		return
+	}
 	if !emitted {
 		b.modelled(e, "lazy purge: the model purges by its own lazy_max_pages rule")
 	}

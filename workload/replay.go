@@ -51,6 +51,11 @@ const (
 	OpJITFree  = "jit-free"  // execmem_free of Object
 	OpVmalloc  = "vmalloc"   // another vmalloc user's area of Size bytes (guard page excluded): Object
 	OpVfree    = "vfree"     // vfree of Object
+	// OpPurge is a recorded __purge_vmap_area_lazy over [Addr, Addr+Size):
+	// in a pinned replay that has them, lazily freed VA is released only
+	// here, as the recorded kernel did (kernel.PurgeTraced); otherwise the
+	// model purges by its own rules and the op does nothing.
+	OpPurge = "purge"
 )
 
 // ReplayOp is one operation. Line is where the recording shows it.
@@ -125,7 +130,7 @@ func (r *Replay) validate() error {
 			if o.Size == 0 || o.Size > 1<<34 {
 				return fmt.Errorf("%w: replay op %d (line %d): size %d", ErrScenario, i, o.Line, o.Size)
 			}
-		case OpJITFree, OpVfree:
+		case OpJITFree, OpVfree, OpPurge:
 		default:
 			return fmt.Errorf("%w: replay op %d (line %d): unknown op %q", ErrScenario, i, o.Line, o.Op)
 		}
@@ -227,6 +232,9 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		return nil, nil, fmt.Errorf("%s: %w", s.Import, err)
 	}
 	c := &kernel.PlainCPU{}
+	if rp.Pinned {
+		k.VM.TracedPurges = rp.hasPurges()
+	}
 	if rp.Pinned && len(rp.ModuleWindow) == 2 {
 		for _, t := range []kernel.ExecmemType{kernel.ExecmemModuleText, kernel.ExecmemModuleData} {
 			r := &k.Exec.Ranges[t]
@@ -374,6 +382,10 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
 			}
 			delete(areas, o.Object)
+		case OpPurge:
+			if k.VM.TracedPurges {
+				k.PurgeTraced(c, uint64(o.Addr), uint64(o.Addr)+o.Size)
+			}
 		}
 		if progress != nil && (i%64 == 0 || i == len(s.Replay.Ops)-1) {
 			progress(i+1, len(s.Replay.Ops))
@@ -401,6 +413,16 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, st, nil
+}
+
+// hasPurges says whether the replay carries the recorded purges.
+func (r *Replay) hasPurges() bool {
+	for _, o := range r.Ops {
+		if o.Op == OpPurge {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidateReplay checks a scenario's replay without running it.
