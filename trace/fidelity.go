@@ -209,6 +209,46 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 	return out
 }
 
+// Explained is a page mismatch with the recorded cause that explains it.
+type Explained struct {
+	PageMismatch
+	Why string
+}
+
+func (e Explained) String() string { return e.PageMismatch.String() + ": " + e.Why }
+
+// ExplainedResidual is what explained page mismatches add to CompareChanges'
+// differences of their region, model minus real, keyed like Difference.What
+// ("perm ...", "leaf PTE 4K"): a difference of the totals is accounted for
+// exactly when it equals this.
+func ExplainedResidual(ex []Explained, d Dumps, pageSize uint64) map[string]int64 {
+	out := map[string]int64{}
+	add := func(dump *ptdump.Dump, va uint64, sign int64) {
+		rs := dump.Ranges
+		i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > va })
+		if i == len(rs) || rs[i].Start > va || !rs[i].Mapped() {
+			return
+		}
+		r := &rs[i]
+		out["perm "+r.Attrs.Perm] += sign * int64(pageSize)
+		out["leaf "+dump.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont))] += sign * int64(pageSize)
+	}
+	for _, e := range ex {
+		for va := e.Start; va < e.End && va >= e.Start; va += pageSize {
+			add(d.ModelAfter, va, 1)
+			add(d.ModelBefore, va, -1)
+			add(d.RealAfter, va, -1)
+			add(d.RealBefore, va, 1)
+		}
+	}
+	for k, v := range out {
+		if v == 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
 // Dumps are the four page-table dumps a fidelity check compares: the real
 // kernel's captures and the model's dumps at the two marks.
 type Dumps struct{ RealBefore, RealAfter, ModelBefore, ModelAfter *ptdump.Dump }
@@ -305,7 +345,7 @@ func captureWindows(rec *Recording, from, to string) (pre, post []areaEvent) {
 // map it). Every other difference stays in rest. It also explains pages the
 // model mapped that the capture shows unmapped while the kernel's end
 // vmallocinfo lists them as a live vmalloc area with all its pages.
-func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (explained []string, rest []PageMismatch) {
+func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (explained []Explained, rest []PageMismatch) {
 	pre, post := captureWindows(rec, from, to)
 	// side checks one capture: real and model state of the page, the
 	// events that capture may have missed.
@@ -336,7 +376,7 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (e
 		okA, whyA := side(ra, ma, post, m.Start, m.End, fmt.Sprintf("between the %q mark and the \"after\" capture", to))
 		if okB && okA && (whyB != "" || whyA != "") {
 			why := strings.Trim(whyB+"; "+whyA, "; ")
-			explained = append(explained, fmt.Sprintf("%v: the capture saw the other side of an area's lifetime: %s", m, why))
+			explained = append(explained, Explained{m, "the capture saw the other side of an area's lifetime: " + why})
 			continue
 		}
 		// The model mapped pages the capture shows unmapped, and the
@@ -347,7 +387,7 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (e
 			found := false
 			for _, a := range rec.End.Vmalloc {
 				if a.Kind == "vmalloc" && a.Start <= m.Start && m.End <= a.Start+uint64(a.Pages)*pageSize {
-					explained = append(explained, fmt.Sprintf("%v: the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", m, a.Line, a.Start, a.End, a.Caller, a.Pages))
+					explained = append(explained, Explained{m, fmt.Sprintf("the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", a.Line, a.Start, a.End, a.Caller, a.Pages)})
 					found = true
 					break
 				}
@@ -362,11 +402,13 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (e
 }
 
 // ExplainMisplaced checks the first misplaced module region of a pinned
-// replay against the recording. The model's vfree releases an area's VA at
-// once; the kernel's queues it (free_vmap_area_noflush) and releases it at
-// the next purge (vm_reset_perms -> _vm_unmap_aliases on the freeing CPU),
-// so a module loading on another CPU in between cannot use it and goes
-// higher. The first misplacement is explained when the recording shows
+// replay against the recording. The kernel queues a freed area
+// (free_vmap_area_noflush) and releases its VA at the next purge
+// (__purge_vmap_area_lazy); a pinned replay with the recorded purges does the
+// same (OpPurge), so this applies only to a recording without the
+// purge_vmap_area_lazy tracepoint, whose replay lets the model purge by its
+// own rules: a module loading on another CPU between the free and the
+// kernel's purge could not use the area and went higher. The first misplacement is explained when the recording shows
 // exactly that for the area the model used: freed before the load's first
 // allocation, purged after it. Every later misplacement follows from the
 // first (the address spaces differ from there on) and is returned as such;
@@ -381,12 +423,33 @@ func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []stri
 			first = m
 		}
 	}
+	for _, e := range rec.Events {
+		if e.Name == "purge_vmap_area_lazy" {
+			// The replay released VA exactly at the recorded purges: a
+			// misplacement is the model's.
+			return nil, mp
+		}
+	}
 	freed, purged := 0, 0
+	span := map[uint64]uint64{} // va_start -> va_end of the last allocation there
 	for _, e := range rec.Events {
 		f := Fields(e.Args)
 		switch e.Name {
+		case "alloc_vmap_area":
+			v, err1 := decArg(f, "va_start")
+			sz, err2 := decArg(f, "size")
+			if err1 == nil && err2 == nil && sz > 0 && sz <= maxArea {
+				span[uint64(v)] = uint64(v) + uint64(sz)
+			}
 		case "free_vmap_area_noflush":
-			if v, err := decArg(f, "va_start"); err == nil && uint64(v) == first.Model && e.Line < first.Line {
+			v, err := decArg(f, "va_start")
+			if err != nil || e.Line >= first.Line {
+				continue
+			}
+			// The freed area covers the address the model used (the model
+			// may have placed the region anywhere inside it).
+			end := max(span[uint64(v)], uint64(v)+pageSize)
+			if uint64(v) <= first.Model && first.Model < end {
 				freed, purged = e.Line, 0
 			}
 		case "purge_vmap_area_lazy":
