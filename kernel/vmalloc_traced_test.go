@@ -7,9 +7,9 @@ import (
 )
 
 // TestPurgeTracedProperty: with TracedPurges, a freed area's VA is reused
-// only after a PurgeTraced whose span covers it; the model's own purge points
-// (vm_unmap_aliases, the lazy_max_pages threshold) release nothing; a purge
-// releases exactly the queued areas inside its span.
+// only after a PurgeTraced whose span covers it; the model's own purge point
+// vm_unmap_aliases releases nothing; a purge releases exactly the queued
+// areas inside its span.
 func TestPurgeTracedProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		k := boot(t, "qemu-virt", nil)
