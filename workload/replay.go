@@ -279,20 +279,16 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		}
 	}
 	var end time.Duration
-	for i, o := range s.Replay.Ops {
-		at := time.Duration(o.At)
-		end = max(end, at)
-		for next < at {
-			if err := sample(next); err != nil {
-				return nil, nil, err
-			}
-			next += every
-		}
+	// do runs one operation: refusals go to r.Failed, model errors are
+	// returned.
+	var do func(i int, o ReplayOp) error
+	done := make([]bool, len(s.Replay.Ops))
+	do = func(i int, o ReplayOp) error {
 		switch o.Op {
 		case OpLoad:
 			if st.Modules[o.Module] != nil {
 				fail(o, fmt.Errorf("%s is already loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			load := k.LoadModule
 			if o.DeferInit {
@@ -301,7 +297,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			m, err := load(c, specs[o.Module])
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			st.Modules[o.Module] = m
 			if rp.Pinned {
@@ -315,7 +311,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			m := st.Modules[o.Module]
 			if m == nil {
 				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			var err error
 			if t, ok := modMemType(o.Region); ok && t.IsInit() {
@@ -326,16 +322,16 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				err = k.FreeModuleInit(c, m)
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
+				return fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 		case OpUnload:
 			m := st.Modules[o.Module]
 			if m == nil {
 				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			if err := k.UnloadModule(c, m); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
+				return fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 			st.Modules[o.Module] = nil
 		case OpJITAlloc:
@@ -345,17 +341,17 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			unpin()
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			jit[o.Object] = j
 		case OpJITFree:
 			j := jit[o.Object]
 			if j == nil {
 				fail(o, fmt.Errorf("object %d was never allocated", o.Object))
-				continue
+				return nil
 			}
 			if err := k.FreeJITText(c, j); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+				return fmt.Errorf("line %d: %w", o.Line, err)
 			}
 			delete(jit, o.Object)
 		case OpVmalloc:
@@ -369,23 +365,40 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			}
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			areas[o.Object] = a.Addr
 		case OpVfree:
 			addr, ok := areas[o.Object]
 			if !ok {
 				fail(o, fmt.Errorf("area %d was never allocated", o.Object))
-				continue
+				return nil
 			}
 			if err := k.Vfree(c, addr); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+				return fmt.Errorf("line %d: %w", o.Line, err)
 			}
 			delete(areas, o.Object)
 		case OpPurge:
 			if k.VM.TracedPurges {
 				k.PurgeTraced(c, uint64(o.Addr), uint64(o.Addr)+o.Size)
 			}
+		}
+		return nil
+	}
+	for i, o := range s.Replay.Ops {
+		at := time.Duration(o.At)
+		end = max(end, at)
+		for next < at {
+			if err := sample(next); err != nil {
+				return nil, nil, err
+			}
+			next += every
+		}
+		if done[i] {
+			continue
+		}
+		if err := do(i, o); err != nil {
+			return nil, nil, err
 		}
 		if progress != nil && (i%64 == 0 || i == len(s.Replay.Ops)-1) {
 			progress(i+1, len(s.Replay.Ops))
