@@ -957,6 +957,17 @@ func (b *builder) finish() {
 		}
 		if m.op >= 0 {
 			b.rp.Ops[m.op].Regions = regions
+			if b.opt.Pinned {
+				lines := map[string]int{}
+				for t, sz := range sizes {
+					for _, o := range m.regions {
+						if sz != 0 && o.start == bases[t] {
+							lines[kernel.ModMemType(t).String()] = o.line
+						}
+					}
+				}
+				b.rp.Ops[m.op].RegionLines = lines
+			}
 		}
 		for _, f := range b.freeInit {
 			if f.mod != m {

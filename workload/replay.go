@@ -76,6 +76,10 @@ type ReplayOp struct {
 	DeferInit bool `json:"defer_init,omitempty" yaml:"defer_init,omitempty"`
 	// Regions are where the recorded kernel put a loaded module's regions.
 	Regions map[string]kernel.Size `json:"regions,omitempty" yaml:"regions,omitempty,flow"`
+	// RegionLines (load, pinned): the recording's line of each region's
+	// allocation; the operations recorded between the load's first
+	// allocation and a region's run before that region is allocated.
+	RegionLines map[string]int `json:"region_lines,omitempty" yaml:"region_lines,omitempty,flow"`
 }
 
 // Specs turns the replay's modules into loader specs.
@@ -294,7 +298,32 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			if o.DeferInit {
 				load = k.LoadModuleDeferInit
 			}
+			// move_module allocates region by region; what other CPUs
+			// did in between (a purge releasing VA, say) runs in between.
+			var inner error
+			if rp.Pinned && len(o.RegionLines) > 0 {
+				k.BeforeModuleAlloc = func(_ kernel.CPU, _ kernel.ModuleSpec, t kernel.ModMemType) error {
+					line, ok := o.RegionLines[t.String()]
+					for j := i + 1; ok && j < len(s.Replay.Ops) && s.Replay.Ops[j].Line < line; j++ {
+						if done[j] {
+							continue
+						}
+						if s.Replay.Ops[j].Op == OpLoad {
+							break // another load: it runs after this one
+						}
+						done[j] = true
+						if inner = do(j, s.Replay.Ops[j]); inner != nil {
+							return inner
+						}
+					}
+					return nil
+				}
+			}
 			m, err := load(c, specs[o.Module])
+			k.BeforeModuleAlloc = nil
+			if inner != nil {
+				return inner
+			}
 			if err != nil {
 				fail(o, err)
 				return nil
