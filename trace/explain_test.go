@@ -35,8 +35,8 @@ func vmDump(t *testing.T, mapped ...int) *ptdump.Dump {
 
 // TestExplainLate: a page whose real and modelled state differ only because
 // the capture walked it after an alloc or free that followed the "after" mark
-// is explained; the same difference with the event on another area, or
-// inside the window, is not.
+// is explained; the same difference with the event on another area, inside
+// the window, or after the workload's "capture-end" mark, is not.
 func TestExplainLate(t *testing.T) {
 	const base uint64 = 0xffff800080000000
 	rec := func(slot int, where string) *Recording {
@@ -46,6 +46,9 @@ func TestExplainLate(t *testing.T) {
 		body := before + after + ev
 		if where == "window" {
 			body = before + strings.Replace(ev, "10.000300", "10.000150", 1) + after
+		}
+		if where == "past the capture" {
+			body += "              sh-1       [000] .....    10.000250: tracing_mark_write: ptlab-mark capture-end\n"
 		}
 		r, err := Parse(strings.NewReader("# ptlab-trace 1\n=== ptlab-trace trace\n"+body), "t")
 		if err != nil {
@@ -64,7 +67,7 @@ func TestExplainLate(t *testing.T) {
 		slot    int
 		where   string
 		explain bool
-	}{{1, "after", true}, {2, "after", false}, {1, "window", false}} {
+	}{{1, "after", true}, {2, "after", false}, {1, "window", false}, {1, "past the capture", false}} {
 		ex, rest := ExplainLate(rec(c.slot, c.where), "before", "after", mm, d)
 		if got := len(ex) == 1 && len(rest) == 0; got != c.explain {
 			t.Errorf("alloc of slot %d %s the mark: explained %v, want %v (%v; rest %v)", c.slot, c.where, got, c.explain, ex, rest)

@@ -275,8 +275,9 @@ type areaEvent struct {
 
 // captureWindows are the vmap events the captures may or may not have seen:
 // the "before" capture walks the tables between the recorder's "start" mark
-// and the from mark while other tasks run, the "after" capture between the to
-// mark and the recorder's "end" mark. A free event names only va_start; its
+// (the workload's "capture-start" if it has one) and the from mark while
+// other tasks run, the "after" capture between the to mark and the
+// recorder's "end" mark (the workload's "capture-end"). A free event names only va_start; its
 // span is that of the area's last allocation (or the start snapshot's entry).
 func captureWindows(rec *Recording, from, to string) (pre, post []areaEvent) {
 	span := map[uint64]uint64{}
@@ -285,17 +286,27 @@ func captureWindows(rec *Recording, from, to string) (pre, post []areaEvent) {
 			span[a.Start] = a.End
 		}
 	}
-	phase := 0 // 0: before "start", 1: start..from, 2: window, 3: to..end, 4: after end
+	// A workload that marks "capture-start" before its first capture and
+	// "capture-end" after its last narrows the windows to the captures.
+	first, last := "start", "end"
+	for _, e := range rec.Events {
+		if n, ok := markName(e); ok && n == "capture-start" {
+			first = n
+		} else if ok && n == "capture-end" {
+			last = n
+		}
+	}
+	phase := 0 // 0: before first, 1: first..from, 2: window, 3: to..last, 4: after last
 	for _, e := range rec.Events {
 		if n, ok := markName(e); ok {
 			switch {
-			case n == "start" && phase == 0:
+			case n == first && phase == 0:
 				phase = 1
 			case n == from && phase <= 1:
 				phase = 2
 			case n == to && phase == 2:
 				phase = 3
-			case n == "end" && phase == 3:
+			case n == last && phase == 3:
 				phase = 4
 			}
 			continue
@@ -357,17 +368,20 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (e
 		if um(real) == um(model) {
 			return false, "" // mapped differently: not a question of timing
 		}
-		for i := len(evs) - 1; i >= 0; i-- {
-			ev := evs[i]
+		var seen []string
+		for _, ev := range evs {
 			if ev.start < hi && lo < ev.end {
 				kind := "freed"
 				if ev.alloc {
 					kind = "allocated"
 				}
-				return true, fmt.Sprintf("%#x-%#x %s at line %d, %s", ev.start, ev.end, kind, ev.line, what)
+				seen = append(seen, fmt.Sprintf("%#x-%#x %s at line %d", ev.start, ev.end, kind, ev.line))
 			}
 		}
-		return false, ""
+		if len(seen) == 0 {
+			return false, ""
+		}
+		return true, strings.Join(seen, ", ") + ", " + what
 	}
 	for _, m := range mm {
 		rb, ra := pageState(d.RealBefore, m.Start), pageState(d.RealAfter, m.Start)
