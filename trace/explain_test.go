@@ -79,3 +79,28 @@ func TestExplainLate(t *testing.T) {
 		}
 	}
 }
+
+// pmdDump is a dump of the same 2M block without a PTE table.
+func pmdDump(t *testing.T) *ptdump.Dump {
+	t.Helper()
+	d, err := ptdump.Parse(strings.NewReader("---[ vmalloc() area ]---\n0xffff800080000000-0xffff800080200000           2M PMD\n---[ vmalloc() end ]---\n"), "t", ptdump.ParseOptions{PageSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestExplainTables: a PTE table the "before" capture shows empty and the
+// model's start state lacks (vunmap leaves tables behind) explains one more
+// table in the model's change; a table only the model gained does not.
+func TestExplainTables(t *testing.T) {
+	d := Dumps{RealBefore: vmDump(t), RealAfter: vmDump(t, 1), ModelBefore: pmdDump(t), ModelAfter: vmDump(t, 1)}
+	res, why, rest := ExplainTables(d, nil)
+	if res != 1 || len(why) != 1 || len(rest) != 0 {
+		t.Errorf("left-behind table: residual %d, why %v, rest %#x; want +1 explained", res, why, rest)
+	}
+	d = Dumps{RealBefore: pmdDump(t), RealAfter: pmdDump(t), ModelBefore: pmdDump(t), ModelAfter: vmDump(t, 1)}
+	if res, why, rest := ExplainTables(d, nil); res != 0 || len(why) != 0 || len(rest) != 1 {
+		t.Errorf("a table only the model gained: residual %d, why %v, rest %#x; want it unexplained", res, why, rest)
+	}
+}

@@ -485,3 +485,85 @@ func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []stri
 	}
 	return explained, nil
 }
+
+// pteTables is the set of PMD-sized blocks of the module/vmalloc region where
+// a dump shows a PTE table: a line at PTE level, mapped or not (the walk
+// prints a table's empty entries, so an unmapped PTE line proves a table).
+func pteTables(d *ptdump.Dump) map[uint64]bool {
+	out := map[uint64]bool{}
+	i := d.Geometry.Level("PTE")
+	if i < 1 {
+		return out
+	}
+	blk := d.Geometry.Levels[i-1].Size
+	for _, r := range d.Ranges {
+		if r.Level != "PTE" || r.Marker < 0 {
+			continue
+		}
+		if k, _ := ptdump.RegionKind(d.Markers[r.Marker].Name); k != "modules" && k != "vmalloc" {
+			continue
+		}
+		for b := r.Start &^ (blk - 1); b < r.End && b >= r.Start&^(blk-1); b += blk {
+			out[b] = true
+		}
+	}
+	return out
+}
+
+// ExplainTables accounts for a difference in the PTE table pages of the
+// module/vmalloc region. The kernel never frees the page tables of a vmalloc
+// mapping (vunmap_range_noflush clears entries only), so a block whose table
+// the "before" capture shows while the model's start state has none holds a
+// table left by areas freed before the recording: when both then map there,
+// the model gains a table the kernel already had. Explained pages (a capture
+// seeing the other side of an area's lifetime) account for their blocks. It
+// returns the table pages these causes add to model minus real, why, and
+// the blocks whose difference neither explains.
+func ExplainTables(d Dumps, ex []Explained) (residual int64, why []string, rest []uint64) {
+	rb, ra, mb, ma := pteTables(d.RealBefore), pteTables(d.RealAfter), pteTables(d.ModelBefore), pteTables(d.ModelAfter)
+	i := d.RealAfter.Geometry.Level("PTE")
+	var blk uint64 = 2 << 20
+	if i >= 1 {
+		blk = d.RealAfter.Geometry.Levels[i-1].Size
+	}
+	inExplained := func(b uint64) bool {
+		for _, e := range ex {
+			if e.Start < b+blk && b < e.End {
+				return true
+			}
+		}
+		return false
+	}
+	b2i := func(v bool) int64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	blocks := map[uint64]bool{}
+	for _, m := range []map[uint64]bool{rb, ra, mb, ma} {
+		for b := range m {
+			blocks[b] = true
+		}
+	}
+	var bs []uint64
+	for b := range blocks {
+		bs = append(bs, b)
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i] < bs[j] })
+	for _, b := range bs {
+		diff := (b2i(ma[b]) - b2i(mb[b])) - (b2i(ra[b]) - b2i(rb[b]))
+		switch {
+		case diff == 0:
+		case rb[b] && !mb[b] && ra[b] && ma[b]:
+			residual += diff
+			why = append(why, fmt.Sprintf("%#x: the \"before\" capture shows a PTE table the model's start state lacks (left by areas freed before the recording; vunmap never frees page tables)", b))
+		case inExplained(b):
+			residual += diff
+			why = append(why, fmt.Sprintf("%#x: holds an explained page difference", b))
+		default:
+			rest = append(rest, b)
+		}
+	}
+	return residual, why, rest
+}

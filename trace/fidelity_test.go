@@ -68,6 +68,16 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	// the latter must be exactly what the explained pages add up to.
 	diffs := CompareChanges(fidelityRegions, before, after, mb, ma)
 	residual := ExplainedResidual(explained, Dumps{before, after, mb, ma}, 4096)
+	tres, twhy, trest := ExplainTables(Dumps{before, after, mb, ma}, explained)
+	if tres != 0 {
+		residual["tables PTE"] = tres
+	}
+	for _, w := range twhy {
+		t.Logf("explained table difference: %s", w)
+	}
+	for _, b := range trest {
+		t.Errorf("PTE table difference at %#x", b)
+	}
 	for _, d := range diffs {
 		if d.Region == "modules+vmalloc" && residual[d.What] == d.Model-d.Real && d.Model != d.Real {
 			t.Logf("difference (the explained pages above): %v", d)
