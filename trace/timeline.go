@@ -102,6 +102,7 @@ type object struct {
 	roAfter     bool // set_memory_ro after module_load (ro_after_init)
 	freedLive   bool // freed while the module was loaded (an init region)
 	opObject    int  // replay object number (jit, vmalloc)
+	vaLine      int  // module memory: the line of its alloc_vmap_area
 	live        bool
 }
 
@@ -591,6 +592,7 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 	o := &object{start: ret, size: (uint64(size) + pageSize - 1) &^ (pageSize - 1), line: e.Line, exType: int(typ), live: true}
 	if v := b.vmaps[ret]; v != nil && v.kind == "execmem" {
 		v.opObject = -1 // claimed
+		o.vaLine = v.line
 	}
 	b.objects = append(b.objects, o)
 	switch kernel.ExecmemType(typ) {
@@ -858,13 +860,22 @@ func (b *builder) allocVmap(e *Event, f map[string]string) {
 		return
 	}
 	if p := b.pendEx[e.PID]; p != nil {
-		if t, _ := decArg(Fields(p.Args), "type"); len(b.rp.ModuleWindow) == 0 &&
-			(kernel.ExecmemType(t) == kernel.ExecmemModuleText || kernel.ExecmemType(t) == kernel.ExecmemModuleData) {
+		t, _ := decArg(Fields(p.Args), "type")
+		module := kernel.ExecmemType(t) == kernel.ExecmemModuleText || kernel.ExecmemType(t) == kernel.ExecmemModuleData
+		if module && len(b.rp.ModuleWindow) == 0 {
 			vs, err1 := hexArg(f, "vstart")
 			ve, err2 := hexArg(f, "vend")
 			if err1 == nil && err2 == nil && vs < ve {
 				b.rp.ModuleWindow = []kernel.Size{kernel.Size(vs), kernel.Size(ve)}
 			}
+		}
+		if _, ok := b.pendLoad[e.PID]; module && !ok {
+			// The load's slot is where its first region took its VA: the
+			// kretprobe of execmem_alloc can fire much later (a preempted
+			// vCPU), after other CPUs freed and purged VA the kernel could
+			// not have used for it.
+			b.pendLoad[e.PID] = len(b.rp.Ops)
+			b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpLoad, Module: -1, At: b.at(e), Line: e.Line})
 		}
 		b.vmaps[addr] = &object{start: addr, size: uint64(size), line: e.Line, kind: "execmem", live: true}
 		b.modelled(e, "the vmalloc area of the execmem_alloc at line %d", p.Line)
@@ -962,7 +973,12 @@ func (b *builder) finish() {
 				for t, sz := range sizes {
 					for _, o := range m.regions {
 						if sz != 0 && o.start == bases[t] {
-							lines[kernel.ModMemType(t).String()] = o.line
+							// Where the region took its VA.
+							l := o.line
+							if o.vaLine > 0 {
+								l = o.vaLine
+							}
+							lines[kernel.ModMemType(t).String()] = l
 						}
 					}
 				}
