@@ -41,9 +41,14 @@ func KernelLayout(g Geometry, configVABits int) Layout {
 	if configVABits == 0 {
 		configVABits = g.VABits
 	}
+	// VA_BITS_MIN (asm/memory.h): 48 for a 52-bit build, 47 with 16K pages,
+	// whose 52-bit (LPA2) build falls back to 47 bits without LPA2.
 	vaMin := configVABits
 	if configVABits > 48 {
 		vaMin = 48
+		if g.PageShift == PageShift16K {
+			vaMin = 47
+		}
 	}
 	l := Layout{VABitsMin: vaMin, ConfigVABits: configVABits}
 	compilePageOffset := neg(configVABits) // PAGE_OFFSET

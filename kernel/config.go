@@ -141,6 +141,10 @@ type Image struct {
 	Text     Size `json:"text" yaml:"text"`
 	Rodata   Size `json:"rodata" yaml:"rodata"`
 	Init     Size `json:"init" yaml:"init"`
+	// InitText is __init_begin..__initdata_begin: the init text map_kernel
+	// maps executable; the rest of Init is init data, mapped PAGE_KERNEL.
+	// 0 takes the release's; equal to Init, init is one text segment.
+	InitText Size `json:"init_text" yaml:"init_text"`
 	Data     Size `json:"data" yaml:"data"`
 	// Tail is _end - __bss_stop: what follows the bss (the early fixmap
 	// tables bm_pud/bm_pmd/bm_pte, init_pg_dir); part of Data.
@@ -178,6 +182,11 @@ type Config struct {
 	StructPageSize Size `json:"struct_page_size" yaml:"struct_page_size"`
 	// Devices are MMIO ranges the boot maps (the PCI I/O window).
 	Devices []Device `json:"devices" yaml:"devices"`
+	// BootThreads is how many kernel stacks (VMAP_STACK, from vmalloc) the
+	// boot has allocated by the time the machine is measured: kernel
+	// threads, init and its children, and threads that exited since (their
+	// stacks' table pages stay).
+	BootThreads int `json:"boot_threads" yaml:"boot_threads"`
 	// PABits is the CPU's physical address size (ID_AA64MMFR0_EL1.PARange);
 	// 0 takes the boot CPU model's (CPUPABits). It decides whether KASLR
 	// can move the linear map.
@@ -191,7 +200,7 @@ type Config struct {
 var Machines = map[string]Config{
 	// QEMU virt with -cpu cortex-a72: 2 GiB at 0x40000000, no BBML2.
 	"qemu-virt": {Name: "qemu-virt", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x40000000, 2 << 30}},
-		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Devices: QEMUVirtDevices},
+		CPUs: []CPUGroup{{"cortex-a72", 2}}, Rodata: RodataOn, KFENCE: KFENCEOff, Devices: QEMUVirtDevices, BootThreads: 84},
 	// A 16 GiB AmpereOne server: every CPU has BBML2_NOABORT.
 	"bbml2-server": {Name: "bbml2-server", Granule: "4K", VABits: 48, RAM: []RAMRegion{{0x80000000, 16 << 30}},
 		CPUs: []CPUGroup{{"ampere1", 16}}, Rodata: RodataOn, KFENCE: KFENCEOff, TLBIRange: true},

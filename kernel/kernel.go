@@ -43,6 +43,7 @@ type ImageLayout struct {
 	Stext                         uint64 // offset of _stext: the header [_text, _stext) ends
 	TextEnd, RodataStart          uint64 // offsets from _text: _etext, __start_rodata
 	InitStart, InitEnd, DataStart uint64 // __init_begin, __init_end, _data
+	InitDataStart                 uint64 // __initdata_begin (InitEnd when init is one segment)
 	End                           uint64 // _end
 	BssStop                       uint64 // __bss_stop
 }

@@ -22,12 +22,32 @@ type Device struct {
 	// PCIIO marks the PCI host bridge's I/O window, which
 	// pci_remap_iospace maps at PCI_IO_START.
 	PCIIO bool `json:"pci_io" yaml:"pci_io"`
+	// Ioremap: a driver ioremaps the whole range at boot (a vmalloc-range
+	// area of its own); Irqchip: the interrupt controller's driver, which
+	// maps it in init_IRQ, before the initcalls.
+	Ioremap bool `json:"ioremap" yaml:"ioremap"`
+	Irqchip bool `json:"irqchip" yaml:"irqchip"`
 }
 
 // QEMUVirtDevices are the devices of QEMU's arm64 "virt" machine the boot
-// maps (hw/arm/virt.c memmap): the PCIe host bridge's 64K I/O window at
-// 0x3eff0000.
+// maps (hw/arm/virt.c memmap), in the order the drivers map them: the GICv2
+// distributor, CPU interface and MSI frame (irq-gic.c, irq-gic-v2m.c), the
+// PL011 UART, the PL061 GPIO, the four capability windows of a virtio-pci
+// device's BAR in the high PCIe MMIO window (virtio_pci_modern), the PL031
+// RTC, the high PCIe ECAM (pci_ecam_create), and the PCIe host bridge's 64K
+// I/O window at 0x3eff0000 (pci_remap_iospace).
 var QEMUVirtDevices = []Device{
+	{Name: "gic-dist", Base: 0x08000000, Size: 0x10000, Ioremap: true, Irqchip: true},
+	{Name: "gic-cpu", Base: 0x08010000, Size: 0x10000, Ioremap: true, Irqchip: true},
+	{Name: "gic-v2m", Base: 0x08020000, Size: 0x1000, Ioremap: true, Irqchip: true},
+	{Name: "pl011", Base: 0x09000000, Size: 0x1000, Ioremap: true},
+	{Name: "pl061", Base: 0x09030000, Size: 0x1000, Ioremap: true},
+	{Name: "virtio-pci-common", Base: 0x8000000000, Size: 0x1000, Ioremap: true},
+	{Name: "virtio-pci-isr", Base: 0x8000001000, Size: 0x1000, Ioremap: true},
+	{Name: "virtio-pci-device", Base: 0x8000002000, Size: 0x1000, Ioremap: true},
+	{Name: "virtio-pci-notify", Base: 0x8000003000, Size: 0x1000, Ioremap: true},
+	{Name: "pl031", Base: 0x09010000, Size: 0x1000, Ioremap: true},
+	{Name: "pcie-ecam", Base: 0x4010000000, Size: 0x10000000, Ioremap: true},
 	{Name: "pcie-pio", Base: 0x3eff0000, Size: 0x10000, PCIIO: true},
 }
 

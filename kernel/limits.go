@@ -13,8 +13,9 @@ const NRCPUsMax = 4096
 // MaxModelTableBytes bounds the page-table memory a configuration may need
 // at boot. The model keeps every table page it allocates in host memory, so a
 // linear map forced to base pages costs the host what it costs the kernel
-// (RAM/512 with 4K pages): 4 GiB of tables is 2 TiB of PTE-mapped RAM.
-const MaxModelTableBytes = 4 << 30
+// (RAM/512 with 4K pages): 8 GiB of tables is 4 TiB of PTE-mapped RAM,
+// about 8.7 GB of host memory (a table page costs ~1.04 x 4 KiB).
+const MaxModelTableBytes = 8 << 30
 
 // kconfigVABits are the CONFIG_ARM64_VA_BITS choices per granule
 // (arch/arm64/Kconfig, "Virtual address space size": 36 and 47 depend on

@@ -206,6 +206,12 @@ func Boot(cfg Config) (*Kernel, error) {
 	// execmem_init: late (ARCH_WANTS_EXECMEM_LATE) so the ROX cache can
 	// depend on the final BBML2_NOABORT capability (RFC patch 5).
 	k.execmemArchSetup()
+	// What the rest of the boot puts in the vmalloc range.
+	if cfg.imported == nil {
+		if err := k.bootVmallocUsers(c); err != nil {
+			return nil, fmt.Errorf("boot vmalloc users: %w", err)
+		}
+	}
 	return k, nil
 }
 
@@ -215,7 +221,7 @@ func (k *Kernel) placeImage() error {
 	// Sizes not configured are the release's (Version.Image), field by field.
 	im, vi := k.Cfg.Image, k.V.Image
 	for _, f := range []struct{ c, v *Size }{{&im.Header, &vi.Header}, {&im.Text, &vi.Text},
-		{&im.Rodata, &vi.Rodata}, {&im.Init, &vi.Init}, {&im.Data, &vi.Data}, {&im.Tail, &vi.Tail}} {
+		{&im.Rodata, &vi.Rodata}, {&im.Init, &vi.Init}, {&im.InitText, &vi.InitText}, {&im.Data, &vi.Data}, {&im.Tail, &vi.Tail}} {
 		if *f.c == 0 {
 			*f.c = *f.v
 		}
@@ -229,6 +235,10 @@ func (k *Kernel) placeImage() error {
 	l.RodataStart = l.TextEnd
 	l.InitStart = l.RodataStart + alignUp(uint64(im.Rodata), segmentAlign)
 	l.InitEnd = l.InitStart + alignUp(uint64(im.Init), segmentAlign)
+	l.InitDataStart = l.InitEnd
+	if t := alignUp(uint64(im.InitText), segmentAlign); t != 0 && l.InitStart+t < l.InitEnd {
+		l.InitDataStart = l.InitStart + t
+	}
 	l.DataStart = l.InitEnd
 	l.End = l.DataStart + alignUp(uint64(im.Data), segmentAlign)
 	l.BssStop = l.End - min(uint64(im.Tail)&^(k.G.PageSize()-1), l.End-l.DataStart)
@@ -247,8 +257,10 @@ func (k *Kernel) placeImage() error {
 	return nil
 }
 
-// mapKernel is map_kernel: text read-only executable, rodata read-only
-// without contiguous hints, init text/data, data read-write. Blocks are used
+// mapKernel is map_kernel (arch/arm64/mm/mmu.c): text read-only executable,
+// rodata read-only without contiguous hints, init text executable, init data
+// read-write (two segments, so neither shares a block with the other), data
+// read-write. Blocks are used
 // where alignment allows. Since the C map_kernel (Version.HeaderMapped) the
 // image header [_text, _stext) is a segment of its own, read-only and
 // non-executable, with pages; 6.1 mapped from _stext.
@@ -272,7 +284,8 @@ func (k *Kernel) mapKernel(c CPU) error {
 	}{
 		{im.Stext, im.TextEnd, text, 0},
 		{im.RodataStart, im.InitStart, ro, pgtable.NoContMappings},
-		{im.InitStart, im.InitEnd, text, 0},
+		{im.InitStart, im.InitDataStart, text, 0},
+		{im.InitDataStart, im.InitEnd, k.Feat.Prot(arm64.PageKernel), 0},
 		{im.DataStart, im.End, k.Feat.Prot(arm64.PageKernel), 0},
 	}
 	if k.V.HeaderMapped {

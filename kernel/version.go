@@ -245,16 +245,16 @@ func (v *Version) RodataFull(r Rodata) (full, off, accepted bool) {
 // kernels' /proc/kallsyms (_text, _stext, _etext, __start_rodata,
 // __init_begin, __init_end, _end), rounded up to SEGMENT_ALIGN (64K).
 var (
-	imageDebian61 = Image{Header: 64 << 10, Text: 20 << 20, Rodata: 8 << 20, Init: 2 << 20, Data: 3 << 20}
+	imageDebian61 = Image{Header: 64 << 10, Text: 20 << 20, Rodata: 8 << 20, Init: 2 << 20, InitText: 0xe0000, Data: 3 << 20}
 	// 6.12.117+deb12-arm64: _stext +0x10000, _etext = __start_rodata
 	// +0xf50000, __init_begin +0x1d00000, __init_end +0x2670000, _end +0x2b30000.
-	imageDebian612 = Image{Header: 0x10000, Text: 0xf50000, Rodata: 0xdb0000, Init: 0x970000, Data: 0x4c0000}
+	imageDebian612 = Image{Header: 0x10000, Text: 0xf50000, Rodata: 0xdb0000, Init: 0x970000, InitText: 0x100000, Data: 0x4c0000}
 	// 6.18.15+deb13-arm64: _etext +0x1170000, __init_begin +0x2190000,
 	// __init_end +0x2520000, __bss_stop +0x2a9a730, _end +0x2ab0000.
-	imageDebian618 = Image{Header: 0x10000, Text: 0x1170000, Rodata: 0x1020000, Init: 0x390000, Data: 0x590000, Tail: 0x15000}
+	imageDebian618 = Image{Header: 0x10000, Text: 0x1170000, Rodata: 0x1020000, Init: 0x390000, InitText: 0xf0000, Data: 0x590000, Tail: 0x15000}
 	// 7.3.4+deb13-arm64: _etext +0x12e0000, __init_begin +0x2700000,
 	// __init_end +0x2b00000, __bss_stop +0x321e000, _end +0x3240000.
-	imageDebian73 = Image{Header: 0x10000, Text: 0x12e0000, Rodata: 0x1420000, Init: 0x400000, Data: 0x740000, Tail: 0x22000}
+	imageDebian73 = Image{Header: 0x10000, Text: 0x12e0000, Rodata: 0x1420000, Init: 0x400000, InitText: 0x120000, Data: 0x740000, Tail: 0x22000}
 )
 
 // Layout is the kernel VA layout of this release for a geometry.

@@ -132,7 +132,8 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 // walk ends above l (a leaf or an empty slot in the way).
 func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
 	tpa, tbl := t.root, t.rootTbl
-	w := t.walker(d)
+	var w walker
+	w.init(t, d)
 	for cl := t.g.StartLevel; ; cl++ {
 		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, cl, va)
 		switch {

@@ -9,5 +9,7 @@ package pgtable
 // the range is rewritten, empty ones included. Contiguous runs are not
 // checked: keeping them whole is the caller's duty, as in the kernel.
 func (t *Tables) Protect(d Door, start, end, set, clear uint64) error {
-	return walkCached(t, d, &visitor{op: opProtect, protect: protectVisitor{set: set, clear: clear}}, start, end)
+	var v visitor // field by field: a literal is built aside and copied
+	v.op, v.protect.set, v.protect.clear = opProtect, set, clear
+	return walkCached(t, d, &v, start, end)
 }

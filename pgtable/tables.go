@@ -228,11 +228,7 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 		slot = t.nslots
 		t.nslots++
 		if int(slot>>chunkShift) >= len(*t.dir.Load()) {
-			old := *t.dir.Load()
-			grown := make([]*chunk, len(old)+1, len(old)+1+len(old)/2)
-			copy(grown, old)
-			grown[len(old)] = &chunk{desc: make([]uint64, tablesPerChunk*t.epp)}
-			t.dir.Store(&grown)
+			t.growDir()
 		}
 	}
 	c := (*t.dir.Load())[slot>>chunkShift]
@@ -242,9 +238,28 @@ func (t *Tables) allocTable(d Door, l arm64.Level) (uint64, []uint64, error) {
 	r.pa, r.slot, r.level = pa, slot, l
 	*t.counts.At(l)++
 	t.mu.Unlock()
+	// Cleared even when fresh from make: the write faults the page in once,
+	// where a first touch by a walk's load maps the zero page and the
+	// following store faults again (a third more boot time at 1 TiB).
 	clear(r.desc)
 	t.setRef(pa, r)
 	return pa, r.desc, nil
+}
+
+// growDir appends a chunk to the directory (t.mu held). The backing array
+// grows by doubling, so booting a machine with n table pages costs O(n),
+// not O(n²/64) as a copy per chunk did. Within capacity the new element is
+// written beyond the published length and then a longer header published:
+// a reader of the old header never indexes it.
+func (t *Tables) growDir() {
+	old := *t.dir.Load()
+	grown := old
+	if len(old) == cap(old) {
+		grown = make([]*chunk, len(old), max(2*len(old), 16))
+		copy(grown, old)
+	}
+	grown = append(grown, &chunk{desc: make([]uint64, tablesPerChunk*t.epp)})
+	t.dir.Store(&grown)
 }
 
 // FreeTable returns an unhooked table page to physmem (pte_free_kernel,

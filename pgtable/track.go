@@ -140,7 +140,8 @@ func (t *Tables) trackSubtree(tpa uint64, l arm64.Level, va uint64, sign int64) 
 			continue
 		}
 		var c Census
-		w := t.walker(Atomic{})
+		var w walker
+		w.init(t, Atomic{})
 		v := visitor{op: opCensus, census: censusVisitor{g: &t.g, c: &c}}
 		lo, hi := max(s, r[0]), s+sz
 		if r[1]-1 < hi-1 {

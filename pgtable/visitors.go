@@ -21,12 +21,31 @@ func (unmapVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, desc uin
 	return nil
 }
 
-func (unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
-	var tr pteTracker
-	if w.t.tr != nil {
-		va &^= w.g.PageSize() - 1
-		tr = w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
+func (u unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
+	switch {
+	case w.t.tr != nil:
+		u.ptesTracked(w, tpa, tbl, i, j, va)
+	case w.direct:
+		// Nobody observes the stores: clearing an empty entry again
+		// changes nothing. (A loop, not clear: runs are mostly one page,
+		// and clear calls memclr.)
+		for k := i; k < j; k++ {
+			tbl[k] = 0
+		}
+	default:
+		for k := i; k < j; k++ {
+			if w.load(tpa, tbl, k) != 0 {
+				w.store(tpa, tbl, k, 0)
+			}
+		}
 	}
+	return nil
+}
+
+// ptesTracked is ptes with the incremental census on (Track).
+func (unmapVisitor) ptesTracked(w *walker, tpa uint64, tbl []uint64, i, j int, va uint64) {
+	va &^= w.g.PageSize() - 1
+	tr := w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
 	for k := i; k < j; k++ {
 		if old := w.load(tpa, tbl, k); old != 0 {
 			w.store(tpa, tbl, k, 0)
@@ -36,7 +55,6 @@ func (unmapVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ ui
 		}
 	}
 	tr.done()
-	return nil
 }
 
 // protectVisitor rewrites leaves as (old &^ clear) | set (pageattr_ops).
@@ -59,11 +77,25 @@ func (p *protectVisitor) entry(w *walker, tpa uint64, tbl []uint64, idx int, des
 }
 
 func (p *protectVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va, _ uint64) error {
-	var tr pteTracker
-	if w.t.tr != nil {
-		va &^= w.g.PageSize() - 1
-		tr = w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
+	switch {
+	case w.t.tr != nil:
+		p.ptesTracked(w, tpa, tbl, i, j, va)
+	case w.direct:
+		for k, old := range tbl[i:j] {
+			tbl[i+k] = old&^p.clear | p.set
+		}
+	default:
+		for k := i; k < j; k++ {
+			w.store(tpa, tbl, k, w.load(tpa, tbl, k)&^p.clear|p.set)
+		}
 	}
+	return nil
+}
+
+// ptesTracked is ptes with the incremental census on (Track).
+func (p *protectVisitor) ptesTracked(w *walker, tpa uint64, tbl []uint64, i, j int, va uint64) {
+	va &^= w.g.PageSize() - 1
+	tr := w.t.ptes(va, va+uint64(j-i)<<w.g.PageShift)
 	for k := i; k < j; k++ {
 		old := w.load(tpa, tbl, k)
 		w.store(tpa, tbl, k, old&^p.clear|p.set)
@@ -72,7 +104,6 @@ func (p *protectVisitor) ptes(w *walker, tpa uint64, tbl []uint64, i, j int, va,
 		}
 	}
 	tr.done()
-	return nil
 }
 
 // visitVisitor calls fn for every leaf or empty slot.

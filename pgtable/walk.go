@@ -36,36 +36,39 @@ func (t *Tables) boundary(va, end uint64, l arm64.Level) uint64 {
 // Lookup walks to the entry that maps va: a leaf, an empty slot, or (for a
 // corrupt tree) a table that points nowhere, in which case it returns
 // ErrNotTable. It models the hardware walk and the kernel's pXd_offset chain.
-func (t *Tables) Lookup(d Door, va uint64) (Entry, error) {
-	g := &t.g
-	tpa, tbl := t.root, t.rootTbl
-	var tableBits uint64 // PXNTable/UXNTable accumulated from the tables above
-	l := g.StartLevel
-	w := t.walker(d)
-	cache := cacheable(d)
-	if cache {
-		for cl := arm64.LastLevel; cl > g.StartLevel; cl-- {
-			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
-				tpa, tbl, tableBits, l = ctpa, ctbl, bits, cl
-				break
-			}
+func (t *Tables) Lookup(d Door, va uint64) (e Entry, err error) {
+	var w walker
+	w.init(t, d)
+	var c cursor
+	err = t.walkTo(&w, va, &c)
+	c.entry(&t.g, va, err, &e)
+	return e, err
+}
+
+// entry fills e with the entry c stands at for va, reached with err.
+func (c *cursor) entry(g *arm64.Geometry, va uint64, err error, e *Entry) {
+	bits := c.bits
+	if err != nil {
+		bits |= c.desc // the table descriptor that points nowhere
+	}
+	e.VA, e.Level, e.Desc, e.DescPA = va&^(g.Size(c.l)-1), c.l, c.desc, descPA(c.tpa, c.idx)
+	e.TablePXN, e.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+}
+
+// walkTo is Lookup's walk: it leaves c at the entry that maps va, starting
+// from the deepest cached table when w's door may use the walk cache (and
+// filling it on the way down). Fields are set one by one: struct literals
+// cost a temporary and a copy.
+func (t *Tables) walkTo(w *walker, va uint64, c *cursor) error {
+	c.tpa, c.tbl, c.l, c.bits = t.root, t.rootTbl, t.g.StartLevel, 0
+	if cacheable(w.d) {
+		w.remember = true
+		if l, tpa, tbl, bits, ok := t.deepest(va); ok {
+			c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, bits
 		}
 	}
-	for ; ; l++ {
-		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
-		if ctbl == nil {
-			if err != nil {
-				tableBits |= desc
-			}
-			return Entry{VA: va &^ (g.Size(l) - 1), Level: l, Desc: desc, DescPA: descPA(tpa, idx),
-				TablePXN: tableBits&arm64.TablePXN != 0, TableUXN: tableBits&arm64.TableUXN != 0}, err
-		}
-		tableBits |= desc
-		tpa, tbl = ctpa, ctbl
-		if cache {
-			t.remember(va, l+1, tpa, tbl, tableBits)
-		}
-	}
+	_, _, err := w.descend(c, va, arm64.LastLevel)
+	return err
 }
 
 // Translate returns the physical address va maps to and the leaf that maps
@@ -90,15 +93,20 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 			return g.OutputAddress(desc) + va&(g.PageSize()-1), e, true
 		}
 	}
-	e, err := t.Lookup(d, va)
-	if err != nil || !arm64.DescValid(e.Desc) || t.g.IsTable(e.Desc, e.Level) {
-		return 0, e, false
+	// Lookup's walk without its Entry copied out and back.
+	var w walker
+	w.init(t, d)
+	var c cursor
+	err := t.walkTo(&w, va, &c)
+	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
+	c.entry(g, va, err, &leaf)
+	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
+		return 0, leaf, false
 	}
-	if e.Level < arm64.LastLevel && !t.g.BlockAllowed(e.Level) {
-		return 0, e, false
+	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
+		return 0, leaf, false
 	}
-	g := &t.g // not e.PA(t.g, va): that copies the Geometry on every call
-	return g.OutputAddress(e.Desc) + va&(g.Size(e.Level)-1), e, true
+	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), leaf, true
 }
 
 // Visit calls fn for every leaf or empty slot reached in [start, end), in

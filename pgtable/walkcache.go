@@ -58,3 +58,28 @@ func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bi
 	i := uint8(l+1) & 7
 	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
 }
+
+// deepest returns the deepest cached table serving va (levels below the
+// root), checking the generation once; it also empties a stale cache, so
+// that the walk that follows may fill it with rememberAt.
+func (t *Tables) deepest(va uint64) (l arm64.Level, tpa uint64, tbl []uint64, bits uint64, ok bool) {
+	wc := &t.wc
+	if g := t.gen.Load(); wc.gen != g {
+		*wc = walkCache{gen: g}
+		return 0, 0, nil, 0, false
+	}
+	for l = arm64.LastLevel; l > t.g.StartLevel; l-- {
+		if i := uint8(l+1) & 7; wc.tag[i] == va>>t.g.Shift(l-1)+1 {
+			return l, wc.tpa[i], wc.tbl[i], wc.bits[i], true
+		}
+	}
+	return 0, 0, nil, 0, false
+}
+
+// rememberAt is remember for a walk that began with deepest (the cache's
+// generation is current).
+func (t *Tables) rememberAt(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64) {
+	wc := &t.wc
+	i := uint8(l+1) & 7
+	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
+}

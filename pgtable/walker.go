@@ -2,6 +2,7 @@ package pgtable
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/ptlab/ptlab/arm64"
 )
@@ -9,13 +10,20 @@ import (
 // The one walker. Every operation descends the tree the same way: the index
 // of va at a level, a load of that descriptor through the door, and for a
 // table descriptor the table page behind it (ErrNotTable when there is
-// none). step is that rule for one level; walkRange applies it over a range
-// of addresses and hands what it reaches to a visitor, after gVisor's
-// pkg/ring0/pagetables iterateRange. Lookup and lookupAt use step directly;
-// Map keeps its own per-level loop, because creating a mapping decides per
-// entry between a block, a contiguous run and a (possibly new) table
+// none). descend is that rule, looping over levels; step is descend over
+// one level. walkRange applies step over a range of addresses and hands
+// what it reaches to a visitor, after gVisor's pkg/ring0/pagetables
+// iterateRange. Lookup, Translate and Unmap's check walk use descend
+// through walkTo; Map follows existing tables with descend and keeps its
+// own per-level loop for creating them, because creating a mapping decides
+// per entry between a block, a contiguous run and a (possibly new) table
 // (alloc_init_*), but reads, writes and resolves tables through the same
 // walker (load, store, table, descPA).
+//
+// Hot paths build walker, cursor and visitor values field by field: a
+// struct literal is assembled aside and copied with wide moves that read
+// the narrow stores just made, a store-forwarding stall per call (it
+// doubled the cost of a one-page Unmap).
 //
 // The visitors are a closed set dispatched by a switch (visitor), not a
 // type parameter: Go instantiates generic code per GC shape and calls a
@@ -38,14 +46,25 @@ type walker struct {
 	// mostly share a section, so resolving the next costs one load.
 	leaf   *indexLeaf
 	leafHi uint64
+	// remember: fill the walk cache on the way down (Lookup through a
+	// cacheable door).
+	remember bool
+	// Copies of t's page shift, first PFN and entries per table, so that
+	// resolving a table loads nothing through t.
+	shift uint
+	base  uint64
+	epp   int
 }
 
 // table returns the descriptors of the table page at pa (Tables.lookup
-// with the walker's index leaf remembered).
+// with the walker's index leaf remembered). The leaf is never nil: a
+// walker starts at the root's. Small enough to inline into step.
 func (w *walker) table(pa uint64) ([]uint64, bool) {
-	rel := pa>>w.g.PageShift - w.t.basePFN
-	if w.leaf != nil && rel>>indexShift == w.leafHi {
-		return w.t.tableAt(w.leaf, rel)
+	rel := pa>>w.shift - w.base
+	if rel>>indexShift == w.leafHi {
+		if p := w.leaf[rel&(1<<indexShift-1)].desc.Load(); p != nil {
+			return unsafe.Slice(p, w.epp), true
+		}
 	}
 	return w.tableLeaf(rel)
 }
@@ -64,10 +83,13 @@ func (w *walker) tableLeaf(rel uint64) ([]uint64, bool) {
 	return w.t.tableAt(leaf, rel)
 }
 
-func (t *Tables) walker(d Door) walker {
+// init points w at t through door d, field by field (see above).
+func (w *walker) init(t *Tables, d Door) {
 	_, direct := d.(Direct)
+	w.t, w.g, w.d, w.direct, w.remember = t, &t.g, d, direct, false
 	// Start from the root's index leaf: tables are often in its section.
-	return walker{t: t, g: &t.g, d: d, direct: direct, leaf: t.rootLeaf, leafHi: t.rootHi}
+	w.leaf, w.leafHi = t.rootLeaf, t.rootHi
+	w.shift, w.base, w.epp = t.g.PageShift, t.basePFN, t.epp
 }
 
 // load and store stay small enough to inline; the door call is out of line.
@@ -96,21 +118,55 @@ func (w *walker) doorStore(tpa uint64, tbl []uint64, idx int, v uint64) {
 	w.d.Store(descPA(tpa, idx), &tbl[idx], v)
 }
 
-// step reads the level-l entry for va in the table at tpa. When it is a
-// table descriptor, ctpa/ctbl are the next-level table; ctbl is nil for a
-// leaf or an empty slot.
+// cursor is where a walk stands: the level-l table (tpa, tbl), with bits
+// the table descriptors above it ORed, and the entry idx/desc it read there.
+type cursor struct {
+	tpa  uint64
+	tbl  []uint64
+	l    arm64.Level
+	bits uint64
+	idx  int
+	desc uint64
+}
+
+// descend is the walk rule. From c it reads the entry for va; while that is
+// a table descriptor below level stop it moves c into the table behind it
+// and reads again (remembering each table in the walk cache when
+// w.remember is set). It returns with c at an entry that is not a table
+// (ctbl nil), or at a level-stop table descriptor and the table behind it.
+// One loop instead of a call per level: the Go compiler inlines neither a
+// per-level step nor a generic visitor's methods.
+func (w *walker) descend(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
+	for {
+		c.idx = w.g.Index(va, c.l)
+		c.desc = w.load(c.tpa, c.tbl, c.idx)
+		if !w.g.IsTable(c.desc, c.l) {
+			return 0, nil, nil
+		}
+		ctpa = w.g.OutputAddress(c.desc)
+		ctbl, ok := w.table(ctpa)
+		if !ok {
+			return ctpa, nil, w.notTable(ctpa, c.l, descPA(c.tpa, c.idx), va)
+		}
+		if c.l >= stop {
+			return ctpa, ctbl, nil
+		}
+		c.bits |= c.desc
+		c.tpa, c.tbl, c.l = ctpa, ctbl, c.l+1
+		if w.remember {
+			w.t.rememberAt(va, c.l, ctpa, ctbl, c.bits)
+		}
+	}
+}
+
+// step reads the level-l entry for va in the table at tpa (descend over
+// one level). When it is a table descriptor, ctpa/ctbl are the next-level
+// table; ctbl is nil for a leaf or an empty slot.
 func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, err error) {
-	idx = w.g.Index(va, l)
-	desc = w.load(tpa, tbl, idx)
-	if !w.g.IsTable(desc, l) {
-		return idx, desc, 0, nil, nil
-	}
-	ctpa = w.g.OutputAddress(desc)
-	ctbl, ok := w.table(ctpa)
-	if !ok {
-		return idx, desc, ctpa, nil, w.notTable(ctpa, l, descPA(tpa, idx), va)
-	}
-	return idx, desc, ctpa, ctbl, nil
+	var c cursor
+	c.tpa, c.tbl, c.l = tpa, tbl, l
+	ctpa, ctbl, err = w.descend(&c, va, l)
+	return c.idx, c.desc, ctpa, ctbl, err
 }
 
 // notTable is the error of a table descriptor at dpa whose output address
@@ -230,7 +286,8 @@ func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 				break // wider than one entry above: no deeper table holds it
 			}
 			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
-				w := t.walker(d)
+				var w walker
+				w.init(t, d)
 				return walkRange(&w, v, ctpa, ctbl, cl, start, end, bits)
 			}
 		}
@@ -243,6 +300,7 @@ func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
 	if start >= end && end != 0 {
 		return fmt.Errorf("%w: empty range [%#x, %#x)", ErrInvalid, start, end)
 	}
-	w := t.walker(d)
+	var w walker
+	w.init(t, d)
 	return walkRange(&w, v, t.root, t.rootTbl, t.g.StartLevel, start, end, 0)
 }

@@ -46,8 +46,9 @@ func leafSizes(results []*workload.Result) [5]string {
 	return results[0].Final.LeafSizes
 }
 
-// CompareText prints one column per preset, one row per metric.
-func CompareText(w io.Writer, results []*workload.Result) error {
+// CompareText prints one column per preset, one row per metric; with timed,
+// also the volatile rows (wall time), which differ between identical runs.
+func CompareText(w io.Writer, results []*workload.Result, timed bool) error {
 	if len(results) == 0 {
 		return nil
 	}
@@ -59,7 +60,11 @@ func CompareText(w io.Writer, results []*workload.Result) error {
 	}
 	fmt.Fprintln(tw)
 	group := ""
-	for _, m := range MetricsFor(results) {
+	ms := MetricsFor(results)
+	if timed {
+		ms = MetricsTimed(results)
+	}
+	for _, m := range ms {
 		if m.Qualifier != "" && m.Group != group {
 			fmt.Fprintf(tw, "%s\t%s\n", m.Group, strings.Repeat("\t", len(results)))
 		}

@@ -25,7 +25,7 @@ func TestCompareTextAndCSV(t *testing.T) {
 		res = append(res, r)
 	}
 	var buf bytes.Buffer
-	if err := report.CompareText(&buf, res); err != nil {
+	if err := report.CompareText(&buf, res, false); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()

@@ -15,7 +15,7 @@ func WriteExplain(w io.Writer, results []*workload.Result) error {
 	ew.printf("Rows of the comparison (ptlab compare), by group. Leaf sizes are for 4K pages; 16K and 64K\n")
 	ew.printf("granules have their own (contPTE 2M and PMD 32M with 16K; contPTE 2M and PMD 512M with 64K).\n")
 	group := ""
-	for _, m := range MetricsFor(results) {
+	for _, m := range MetricsTimed(results) {
 		if m.Group != group {
 			group = m.Group
 			ew.printf("\n%s\n", group)
@@ -52,7 +52,7 @@ func WriteExplain(w io.Writer, results []*workload.Result) error {
 // explanation (a test keeps it empty), for these results' rows.
 func MissingExplanations(results []*workload.Result) []string {
 	var out []string
-	for _, m := range MetricsFor(results) {
+	for _, m := range MetricsTimed(results) {
 		if strings.TrimSpace(m.Explain) == "" {
 			out = append(out, "metric "+m.Key)
 		}

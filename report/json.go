@@ -58,20 +58,29 @@ type SeriesPoint struct {
 
 // MetricInfos describes every registered metric.
 func MetricInfos(results []*workload.Result) []MetricInfo {
+	return metricInfos(results, MetricsFor(results))
+}
+
+func metricInfos(results []*workload.Result, ms []Metric) []MetricInfo {
 	sizes := leafSizes(results)
 	var out []MetricInfo
-	for _, m := range MetricsFor(results) {
+	for _, m := range ms {
 		out = append(out, MetricInfo{Key: m.Key, Label: strings.TrimSpace(m.LabelFor(sizes)), Group: m.Group, Unit: m.Unit,
 			Better: m.Better.String(), Series: m.Sample != nil, Explain: m.Explain})
 	}
 	return out
 }
 
-// BuildJSON assembles the --json report.
-func BuildJSON(s *workload.Scenario, modules int, results []*workload.Result, v *Verdict) *JSONReport {
+// BuildJSON assembles the --json report; with timed, the values also hold
+// the volatile rows (wall_ns).
+func BuildJSON(s *workload.Scenario, modules int, results []*workload.Result, v *Verdict, timed bool) *JSONReport {
 	rep := &JSONReport{Schema: SchemaID, Scenario: s.Name, Seed: s.Seed, Duration: time.Duration(s.Work.Duration).String(),
 		Modules: modules, Metrics: MetricInfos(results), Presets: []PresetJSON{}, Verdict: v}
 	ms := MetricsFor(results)
+	if timed {
+		ms = MetricsTimed(results)
+		rep.Metrics = metricInfos(results, ms)
+	}
 	for _, r := range results {
 		p := PresetJSON{Preset: r.Preset, Machine: Machine(r.Config), Values: map[string]float64{}, Series: []SeriesPoint{},
 			Refused: r.Refused, Failed: append([]string{}, r.Failed...)}

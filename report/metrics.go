@@ -54,7 +54,7 @@ type Metric struct {
 	Qualifier string
 	// Text formats a value for the table; nil formats by Unit.
 	Text     func(v float64) string
-	Volatile bool // differs between identical runs (wall time): not compared
+	Volatile bool // differs between identical runs (wall time): not compared, shown only on request (compare --time)
 	// Sample is the value at one point of the time series; nil for metrics
 	// known only at the end of a run.
 	Sample func(s *workload.Sample) float64
@@ -146,8 +146,14 @@ func RegisterProvider(p Provider) {
 // MetricsFor returns the registered rows and the providers' rows for these
 // results, in order; every consumer (table, CSV, JSON, verdict, HTML,
 // explain) lists rows through it. A provider row without an explanation is
-// reported by MissingExplanations.
-func MetricsFor(results []*workload.Result) []Metric {
+// reported by MissingExplanations. Volatile rows (host time) are left out,
+// so the same scenario and seed give the same bytes; MetricsTimed adds them.
+func MetricsFor(results []*workload.Result) []Metric { return metricsFor(results, false) }
+
+// MetricsTimed is MetricsFor with the volatile rows last (compare --time).
+func MetricsTimed(results []*workload.Result) []Metric { return metricsFor(results, true) }
+
+func metricsFor(results []*workload.Result, timed bool) []Metric {
 	var ms, volatile []Metric
 	for _, m := range Metrics() {
 		if m.Volatile {
@@ -161,6 +167,9 @@ func MetricsFor(results []*workload.Result) []Metric {
 	regMu.Unlock()
 	for _, p := range ps {
 		ms = append(ms, p(results)...)
+	}
+	if !timed {
+		return ms
 	}
 	return append(ms, volatile...)
 }

@@ -121,7 +121,7 @@ func TestJSONMatchesSchema(t *testing.T) {
 		t.Errorf("without explanation: %v", m)
 	}
 	var buf bytes.Buffer
-	if err := report.WriteJSON(&buf, report.BuildJSON(s, 0, res, report.ComputeVerdict(res))); err != nil {
+	if err := report.WriteJSON(&buf, report.BuildJSON(s, 0, res, report.ComputeVerdict(res), false)); err != nil {
 		t.Fatal(err)
 	}
 	var v any

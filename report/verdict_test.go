@@ -48,7 +48,7 @@ func TestVerdictFromNumbers(t *testing.T) {
 		t.Errorf("summary %q", v.Summary)
 	}
 	var buf bytes.Buffer
-	if err := report.WriteJSON(&buf, report.BuildJSON(&workload.Scenario{Name: "x"}, 0, res, v)); err != nil {
+	if err := report.WriteJSON(&buf, report.BuildJSON(&workload.Scenario{Name: "x"}, 0, res, v, false)); err != nil {
 		t.Fatal(err)
 	}
 	var back map[string]any
@@ -99,7 +99,7 @@ func TestProviderRows(t *testing.T) {
 	})
 	res := []*workload.Result{fake("mainline", 1<<20, 100), fake("collapse", 1<<20, 50)}
 	var buf bytes.Buffer
-	if err := report.CompareText(&buf, res); err != nil || !strings.Contains(buf.String(), "test walks") {
+	if err := report.CompareText(&buf, res, false); err != nil || !strings.Contains(buf.String(), "test walks") {
 		t.Errorf("table lacks the provider row: %v", err)
 	}
 	v := report.ComputeVerdict(res)

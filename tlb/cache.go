@@ -25,27 +25,70 @@ func mkKey(va uint64, shift uint8, flags uint64) uint64 {
 // indexing. Structures with many ways (the fully associative L1s) find keys
 // through a small open-addressed index instead of scanning every way.
 type cache struct {
-	sets, ways int
-	keys       []uint64
-	stamp      []uint64 // LRU: larger is more recent
-	mask       []uint8  // coalesced entries: which of the four pages are valid
-	clock      uint64
-	count      [256]int32 // live entries per (flags|shift), so lookups probe only classes present
-	present    [4]uint64  // bitmap of the classes with count > 0
-	idx        []int32    // ways > scanWays: key -> slot+1, linear probing
+	// The fields every look-up reads come first, in one cache line.
+	keys []uint64
+	// ways > scanWays: an open-addressed index, linear probing, of the
+	// keys (idxKey, 0 empty) and their slots (idx): a probe compares keys
+	// without reading the slot first.
+	idxKey     []uint64
+	idx        []int32
 	idxMask    uint64
+	setMask    uint64 // sets-1 when sets is a power of two (every built-in model), else 0
+	sets, ways int
+	present    [4]uint64 // bitmap of the classes with count > 0
 	// Fully associative structures keep their LRU order as a circular list
 	// (O(1) victim choice) through a sentinel at index len(keys): its next
 	// is the most recently used slot, its prev the least. The sentinel
 	// spares every branch on the list's ends, so moving a slot to the front
 	// costs the same whether or not it is there already.
-	prev, next []int32
-	used       int // slots [0, used) have been filled at least once
-	live       int // entries present
+	link []link // nil unless the list is used
+	// Sets of up to 16 ways keep their LRU order in one word per set
+	// (lruWays), and which ways hold a key in occ: no time stamps to scan
+	// for a victim.
+	lru  []uint64
+	occ  []uint16
+	divM uint64 // slot / ways as the high word of slot × divM (see slotSet)
+	// Sets of more ways stamp each slot with a clock: larger is more recent.
+	stamp []uint64
+	clock uint64
+	mask  []uint8 // coalesced entries: which of the four pages are valid
+	used  int     // slots [0, used) have been filled at least once (list only)
+	live  int     // entries present
 	// gen counts, per span, the inserts of larger spans (L1s only; see
 	// lastHit).
-	gen [64]uint64
+	gen   [64]uint64
+	count [256]int32 // live entries per (flags|shift), so lookups probe only classes present
 }
+
+// lruWays: a set's LRU order as nibbles, way numbers from the most recently
+// used (nibble 0) to the least (nibble ways-1); unused nibbles hold 15,
+// never a way of a set of fewer than 16.
+const (
+	lruWays  = 16
+	nibbles  = 0x1111111111111111
+	nibbleHi = 0x8888888888888888
+)
+
+// lruTouch moves way w to the front of the order x.
+func lruTouch(x, w uint64) uint64 {
+	// The lowest nibble of x equal to w: t has a zero nibble there, and the
+	// lowest nibble the zero-nibble test flags is exact.
+	t := x ^ w*nibbles
+	p := uint(bits.TrailingZeros64((t-nibbles)&^t&nibbleHi)) &^ 3
+	below := x & (1<<p - 1)
+	return x&^(1<<(p+4)-1) | below<<4 | w
+}
+
+// slotSet splits slot s into its set and way without a division: divM is
+// ⌈2^64/ways⌉, exact for every 32-bit s (Lemire, Kaser and Kurz, "Faster
+// remainder by direct computation", 2019).
+func (c *cache) slotSet(s int) (set, way int) {
+	q, _ := bits.Mul64(uint64(s), c.divM)
+	return int(q), s - int(q)*c.ways
+}
+
+// link is a slot's neighbours in the LRU list: one load fetches both.
+type link struct{ prev, next int32 }
 
 const scanWays = 8
 
@@ -54,41 +97,60 @@ func newCache(entries, ways int) *cache {
 		ways = entries
 	}
 	c := &cache{sets: entries / ways, ways: ways}
+	if c.sets&(c.sets-1) == 0 {
+		c.setMask = uint64(c.sets - 1)
+	}
 	n := c.sets * c.ways
 	c.keys = make([]uint64, n)
-	c.stamp = make([]uint64, n)
 	c.mask = make([]uint8, n)
+	switch {
+	case c.sets == 1 && ways > scanWays: // the list, below
+	case ways <= lruWays:
+		c.lru = make([]uint64, c.sets)
+		c.occ = make([]uint16, c.sets)
+		c.divM = ^uint64(0)/uint64(ways) + 1
+		c.resetLRU()
+	default:
+		c.stamp = make([]uint64, n)
+	}
 	if ways > scanWays {
 		sz := 1
 		for sz < 4*n {
 			sz <<= 1
 		}
 		c.idx = make([]int32, sz)
+		c.idxKey = make([]uint64, sz)
 		c.idxMask = uint64(sz - 1)
 	}
 	if c.sets == 1 && ways > scanWays {
-		c.prev = make([]int32, n+1)
-		c.next = make([]int32, n+1)
-		c.prev[n], c.next[n] = int32(n), int32(n)
+		c.link = make([]link, n+1)
+		c.link[n] = link{int32(n), int32(n)}
 	}
 	return c
 }
 
 func (c *cache) unlink(s int32) {
-	p, n := c.prev[s], c.next[s]
-	c.next[p] = n
-	c.prev[n] = p
+	l := c.link[s]
+	c.link[l.prev].next = l.next
+	c.link[l.next].prev = l.prev
 }
 
 func (c *cache) pushFront(s int32) {
 	h := int32(len(c.keys))
-	f := c.next[h]
-	c.prev[s], c.next[s] = h, f
-	c.prev[f] = s
-	c.next[h] = s
+	f := c.link[h].next
+	c.link[s] = link{h, f}
+	c.link[f].prev = s
+	c.link[h].next = s
 }
 
-func (c *cache) set(key uint64) int { return int((key >> 8) % uint64(c.sets)) }
+// set returns the set of key: a mask for a power-of-two number of sets,
+// where a 64-bit division would cost more than the rest of a look-up.
+func (c *cache) set(key uint64) int {
+	if c.setMask != 0 || c.sets == 1 {
+		return int(key >> 8 & c.setMask)
+	}
+	return int((key >> 8) % uint64(c.sets))
+}
 
 func hashKey(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> 20 }
 
@@ -96,12 +158,11 @@ func hashKey(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> 20 }
 func (c *cache) find(key uint64) int {
 	if c.idx != nil {
 		for h := hashKey(key) & c.idxMask; ; h = (h + 1) & c.idxMask {
-			s := c.idx[h]
-			if s == 0 {
+			switch c.idxKey[h] {
+			case key:
+				return int(c.idx[h])
+			case 0:
 				return -1
-			}
-			if c.keys[s-1] == key {
-				return int(s - 1)
 			}
 		}
 	}
@@ -119,15 +180,38 @@ func (c *cache) has(class uint64) bool { return c.count[class&0xff] != 0 }
 
 // touch marks slot s most recently used.
 func (c *cache) touch(s int) {
-	if c.prev != nil {
-		if c.next[len(c.keys)] != int32(s) { // not already the most recent
+	if c.link != nil {
+		if c.link[len(c.keys)].next != int32(s) { // not already the most recent
 			c.unlink(int32(s))
 			c.pushFront(int32(s))
 		}
 		return
 	}
+	if c.lru != nil {
+		set, way := c.slotSet(s)
+		c.lru[set] = lruTouch(c.lru[set], uint64(way))
+		return
+	}
 	c.clock++
 	c.stamp[s] = c.clock
+}
+
+// resetLRU empties the sets' orders: ways 0, 1, ... in order, the unused
+// nibbles 15. Any order would do: every way is touched when filled, so
+// once a set is full its order is the order of those touches.
+func (c *cache) resetLRU() {
+	var x uint64
+	for w := lruWays - 1; w >= 0; w-- {
+		v := uint64(15)
+		if w < c.ways {
+			v = uint64(w)
+		}
+		x = x<<4 | v
+	}
+	for i := range c.lru {
+		c.lru[i] = x
+		c.occ[i] = 0
+	}
 }
 
 // insert puts key in its set, evicting the least recently used way (an empty
@@ -138,30 +222,53 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 		c.touch(s)
 		return s, 0
 	}
-	base := c.set(key) * c.ways
-	victim := base
-	if c.prev != nil {
-		// Fully associative: the next never-used slot, else the list's tail.
+	return c.insertNew(key, mask)
+}
+
+// victim returns the slot a new key of key's set takes: for a fully
+// associative structure the next never-used slot, else an empty one, else
+// the list's tail; for a set the first empty way, else the least recently
+// used.
+func (c *cache) victim(key uint64) int {
+	if c.link != nil {
 		switch {
 		case c.used < len(c.keys):
-			victim = c.used
+			return c.used
 		case c.live < len(c.keys):
-			for c.keys[victim] != 0 {
-				victim++
+			v := 0
+			for c.keys[v] != 0 {
+				v++
 			}
-		default:
-			victim = int(c.prev[len(c.keys)])
+			return v
+		}
+		return int(c.link[len(c.keys)].prev)
+	}
+	set := c.set(key)
+	base := set * c.ways
+	if c.lru != nil {
+		if o := c.occ[set]; o != 1<<c.ways-1 {
+			return base + bits.TrailingZeros16(^o)
+		}
+		return base + int(c.lru[set]>>(4*(c.ways-1))&15)
+	}
+	keys := c.keys[base : base+c.ways]
+	stamp := c.stamp[base : base+len(keys)]
+	v := 0
+	for i, k := range keys {
+		if k == 0 {
+			return base + i
+		}
+		if stamp[i] < stamp[v] {
+			v = i
 		}
 	}
-	for i := base; c.prev == nil && i < base+c.ways; i++ {
-		if c.keys[i] == 0 {
-			victim = i
-			break
-		}
-		if c.stamp[i] < c.stamp[victim] {
-			victim = i
-		}
-	}
+	return base + v
+}
+
+// insertNew is insert for a key the caller knows is absent (its look-up
+// just missed), sparing a second look-up.
+func (c *cache) insertNew(key uint64, mask uint8) (slot int, evicted uint64) {
+	victim := c.victim(key)
 	evicted = c.keys[victim]
 	if evicted != 0 {
 		c.remove(victim)
@@ -172,7 +279,11 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 		c.present[key>>6&3] |= 1 << (key & 63)
 	}
 	c.live++
-	if c.prev != nil {
+	if c.lru != nil {
+		set, way := c.slotSet(victim)
+		c.occ[set] |= 1 << way
+	}
+	if c.link != nil {
 		if victim >= c.used {
 			c.used = victim + 1
 		}
@@ -180,10 +291,10 @@ func (c *cache) insert(key uint64, mask uint8) (slot int, evicted uint64) {
 	}
 	if c.idx != nil {
 		h := hashKey(key) & c.idxMask
-		for c.idx[h] != 0 {
+		for c.idxKey[h] != 0 {
 			h = (h + 1) & c.idxMask
 		}
-		c.idx[h] = int32(victim + 1)
+		c.idx[h], c.idxKey[h] = int32(victim), key
 	}
 	c.touch(victim)
 	return victim, evicted
@@ -201,8 +312,14 @@ func (c *cache) remove(s int) {
 	c.live--
 	c.keys[s] = 0
 	c.mask[s] = 0
-	c.stamp[s] = 0
-	if c.prev != nil {
+	switch {
+	case c.lru != nil:
+		set, way := c.slotSet(s)
+		c.occ[set] &^= 1 << way
+	case c.stamp != nil:
+		c.stamp[s] = 0
+	}
+	if c.link != nil {
 		c.unlink(int32(s))
 	}
 	if c.idx == nil {
@@ -210,24 +327,24 @@ func (c *cache) remove(s int) {
 	}
 	// Backward-shift deletion keeps linear probing correct without tombstones.
 	h := hashKey(key) & c.idxMask
-	for c.idx[h] != int32(s+1) {
+	for c.idxKey[h] != key {
 		h = (h + 1) & c.idxMask
 	}
 	for {
-		c.idx[h] = 0
+		c.idxKey[h] = 0
 		j := h
 		for {
 			j = (j + 1) & c.idxMask
-			if c.idx[j] == 0 {
+			if c.idxKey[j] == 0 {
 				return
 			}
-			home := hashKey(c.keys[c.idx[j]-1]) & c.idxMask
+			home := hashKey(c.idxKey[j]) & c.idxMask
 			// Move idx[j] into the hole at h unless its home lies cyclically in (h, j].
 			if (j > h && (home <= h || home > j)) || (j < h && home <= h && home > j) {
 				break
 			}
 		}
-		c.idx[h] = c.idx[j]
+		c.idx[h], c.idxKey[h] = c.idx[j], c.idxKey[j]
 		h = j
 	}
 }
@@ -238,17 +355,19 @@ func (c *cache) flush() int {
 	for s, k := range c.keys {
 		if k != 0 {
 			n++
-			c.keys[s], c.mask[s], c.stamp[s] = 0, 0, 0
+			c.keys[s], c.mask[s] = 0, 0
 		}
 	}
 	c.count = [256]int32{}
 	c.present = [4]uint64{}
-	for i := range c.idx {
-		c.idx[i] = 0
+	clear(c.stamp)
+	if c.lru != nil {
+		c.resetLRU()
 	}
-	if c.prev != nil {
+	clear(c.idxKey)
+	if c.link != nil {
 		n := len(c.keys)
-		c.prev[n], c.next[n] = int32(n), int32(n)
+		c.link[n] = link{int32(n), int32(n)}
 	}
 	c.used, c.live = 0, 0
 	return n

@@ -74,14 +74,15 @@ func BenchmarkAccess(b *testing.B) {
 
 // BenchmarkWindowServerMix measures the simulator on the default comparison's
 // mix: module-text fetch (100M/s) over 32 MiB of 4K-mapped text, Zipf and
-// page-cache reads (100M/s each) over a 16 GiB block-mapped linear map.
+// page-cache reads (100M/s each) over a 16 GiB block-mapped linear map,
+// on every built-in CPU model.
 func BenchmarkWindowServerMix(b *testing.B) {
 	const textVA = linBase + 32*gib
 	pt := tables(b, 16*gib, 0)
 	if err := pt.Map(pgtable.Direct{}, textVA, 80*gib, 32*mib, prot, ptes); err != nil {
 		b.Fatal(err)
 	}
-	for _, m := range []*Model{models[0], models[3]} {
+	for _, m := range models {
 		b.Run(m.Key, func(b *testing.B) {
 			text := &Stream{Kind: Instr, Pattern: Code, Rate: 100e6, RunLines: 8}
 			kv := &Stream{Kind: Data, Pattern: Zipf, Rate: 100e6, ZipfS: 1.01}

@@ -1,7 +1,6 @@
 package tlb
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/ptlab/ptlab/arm64"
@@ -53,7 +52,7 @@ func TestLastHitSameAsLookup(t *testing.T) {
 		}
 		for k := range a.l1 {
 			ca, cb := a.l1[k], b.l1[k]
-			if !slices.Equal(ca.keys, cb.keys) || !slices.Equal(ca.prev, cb.prev) || !slices.Equal(ca.next, cb.next) || !slices.Equal(ca.stamp, cb.stamp) {
+			if !sameCache(ca, cb) {
 				t.Errorf("%s: L1 %v differs from the one without the memory", m.Key, Kind(k))
 			}
 		}

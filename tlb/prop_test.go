@@ -49,13 +49,13 @@ func (r *refCache) drop(key uint64) bool {
 	return true
 }
 
-// The cache (hash-indexed fully associative with a list LRU, or scanned sets
-// with time stamps) behaves exactly like the reference: same hits, same
+// The cache (hash-indexed fully associative with a list LRU, sets of up to
+// 16 ways with their order in a word, wider sets with time stamps) behaves exactly like the reference: same hits, same
 // victims, same contents, through inserts, look-ups, removals, range
 // invalidations and flushes.
 func TestCacheMatchesReference(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		geo := rapid.SampledFrom([][2]int{{12, 12}, {16, 16}, {48, 48}, {16, 4}, {20, 5}, {48, 12}, {8, 2}, {4, 4}}).Draw(rt, "geometry")
+		geo := rapid.SampledFrom([][2]int{{12, 12}, {16, 16}, {48, 48}, {16, 4}, {20, 5}, {48, 12}, {8, 2}, {4, 4}, {32, 16}, {80, 16}, {6, 3}, {64, 32}}).Draw(rt, "geometry")
 		c := newCache(geo[0], geo[1])
 		ref := &refCache{sets: geo[0] / geo[1], ways: geo[1], lru: make([][]uint64, geo[0]/geo[1])}
 		// Keys from a small VA window so that sets fill and collide.

@@ -146,15 +146,40 @@ func (s *Sim) runs(n int) {
 
 // rest runs up to max of the sequential lines left in st's run and returns
 // how many it ran.
+//
+// Once an access leaves the L1 entry it used remembered (mk) and most
+// recently used, the lines after it that stay inside that entry's span hit
+// it through the memory and touch it again, which changes nothing: they are
+// counted at once instead of one by one, so a run costs a look-up per page
+// crossed, not per line.
 func (s *Sim) rest(st *Stream, mk *lastHit, max int) int {
 	run := min(st.left, max)
 	t, k, pos, end := s.T, st.Kind, st.pos, st.end
-	for j := 0; j < run; j++ {
+	l1, c := t.l1[k], &t.C[k]
+	for j := 0; j < run; {
 		pos += line
 		if pos >= end {
 			pos = end - line
 		}
 		t.access(pos, k, mk)
+		j++
+		if j == run || !mk.covers(l1, pos) {
+			continue
+		}
+		// The lines ahead are below end, then end-line once they reach it
+		// (end need not be line-aligned to the run, so end-line may lie
+		// before the span): all of them stay in the span if end-1 and
+		// end-line do, else those below both the span's end and end.
+		n := run - j
+		endm := (end-1)&vaMask + 1 // end modulo 2^56; 2^56 for the top of the address space
+		if endm-1-mk.lo >= mk.span || (end-line)&vaMask-mk.lo >= mk.span {
+			n = min(n, int((min(mk.lo+mk.span, endm)-1-pos&vaMask)/line))
+		}
+		if pos += uint64(n) * line; pos >= end {
+			pos = end - line
+		}
+		c.Accesses += uint64(n)
+		j += n
 	}
 	st.pos = pos
 	st.left -= run

@@ -183,16 +183,13 @@ func computeZipfQuantiles(n uint64, z float64) []float64 {
 func (s *Stream) zipfRank(r *RNG) (k, low uint64) {
 	w := r.Uint64()
 	low = w & (1<<11 - 1)
-	if s.units <= 1 {
-		return 0, low
-	}
 	m := w >> 11
 	i := m >> 41
 	frac := float64(m&(1<<41-1)) * (1.0 / (1 << 41))
 	q := s.zq[i : i+2 : i+2]
 	x := q[0] + frac*(q[1]-q[0])
 	k = uint64(x) - 1
-	if k >= s.units {
+	if k >= s.units { // and one unit: the table's ranks are [1, 2]
 		k = s.units - 1
 	}
 	return k, low
@@ -297,7 +294,8 @@ func geoTable(lg float64) []int32 {
 	return q
 }
 
-// unitVA maps the i-th page/chunk (in range order) to its VA.
+// unitVA maps the i-th page/chunk (in range order) to its VA, and returns
+// the end of its range.
 func (s *Stream) unitVA(i, unit uint64) (va, end uint64) {
 	if len(s.ranges) == 1 {
 		r := &s.ranges[0]
@@ -335,7 +333,12 @@ func (s *Stream) Next(r *RNG) uint64 {
 		return rg.Start + r.Uint64N(max(rg.Size, 1))&^7
 	case Zipf:
 		k, low := s.zipfRank(r)
-		va, _ := s.unitVA(s.scramble(k), 4096)
+		var va uint64
+		if i := s.scramble(k); len(s.ranges) == 1 { // unitVA's first case, without the call
+			va = s.ranges[0].Start + i*4096
+		} else {
+			va, _ = s.unitVA(i, 4096)
+		}
 		return va + low%(4096/8)*8
 	default: // PageCache
 		k, low := s.zipfRank(r)

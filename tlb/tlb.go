@@ -274,6 +274,11 @@ type lastHit struct {
 	shift    uint8
 }
 
+// covers reports whether the L1 entry m remembers still translates va.
+func (m *lastHit) covers(l1 *cache, va uint64) bool {
+	return (va&vaMask)-m.lo < m.span && l1.keys[m.slot] == m.key && l1.gen[m.shift] == m.gen
+}
+
 func (t *TLB) remember(m *lastHit, l1 *cache, va uint64, shift uint8, slot int) {
 	// Field by field: a struct literal is built on the stack and copied
 	// with 16-byte moves, which stall on the 8-byte stores just made.
@@ -287,7 +292,7 @@ func (t *TLB) remember(m *lastHit, l1 *cache, va uint64, shift uint8, slot int) 
 // it in m. Inserting a span invalidates what is remembered at smaller ones.
 func (t *TLB) fillL1(k Kind, va uint64, s uint8, m *lastHit) {
 	l1 := t.l1[k]
-	slot, _ := l1.insert(mkKey(va, s, 0), 0)
+	slot, _ := l1.insertNew(mkKey(va, s, 0), 0) // the L1 look-up of va missed
 	for _, h := range t.l1Holds[k] {
 		if h < s {
 			l1.gen[h]++
@@ -309,7 +314,7 @@ func (t *TLB) access(va uint64, k Kind, m *lastHit) {
 	c := &t.C[k]
 	c.Accesses++
 	l1 := t.l1[k]
-	if (va&vaMask)-m.lo < m.span && l1.keys[m.slot] == m.key && l1.gen[m.shift] == m.gen {
+	if m.covers(l1, va) {
 		l1.touch(int(m.slot))
 		return
 	}
@@ -343,6 +348,7 @@ func (t *TLB) access(va uint64, k Kind, m *lastHit) {
 func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
 	g := &t.g
 	start := g.StartLevel
+	restarted := false
 	var hit *cache
 	hitSlot := -1
 	for l := arm64.LastLevel; l > g.StartLevel; l-- {
@@ -367,7 +373,7 @@ func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
 		// The cached table is no longer in the tree at that level (a fold the
 		// kernel invalidated with a last-level TLBI only): the walk restarts.
 		hit.remove(hitSlot)
-		hit, start = nil, g.StartLevel
+		hit, start, restarted = nil, g.StartLevel, true
 	}
 	if hit != nil {
 		hit.touch(hitSlot)
@@ -378,8 +384,14 @@ func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
 	}
 	if e.Level == arm64.LastLevel || t.M.WalkFillOnBlock {
 		for l := start + 1; l <= e.Level; l++ {
-			if w := t.walkAt[l+1]; w != nil {
-				w.insert(mkKey(va, uint8(g.Shift(l-1)), flagWalk), 0)
+			w := t.walkAt[l+1]
+			if w == nil {
+				continue
+			}
+			if key := mkKey(va, uint8(g.Shift(l-1)), flagWalk); restarted {
+				w.insert(key, 0)
+			} else {
+				w.insertNew(key, 0) // the search above missed every level below start
 			}
 		}
 	}
@@ -395,7 +407,7 @@ func (t *TLB) walkFill(va uint64) (span uint8, reads int, ok bool) {
 		}
 	}
 	if s2 != 0 {
-		t.l2.insert(mkKey(va, s2, 0), 0)
+		t.l2.insertNew(mkKey(va, s2, 0), 0) // the L2 look-up of va missed
 	}
 	return span, reads, true
 }

@@ -33,6 +33,7 @@ type compareFlags struct {
 	kernel   string
 	cpus     string
 	html     string
+	time     bool // print the host time of each preset's run (differs between runs)
 	explain  bool
 	check    bool // run the invariants instead (check.go)
 }
@@ -46,7 +47,8 @@ func init() {
 reloads, BPF programs, ftrace trampolines and kprobes over simulated time, all from one seed —
 on a fresh kernel per policy preset, and prints one column per preset: linear-map, modules and
 vmalloc bytes at each leaf size, page-table pages, splits and collapses, TLB invalidations by
-kind, ROX cache chunks and fragmentation, and wall time. Without --scenario it runs the
+kind, ROX cache chunks and fragmentation (and with --time the host time each preset took).
+The output is byte-identical for the same scenario and seed. Without --scenario it runs the
 embedded default (a 16 GiB BBML2_NOABORT server, the Debian arm64 server module set, an hour
 of typical churn).`,
 		Args: cobra.NoArgs,
@@ -67,6 +69,7 @@ of typical churn).`,
 	cmd.Flags().StringVar(&f.cpus, "cpus", "", "CPUs instead of the machine's: MODEL[:COUNT],... (e.g. ampere1:63,neoverse-n1:1)")
 	cmd.Flags().StringVar(&f.html, "html", "", "also write a self-contained HTML report (charts, verdict, heat maps, dump diffs) to this file")
 	cmd.Flags().BoolVar(&f.explain, "explain", false, "after the table, explain every row")
+	cmd.Flags().BoolVar(&f.time, "time", false, "also print the wall time each preset took (differs between identical runs)")
 	rootCmd.AddCommand(cmd)
 	// ptlab's main job: compare the policies on the embedded default scenario.
 	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -226,13 +229,13 @@ func runCompare(out, errw io.Writer, f compareFlags) error {
 		fmt.Fprintf(errw, "ptlab: report written to %s\n", f.html)
 	}
 	if f.json {
-		return report.WriteJSON(out, report.BuildJSON(s, len(mods), results, v))
+		return report.WriteJSON(out, report.BuildJSON(s, len(mods), results, v, f.time))
 	}
 	if f.csv == "-" {
 		return nil
 	}
 	fmt.Fprintf(out, "scenario %s: machine %s; %d modules, %v, seed %d\n\n", s.Name, report.Machine(results[0].Config), len(mods), time.Duration(s.Work.Duration), s.Seed)
-	if err := report.CompareText(out, results); err != nil {
+	if err := report.CompareText(out, results, f.time); err != nil {
 		return err
 	}
 	if f.explain {

@@ -66,18 +66,17 @@ func TestDefaultRun(t *testing.T) {
 	if i := strings.LastIndex(out, "\nVerdict"); i < 0 || !strings.Contains(out[i:], "against mainline") || strings.Contains(out[i:], "page-table pages  ") {
 		t.Error("default output does not end with the verdict")
 	}
-	strip := func(s string) string { // wall time is the one thing that varies
-		lines := strings.Split(s, "\n")
-		for i, l := range lines {
-			if strings.Contains(l, "wall time") {
-				lines[i] = ""
-			}
-		}
-		return strings.Join(lines, "\n")
-	}
+	// Same scenario and seed, the same bytes: host time only with --time.
 	again, _ := run(t)
-	if strip(again) != strip(out) {
+	if again != out {
 		t.Error("two runs of the default differ")
+	}
+	if strings.Contains(out, "wall time") {
+		t.Error("the default output shows the wall time (it differs between runs; --time asks for it)")
+	}
+	timed, err := run(t, "compare", "--time")
+	if err != nil || !strings.Contains(timed, "wall time") {
+		t.Errorf("compare --time shows no wall time: %v", err)
 	}
 }
 
