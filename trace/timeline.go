@@ -158,6 +158,7 @@ type builder struct {
 	// not be reflected in the snapshot.
 	inSnapshot bool
 	stopped    bool // past the To mark
+	toAt       workload.Duration
 	mods       []*modRec
 }
 
@@ -460,6 +461,7 @@ func (b *builder) event(e *Event) {
 		}
 		if name == b.opt.To && b.started {
 			b.stopped = true
+			b.toAt = b.at(e)
 		}
 		b.modelled(e, "trace mark %q", name)
 		return
@@ -683,6 +685,16 @@ func (b *builder) lookahead(e *Event, f map[string]string) {
 	case "execmem_free":
 		if o.start == addr && b.freeing[e.PID] != o.mod {
 			o.freedLive = true
+			if b.opt.Pinned && o.mod.op >= 0 {
+				// do_free_init ran after the window: through it the init
+				// region was allocated and its VA busy (no purge in the
+				// window may release it); it is freed at the end, as the
+				// capture that follows the mark mostly sees it.
+				// Every init region the window left: do_free_init frees
+				// them together; the ones freed already are skipped.
+				b.rp.Ops[o.mod.op].DeferInit = true
+				b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpFreeInit, Module: o.mod.index, At: b.toAt, Line: e.Line})
+			}
 		}
 	case "set_memory_ro":
 		o.roAfter = true
