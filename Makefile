@@ -15,12 +15,13 @@ vet:
 # Tests that need something outside Go (QEMU, a browser) run on their own
 # and verbosely, so the output says whether they ran or why they skipped.
 EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestTraceOnRealKernel|TestHTMLInBrowser)$$
-# The live trace loop records a real guest and compares the replay with it.
-# The guest's kernel threads create and free vmap stacks concurrently with the
-# module loads, and the recording cannot always order those against the
-# captures (fork.c's stack cache, a free traced after the capture's mark), so
-# its result is reported here but does not gate: the exact replay gate is
-# TestCommittedRecording, which runs with the other tests.
+# The live trace loop records a real guest and compares the replay with it
+# (skipped without QEMU). Every difference it tolerates is explained from the
+# recording (trace/fidelity.go), but it does not gate yet: each live run so
+# far that failed showed a new ordering of the guest's CPUs the replay then
+# learned (see the committed qemu-6.12-2/-3 recordings), and too few runs
+# of the final replay have passed to call it reliable. The exact replay gate
+# is TestCommittedRecording, which runs with the other tests.
 LIVE_TRACE = $(GO) test -count=1 -timeout 30m -v -run '^TestTraceOnRealKernel$$' ./trace/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' | grep -v 'explained page difference' ; test $${PIPESTATUS[0]} -eq 0
 

@@ -93,6 +93,11 @@ type Kernel struct {
 	// Mutations are injected bugs for the checker's mutant suite (mutants.go);
 	// zero is the faithful model.
 	Mutations Mutations
+	// BeforeModuleAlloc, when set, runs before each region of a loading
+	// module is allocated: move_module allocates them one by one, and other
+	// CPUs free and purge VA in between, so a replay runs there what the
+	// recording shows before that region's allocation. Nil in the model.
+	BeforeModuleAlloc func(c CPU, spec ModuleSpec, t ModMemType) error
 
 	warnMu sync.Mutex
 	warned map[string]bool

@@ -122,6 +122,11 @@ func (k *Kernel) loadModule(c CPU, spec ModuleSpec, freeInit bool) (*Module, err
 		return nil, err
 	}
 	for t := ModMemType(0); t < NumModMemTypes; t++ {
+		if k.BeforeModuleAlloc != nil && spec.Size[t] != 0 {
+			if err := k.BeforeModuleAlloc(c, spec, t); err != nil {
+				return fail(err)
+			}
+		}
 		if err := k.moduleMemoryAlloc(c, m, t); err != nil {
 			return fail(err)
 		}

@@ -71,6 +71,10 @@ type Vmalloc struct {
 	lazy       []vaSpan
 	lazyPages  uint64
 	lazyMax    uint64
+	// TracedPurges: lazily freed VA is released only by PurgeTraced, at the
+	// purges a recording shows (vmalloc_traced.go); the model's own purge
+	// points still flush but keep the areas queued.
+	TracedPurges bool
 
 	Allocs, Frees, HugeFallbacks, Purges uint64
 }
@@ -323,7 +327,7 @@ func (k *Kernel) freeVmapAreaNoflush(c CPU, s vaSpan) {
 	k.bookMu.Lock()
 	k.VM.lazy = append(k.VM.lazy, s)
 	k.VM.lazyPages += (s.end - s.start) >> k.G.PageShift
-	purge := k.VM.lazyPages > k.VM.lazyMax
+	purge := k.VM.lazyPages > k.VM.lazyMax && !k.VM.TracedPurges
 	k.bookMu.Unlock()
 	if purge {
 		k.purgeVmapAreaLazy(c)
@@ -343,8 +347,11 @@ func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
 	c.Lock(k.PurgeLock)
 	defer c.Unlock(k.PurgeLock)
 	k.bookMu.Lock()
-	lazy := k.VM.lazy
-	k.VM.lazy, k.VM.lazyPages = nil, 0
+	var lazy []vaSpan
+	if !k.VM.TracedPurges {
+		lazy = k.VM.lazy
+		k.VM.lazy, k.VM.lazyPages = nil, 0
+	}
 	k.bookMu.Unlock()
 	for _, s := range lazy {
 		start = min(start, s.start)

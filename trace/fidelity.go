@@ -209,70 +209,189 @@ func ComparePages(real, model map[uint64]PageChange, pageSize uint64) []PageMism
 	return out
 }
 
-// ExplainLate splits page mismatches into those the recording itself
-// explains and the rest. The captures walk the tables a little before the
-// mark that starts the replayed window (from) and a little after the mark
-// that ends it (to), while other tasks run: an area allocated after the "to"
-// mark (the capture's own threads' kernel stacks, say) is mapped in the real
-// "after" dump but not in the replay, one freed after it is already gone,
-// one freed in the window and allocated again after the mark is mapped in
-// both real dumps; an area freed just before the "from" mark may still be
-// mapped in the real "before" dump. A mismatch is explained when the
-// recording shows such an event for an area starting at the range's start
-// and the dumps differ in the matching way. It also explains pages the model
-// mapped that the capture shows unmapped while the kernel's end vmallocinfo
-// lists them.
-func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained []string, rest []PageMismatch) {
-	allocs, frees := map[uint64]int{}, map[uint64]int{}
-	lastBefore := map[uint64]Event{} // the last vmap event per address before the from mark
-	phase := 0                       // 0: before from, 1: window, 2: after to
+// Explained is a page mismatch with the recorded cause that explains it.
+type Explained struct {
+	PageMismatch
+	Why string
+}
+
+func (e Explained) String() string { return e.PageMismatch.String() + ": " + e.Why }
+
+// ExplainedResidual is what explained page mismatches add to CompareChanges'
+// differences of their region, model minus real, keyed like Difference.What
+// ("perm ...", "leaf PTE 4K"): a difference of the totals is accounted for
+// exactly when it equals this.
+func ExplainedResidual(ex []Explained, d Dumps, pageSize uint64) map[string]int64 {
+	out := map[string]int64{}
+	add := func(dump *ptdump.Dump, va uint64, sign int64) {
+		rs := dump.Ranges
+		i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > va })
+		if i == len(rs) || rs[i].Start > va || !rs[i].Mapped() {
+			return
+		}
+		r := &rs[i]
+		out["perm "+r.Attrs.Perm] += sign * int64(pageSize)
+		out["leaf "+dump.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont))] += sign * int64(pageSize)
+	}
+	for _, e := range ex {
+		for va := e.Start; va < e.End && va >= e.Start; va += pageSize {
+			add(d.ModelAfter, va, 1)
+			add(d.ModelBefore, va, -1)
+			add(d.RealAfter, va, -1)
+			add(d.RealBefore, va, 1)
+		}
+	}
+	for k, v := range out {
+		if v == 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// Dumps are the four page-table dumps a fidelity check compares: the real
+// kernel's captures and the model's dumps at the two marks.
+type Dumps struct{ RealBefore, RealAfter, ModelBefore, ModelAfter *ptdump.Dump }
+
+// pageState is how a dump maps the page at va, in ChangedPages' terms
+// ("PTE 4K" and the permission columns; "unmapped " where nothing is).
+func pageState(d *ptdump.Dump, va uint64) string {
+	rs := d.Ranges
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > va })
+	if i == len(rs) || rs[i].Start > va || !rs[i].Mapped() {
+		return "unmapped "
+	}
+	r := &rs[i]
+	return d.Geometry.LeafName(r.Level, r.Attrs.Has(ptdump.AttrCont)) + " " + r.Attrs.Perm
+}
+
+// areaEvent is one alloc_vmap_area or free_vmap_area_noflush of a recording
+// with the span of its area.
+type areaEvent struct {
+	start, end uint64
+	alloc      bool
+	line       int
+}
+
+// captureWindows are the vmap events the captures may or may not have seen:
+// the "before" capture walks the tables between the recorder's "start" mark
+// (the workload's "capture-start" if it has one) and the from mark while
+// other tasks run, the "after" capture between the to mark and the
+// recorder's "end" mark (the workload's "capture-end"). A free event names only va_start; its
+// span is that of the area's last allocation (or the start snapshot's entry).
+func captureWindows(rec *Recording, from, to string) (pre, post []areaEvent) {
+	span := map[uint64]uint64{}
+	if rec.Start != nil {
+		for _, a := range rec.Start.Vmalloc {
+			span[a.Start] = a.End
+		}
+	}
+	// A workload that marks "capture-start" before its first capture and
+	// "capture-end" after its last narrows the windows to the captures.
+	first, last := "start", "end"
+	for _, e := range rec.Events {
+		if n, ok := markName(e); ok && n == "capture-start" {
+			first = n
+		} else if ok && n == "capture-end" {
+			last = n
+		}
+	}
+	phase := 0 // 0: before first, 1: first..from, 2: window, 3: to..last, 4: after last
 	for _, e := range rec.Events {
 		if n, ok := markName(e); ok {
-			if n == from && phase == 0 {
+			switch {
+			case n == first && phase == 0:
 				phase = 1
-			} else if n == to && phase == 1 {
+			case n == from && phase <= 1:
 				phase = 2
+			case n == to && phase == 2:
+				phase = 3
+			case n == last && phase == 3:
+				phase = 4
 			}
+			continue
+		}
+		if e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush" {
 			continue
 		}
 		f := Fields(e.Args)
 		v, err := decArg(f, "va_start")
-		if err != nil || (e.Name != "alloc_vmap_area" && e.Name != "free_vmap_area_noflush") {
+		if err != nil {
 			continue
 		}
-		switch phase {
-		case 0:
-			lastBefore[uint64(v)] = e
-		case 2:
-			if e.Name == "alloc_vmap_area" {
-				allocs[uint64(v)] = e.Line
-			} else {
-				frees[uint64(v)] = e.Line
+		ae := areaEvent{start: uint64(v), line: e.Line, alloc: e.Name == "alloc_vmap_area"}
+		if ae.alloc {
+			sz, err := decArg(f, "size")
+			if err != nil || sz <= 0 || sz > maxArea {
+				continue
 			}
+			ae.end = ae.start + uint64(sz)
+			span[ae.start] = ae.end
+		} else if ae.end = span[ae.start]; ae.end == 0 {
+			ae.end = ae.start + pageSize
+		}
+		switch phase {
+		case 1:
+			pre = append(pre, ae)
+		case 3:
+			post = append(post, ae)
 		}
 	}
-	for _, m := range mm {
-		if m.Model == (PageChange{}) {
-			mapped := strings.HasPrefix(m.Real.From, "unmapped") && !strings.HasPrefix(m.Real.To, "unmapped")
-			unmapped := !strings.HasPrefix(m.Real.From, "unmapped") && strings.HasPrefix(m.Real.To, "unmapped")
-			if l, ok := allocs[m.Start]; ok && mapped {
-				explained = append(explained, fmt.Sprintf("%v: allocated after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
-			if l, ok := frees[m.Start]; ok && unmapped {
-				explained = append(explained, fmt.Sprintf("%v: freed after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
-			if e, ok := lastBefore[m.Start]; ok && unmapped && e.Name == "free_vmap_area_noflush" {
-				explained = append(explained, fmt.Sprintf("%v: freed just before the %q mark (line %d), after the \"before\" capture walked it", m, from, e.Line))
-				continue
+	return pre, post
+}
+
+// ExplainLate splits page mismatches into those the recording itself
+// explains and the rest. The captures walk the tables a little before the
+// mark that starts the replayed window (from) and a little after the mark
+// that ends it (to), while other tasks run: kernel threads fork and exit
+// (kernel/fork.c: alloc_thread_stack_node maps a vmalloc'ed stack,
+// free_thread_stack vfrees it, from an RCU callback or a worker when the
+// per-CPU cached_stacks are full), the capture's own threads get stacks. A
+// page of such an area may have been walked before or after its alloc or
+// free, so the capture shows either state. A mismatched page is explained
+// when, on each side (before, after) where the real and the model's state
+// differ, an area covering the page was allocated or freed between that
+// side's capture and its mark, and the two states are exactly the area's
+// mapped and unmapped states (mapped the same way on both sides where both
+// map it). Every other difference stays in rest. It also explains pages the
+// model mapped that the capture shows unmapped while the kernel's end
+// vmallocinfo lists them as a live vmalloc area with all its pages.
+func ExplainLate(rec *Recording, from, to string, mm []PageMismatch, d Dumps) (explained []Explained, rest []PageMismatch) {
+	pre, post := captureWindows(rec, from, to)
+	// side checks one capture: real and model state of the page, the
+	// events that capture may have missed.
+	side := func(real, model string, evs []areaEvent, lo, hi uint64, what string) (bool, string) {
+		if real == model {
+			return true, ""
+		}
+		um := func(s string) bool { return strings.HasPrefix(s, "unmapped") }
+		if um(real) == um(model) {
+			return false, "" // mapped differently: not a question of timing
+		}
+		var seen []string
+		for _, ev := range evs {
+			if ev.start < hi && lo < ev.end {
+				kind := "freed"
+				if ev.alloc {
+					kind = "allocated"
+				}
+				seen = append(seen, fmt.Sprintf("%#x-%#x %s at line %d", ev.start, ev.end, kind, ev.line))
 			}
 		}
-		if m.Real == (PageChange{}) && strings.HasPrefix(m.Model.To, "unmapped") {
-			if l, ok := allocs[m.Start]; ok {
-				explained = append(explained, fmt.Sprintf("%v: freed in the window and allocated again after the %q mark (line %d), before the capture walked it", m, to, l))
-				continue
-			}
+		if len(seen) == 0 {
+			return false, ""
+		}
+		return true, strings.Join(seen, ", ") + ", " + what
+	}
+	for _, m := range mm {
+		rb, ra := pageState(d.RealBefore, m.Start), pageState(d.RealAfter, m.Start)
+		mb, ma := pageState(d.ModelBefore, m.Start), pageState(d.ModelAfter, m.Start)
+		okB, whyB := side(rb, mb, pre, m.Start, m.End, fmt.Sprintf("between the \"before\" capture and the %q mark", from))
+		okA, whyA := side(ra, ma, post, m.Start, m.End, fmt.Sprintf("between the %q mark and the \"after\" capture", to))
+		if okB && okA && (whyB != "" || whyA != "") {
+			why := strings.Trim(whyB+"; "+whyA, "; ")
+			explained = append(explained, Explained{m, "the capture saw the other side of an area's lifetime: " + why})
+			continue
 		}
 		// The model mapped pages the capture shows unmapped, and the
 		// kernel's own vmallocinfo at the end lists them as part of a live
@@ -282,7 +401,7 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained 
 			found := false
 			for _, a := range rec.End.Vmalloc {
 				if a.Kind == "vmalloc" && a.Start <= m.Start && m.End <= a.Start+uint64(a.Pages)*pageSize {
-					explained = append(explained, fmt.Sprintf("%v: the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", m, a.Line, a.Start, a.End, a.Caller, a.Pages))
+					explained = append(explained, Explained{m, fmt.Sprintf("the end snapshot's vmallocinfo (line %d) lists %#x-%#x %s with all %d pages mapped; the capture shows these unmapped (a capture discrepancy)", a.Line, a.Start, a.End, a.Caller, a.Pages)})
 					found = true
 					break
 				}
@@ -297,11 +416,13 @@ func ExplainLate(rec *Recording, from, to string, mm []PageMismatch) (explained 
 }
 
 // ExplainMisplaced checks the first misplaced module region of a pinned
-// replay against the recording. The model's vfree releases an area's VA at
-// once; the kernel's queues it (free_vmap_area_noflush) and releases it at
-// the next purge (vm_reset_perms -> _vm_unmap_aliases on the freeing CPU),
-// so a module loading on another CPU in between cannot use it and goes
-// higher. The first misplacement is explained when the recording shows
+// replay against the recording. The kernel queues a freed area
+// (free_vmap_area_noflush) and releases its VA at the next purge
+// (__purge_vmap_area_lazy); a pinned replay with the recorded purges does the
+// same (OpPurge), so this applies only to a recording without the
+// purge_vmap_area_lazy tracepoint, whose replay lets the model purge by its
+// own rules: a module loading on another CPU between the free and the
+// kernel's purge could not use the area and went higher. The first misplacement is explained when the recording shows
 // exactly that for the area the model used: freed before the load's first
 // allocation, purged after it. Every later misplacement follows from the
 // first (the address spaces differ from there on) and is returned as such;
@@ -316,12 +437,33 @@ func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []stri
 			first = m
 		}
 	}
+	for _, e := range rec.Events {
+		if e.Name == "purge_vmap_area_lazy" {
+			// The replay released VA exactly at the recorded purges: a
+			// misplacement is the model's.
+			return nil, mp
+		}
+	}
 	freed, purged := 0, 0
+	span := map[uint64]uint64{} // va_start -> va_end of the last allocation there
 	for _, e := range rec.Events {
 		f := Fields(e.Args)
 		switch e.Name {
+		case "alloc_vmap_area":
+			v, err1 := decArg(f, "va_start")
+			sz, err2 := decArg(f, "size")
+			if err1 == nil && err2 == nil && sz > 0 && sz <= maxArea {
+				span[uint64(v)] = uint64(v) + uint64(sz)
+			}
 		case "free_vmap_area_noflush":
-			if v, err := decArg(f, "va_start"); err == nil && uint64(v) == first.Model && e.Line < first.Line {
+			v, err := decArg(f, "va_start")
+			if err != nil || e.Line >= first.Line {
+				continue
+			}
+			// The freed area covers the address the model used (the model
+			// may have placed the region anywhere inside it).
+			end := max(span[uint64(v)], uint64(v)+pageSize)
+			if uint64(v) <= first.Model && first.Model < end {
 				freed, purged = e.Line, 0
 			}
 		case "purge_vmap_area_lazy":
@@ -342,4 +484,86 @@ func ExplainMisplaced(rec *Recording, mp []workload.Misplaced) (explained []stri
 		}
 	}
 	return explained, nil
+}
+
+// pteTables is the set of PMD-sized blocks of the module/vmalloc region where
+// a dump shows a PTE table: a line at PTE level, mapped or not (the walk
+// prints a table's empty entries, so an unmapped PTE line proves a table).
+func pteTables(d *ptdump.Dump) map[uint64]bool {
+	out := map[uint64]bool{}
+	i := d.Geometry.Level("PTE")
+	if i < 1 {
+		return out
+	}
+	blk := d.Geometry.Levels[i-1].Size
+	for _, r := range d.Ranges {
+		if r.Level != "PTE" || r.Marker < 0 {
+			continue
+		}
+		if k, _ := ptdump.RegionKind(d.Markers[r.Marker].Name); k != "modules" && k != "vmalloc" {
+			continue
+		}
+		for b := r.Start &^ (blk - 1); b < r.End && b >= r.Start&^(blk-1); b += blk {
+			out[b] = true
+		}
+	}
+	return out
+}
+
+// ExplainTables accounts for a difference in the PTE table pages of the
+// module/vmalloc region. The kernel never frees the page tables of a vmalloc
+// mapping (vunmap_range_noflush clears entries only), so a block whose table
+// the "before" capture shows while the model's start state has none holds a
+// table left by areas freed before the recording: when both then map there,
+// the model gains a table the kernel already had. Explained pages (a capture
+// seeing the other side of an area's lifetime) account for their blocks. It
+// returns the table pages these causes add to model minus real, why, and
+// the blocks whose difference neither explains.
+func ExplainTables(d Dumps, ex []Explained) (residual int64, why []string, rest []uint64) {
+	rb, ra, mb, ma := pteTables(d.RealBefore), pteTables(d.RealAfter), pteTables(d.ModelBefore), pteTables(d.ModelAfter)
+	i := d.RealAfter.Geometry.Level("PTE")
+	var blk uint64 = 2 << 20
+	if i >= 1 {
+		blk = d.RealAfter.Geometry.Levels[i-1].Size
+	}
+	inExplained := func(b uint64) bool {
+		for _, e := range ex {
+			if e.Start < b+blk && b < e.End {
+				return true
+			}
+		}
+		return false
+	}
+	b2i := func(v bool) int64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	blocks := map[uint64]bool{}
+	for _, m := range []map[uint64]bool{rb, ra, mb, ma} {
+		for b := range m {
+			blocks[b] = true
+		}
+	}
+	var bs []uint64
+	for b := range blocks {
+		bs = append(bs, b)
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i] < bs[j] })
+	for _, b := range bs {
+		diff := (b2i(ma[b]) - b2i(mb[b])) - (b2i(ra[b]) - b2i(rb[b]))
+		switch {
+		case diff == 0:
+		case rb[b] && !mb[b] && ra[b] && ma[b]:
+			residual += diff
+			why = append(why, fmt.Sprintf("%#x: the \"before\" capture shows a PTE table the model's start state lacks (left by areas freed before the recording; vunmap never frees page tables)", b))
+		case inExplained(b):
+			residual += diff
+			why = append(why, fmt.Sprintf("%#x: holds an explained page difference", b))
+		default:
+			rest = append(rest, b)
+		}
+	}
+	return residual, why, rest
 }

@@ -56,7 +56,7 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	}
 	// The module/vmalloc region, page by page.
 	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)
-	explained, rest := ExplainLate(rec, "before", "after", mm)
+	explained, rest := ExplainLate(rec, "before", "after", mm, Dumps{before, after, mb, ma})
 	for _, e := range explained {
 		t.Logf("explained page difference: %s", e)
 	}
@@ -64,14 +64,36 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 		t.Errorf("page difference: %v", m)
 	}
 	// The linear map (physical placement differs, so per permission and
-	// leaf size) and the module/vmalloc region's totals.
+	// leaf size) and the module/vmalloc region's totals: a difference of
+	// the latter must be exactly what the explained pages add up to.
 	diffs := CompareChanges(fidelityRegions, before, after, mb, ma)
+	residual := ExplainedResidual(explained, Dumps{before, after, mb, ma}, 4096)
+	tres, twhy, trest := ExplainTables(Dumps{before, after, mb, ma}, explained)
+	if tres != 0 {
+		residual["tables PTE"] = tres
+	}
+	for _, w := range twhy {
+		t.Logf("explained table difference: %s", w)
+	}
+	for _, b := range trest {
+		t.Errorf("PTE table difference at %#x", b)
+	}
 	for _, d := range diffs {
-		if d.Region == "linear" || len(explained) == 0 {
-			t.Errorf("difference: %v", d)
-		} else {
-			t.Logf("difference (from the explained pages above): %v", d)
+		if d.Region == "modules+vmalloc" && residual[d.What] == d.Model-d.Real && d.Model != d.Real {
+			t.Logf("difference (the explained pages above): %v", d)
+			delete(residual, d.What)
+			continue
 		}
+		t.Errorf("difference: %v", d)
+	}
+	for k, v := range residual {
+		total := int64(0)
+		for _, d := range diffs {
+			if d.Region == "modules+vmalloc" && d.What == k {
+				total = d.Model - d.Real
+			}
+		}
+		t.Errorf("the explained pages account for modules+vmalloc %s model - real %+d, the totals differ by %+d", k, v, total)
 	}
 	t.Logf("%d operations replayed; %d page ranges changed in the real module/vmalloc region; %d explained differences",
 		len(tl.Replay.Ops), len(ChangedPages(before, after, "modules+vmalloc", 4096)), len(explained))

@@ -31,10 +31,12 @@ const qemuModules = "minix qnx4 befs ntfs3 nilfs2 serpent_generic camellia_gener
 
 // qemuGuest runs in the guest: the recorder around a workload that captures
 // the tables, marks "before", loads every module, unloads them all, reloads
-// the first 20, marks "after" and captures again.
+// the first 20, marks "after" and captures again ("capture-start" and
+// "capture-end" bracket the captures).
 const qemuGuest = `
 cat > /tmp/work.sh <<'W'
 mark() { echo "ptlab-mark $1" > "$PTLAB_TRACEFS/trace_marker"; }
+mark capture-start
 /bin/ptlab capture -o /tmp/before.txt 2>/tmp/before.err || exit 1
 mark before
 for m in $MODS; do insmod "$MODDIR/$m.ko" || echo "insmod $m failed" >&2; done
@@ -43,6 +45,7 @@ for m in $rev; do rmmod "$m" || echo "rmmod $m failed" >&2; done
 n=0; for m in $MODS; do n=$((n+1)); [ $n -le 20 ] && insmod "$MODDIR/$m.ko"; done
 mark after
 /bin/ptlab capture -o /tmp/after.txt 2>/tmp/after.err
+mark capture-end
 W
 export MODS MODDIR
 section record sh /bin/ptlab-trace.sh -o /tmp/rec.txt sh /tmp/work.sh

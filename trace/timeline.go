@@ -102,6 +102,7 @@ type object struct {
 	roAfter     bool // set_memory_ro after module_load (ro_after_init)
 	freedLive   bool // freed while the module was loaded (an init region)
 	opObject    int  // replay object number (jit, vmalloc)
+	vaLine      int  // module memory: the line of its alloc_vmap_area
 	live        bool
 }
 
@@ -157,6 +158,7 @@ type builder struct {
 	// not be reflected in the snapshot.
 	inSnapshot bool
 	stopped    bool // past the To mark
+	toAt       workload.Duration
 	mods       []*modRec
 }
 
@@ -459,6 +461,7 @@ func (b *builder) event(e *Event) {
 		}
 		if name == b.opt.To && b.started {
 			b.stopped = true
+			b.toAt = b.at(e)
 		}
 		b.modelled(e, "trace mark %q", name)
 		return
@@ -591,6 +594,7 @@ func (b *builder) execmemRet(e *Event, f map[string]string) {
 	o := &object{start: ret, size: (uint64(size) + pageSize - 1) &^ (pageSize - 1), line: e.Line, exType: int(typ), live: true}
 	if v := b.vmaps[ret]; v != nil && v.kind == "execmem" {
 		v.opObject = -1 // claimed
+		o.vaLine = v.line
 	}
 	b.objects = append(b.objects, o)
 	switch kernel.ExecmemType(typ) {
@@ -645,6 +649,18 @@ func (b *builder) purge(e *Event, f map[string]string) {
 			}
 		}
 	}
+	if b.opt.Pinned && err1 == nil && err2 == nil && n > 0 && start < end {
+		// A pinned replay releases lazily freed VA only here, as the
+		// recorded kernel did: until then a module cannot land on it.
+		o := workload.ReplayOp{Op: workload.OpPurge, Addr: kernel.Size(start), Size: end - start}
+		if !emitted {
+			b.op(e, o)
+			return
+		}
+		o.At, o.Line = b.at(e), e.Line
+		b.rp.Ops = append(b.rp.Ops, o)
+		return
+	}
 	if !emitted {
 		b.modelled(e, "lazy purge: the model purges by its own lazy_max_pages rule")
 	}
@@ -669,6 +685,16 @@ func (b *builder) lookahead(e *Event, f map[string]string) {
 	case "execmem_free":
 		if o.start == addr && b.freeing[e.PID] != o.mod {
 			o.freedLive = true
+			if b.opt.Pinned && o.mod.op >= 0 {
+				// do_free_init ran after the window: through it the init
+				// region was allocated and its VA busy (no purge in the
+				// window may release it); it is freed at the end, as the
+				// capture that follows the mark mostly sees it.
+				// Every init region the window left: do_free_init frees
+				// them together; the ones freed already are skipped.
+				b.rp.Ops[o.mod.op].DeferInit = true
+				b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpFreeInit, Module: o.mod.index, At: b.toAt, Line: e.Line})
+			}
 		}
 	case "set_memory_ro":
 		o.roAfter = true
@@ -846,13 +872,22 @@ func (b *builder) allocVmap(e *Event, f map[string]string) {
 		return
 	}
 	if p := b.pendEx[e.PID]; p != nil {
-		if t, _ := decArg(Fields(p.Args), "type"); len(b.rp.ModuleWindow) == 0 &&
-			(kernel.ExecmemType(t) == kernel.ExecmemModuleText || kernel.ExecmemType(t) == kernel.ExecmemModuleData) {
+		t, _ := decArg(Fields(p.Args), "type")
+		module := kernel.ExecmemType(t) == kernel.ExecmemModuleText || kernel.ExecmemType(t) == kernel.ExecmemModuleData
+		if module && len(b.rp.ModuleWindow) == 0 {
 			vs, err1 := hexArg(f, "vstart")
 			ve, err2 := hexArg(f, "vend")
 			if err1 == nil && err2 == nil && vs < ve {
 				b.rp.ModuleWindow = []kernel.Size{kernel.Size(vs), kernel.Size(ve)}
 			}
+		}
+		if _, ok := b.pendLoad[e.PID]; module && !ok {
+			// The load's slot is where its first region took its VA: the
+			// kretprobe of execmem_alloc can fire much later (a preempted
+			// vCPU), after other CPUs freed and purged VA the kernel could
+			// not have used for it.
+			b.pendLoad[e.PID] = len(b.rp.Ops)
+			b.rp.Ops = append(b.rp.Ops, workload.ReplayOp{Op: workload.OpLoad, Module: -1, At: b.at(e), Line: e.Line})
 		}
 		b.vmaps[addr] = &object{start: addr, size: uint64(size), line: e.Line, kind: "execmem", live: true}
 		b.modelled(e, "the vmalloc area of the execmem_alloc at line %d", p.Line)
@@ -945,6 +980,22 @@ func (b *builder) finish() {
 		}
 		if m.op >= 0 {
 			b.rp.Ops[m.op].Regions = regions
+			if b.opt.Pinned {
+				lines := map[string]int{}
+				for t, sz := range sizes {
+					for _, o := range m.regions {
+						if sz != 0 && o.start == bases[t] {
+							// Where the region took its VA.
+							l := o.line
+							if o.vaLine > 0 {
+								l = o.vaLine
+							}
+							lines[kernel.ModMemType(t).String()] = l
+						}
+					}
+				}
+				b.rp.Ops[m.op].RegionLines = lines
+			}
 		}
 		for _, f := range b.freeInit {
 			if f.mod != m {

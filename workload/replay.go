@@ -51,6 +51,11 @@ const (
 	OpJITFree  = "jit-free"  // execmem_free of Object
 	OpVmalloc  = "vmalloc"   // another vmalloc user's area of Size bytes (guard page excluded): Object
 	OpVfree    = "vfree"     // vfree of Object
+	// OpPurge is a recorded __purge_vmap_area_lazy over [Addr, Addr+Size):
+	// in a pinned replay that has them, lazily freed VA is released only
+	// here, as the recorded kernel did (kernel.PurgeTraced); otherwise the
+	// model purges by its own rules and the op does nothing.
+	OpPurge = "purge"
 )
 
 // ReplayOp is one operation. Line is where the recording shows it.
@@ -71,6 +76,10 @@ type ReplayOp struct {
 	DeferInit bool `json:"defer_init,omitempty" yaml:"defer_init,omitempty"`
 	// Regions are where the recorded kernel put a loaded module's regions.
 	Regions map[string]kernel.Size `json:"regions,omitempty" yaml:"regions,omitempty,flow"`
+	// RegionLines (load, pinned): the recording's line of each region's
+	// allocation; the operations recorded between the load's first
+	// allocation and a region's run before that region is allocated.
+	RegionLines map[string]int `json:"region_lines,omitempty" yaml:"region_lines,omitempty,flow"`
 }
 
 // Specs turns the replay's modules into loader specs.
@@ -125,7 +134,7 @@ func (r *Replay) validate() error {
 			if o.Size == 0 || o.Size > 1<<34 {
 				return fmt.Errorf("%w: replay op %d (line %d): size %d", ErrScenario, i, o.Line, o.Size)
 			}
-		case OpJITFree, OpVfree:
+		case OpJITFree, OpVfree, OpPurge:
 		default:
 			return fmt.Errorf("%w: replay op %d (line %d): unknown op %q", ErrScenario, i, o.Line, o.Op)
 		}
@@ -227,6 +236,9 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		return nil, nil, fmt.Errorf("%s: %w", s.Import, err)
 	}
 	c := &kernel.PlainCPU{}
+	if rp.Pinned {
+		k.VM.TracedPurges = rp.hasPurges()
+	}
 	if rp.Pinned && len(rp.ModuleWindow) == 2 {
 		for _, t := range []kernel.ExecmemType{kernel.ExecmemModuleText, kernel.ExecmemModuleData} {
 			r := &k.Exec.Ranges[t]
@@ -271,29 +283,50 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 		}
 	}
 	var end time.Duration
-	for i, o := range s.Replay.Ops {
-		at := time.Duration(o.At)
-		end = max(end, at)
-		for next < at {
-			if err := sample(next); err != nil {
-				return nil, nil, err
-			}
-			next += every
-		}
+	// do runs one operation: refusals go to r.Failed, model errors are
+	// returned.
+	var do func(i int, o ReplayOp) error
+	done := make([]bool, len(s.Replay.Ops))
+	do = func(i int, o ReplayOp) error {
 		switch o.Op {
 		case OpLoad:
 			if st.Modules[o.Module] != nil {
 				fail(o, fmt.Errorf("%s is already loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			load := k.LoadModule
 			if o.DeferInit {
 				load = k.LoadModuleDeferInit
 			}
+			// move_module allocates region by region; what other CPUs
+			// did in between (a purge releasing VA, say) runs in between.
+			var inner error
+			if rp.Pinned && len(o.RegionLines) > 0 {
+				k.BeforeModuleAlloc = func(_ kernel.CPU, _ kernel.ModuleSpec, t kernel.ModMemType) error {
+					line, ok := o.RegionLines[t.String()]
+					for j := i + 1; ok && j < len(s.Replay.Ops) && s.Replay.Ops[j].Line < line; j++ {
+						if done[j] {
+							continue
+						}
+						if s.Replay.Ops[j].Op == OpLoad {
+							break // another load: it runs after this one
+						}
+						done[j] = true
+						if inner = do(j, s.Replay.Ops[j]); inner != nil {
+							return inner
+						}
+					}
+					return nil
+				}
+			}
 			m, err := load(c, specs[o.Module])
+			k.BeforeModuleAlloc = nil
+			if inner != nil {
+				return inner
+			}
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			st.Modules[o.Module] = m
 			if rp.Pinned {
@@ -307,7 +340,7 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			m := st.Modules[o.Module]
 			if m == nil {
 				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			var err error
 			if t, ok := modMemType(o.Region); ok && t.IsInit() {
@@ -318,16 +351,16 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 				err = k.FreeModuleInit(c, m)
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
+				return fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 		case OpUnload:
 			m := st.Modules[o.Module]
 			if m == nil {
 				fail(o, fmt.Errorf("%s is not loaded", specs[o.Module].Name))
-				continue
+				return nil
 			}
 			if err := k.UnloadModule(c, m); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
+				return fmt.Errorf("line %d: %s: %w", o.Line, specs[o.Module].Name, err)
 			}
 			st.Modules[o.Module] = nil
 		case OpJITAlloc:
@@ -337,17 +370,17 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			unpin()
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			jit[o.Object] = j
 		case OpJITFree:
 			j := jit[o.Object]
 			if j == nil {
 				fail(o, fmt.Errorf("object %d was never allocated", o.Object))
-				continue
+				return nil
 			}
 			if err := k.FreeJITText(c, j); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+				return fmt.Errorf("line %d: %w", o.Line, err)
 			}
 			delete(jit, o.Object)
 		case OpVmalloc:
@@ -361,19 +394,40 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 			}
 			if err != nil {
 				fail(o, err)
-				continue
+				return nil
 			}
 			areas[o.Object] = a.Addr
 		case OpVfree:
 			addr, ok := areas[o.Object]
 			if !ok {
 				fail(o, fmt.Errorf("area %d was never allocated", o.Object))
-				continue
+				return nil
 			}
 			if err := k.Vfree(c, addr); err != nil {
-				return nil, nil, fmt.Errorf("line %d: %w", o.Line, err)
+				return fmt.Errorf("line %d: %w", o.Line, err)
 			}
 			delete(areas, o.Object)
+		case OpPurge:
+			if k.VM.TracedPurges {
+				k.PurgeTraced(c, uint64(o.Addr), uint64(o.Addr)+o.Size)
+			}
+		}
+		return nil
+	}
+	for i, o := range s.Replay.Ops {
+		at := time.Duration(o.At)
+		end = max(end, at)
+		for next < at {
+			if err := sample(next); err != nil {
+				return nil, nil, err
+			}
+			next += every
+		}
+		if done[i] {
+			continue
+		}
+		if err := do(i, o); err != nil {
+			return nil, nil, err
 		}
 		if progress != nil && (i%64 == 0 || i == len(s.Replay.Ops)-1) {
 			progress(i+1, len(s.Replay.Ops))
@@ -401,6 +455,16 @@ func RunReplay(s *Scenario, preset string, progress Progress) (*Result, *ReplayS
 	}
 	r.WallNS = time.Since(start).Nanoseconds()
 	return r, st, nil
+}
+
+// hasPurges says whether the replay carries the recorded purges.
+func (r *Replay) hasPurges() bool {
+	for _, o := range r.Ops {
+		if o.Op == OpPurge {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidateReplay checks a scenario's replay without running it.
