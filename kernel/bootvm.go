@@ -13,59 +13,56 @@ import (
 // area is freed), so a boot's table-page count needs them. The machine's
 // part is data (Config.Devices with Ioremap, Config.BootThreads); the
 // kernel's part follows /proc/vmallocinfo of Debian's builds booted under
-// QEMU virt, release by release (bootKernelAllocs).
+// QEMU virt, release by release (Version.Boot).
 
-// bootAlloc is one kind of boot-time vmalloc of the kernel itself.
-type bootAlloc struct {
-	caller string
-	pages  int // small pages, each area
-	count  int
-	freed  bool // vfree'd before the boot ends: its VA waits, unpurged, for the lazy purge
+// BootAlloc is one kind of boot-time vmalloc of the kernel itself, as
+// /proc/vmallocinfo of a booted build lists it.
+type BootAlloc struct {
+	Caller string
+	Bytes  uint64 // each area's size, rounded up to pages; 0: Pages
+	Pages  int    // each area's size in pages of the granule, when Bytes is 0
+	Count  int
+	Freed  bool // vfree'd before the boot ends: its VA waits, unpurged, for the lazy purge
 }
 
-// bootKernelAllocs are the release's own boot-time vmalloc areas, in the
-// order the boot makes them, as /proc/vmallocinfo of Debian's build lists
-// them after boot (callers: bpf_prog_alloc_no_stats in kernel/bpf/core.c,
-// gen_pool_add_owner for the DMA atomic pools' bitmaps in
-// kernel/dma/pool.c, pcpu_mem_zalloc in mm/percpu.c, n_tty_open in
-// drivers/tty/n_tty.c, crypto_scomp_init_tfm in crypto/scompress.c,
-// lz4_alloc_ctx in crypto/lz4.c). The DMA atomic pools themselves
-// (dma_common_contiguous_remap) and the BPF JIT's first pack are made
-// separately (atomicPools, bootBPF).
-func (k *Kernel) bootKernelAllocs() []bootAlloc {
-	ps := k.G.PageSize()
-	pages := func(bytes uint64) int { return int((bytes + ps - 1) / ps) }
-	switch {
-	case k.V.LegacyLayout: // 6.1
-		return []bootAlloc{{"bpf_prog_alloc_no_stats", 1, 1, false}, {"gen_pool_add_owner", 1, 3, false},
-			{"pcpu_mem_zalloc", pages(248 << 10), 1, false}, {"n_tty_open", pages(12 << 10), 1, false},
-			{"crypto_scomp_init_tfm", pages(128 << 10), 4, false},
-			// freed at boot (unpurged in vmallocinfo): 2 x 1.25 MiB, 548K, 336K, 20K
-			{"unpurged", pages(1280 << 10), 2, true}, {"unpurged", pages(544 << 10), 1, true},
-			{"unpurged", pages(332 << 10), 1, true}, {"unpurged", pages(20 << 10), 1, true}}
-	case !k.V.AliasUnmapData: // 6.12, 6.18
-		return []bootAlloc{{"bpf_prog_alloc_no_stats", 1, 1, false}, {"gen_pool_add_owner", 1, 3, false},
-			{"pcpu_mem_zalloc", pages(8 << 10), 2, false}, {"pcpu_mem_zalloc", pages(272 << 10), 1, false},
-			{"n_tty_open", pages(12 << 10), 1, false},
-			// crypto_scomp_init_tfm's scratch buffers, freed again (8 x 132K unpurged in 6.12)
-			{"crypto_scomp_init_tfm", pages(128 << 10), 8, true}, {"unpurged", 1, 3, true}}
-	default: // 7.x
-		return []bootAlloc{{"bpf_prog_alloc_no_stats", 1, 1, false}, {"gen_pool_add_owner", 1, 1, false},
-			{"pcpu_mem_zalloc", pages(8 << 10), 2, false}, {"pcpu_mem_zalloc", pages(288 << 10), 1, false},
-			{"lz4_alloc_ctx", pages(20 << 10), 2, false}, {"n_tty_open", pages(12 << 10), 1, false},
-			{"unpurged", 1, 3, true}}
-	}
+// BootVmalloc is what a release itself puts in the vmalloc range during
+// boot, in boot order (Version.Boot). The callers Debian's builds show:
+// bpf_prog_alloc_no_stats (kernel/bpf/core.c), gen_pool_add_owner for the
+// DMA atomic pools' bitmaps (kernel/dma/pool.c), pcpu_mem_zalloc
+// (mm/percpu.c), n_tty_open (drivers/tty/n_tty.c), crypto_scomp_init_tfm
+// (crypto/scompress.c), lz4_alloc_ctx (crypto/lz4.c). The DMA atomic pools
+// themselves (dma_common_contiguous_remap) and the BPF JIT's first pack are
+// made separately (AtomicPools, bootBPF).
+type BootVmalloc struct {
+	Allocs []BootAlloc
+	// AtomicPools is how many DMA atomic pools dma_atomic_pool_init remaps
+	// into vmalloc: one per DMA zone with memory (GFP_KERNEL, GFP_DMA,
+	// GFP_DMA32) in the 6.x builds; the 7.x builds show one.
+	AtomicPools int
 }
 
-// atomicPools is how many DMA atomic pools dma_atomic_pool_init
-// (kernel/dma/pool.c) remaps into vmalloc: one per DMA zone with memory
-// (GFP_KERNEL, GFP_DMA, GFP_DMA32) up to 6.18; the 7.x builds show one.
-func (k *Kernel) atomicPools() int {
-	if k.V.AliasUnmapData {
-		return 1
-	}
-	return 3
-}
+// The boot-time vmalloc areas of Debian's builds booted under QEMU virt
+// (/proc/vmallocinfo after boot, capture/testdata/fidelity).
+var (
+	bootDebian61 = BootVmalloc{AtomicPools: 3, Allocs: []BootAlloc{
+		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 3, false},
+		{"pcpu_mem_zalloc", 248 << 10, 0, 1, false}, {"n_tty_open", 12 << 10, 0, 1, false},
+		{"crypto_scomp_init_tfm", 128 << 10, 0, 4, false},
+		// freed at boot (unpurged in vmallocinfo): 2 x 1.25 MiB, 548K, 336K, 20K
+		{"unpurged", 1280 << 10, 0, 2, true}, {"unpurged", 544 << 10, 0, 1, true},
+		{"unpurged", 332 << 10, 0, 1, true}, {"unpurged", 20 << 10, 0, 1, true}}}
+	bootDebian612 = BootVmalloc{AtomicPools: 3, Allocs: []BootAlloc{
+		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 3, false},
+		{"pcpu_mem_zalloc", 8 << 10, 0, 2, false}, {"pcpu_mem_zalloc", 272 << 10, 0, 1, false},
+		{"n_tty_open", 12 << 10, 0, 1, false},
+		// crypto_scomp_init_tfm's scratch buffers, freed again (8 x 132K unpurged in 6.12)
+		{"crypto_scomp_init_tfm", 128 << 10, 0, 8, true}, {"unpurged", 0, 1, 3, true}}}
+	bootDebian73 = BootVmalloc{AtomicPools: 1, Allocs: []BootAlloc{
+		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 1, false},
+		{"pcpu_mem_zalloc", 8 << 10, 0, 2, false}, {"pcpu_mem_zalloc", 288 << 10, 0, 1, false},
+		{"lz4_alloc_ctx", 20 << 10, 0, 2, false}, {"n_tty_open", 12 << 10, 0, 1, false},
+		{"unpurged", 0, 1, 3, true}}}
+)
 
 // threadSize is THREAD_SIZE (arch/arm64/include/asm/memory.h): 16 KiB, or a
 // page when pages are larger (VMAP_STACK); THREAD_ALIGN is twice it.
@@ -150,13 +147,17 @@ func (k *Kernel) bootVmallocUsers(c CPU) error {
 	}
 	ps := k.G.PageSize()
 	var freed []uint64
-	for _, a := range k.bootKernelAllocs() {
-		for range a.count {
-			area, err := k.VmallocNodeRange(c, VmallocRequest{Size: uint64(a.pages) * ps, Caller: a.caller})
+	for _, a := range k.V.Boot.Allocs {
+		size := (a.Bytes + ps - 1) / ps * ps
+		if a.Bytes == 0 {
+			size = uint64(a.Pages) * ps
+		}
+		for range a.Count {
+			area, err := k.VmallocNodeRange(c, VmallocRequest{Size: size, Caller: a.Caller})
 			if err != nil {
 				return err
 			}
-			if a.freed {
+			if a.Freed {
 				freed = append(freed, area.Addr)
 			}
 		}
@@ -183,7 +184,7 @@ func (k *Kernel) bootVmallocUsers(c CPU) error {
 			}
 		}
 	}
-	for range k.atomicPools() {
+	for range k.V.Boot.AtomicPools {
 		// dma_common_contiguous_remap of the 256 KiB pool (atomic_pool_size
 		// default: 128 KiB per GiB of RAM, at least 128 KiB; the QEMU boots
 		// show 256 KiB): a VM_DMA_COHERENT area with a guard page.

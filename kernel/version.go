@@ -86,6 +86,9 @@ type Version struct {
 	// Image is the kernel image of Debian's build of the release (kallsyms
 	// of the booted kernel).
 	Image Image
+	// Boot is what the release itself vmallocs during boot (bootvm.go), from
+	// /proc/vmallocinfo of Debian's build booted under QEMU virt.
+	Boot BootVmalloc
 }
 
 // Versions are the modelled releases, oldest first. The last is the default.
@@ -95,6 +98,7 @@ var Versions = []Version{
 		LegacyLayout: true, AliasNoCont: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian61,
+		Boot:             bootDebian61,
 	},
 	{
 		Name: "6.6", Release: "v6.6 (longterm; reasoned from the commits above, not booted)",
@@ -102,6 +106,7 @@ var Versions = []Version{
 		AliasFromText: true, AliasNoCont: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian612,
+		Boot:             bootDebian612,
 	},
 	{
 		Name: "6.12", Release: "v6.12 (Debian 6.12.117+deb12)",
@@ -110,6 +115,7 @@ var Versions = []Version{
 		Execmem: true, BPFProgPack: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian612,
+		Boot:             bootDebian612,
 	},
 	{
 		Name: "6.18", Release: "v6.18 (Debian 6.18.15+deb13, trixie-backports)",
@@ -118,6 +124,7 @@ var Versions = []Version{
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian618,
+		Boot:             bootDebian612, // 6.12's list: the 6.18 boots agree with it within the fidelity suite's tolerance
 	},
 	{
 		Name: "linux-mm", Release: "linux-mm mm-new, May 2026 (part of Ard Biesheuvel's alias series)",
@@ -126,6 +133,7 @@ var Versions = []Version{
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
+		Boot:             bootDebian612,
 	},
 	{
 		Name: "7.3", Release: "v7.3 (Debian 7.3.4, trixie-backports)",
@@ -134,6 +142,7 @@ var Versions = []Version{
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian73,
+		Boot:             bootDebian73,
 	},
 }
 
