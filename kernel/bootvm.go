@@ -20,9 +20,16 @@ import (
 type BootAlloc struct {
 	Caller string
 	Bytes  uint64 // each area's size, rounded up to pages; 0: Pages
-	Pages  int    // each area's size in pages of the granule, when Bytes is 0
-	Count  int
-	Freed  bool // vfree'd before the boot ends: its VA waits, unpurged, for the lazy purge
+	// Bytes16K replaces Bytes with 16K pages where the build's area differs
+	// (percpu's chunk maps scale with the unit size, which the granule
+	// rounds); 0: Bytes.
+	Bytes16K uint64
+	Pages    int  // each area's size in pages of the granule, when Bytes is 0
+	Count    int  // areas; with PerAtomicPool, areas per DMA atomic pool
+	Freed    bool // vfree'd before the boot ends: its VA waits, unpurged, for the lazy purge
+	// PerAtomicPool: one area per DMA atomic pool (gen_pool_add_owner
+	// vzallocs each pool's chunk with its bitmap).
+	PerAtomicPool bool
 }
 
 // BootVmalloc is what a release itself puts in the vmalloc range during
@@ -32,36 +39,44 @@ type BootAlloc struct {
 // (mm/percpu.c), n_tty_open (drivers/tty/n_tty.c), crypto_scomp_init_tfm
 // (crypto/scompress.c), lz4_alloc_ctx (crypto/lz4.c). The DMA atomic pools
 // themselves (dma_common_contiguous_remap) and the BPF JIT's first pack are
-// made separately (AtomicPools, bootBPF).
+// made separately (atomicPools, bootBPF). pcpu_mem_zalloc takes kmalloc
+// for a page or less, so its small areas exist only with 4K pages.
 type BootVmalloc struct {
 	Allocs []BootAlloc
-	// AtomicPools is how many DMA atomic pools dma_atomic_pool_init remaps
-	// into vmalloc: one per DMA zone with memory (GFP_KERNEL, GFP_DMA,
-	// GFP_DMA32) in the 6.x builds; the 7.x builds show one.
-	AtomicPools int
+	// AtomicPoolsByZone: dma_atomic_pool_init (kernel/dma/pool.c) makes a
+	// pool only for a zone with managed memory (has_managed_zone), as the
+	// 7.x builds do; before, one pool per configured zone (GFP_KERNEL,
+	// GFP_DMA, GFP_DMA32: three on Debian's arm64 builds) whatever the RAM.
+	AtomicPoolsByZone bool
 }
 
 // The boot-time vmalloc areas of Debian's builds booted under QEMU virt
 // (/proc/vmallocinfo after boot, capture/testdata/fidelity).
 var (
-	bootDebian61 = BootVmalloc{AtomicPools: 3, Allocs: []BootAlloc{
-		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 3, false},
-		{"pcpu_mem_zalloc", 248 << 10, 0, 1, false}, {"n_tty_open", 12 << 10, 0, 1, false},
-		{"crypto_scomp_init_tfm", 128 << 10, 0, 4, false},
+	bootDebian61 = BootVmalloc{Allocs: []BootAlloc{
+		{Caller: "bpf_prog_alloc_no_stats", Pages: 1, Count: 1}, {Caller: "gen_pool_add_owner", Pages: 1, Count: 1, PerAtomicPool: true},
+		{Caller: "pcpu_mem_zalloc", Bytes: 248 << 10, Count: 1}, {Caller: "n_tty_open", Bytes: 12 << 10, Count: 1},
+		{Caller: "crypto_scomp_init_tfm", Bytes: 128 << 10, Count: 4},
 		// freed at boot (unpurged in vmallocinfo): 2 x 1.25 MiB, 548K, 336K, 20K
-		{"unpurged", 1280 << 10, 0, 2, true}, {"unpurged", 544 << 10, 0, 1, true},
-		{"unpurged", 332 << 10, 0, 1, true}, {"unpurged", 20 << 10, 0, 1, true}}}
-	bootDebian612 = BootVmalloc{AtomicPools: 3, Allocs: []BootAlloc{
-		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 3, false},
-		{"pcpu_mem_zalloc", 8 << 10, 0, 2, false}, {"pcpu_mem_zalloc", 272 << 10, 0, 1, false},
-		{"n_tty_open", 12 << 10, 0, 1, false},
+		{Caller: "unpurged", Bytes: 1280 << 10, Count: 2, Freed: true}, {Caller: "unpurged", Bytes: 544 << 10, Count: 1, Freed: true},
+		{Caller: "unpurged", Bytes: 332 << 10, Count: 1, Freed: true}, {Caller: "unpurged", Bytes: 20 << 10, Count: 1, Freed: true}}}
+	bootDebian612 = BootVmalloc{Allocs: []BootAlloc{
+		{Caller: "bpf_prog_alloc_no_stats", Pages: 1, Count: 1}, {Caller: "gen_pool_add_owner", Pages: 1, Count: 1, PerAtomicPool: true},
+		{Caller: "pcpu_mem_zalloc", Bytes: 8 << 10, Count: 2}, {Caller: "pcpu_mem_zalloc", Bytes: 272 << 10, Count: 1},
+		{Caller: "n_tty_open", Bytes: 12 << 10, Count: 1},
 		// crypto_scomp_init_tfm's scratch buffers, freed again (8 x 132K unpurged in 6.12)
-		{"crypto_scomp_init_tfm", 128 << 10, 0, 8, true}, {"unpurged", 0, 1, 3, true}}}
-	bootDebian73 = BootVmalloc{AtomicPools: 1, Allocs: []BootAlloc{
-		{"bpf_prog_alloc_no_stats", 0, 1, 1, false}, {"gen_pool_add_owner", 0, 1, 1, false},
-		{"pcpu_mem_zalloc", 8 << 10, 0, 2, false}, {"pcpu_mem_zalloc", 288 << 10, 0, 1, false},
-		{"lz4_alloc_ctx", 20 << 10, 0, 2, false}, {"n_tty_open", 12 << 10, 0, 1, false},
-		{"unpurged", 0, 1, 3, true}}}
+		{Caller: "crypto_scomp_init_tfm", Bytes: 128 << 10, Count: 8, Freed: true}, {Caller: "unpurged", Pages: 1, Count: 3, Freed: true}}}
+	// 6.18: 6.12's areas with a larger percpu chunk map.
+	bootDebian618 = BootVmalloc{Allocs: []BootAlloc{
+		{Caller: "bpf_prog_alloc_no_stats", Pages: 1, Count: 1}, {Caller: "gen_pool_add_owner", Pages: 1, Count: 1, PerAtomicPool: true},
+		{Caller: "pcpu_mem_zalloc", Bytes: 8 << 10, Count: 2}, {Caller: "pcpu_mem_zalloc", Bytes: 280 << 10, Count: 1},
+		{Caller: "n_tty_open", Bytes: 12 << 10, Count: 1},
+		{Caller: "crypto_scomp_init_tfm", Bytes: 128 << 10, Count: 8, Freed: true}, {Caller: "unpurged", Pages: 1, Count: 3, Freed: true}}}
+	bootDebian73 = BootVmalloc{AtomicPoolsByZone: true, Allocs: []BootAlloc{
+		{Caller: "bpf_prog_alloc_no_stats", Pages: 1, Count: 1}, {Caller: "gen_pool_add_owner", Pages: 1, Count: 1, PerAtomicPool: true},
+		{Caller: "pcpu_mem_zalloc", Bytes: 8 << 10, Count: 2}, {Caller: "pcpu_mem_zalloc", Bytes: 288 << 10, Bytes16K: 320 << 10, Count: 1},
+		{Caller: "lz4_alloc_ctx", Bytes: 20 << 10, Count: 2}, {Caller: "n_tty_open", Bytes: 12 << 10, Count: 1},
+		{Caller: "unpurged", Pages: 1, Count: 3, Freed: true}}}
 )
 
 // threadSize is THREAD_SIZE (arch/arm64/include/asm/memory.h): 16 KiB, or a
@@ -147,12 +162,24 @@ func (k *Kernel) bootVmallocUsers(c CPU) error {
 	}
 	ps := k.G.PageSize()
 	var freed []uint64
+	pools, poolSize := k.atomicPools()
 	for _, a := range k.V.Boot.Allocs {
-		size := (a.Bytes + ps - 1) / ps * ps
-		if a.Bytes == 0 {
+		bytes := a.Bytes
+		if a.Bytes16K != 0 && ps == 16<<10 {
+			bytes = a.Bytes16K
+		}
+		size := (bytes + ps - 1) / ps * ps
+		if bytes == 0 {
 			size = uint64(a.Pages) * ps
 		}
-		for range a.Count {
+		count := a.Count
+		if a.PerAtomicPool {
+			count *= pools
+		}
+		if a.Caller == "pcpu_mem_zalloc" && size <= ps {
+			continue // kzalloc, not vmalloc (mm/percpu.c pcpu_mem_zalloc)
+		}
+		for range count {
 			area, err := k.VmallocNodeRange(c, VmallocRequest{Size: size, Caller: a.Caller})
 			if err != nil {
 				return err
@@ -184,11 +211,10 @@ func (k *Kernel) bootVmallocUsers(c CPU) error {
 			}
 		}
 	}
-	for range k.V.Boot.AtomicPools {
-		// dma_common_contiguous_remap of the 256 KiB pool (atomic_pool_size
-		// default: 128 KiB per GiB of RAM, at least 128 KiB; the QEMU boots
-		// show 256 KiB): a VM_DMA_COHERENT area with a guard page.
-		if _, err := k.VmallocNodeRange(c, VmallocRequest{Size: 256 << 10, Caller: "dma_common_contiguous_remap"}); err != nil {
+	for range pools {
+		// dma_common_contiguous_remap of each pool's pages: a
+		// VM_DMA_COHERENT area with a guard page.
+		if _, err := k.VmallocNodeRange(c, VmallocRequest{Size: poolSize, Caller: "dma_common_contiguous_remap"}); err != nil {
 			return err
 		}
 	}
@@ -253,4 +279,42 @@ func (k *Kernel) pcpuUnitSize() uint64 {
 		u = 144 << 10
 	}
 	return alignUp(u, ps)
+}
+
+// atomicPools is how many DMA atomic pools dma_atomic_pool_init
+// (kernel/dma/pool.c) remaps into vmalloc, and each one's size. The size
+// defaults to 128 KiB per GiB of RAM (totalram_pages / 8192 pages, at most
+// MAX_ORDER_NR_PAGES, at least 128 KiB), and atomic_pool_expand takes it as
+// one block of 2^get_order(size) pages. The zones are arm64's
+// (zone_sizes_init): ZONE_DMA below the 32-bit DMA limit, ZONE_DMA32 empty
+// with it, ZONE_NORMAL above; only releases with AtomicPoolsByZone skip the
+// zones without memory.
+func (k *Kernel) atomicPools() (n int, size uint64) {
+	ps := k.G.PageSize()
+	pages := k.Mem.TotalPages() / ((1 << 30) / (128 << 10))
+	pages = min(pages, uint64(1)<<k.Mem.MaxOrder())
+	bytes := max(pages*ps, 128<<10)
+	order := 0
+	for ps<<order < bytes {
+		order++
+	}
+	order = min(order, k.Mem.MaxOrder())
+	size = ps << order
+	if !k.V.Boot.AtomicPoolsByZone {
+		return 3, size
+	}
+	const dmaLimit = 1 << 32
+	for _, r := range k.Cfg.RAM {
+		if uint64(r.Base) < dmaLimit {
+			n = 1 // ZONE_DMA
+			break
+		}
+	}
+	for _, r := range k.Cfg.RAM {
+		if uint64(r.Base)+uint64(r.Size) > dmaLimit {
+			n++ // ZONE_NORMAL
+			break
+		}
+	}
+	return n, size
 }

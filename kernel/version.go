@@ -124,7 +124,7 @@ var Versions = []Version{
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
 		Image:            imageDebian618,
-		Boot:             bootDebian612, // 6.12's list: the 6.18 boots agree with it within the fidelity suite's tolerance
+		Boot:             bootDebian618,
 	},
 	{
 		Name: "linux-mm", Release: "linux-mm mm-new, May 2026 (part of Ard Biesheuvel's alias series)",
