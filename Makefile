@@ -17,11 +17,8 @@ vet:
 EXTERNAL_TESTS = ^(TestCaptureOnRealKernel|TestTraceOnRealKernel|TestHTMLInBrowser)$$
 # The live trace loop records a real guest and compares the replay with it
 # (skipped without QEMU). Every difference it tolerates is explained from the
-# recording (trace/fidelity.go), but it does not gate yet: each live run so
-# far that failed showed a new ordering of the guest's CPUs the replay then
-# learned (see the committed qemu-6.12-2/-3 recordings), and too few runs
-# of the final replay have passed to call it reliable. The exact replay gate
-# is TestCommittedRecording, which runs with the other tests.
+# recording (trace/fidelity.go); a difference it cannot explain fails make
+# test, like any other test.
 LIVE_TRACE = $(GO) test -count=1 -timeout 30m -v -run '^TestTraceOnRealKernel$$' ./trace/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' | grep -v 'explained page difference' ; test $${PIPESTATUS[0]} -eq 0
 
@@ -30,7 +27,7 @@ test: vet
 	@echo "--- tests that need QEMU or a browser:"
 	@$(GO) test -count=1 -timeout 30m -v -run '$(EXTERNAL_TESTS)' ./capture/ ./cmd/ptlab/ 2>&1 | \
 		grep -E -- '^(--- |ok|FAIL|panic)|_test\.go:[0-9]+: ' ; test $${PIPESTATUS[0]} -eq 0
-	@$(LIVE_TRACE) || echo "--- live trace loop: the real guest differed from the replay (listed above; not gating, see the Makefile)"
+	@$(LIVE_TRACE)
 	$(GO) test -race -short -timeout 20m $(RACE_PKGS)
 
 bench:

@@ -22,9 +22,10 @@ import (
 // allocations, places both where the kernel did. In qemu-6.12-3 isofs'
 // do_free_init ran after the "after" mark: its init text stays allocated
 // through the window (recorded purges there must not release its VA), so
-// mtd's ro_after_init goes above it as in the kernel.
+// mtd's ro_after_init goes above it as in the kernel. qemu-6.12-nokaslr is
+// a boot with nokaslr, whose module region the model places itself.
 func TestCommittedRecording(t *testing.T) {
-	for _, kver := range []string{"6.12", "6.12-2", "6.12-3", "7.3"} {
+	for _, kver := range []string{"6.12", "6.12-2", "6.12-3", "6.12-nokaslr", "7.3"} {
 		t.Run(kver, func(t *testing.T) {
 			dir := filepath.Join("testdata", "qemu-"+kver)
 			tmp := t.TempDir()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
 	"github.com/ptlab/ptlab/trace"
 	"github.com/ptlab/ptlab/workload"
@@ -57,7 +58,7 @@ func tablePages(d *ptdump.Dump) map[string]int64 {
 var metaRE = regexp.MustCompile(`(?m)^(?:NUMBER\()?([A-Za-z_]+)\)?=(\S+)$`)
 
 func TestModulePlacementFromOwnBoot(t *testing.T) {
-	for _, dir := range []string{"qemu-6.12", "qemu-7.3"} {
+	for _, dir := range []string{"qemu-6.12", "qemu-6.12-nokaslr", "qemu-7.3"} {
 		t.Run(dir, func(t *testing.T) {
 			base := filepath.Join("testdata", dir)
 			recText := readXZ(t, filepath.Join(base, "recording.txt.xz"))
@@ -76,17 +77,47 @@ func TestModulePlacementFromOwnBoot(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The guest: QEMU virt, -cpu max (LPA2, 52-bit VA), 2 GiB at
-			// 0x40000000, KASLR with the recorded offset, Debian's default
-			// rodata and KFENCE (sample interval 0).
+			// 0x40000000, KASLR with the recorded offset (or none: with
+			// nokaslr the model chooses the module region itself), Debian's
+			// default rodata and KFENCE (sample interval 0).
+			kaslr := "memstart_addr: " + meta["PHYS_OFFSET"] + "\nkaslr_seed: 1\nimage: {kaslr_offset: 0x" + meta["KERNELOFFSET"] + "}\n"
+			if meta["KERNELOFFSET"] == "0" {
+				kaslr = ""
+			}
 			cfg := fmt.Sprintf("kernel: %q\ngranule: 4K\nva_bits: 52\nconfig_va_bits: 52\nlpa2: true\n"+
 				"ram: [{base: 0x40000000, size: 2G}]\ncpus: [{model: neoverse-n1, count: 2}]\nkfence: idle\n"+
-				"memstart_addr: %s\nkaslr_seed: 1\nimage: {kaslr_offset: 0x%s}\n"+
+				"%s"+
 				// The pinned replay puts the recording's own vmalloc areas
 				// where the real kernel had them; the boot-time users the
 				// model adds (stacks, device ioremaps) are not byte-exact
 				// and would sit there, so this boot declares none.
 				"boot_threads: 0\ndevices: [{name: pcie-pio, base: 0x3eff0000, size: 0x10000, pci_io: true}]\n",
-				meta["OSRELEASE"], meta["PHYS_OFFSET"], meta["KERNELOFFSET"])
+				meta["OSRELEASE"], kaslr)
+			if kaslr == "" {
+				// Without KASLR the module region is the model's own
+				// (module_init_limits): the window the recorded kernel
+				// allocated module memory from must be its direct or its
+				// PLT window.
+				base, err := kernel.Machine("qemu-virt")
+				if err != nil {
+					t.Fatal(err)
+				}
+				kc, err := kernel.DecodeConfig([]byte(cfg), dir+".yaml", base)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := kernel.Boot(kc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := k.Exec.Ranges[kernel.ExecmemModuleText]
+				w := tl.Replay.ModuleWindow
+				if len(w) != 2 || !(uint64(w[0]) == r.Start && uint64(w[1]) == r.End || uint64(w[0]) == r.FallbackStart && uint64(w[1]) == r.FallbackEnd) {
+					t.Errorf("the recorded module window %#x is neither of ptlab's: [%#x, %#x) or [%#x, %#x)", w, r.Start, r.End, r.FallbackStart, r.FallbackEnd)
+				} else {
+					t.Logf("module window [%#x, %#x): ptlab's own without KASLR", w[0], w[1])
+				}
+			}
 			s := &workload.Scenario{Name: dir, Machine: "qemu-virt", Presets: []string{"mainline"},
 				Config: workload.NewConfigOverride([]byte(cfg), dir+".yaml"),
 				Work:   workload.Workload{Modules: "none"}, Replay: tl.Replay}
