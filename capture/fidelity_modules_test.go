@@ -52,14 +52,7 @@ func TestFidelityModulePlacement(t *testing.T) {
 		}
 		n++
 		t.Run(c.name, func(t *testing.T) {
-			cfg, err := fidelityConfig(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := kernel.Boot(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			k := bootFidelityCase(t, c)
 			specs, err := modscan.ModuleSpecs(order)
 			if err != nil {
 				t.Fatal(err)

@@ -423,14 +423,7 @@ func compareFidelity(c fidelityCase) (*fidelityResult, error) {
 func TestFidelityIoremaps(t *testing.T) {
 	for _, c := range loadFidelityCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, err := fidelityConfig(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := kernel.Boot(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			k := bootFidelityCase(t, c)
 			ps := k.G.PageSize()
 			real := map[string]int{}
 			for _, l := range c.secs["vmallocinfo"].Lines {
@@ -547,14 +540,7 @@ func TestFidelityBootVmallocCallers(t *testing.T) {
 		"lz4_alloc_ctx", "crypto_scomp_init_tfm", "dma_common_contiguous_remap", "fork_idle"}
 	for _, c := range loadFidelityCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, err := fidelityConfig(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := kernel.Boot(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			k := bootFidelityCase(t, c)
 			real, model := map[string]int{}, map[string]int{}
 			for _, l := range c.secs["vmallocinfo"].Lines {
 				f := strings.Fields(l)
@@ -586,4 +572,18 @@ func TestFidelityBootVmallocCallers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bootFidelityCase boots ptlab's model of a captured configuration.
+func bootFidelityCase(t *testing.T, c fidelityCase) *kernel.Kernel {
+	t.Helper()
+	cfg, err := fidelityConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kernel.Boot(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
