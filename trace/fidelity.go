@@ -2,7 +2,9 @@ package trace
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -81,18 +83,7 @@ func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dum
 	for _, reg := range regions {
 		b, a, x, y := get(rb, reg), get(ra, reg), get(mb, reg), get(ma, reg)
 		cmp := func(kind string, pb, pa, px, py map[string]int64) {
-			keys := map[string]bool{}
-			for _, m := range []map[string]int64{pb, pa, px, py} {
-				for k := range m {
-					keys[k] = true
-				}
-			}
-			var ks []string
-			for k := range keys {
-				ks = append(ks, k)
-			}
-			sort.Strings(ks)
-			for _, k := range ks {
+			for _, k := range sortedKeys(pb, pa, px, py) {
 				real, model := pa[k]-pb[k], py[k]-px[k]
 				if real != model {
 					out = append(out, Difference{Region: reg, What: kind + " " + k, Real: real, Model: model})
@@ -540,18 +531,7 @@ func ExplainTables(d Dumps, ex []Explained) (residual int64, why []string, rest 
 		}
 		return 0
 	}
-	blocks := map[uint64]bool{}
-	for _, m := range []map[uint64]bool{rb, ra, mb, ma} {
-		for b := range m {
-			blocks[b] = true
-		}
-	}
-	var bs []uint64
-	for b := range blocks {
-		bs = append(bs, b)
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i] < bs[j] })
-	for _, b := range bs {
+	for _, b := range sortedKeys(rb, ra, mb, ma) {
 		diff := (b2i(ma[b]) - b2i(mb[b])) - (b2i(ra[b]) - b2i(rb[b]))
 		switch {
 		case diff == 0:
@@ -566,4 +546,20 @@ func ExplainTables(d Dumps, ex []Explained) (residual int64, why []string, rest 
 		}
 	}
 	return residual, why, rest
+}
+
+// sortedKeys is the union of the maps' keys, in order.
+func sortedKeys[K cmp.Ordered, V any](ms ...map[K]V) []K {
+	seen := map[K]bool{}
+	var ks []K
+	for _, m := range ms {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				ks = append(ks, k)
+			}
+		}
+	}
+	slices.Sort(ks)
+	return ks
 }

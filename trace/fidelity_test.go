@@ -38,22 +38,7 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 	before, after := parseDumpFile(t, beforePath), parseDumpFile(t, afterPath)
 	s := &workload.Scenario{Name: "qemu", Machine: "qemu-virt", Presets: []string{"mainline"},
 		Import: beforePath, Work: workload.Workload{Modules: "none"}, Replay: tl.Replay}
-	mb, ma, res, misplaced, err := ModelDump(s, "mainline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range res.Failed {
-		t.Errorf("the model refused an operation: %s", f)
-	}
-	// Module memory: the model's own lowest-fit search in the recorded
-	// module window must find the recorded addresses.
-	exm, badm := ExplainMisplaced(rec, misplaced)
-	for _, e := range exm {
-		t.Logf("explained misplacement: %s", e)
-	}
-	for _, m := range badm {
-		t.Errorf("misplaced: %v", m)
-	}
+	mb, ma, _, _ := replayPinned(t, s, rec)
 	// The module/vmalloc region, page by page.
 	mm := ComparePages(ChangedPages(before, after, "modules+vmalloc", 4096), ChangedPages(mb, ma, "modules+vmalloc", 4096), 4096)
 	explained, rest := ExplainLate(rec, "before", "after", mm, Dumps{before, after, mb, ma})
@@ -115,4 +100,27 @@ func parseDumpFile(t *testing.T, path string) *ptdump.Dump {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// replayPinned runs a pinned replay under mainline (ModelDump) and fails on
+// every operation the model refused and on every module region its own
+// lowest-fit search in the recorded module window placed elsewhere than the
+// recording, unless ExplainMisplaced explains it from the recording.
+func replayPinned(t *testing.T, s *workload.Scenario, rec *Recording) (before, after *ptdump.Dump, misplaced []workload.Misplaced, explained []string) {
+	t.Helper()
+	before, after, res, misplaced, err := ModelDump(s, "mainline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Failed {
+		t.Errorf("the model refused an operation: %s", f)
+	}
+	explained, bad := ExplainMisplaced(rec, misplaced)
+	for _, e := range explained {
+		t.Logf("explained misplacement: %s", e)
+	}
+	for _, m := range bad {
+		t.Errorf("misplaced: %v", m)
+	}
+	return before, after, misplaced, explained
 }

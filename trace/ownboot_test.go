@@ -1,4 +1,4 @@
-package trace_test
+package trace
 
 // Module placement from ptlab's own boot: the committed QEMU recordings
 // (testdata/qemu-*) replayed, with the real kernel's free timing, on a
@@ -7,49 +7,41 @@ package trace_test
 // Every module section must land where the real kernel put it (the model's
 // own lowest-fit search in the recorded module window, as the pinned replay
 // checks it), and the table pages the recorded history added must be the
-// ones the real kernel added, level by level. This file uses only trace's
-// exported API and its testdata.
+// ones the real kernel added, level by level.
 
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/ulikunitz/xz"
-
 	"github.com/ptlab/ptlab/kernel"
 	"github.com/ptlab/ptlab/ptdump"
-	"github.com/ptlab/ptlab/trace"
 	"github.com/ptlab/ptlab/workload"
 )
 
+// readXZ reads a committed xz file through the importer's own decompress.
 func readXZ(t *testing.T, path string) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := xz.NewReader(bytes.NewReader(raw))
+	b, err := decompress(raw, path)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatal(err)
 	}
 	return b
 }
 
 // tablePages is the table pages per level of the module and vmalloc ranges
-// as trace.RegionShapes estimates them from a dump's leaves (the recorded
+// as RegionShapes estimates them from a dump's leaves (the recorded
 // dumps carry no table lines), the same way for both kernels.
 func tablePages(d *ptdump.Dump) map[string]int64 {
-	if s := trace.RegionShapes(d)["modules+vmalloc"]; s != nil {
+	if s := RegionShapes(d)["modules+vmalloc"]; s != nil {
 		return s.Tables
 	}
 	return map[string]int64{}
@@ -68,11 +60,11 @@ func TestModulePlacementFromOwnBoot(t *testing.T) {
 					meta[m[1]] = m[2]
 				}
 			}
-			rec, err := trace.Parse(bytes.NewReader(recText), dir)
+			rec, err := Parse(bytes.NewReader(recText), dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tl, err := trace.Build(rec, trace.Options{From: "before", To: "after", Pinned: true})
+			tl, err := Build(rec, Options{From: "before", To: "after", Pinned: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,22 +113,9 @@ func TestModulePlacementFromOwnBoot(t *testing.T) {
 			s := &workload.Scenario{Name: dir, Machine: "qemu-virt", Presets: []string{"mainline"},
 				Config: workload.NewConfigOverride([]byte(cfg), dir+".yaml"),
 				Work:   workload.Workload{Modules: "none"}, Replay: tl.Replay}
-			mb, ma, res, misplaced, err := trace.ModelDump(s, "mainline")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range res.Failed {
-				t.Errorf("the model refused an operation: %s", f)
-			}
-			explained, bad := trace.ExplainMisplaced(rec, misplaced)
-			for _, e := range explained {
-				t.Logf("explained misplacement (lazy free not yet purged): %s", e)
-			}
-			for _, m := range bad {
-				t.Errorf("misplaced: %v", m)
-			}
-			before := mustParse(t, readXZ(t, filepath.Join(base, "before.txt.xz")), "before")
-			after := mustParse(t, readXZ(t, filepath.Join(base, "after.txt.xz")), "after")
+			mb, ma, misplaced, explained := replayPinned(t, s, rec)
+			before := parseDump(t, readXZ(t, filepath.Join(base, "before.txt.xz")), "before")
+			after := parseDump(t, readXZ(t, filepath.Join(base, "after.txt.xz")), "after")
 			rb, ra := tablePages(before), tablePages(after)
 			pb, pa := tablePages(mb), tablePages(ma)
 			levels := map[string]bool{}
@@ -168,7 +147,7 @@ func TestModulePlacementFromOwnBoot(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, b []byte, name string) *ptdump.Dump {
+func parseDump(t *testing.T, b []byte, name string) *ptdump.Dump {
 	t.Helper()
 	d, err := ptdump.Parse(strings.NewReader(string(b)), name, ptdump.ParseOptions{})
 	if err != nil {
