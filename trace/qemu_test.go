@@ -57,21 +57,20 @@ section gorecord /bin/ptlab trace record -o /tmp/rec2.txt -- sh -c "insmod $MODD
 section gorecording cat /tmp/rec2.txt
 `
 
-// guestScriptPath finds qemu-arm64-guest.sh: $QEMU_ARM64_GUEST, the
-// repository's tools/ copy, or the shared one next to the repository.
+// guestScriptPath finds qemu-arm64-guest.sh: $QEMU_ARM64_GUEST, or the
+// repository's own tools/ copy.
 func guestScriptPath() string {
 	if p := os.Getenv("QEMU_ARM64_GUEST"); p != "" {
 		return p
 	}
-	for _, rel := range []string{filepath.Join("..", "tools"), filepath.Join("..", "..", "shared", "tools")} {
-		p, err := filepath.Abs(filepath.Join(rel, "qemu-arm64-guest.sh"))
-		if err == nil {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
+	p, err := filepath.Abs(filepath.Join("..", "tools", "qemu-arm64-guest.sh"))
+	if err != nil {
+		return ""
 	}
-	return ""
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 var (
