@@ -9,7 +9,7 @@ func (m *Memory) pushFront(l *blockList, pfn uint64, pm *pageMeta) {
 	if l.first == nilPfn {
 		l.last = pfn
 	} else {
-		m.saved(m.pageAt(l.first)).prev = pfn
+		m.saved(l.first).prev = pfn
 	}
 	l.first = pfn
 	l.n++
@@ -22,7 +22,7 @@ func (m *Memory) pushBack(l *blockList, pfn uint64, pm *pageMeta) {
 	if l.last == nilPfn {
 		l.first = pfn
 	} else {
-		m.saved(m.pageAt(l.last)).next = pfn
+		m.saved(l.last).next = pfn
 	}
 	l.last = pfn
 	l.n++
@@ -33,12 +33,12 @@ func (m *Memory) unlink(l *blockList, pfn uint64, pm *pageMeta) {
 	if pm.prev == nilPfn {
 		l.first = pm.next
 	} else {
-		m.saved(m.pageAt(pm.prev)).next = pm.next
+		m.saved(pm.prev).next = pm.next
 	}
 	if pm.next == nilPfn {
 		l.last = pm.prev
 	} else {
-		m.saved(m.pageAt(pm.next)).prev = pm.prev
+		m.saved(pm.next).prev = pm.prev
 	}
 	pm.next, pm.prev = nilPfn, nilPfn
 	l.n--
@@ -48,7 +48,7 @@ func (m *Memory) unlink(l *blockList, pfn uint64, pm *pageMeta) {
 // puts it at the head or the tail of its free list (__add_to_free_list +
 // set_buddy_order).
 func (m *Memory) addToFreeList(pfn uint64, pm *pageMeta, order int, tail bool) {
-	m.save(pm)
+	m.save(pfn)
 	pm.order = uint8(order)
 	pm.owner = OwnerFree
 	fa := &m.area[order]
@@ -66,7 +66,7 @@ func (m *Memory) addToFreeList(pfn uint64, pm *pageMeta, order int, tail bool) {
 // __ClearPageBuddy, set_page_private(0)). A block in its boot position just
 // leaves the boot part; the boot cursor skips it later.
 func (m *Memory) delFromFreeList(pfn uint64, pm *pageMeta) {
-	m.save(pm)
+	m.save(pfn)
 	fa := &m.area[pm.order]
 	switch {
 	case pm.flags&pgBoot != 0:
@@ -244,7 +244,7 @@ func (m *Memory) clearPrivate(s *section, pfn uint64, order int, pm *pageMeta) {
 	i := pfn - s.base
 	m.savePrivate(s, i, 1<<order)
 	clear(s.private[i : i+1<<order])
-	m.saved(pm).flags &^= pgPrivate
+	m.saved(pfn).flags &^= pgPrivate
 }
 
 // freeOnePage merges the block (pfn, order), whose head is not on any list,
@@ -262,7 +262,7 @@ func (m *Memory) freeOnePage(s *section, pfn uint64, order int) {
 			break
 		}
 		m.delFromFreeList(s.base+bidx, bpm)
-		m.saved(&s.pages[idx]).flags = 0
+		m.saved(s.base + idx).flags = 0
 		idx &= bidx
 		order++
 	}

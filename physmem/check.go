@@ -2,16 +2,33 @@ package physmem
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 )
 
-// checkTotals accumulates what Check finds in the materialised sections.
-type checkTotals struct {
+// blockTotals is what the blocks of some pages add up to.
+type blockTotals struct {
 	listed [MaxOrderLimit + 1]uint64 // free blocks on the head/tail lists
 	boot   [MaxOrderLimit + 1]uint64 // free blocks still in their boot position
-	carved [MaxOrderLimit + 1]uint64 // boot-carving blocks inside materialised sections
 	free   uint64
 	owned  [NumOwners]uint64
+}
+
+func (t *blockTotals) add(o *blockTotals) {
+	for i := range t.listed {
+		t.listed[i] += o.listed[i]
+		t.boot[i] += o.boot[i]
+	}
+	t.free += o.free
+	for i := range t.owned {
+		t.owned[i] += o.owned[i]
+	}
+}
+
+// checkTotals accumulates what Check finds in the materialised sections.
+type checkTotals struct {
+	blockTotals
+	carved [MaxOrderLimit + 1]uint64 // boot-carving blocks inside materialised sections
 }
 
 // Check verifies the allocator's internal consistency and returns an error
@@ -28,19 +45,83 @@ type checkTotals struct {
 //
 // It is the model's CONFIG_DEBUG_VM: the kernel checks the same properties
 // piecemeal (VM_BUG_ON_PAGE in __free_one_page, check_new_pages,
-// free_pages_prepare). Cost is proportional to the touched memory: pristine
-// sections are accounted from the boot carving without being walked.
+// free_pages_prepare).
+//
+// Check is incremental, and its result is a full walk's (checkFull, which
+// the tests compare it with): the page checks look inside one frame of a
+// section at a time (2^frameShift pages, at least a MaxOrder block, so no
+// block or buddy pair crosses one), every change to a page marks its frame
+// (save, savePrivate, Restore), and Check walks the marked frames only,
+// keeping what each verified frame adds to the totals; a frame that fails
+// stays marked. The first failing frame in address order is the full walk's
+// first failure, as every unmarked frame passed. So the cost is the pages
+// changed since the last Check, plus the free lists and the touched
+// sections; pristine sections are accounted from the boot carving.
 func (m *Memory) Check() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var t checkTotals
+	m.secs = append(m.secs[:0], m.touched...)
+	slices.Sort(m.secs)
+	for _, sn := range m.secs {
+		s := m.sectionByNumber(sn)
+		if err := m.verifySection(s); err != nil {
+			return err
+		}
+		t.add(&s.sum)
+		for o := range t.carved {
+			t.carved[o] += s.carved[o]
+		}
+	}
+	return m.checkCounts(&t)
+}
+
+// verifySection checks the marked frames of s and brings s.sum up to date.
+func (m *Memory) verifySection(s *section) error {
+	if s.dirty == 0 {
+		return nil
+	}
+	if s.frames == nil {
+		s.frames = make([]blockTotals, 1<<(m.secPageShift-m.frameShift))
+	}
+	for s.dirty != 0 {
+		f := uint(bits.TrailingZeros64(s.dirty))
+		var ft blockTotals
+		lo := s.base + uint64(f)<<m.frameShift
+		if err := m.checkPages(s, lo, lo+1<<m.frameShift, &ft); err != nil {
+			return err
+		}
+		s.frames[f] = ft
+		s.dirty &^= 1 << f
+	}
+	s.sum = blockTotals{}
+	for i := range s.frames {
+		s.sum.add(&s.frames[i])
+	}
+	return nil
+}
+
+// checkFull is Check walking every page of every touched section, without
+// the cache: the reference the tests hold Check to.
+func (m *Memory) checkFull() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var t checkTotals
 	secs := slices.Clone(m.touched)
 	slices.Sort(secs)
 	for _, sn := range secs {
-		if err := m.checkSection(m.sectionByNumber(sn), &t); err != nil {
+		s := m.sectionByNumber(sn)
+		m.forEachBootBlock(s, func(_ uint64, order int) { t.carved[order]++ })
+		if err := m.checkPages(s, s.base, s.base+uint64(len(s.pages)), &t.blockTotals); err != nil {
 			return err
 		}
 	}
+	return m.checkCounts(&t)
+}
+
+// checkCounts checks the free lists and the counters against the totals of
+// the touched sections.
+func (m *Memory) checkCounts(t *checkTotals) error {
 	for o := 0; o <= m.maxOrder; o++ {
 		fa := &m.area[o]
 		if t.carved[o] > m.bootInit[o] {
@@ -83,10 +164,10 @@ func (m *Memory) Check() error {
 	return nil
 }
 
-// checkSection walks every page of a materialised section.
-func (m *Memory) checkSection(s *section, t *checkTotals) error {
-	m.forEachBootBlock(s, func(_ uint64, order int) { t.carved[order]++ })
-	lo, hi := s.base, s.base+uint64(len(s.pages))
+// checkPages walks the pages [lo, hi) of s, which start and end at frame
+// boundaries: holes carry no state, and the RAM in between is a sequence of
+// blocks.
+func (m *Memory) checkPages(s *section, lo, hi uint64, t *blockTotals) error {
 	next := lo // first page not yet checked
 	for _, r := range m.rs[m.firstRegionEndingAfter(lo):] {
 		if r.start >= hi {
@@ -120,8 +201,9 @@ func (m *Memory) checkHole(s *section, from, to uint64) error {
 }
 
 // checkBlock verifies the block whose head must be at p, lying below end, and
-// returns its size in pages.
-func (m *Memory) checkBlock(s *section, p, end uint64, t *checkTotals) (uint64, error) {
+// returns its size in pages. A block that passes the order and alignment
+// checks ends within its frame, so end may be cut at a frame boundary.
+func (m *Memory) checkBlock(s *section, p, end uint64, t *blockTotals) (uint64, error) {
 	pa := p << m.pageShift
 	pm := &s.pages[p-s.base]
 	if pm.flags&pgHead == 0 {

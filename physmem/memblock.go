@@ -100,7 +100,7 @@ func (m *Memory) takeOffBuddy(pfn uint64, order int, owner Owner) {
 			m.addToFreeList(head+half, &s.pages[head+half-s.base], k, false)
 		}
 	}
-	pm = m.saved(&s.pages[pfn-s.base])
+	pm = m.saved(pfn)
 	pm.flags = pgHead | pgReserved
 	pm.order = uint8(order)
 	pm.owner = owner
@@ -147,8 +147,8 @@ func (m *Memory) Unreserve(base, size uint64) error {
 		for head < p || head+1<<order > end {
 			order--
 			half := uint64(1) << order
-			hpm := m.saved(&s.pages[head+half-s.base])
-			m.save(pm)
+			hpm := m.saved(head + half)
+			m.save(head)
 			hpm.flags = pm.flags
 			hpm.order = uint8(order)
 			hpm.owner = pm.owner
@@ -162,7 +162,7 @@ func (m *Memory) Unreserve(base, size uint64) error {
 		m.owned[pm.owner] -= n
 		m.nrFree += n
 		m.clearPrivate(s, head, order, pm)
-		m.saved(pm).flags = pgHead
+		m.saved(head).flags = pgHead
 		m.freeOnePage(s, head, order)
 		p = head + n
 	}

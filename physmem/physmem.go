@@ -146,6 +146,7 @@ func (fa *freeArea) nrFree() uint64 { return fa.head.n + fa.tail.n + fa.nrBoot }
 type Memory struct {
 	pageShift    uint
 	secPageShift uint // log2(pages per section)
+	frameShift   uint // log2(pages per frame of Check's cache), see check.go
 	regions      []Region
 	rs           []pfnRange
 	totalPages   uint64
@@ -159,6 +160,7 @@ type Memory struct {
 	bootInit [MaxOrderLimit + 1]uint64 // boot blocks per order at New
 	nrFree   uint64                    // free pages
 	owned    [NumOwners]uint64         // pages per owner (owned[OwnerFree] unused)
+	secs     []uint64                  // Check's scratch: touched sections, sorted
 }
 
 // sectionSizeBits returns arm64's SECTION_SIZE_BITS for the granule
@@ -238,6 +240,9 @@ func NewMaxOrder(pageShift uint, regions []Region, maxOrder int) (*Memory, error
 		regions:      merged,
 		rs:           make([]pfnRange, len(merged)),
 	}
+	// A frame holds at least a MaxOrder block, and a section at most 64
+	// frames (one dirty bit each).
+	m.frameShift = max(uint(maxOrder), m.secPageShift-6)
 	for o := range m.area {
 		m.area[o].head = blockList{first: nilPfn, last: nilPfn}
 		m.area[o].tail = blockList{first: nilPfn, last: nilPfn}
@@ -384,7 +389,7 @@ func (m *Memory) SetPrivate(pa uint64, v uint64) error {
 		}
 		return fmt.Errorf("set private at %#x: page is free: %w", pa, ErrNotAllocated)
 	}
-	_, _, pm, ok := m.findBlock(pfn)
+	head, _, pm, ok := m.findBlock(pfn)
 	if !ok {
 		return fmt.Errorf("set private at %#x: not RAM: %w", pa, ErrInvalid)
 	}
@@ -399,7 +404,7 @@ func (m *Memory) SetPrivate(pa uint64, v uint64) error {
 	}
 	m.savePrivate(s, pfn-s.base, 1)
 	s.private[pfn-s.base] = v
-	m.saved(pm).flags |= pgPrivate
+	m.saved(head).flags |= pgPrivate
 	return nil
 }
 

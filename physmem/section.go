@@ -41,6 +41,16 @@ type section struct {
 	base    uint64     // first pfn
 	pages   []pageMeta // one per page frame of the section, holes included
 	private []uint64   // page_private slots, allocated on first SetPrivate
+
+	// Check's cache (check.go). The section is cut into frames of
+	// 2^frameShift pages, which no block crosses; dirty marks the frames
+	// changed since Check last verified them (bit f: frame f), frames holds
+	// what each verified frame adds to the totals, sum their sum (valid
+	// when dirty is 0), carved the boot-carving blocks inside the section.
+	dirty  uint64
+	frames []blockTotals
+	sum    blockTotals
+	carved [MaxOrderLimit + 1]uint64
 }
 
 // The section table is a two-level radix tree over section numbers: 2^13
@@ -99,7 +109,9 @@ func (m *Memory) materialise(pfn uint64) *section {
 		pm := &s.pages[pfn-s.base]
 		pm.flags = pgHead | pgBuddy | pgBoot
 		pm.order = uint8(order)
+		s.carved[order]++
 	})
+	s.dirty = uint64(1)<<(1<<(m.secPageShift-m.frameShift)) - 1 // all frames; with 64 the shift gives 0 and wraps to all ones
 	c[sn&chunkMask] = s
 	m.touched = append(m.touched, sn)
 	return s

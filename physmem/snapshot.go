@@ -13,16 +13,18 @@ import (
 // schedule touched, never the RAM size. Model-only: the kernel has no
 // counterpart.
 
-// pageUndo is a page's metadata before a change.
+// pageUndo is a page's metadata (page i of section s) before a change.
 type pageUndo struct {
-	pm  *pageMeta
+	s   *section
+	i   uint64
 	old pageMeta
 }
 
-// privUndo is a private slot before a change.
+// privUndo is a private slot (page i of section s) before a change.
 type privUndo struct {
-	slot *uint64
-	old  uint64
+	s   *section
+	i   uint64
+	old uint64
 }
 
 // journal is the undo log since a Snapshot.
@@ -68,12 +70,16 @@ func (m *Memory) Restore(s *Snapshot) error {
 		return fmt.Errorf("restore: no snapshot: %w", ErrInvalid)
 	}
 	jr := m.jr
+	// Undoing is a change too: Check verifies the frames again.
 	for i := len(jr.pages) - 1; i >= 0; i-- {
 		u := &jr.pages[i]
-		*u.pm = u.old
+		u.s.pages[u.i] = u.old
+		u.s.dirty |= 1 << (u.i >> m.frameShift)
 	}
 	for i := len(jr.private) - 1; i >= 0; i-- {
-		*jr.private[i].slot = jr.private[i].old
+		u := &jr.private[i]
+		u.s.private[u.i] = u.old
+		u.s.dirty |= 1 << (u.i >> m.frameShift)
 	}
 	for _, sec := range jr.privAlloc {
 		if jr.spare == nil {
@@ -92,27 +98,35 @@ func (m *Memory) Restore(s *Snapshot) error {
 	return nil
 }
 
-// save journals pm's metadata before a change.
-func (m *Memory) save(pm *pageMeta) {
-	if m.jr != nil {
-		m.jr.pages = append(m.jr.pages, pageUndo{pm, *pm})
-	}
+// save is called before every change to the metadata of page pfn, whose
+// section must exist: it journals the page for Restore and marks its frame
+// for Check (check.go). Every change goes through it (or savePrivate).
+func (m *Memory) save(pfn uint64) {
+	m.saved(pfn)
 }
 
-// saved is save returning pm, for one-line updates.
-func (m *Memory) saved(pm *pageMeta) *pageMeta {
-	m.save(pm)
+// saved is save returning the page's metadata, for one-line updates.
+func (m *Memory) saved(pfn uint64) *pageMeta {
+	s := m.sectionOf(pfn)
+	i := pfn - s.base
+	s.dirty |= 1 << (i >> m.frameShift)
+	pm := &s.pages[i]
+	if m.jr != nil {
+		m.jr.pages = append(m.jr.pages, pageUndo{s, i, *pm})
+	}
 	return pm
 }
 
-// savePrivate journals the private slots [i, i+n) of s before a change.
+// savePrivate journals the private slots [i, i+n) of s before a change and
+// marks their frames for Check. n is at most a block, so one frame.
 func (m *Memory) savePrivate(s *section, i, n uint64) {
+	s.dirty |= 1 << (i >> m.frameShift)
 	if m.jr == nil {
 		return
 	}
 	for j := i; j < i+n; j++ {
 		if s.private[j] != 0 || n == 1 {
-			m.jr.private = append(m.jr.private, privUndo{&s.private[j], s.private[j]})
+			m.jr.private = append(m.jr.private, privUndo{s, j, s.private[j]})
 		}
 	}
 }
