@@ -123,6 +123,7 @@ type Monitor struct {
 	// Shared with the Start, read-only.
 	alias    map[uint64]uint64
 	aliasPAs []uint64
+	owners   []physmem.Owner // directMap's scratch, one per aliasPAs entry
 	memo     regionMemo
 	pmdSize  uint64
 	ps       uint64
@@ -706,11 +707,21 @@ func (mo *Monitor) Final() error {
 // VM_FLUSH_RESET_PERMS area) restores it before the page goes back to the
 // allocator (execmem_cache_clean's set_direct_map, vm_reset_perms).
 func (mo *Monitor) directMap() {
-	for _, pa := range mo.aliasPAs {
+	if mo.err != nil {
+		return
+	}
+	if mo.owners == nil {
+		mo.owners = make([]physmem.Owner, len(mo.aliasPAs))
+	}
+	// One pass over the allocator for all pages (under one lock): no CPU
+	// steps while the monitor checks (with goroutine CPUs, reading page by
+	// page was no more atomic).
+	mo.K.Mem.Owners(mo.aliasPAs, mo.owners)
+	for i, pa := range mo.aliasPAs {
 		if mo.err != nil {
 			return
 		}
-		if mo.K.Mem.Owner(pa) != physmem.OwnerFree {
+		if mo.owners[i] != physmem.OwnerFree {
 			continue
 		}
 		lin := mo.K.Lin(pa)

@@ -159,3 +159,34 @@ func TestCheckFindsCorruptionAfterCheck(t *testing.T) {
 		})
 	}
 }
+
+// Owners answers what Owner answers, page by page, for any addresses in any
+// order (inside blocks, across them, in holes and outside RAM).
+func TestOwnersEqualsOwner(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		m := incrMemory(t)
+		var held, reserved [][2]uint64
+		apply(m, opsGen().Draw(t, "ops"), &held, &reserved)
+		ps := m.PageSize()
+		lo := m.Regions()[0].Base - 4*ps
+		span := m.Regions()[1].End() + 4*ps - lo
+		pas := rapid.SliceOf(rapid.Uint64Range(0, span/ps-1)).Draw(t, "pages")
+		for i := range pas {
+			pas[i] = lo + pas[i]*ps + uint64(i)%ps // any byte of the page
+		}
+		if len(held) > 0 {
+			// Runs through allocated blocks, page by page.
+			b := held[rapid.IntRange(0, len(held)-1).Draw(t, "block")]
+			for p := b[0]; p < b[0]+ps<<b[1]+ps; p += ps {
+				pas = append(pas, p)
+			}
+		}
+		got := make([]Owner, len(pas))
+		m.Owners(pas, got)
+		for i, pa := range pas {
+			if want := m.Owner(pa); got[i] != want {
+				t.Fatalf("Owners: page %#x (item %d) is %v, Owner says %v", pa, i, got[i], want)
+			}
+		}
+	})
+}

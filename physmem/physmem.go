@@ -357,6 +357,34 @@ func (m *Memory) Owner(pa uint64) Owner {
 	return pm.owner
 }
 
+// Owners sets out[i] to Owner(pas[i]) for every i (out must be as long as
+// pas), taking the zone lock once; a run of addresses inside one block
+// costs one block lookup.
+func (m *Memory) Owners(pas []uint64, out []Owner) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var lo, hi uint64 // pfns of the block found last, [lo, hi)
+	var last Owner
+	for i, pa := range pas {
+		pfn := pa >> m.pageShift
+		if pfn >= lo && pfn < hi {
+			out[i] = last
+			continue
+		}
+		head, order, pm, ok := m.findBlock(pfn)
+		if !ok {
+			out[i] = OwnerFree // outside RAM
+			continue
+		}
+		last = OwnerFree
+		if pm != nil && pm.flags&pgBuddy == 0 {
+			last = pm.owner
+		}
+		lo, hi = head, head+1<<order
+		out[i] = last
+	}
+}
+
 // Private returns the private slot of the page holding pa (page_private):
 // zero unless the owner stored something with SetPrivate since the page was
 // allocated. O(1).
