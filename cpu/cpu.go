@@ -118,6 +118,9 @@ type Machine struct {
 	// returned: a CPU whose hook let others run sees it move by more than
 	// its own call (relevel).
 	performed atomic.Uint64
+	// stepped is performed for Cooperative machines, whose CPUs run one
+	// at a time (handing over orders their accesses): no atomic needed.
+	stepped uint64
 }
 
 // NewMachine creates n CPUs for k. CPU i has the MIDR of the kernel's CPU i
@@ -186,11 +189,19 @@ func (c *CPU) Machine() *Machine { return c.m }
 
 func (c *CPU) before(ev *Event) {
 	c.Counts[ev.Kind]++
-	if c.Hook != nil {
-		n := c.m.performed.Load()
-		c.Hook.Before(c, ev)
-		c.othersRan = c.m.performed.Add(1) != n+1
+	if c.Hook == nil {
+		return
 	}
+	if c.m.Mode == Cooperative {
+		n := c.m.stepped
+		c.Hook.Before(c, ev)
+		c.m.stepped++
+		c.othersRan = c.m.stepped != n+1
+		return
+	}
+	n := c.m.performed.Load()
+	c.Hook.Before(c, ev)
+	c.othersRan = c.m.performed.Add(1) != n+1
 }
 
 func (c *CPU) after(ev *Event) {

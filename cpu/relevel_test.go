@@ -35,8 +35,12 @@ func (h *interposer) After(c *CPU, ev *Event) {
 // a table (LevelUnknown, which the monitor reports as a use after free);
 // when no other CPU ran, it keeps the level it announced.
 func TestLoadRelevelsAfterOthersRan(t *testing.T) {
-	for _, others := range []bool{true, false} {
-		k, m := bootMachine(t, "n1-server", "neoverse-n1", 2, Cooperative)
+	for _, tc := range []struct {
+		mode   Mode
+		others bool
+	}{{Cooperative, true}, {Cooperative, false}, {Real, true}, {Real, false}} {
+		others := tc.others
+		k, m := bootMachine(t, "n1-server", "neoverse-n1", 2, tc.mode)
 		c0, c1 := m.CPUs[0], m.CPUs[1]
 		lin := linearVA(k)
 		e, err := k.PT.Lookup(c0, lin)
@@ -62,7 +66,7 @@ func TestLoadRelevelsAfterOthersRan(t *testing.T) {
 			want = LevelUnknown
 		}
 		if !h.seen || h.level != want {
-			t.Errorf("others ran %v: load performed at level %v (seen %v), want %v", others, h.level, h.seen, want)
+			t.Errorf("mode %v, others ran %v: load performed at level %v (seen %v), want %v", tc.mode, others, h.level, h.seen, want)
 		}
 	}
 }

@@ -209,11 +209,13 @@ func (r *run) point(id int, ev *cpu.Event) bool {
 			return false
 		}
 		others := ^uint64(1 << uint(id))
-		if r.x.descWriters[ev.PA]&others != 0 {
-			return true
-		}
 		page := ev.PA &^ (r.k.G.PageSize() - 1)
-		return r.x.pageWriters[page]&others != 0 && r.lastPage[id] != page
+		// A CPU that stores to a descriptor stores to its page: a page
+		// no other CPU writes (most loads) needs no descriptor lookup.
+		if r.x.pageWriters[page]&others == 0 {
+			return false
+		}
+		return r.x.descWriters[ev.PA]&others != 0 || r.lastPage[id] != page
 	}
 	return true
 }
