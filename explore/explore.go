@@ -25,7 +25,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ptlab/ptlab/check"
@@ -158,6 +160,9 @@ type Explorer struct {
 	// start is the monitors' reference, read once from the tables the
 	// serial run's setup left (every run's setup leaves the same).
 	start *check.Start
+	// steps is the length of the longest run so far: a run's schedule
+	// starts with that capacity.
+	steps atomic.Int64
 }
 
 func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
@@ -239,7 +244,11 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	}
 	mon := x.monitor(s)
 	r := newRun(x, s, mon, ch, tr)
+	r.sched = make(Schedule, 0, x.steps.Load())
 	r.start()
+	if n := int64(len(r.sched)); n > x.steps.Load() {
+		x.steps.Store(n) // a race between workers only costs a reallocation
+	}
 	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps()}
 	if r.violation != nil {
 		o.violation = r.violation
@@ -520,6 +529,6 @@ func (rc *replayChooser) choose(r *run, step, _ int, _ bool, opts []int, _ bool)
 			return want
 		}
 	}
-	rc.err = fmt.Errorf("%w: at step %d CPU%d cannot run (runnable: %v)", ErrSchedule, step, want, r.runnable)
+	rc.err = fmt.Errorf("%w: at step %d CPU%d cannot run (runnable: %v)", ErrSchedule, step, want, slices.Sorted(slices.Values(opts)))
 	return opts[0]
 }

@@ -29,7 +29,6 @@ type run struct {
 	wake     []chan struct{}
 	parked   chan int
 	fin      chan struct{}
-	runnable []int
 	opts     []int
 
 	sched       Schedule
@@ -43,7 +42,7 @@ func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *
 	r := &run{x: x, k: s.K, m: s.M, mon: mon, ch: ch, tr: tr, threads: s.Threads,
 		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), wake: make([]chan struct{}, n),
 		parked: make(chan int, n), fin: make(chan struct{}),
-		runnable: make([]int, 0, n), opts: make([]int, 0, n)}
+		opts: make([]int, 0, n)}
 	for i, c := range s.M.CPUs {
 		r.wake[i] = make(chan struct{})
 		c.Hook = r
@@ -151,34 +150,20 @@ func (r *run) exit(i int) {
 // decide picks the CPU that performs the next step; cur is the CPU that
 // holds the baton (-1 when it has none: the start, or it just finished).
 func (r *run) decide(cur int) int {
-	r.runnable = r.runnable[:0]
-	for i, c := range r.m.CPUs {
-		if !r.done[i] && r.pending[i] != nil && c.Enabled(r.pending[i]) {
-			r.runnable = append(r.runnable, i)
-		}
-	}
-	if len(r.runnable) == 0 {
-		r.fail(&check.Violation{Kind: check.KindDeadlock, CPU: cur, Step: len(r.sched),
-			Msg: fmt.Sprintf("no CPU can run: %s", r.describeWaits())})
-		for i, c := range r.m.CPUs {
-			c.IgnoreLocks = true
-			if !r.done[i] && r.pending[i] != nil {
-				r.runnable = append(r.runnable, i)
-			}
-		}
-	}
-	curRuns := false
+	// The options: the current CPU first if it can go on, then the
+	// others in CPU order.
+	curRuns := cur >= 0 && r.canRun(cur)
 	r.opts = r.opts[:0]
-	for _, i := range r.runnable {
-		if i == cur {
-			curRuns = true
+	if curRuns {
+		r.opts = append(r.opts, cur)
+	}
+	for i := range r.m.CPUs {
+		if i != cur && r.canRun(i) {
 			r.opts = append(r.opts, i)
 		}
 	}
-	for _, i := range r.runnable {
-		if i != cur {
-			r.opts = append(r.opts, i)
-		}
+	if len(r.opts) == 0 {
+		curRuns = r.deadlock(cur)
 	}
 	next := r.opts[0]
 	if rc, ok := r.ch.(*replayChooser); ok {
@@ -192,6 +177,31 @@ func (r *run) decide(cur int) int {
 	}
 	r.sched = append(r.sched, int8(next))
 	return next
+}
+
+// canRun says whether CPU i has a step to perform and may perform it.
+func (r *run) canRun(i int) bool {
+	return !r.done[i] && r.pending[i] != nil && r.m.CPUs[i].Enabled(r.pending[i])
+}
+
+// deadlock records that no CPU can run and makes every CPU with a step an
+// option, ignoring the locks, so the run winds down; it says whether cur is
+// one (it may be, blocked on a lock).
+func (r *run) deadlock(cur int) (curRuns bool) {
+	r.fail(&check.Violation{Kind: check.KindDeadlock, CPU: cur, Step: len(r.sched),
+		Msg: fmt.Sprintf("no CPU can run: %s", r.describeWaits())})
+	r.opts = r.opts[:0]
+	if cur >= 0 && !r.done[cur] && r.pending[cur] != nil {
+		curRuns = true
+		r.opts = append(r.opts, cur)
+	}
+	for i, c := range r.m.CPUs {
+		c.IgnoreLocks = true
+		if i != cur && !r.done[i] && r.pending[i] != nil {
+			r.opts = append(r.opts, i)
+		}
+	}
+	return curRuns
 }
 
 // point says whether a preemption of CPU id may happen before ev. With
