@@ -75,6 +75,13 @@ type Scenario struct {
 	// Build runs single-threaded on the booted kernel (CPUs without a
 	// scheduler) and sets the threads.
 	Build func(s *Setup) error
+	// Reuse: the threads' operations hold only values (addresses, object
+	// numbers, footprints) and act on the kernel and CPU they are given,
+	// so one Build serves every run: the explorer restores the kernel and
+	// the CPUs to their state after it (setupPool) instead of building
+	// anew. A scenario whose operations share state with each other or
+	// with the Build (a counter, a lock the Build created) must not set it.
+	Reuse bool
 }
 
 // Points selects the preemption points.
@@ -157,6 +164,7 @@ type Explorer struct {
 	descWriters, pageWriters map[uint64]uint64
 	learn                    bool
 	kernels                  kernelPool // booted kernels, restored per run (snapshot.go)
+	setups                   setupPool  // built scenarios, restored per run (Scenario.Reuse)
 	// start is the monitors' reference, read once from the tables the
 	// serial run's setup left (every run's setup leaves the same).
 	start *check.Start
@@ -220,19 +228,35 @@ type outcome struct {
 
 // boot builds a fresh kernel and the scenario's initial state.
 func (x *Explorer) boot(mode cpu.Mode) (*Setup, error) {
+	if x.cfg.Scenario.Reuse && mode == cpu.Cooperative && !x.kernels.fresh {
+		return x.setups.get(x)
+	}
+	return x.build(mode)
+}
+
+// build boots (or restores) a kernel and runs the scenario's Build on it.
+func (x *Explorer) build(mode cpu.Mode) (*Setup, error) {
 	k, err := x.kernels.get(x.kcfg, mode)
 	if err != nil {
 		return nil, err
 	}
 	k.Mutations = x.cfg.Mutations
 	s := &Setup{K: k, M: cpu.NewMachine(k, x.cfg.Scenario.CPUs, mode)}
-	if err := x.cfg.Scenario.Build(s); err != nil {
-		return nil, fmt.Errorf("%w: %s: setup: %w", ErrScenario, x.cfg.Scenario.Name, err)
-	}
-	if len(s.Threads) != len(s.M.CPUs) {
-		return nil, fmt.Errorf("%w: %s: %d threads for %d CPUs", ErrScenario, x.cfg.Scenario.Name, len(s.Threads), len(s.M.CPUs))
+	if err := x.buildOn(s); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// buildOn runs the scenario's Build on s's kernel and machine.
+func (x *Explorer) buildOn(s *Setup) error {
+	if err := x.cfg.Scenario.Build(s); err != nil {
+		return fmt.Errorf("%w: %s: setup: %w", ErrScenario, x.cfg.Scenario.Name, err)
+	}
+	if len(s.Threads) != len(s.M.CPUs) {
+		return fmt.Errorf("%w: %s: %d threads for %d CPUs", ErrScenario, x.cfg.Scenario.Name, len(s.Threads), len(s.M.CPUs))
+	}
+	return nil
 }
 
 // run executes one schedule chosen by ch on a fresh kernel, checked against
@@ -262,6 +286,7 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	}
 	if tr == nil {
 		x.kernels.put(s.K)
+		x.setups.put(s)
 	}
 	return o, nil
 }
@@ -296,6 +321,7 @@ func (x *Explorer) monitor(s *Setup) *check.Monitor {
 func (x *Explorer) Run() (*Result, error) {
 	defer relaxGC()()
 	defer x.kernels.drain()
+	defer x.setups.drain()
 	start := time.Now()
 	res := &Result{Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: x.cfg.Bound, Points: x.cfg.Points}
 	found := func(o *outcome, random bool) {

@@ -50,8 +50,20 @@ func LookupScenario(name string) (*Scenario, error) {
 }
 
 func register(s *Scenario) {
+	s.Reuse = reusable[s.Name]
 	Scenarios[s.Name] = s
 	scenarioOrder = append(scenarioOrder, s.Name)
+}
+
+// reusable are the scenarios whose operations hold only values and act on
+// the kernel and CPU they are given (Scenario.Reuse). Not: repaint (its
+// Build creates the parking locks and takes them for the CPUs), vmap-reuse
+// (an operation keeps the Build's *VMArea), bpf-pack (the frees share the
+// pack's live count).
+var reusable = map[string]bool{
+	"neighbours": true, "ptdump": true, "access": true, "free": true, "text-poke": true, "split": true,
+	"bbm": true, "ptdump-vmap": true, "chunk-offsets": true, "chunk-release": true, "two-vmalloc": true,
+	"kcore": true, "three-ptdump": true, "three-kcore": true,
 }
 
 func init() {

@@ -2,6 +2,8 @@ package explore
 
 import (
 	"bytes"
+	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/ptlab/ptlab/cpu"
@@ -87,4 +89,74 @@ func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
 			t.Errorf("%s/%s %s:\nfresh boots %s\nrestored    %s", c.preset, c.scenario, c.mut, out[0], out[1])
 		}
 	}
+}
+
+// A reused setup restored after any schedules is what a new boot and Build
+// make: the same kernel (physmem, tables, bookkeeping, ptdump), the same CPU
+// state (TLBs and walk caches the Build warmed), the same threads.
+func TestSetupRestoreEqualsFreshBuild(t *testing.T) {
+	walks := 6
+	if testing.Short() || raceDetector {
+		walks = 2
+	}
+	for _, preset := range []string{"collapse", "rfc-v1", "mainline"} {
+		for _, name := range ScenarioNames() {
+			sc, _ := LookupScenario(name)
+			if !sc.Reuse {
+				continue
+			}
+			x, err := New(Config{Preset: preset, Scenario: sc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range walks {
+				if _, err := x.run(newRandomChooser(uint64(len(name)), uint64(i)), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(x.setups.idle) == 0 {
+				t.Fatalf("%s/%s: no setup kept after %d runs", preset, name, walks)
+			}
+			s, err := x.boot(cpu.Cooperative)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := x.build(cpu.Cooperative)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := s.K.Diff(fresh.K); d != "" {
+				t.Errorf("%s/%s: restored setup's kernel differs from a new Build's: %s", preset, name, d)
+			}
+			if !reflect.DeepEqual(s.M.SaveState(), fresh.M.SaveState()) {
+				t.Errorf("%s/%s: restored setup's CPUs differ from a new Build's", preset, name)
+			}
+			var a, b bytes.Buffer
+			if err := s.K.PtdumpWalk(&kernel.PlainCPU{}, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.K.PtdumpWalk(&kernel.PlainCPU{}, &b); err != nil {
+				t.Fatal(err)
+			}
+			if a.String() != b.String() || a.Len() == 0 {
+				t.Errorf("%s/%s: ptdump of the restored setup differs (%d vs %d bytes)", preset, name, a.Len(), b.Len())
+			}
+			if got, want := threadNames(s), threadNames(fresh); got != want {
+				t.Errorf("%s/%s: threads %s, a new Build's %s", preset, name, got, want)
+			}
+			x.setups.put(s)
+		}
+	}
+}
+
+func threadNames(s *Setup) string {
+	var b bytes.Buffer
+	for i, th := range s.Threads {
+		fmt.Fprintf(&b, "CPU%d:", i)
+		for _, op := range th {
+			fmt.Fprintf(&b, " %s %v %v;", op.Name, op.Footprint, op.Racy)
+		}
+	}
+	fmt.Fprintf(&b, " tracked %v", s.Tracked)
+	return b.String()
 }

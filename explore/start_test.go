@@ -40,6 +40,7 @@ func TestMonitorStartSameEveryRun(t *testing.T) {
 					t.Errorf("%s/%s after %d walks: the setup's tables differ from the serial run's start", preset, name, i+1)
 				}
 				x.kernels.put(s.K)
+				x.setups.put(s)
 			}
 		}
 	}
