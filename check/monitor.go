@@ -296,9 +296,16 @@ func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
 	for l := g.StartLevel; ; l++ {
 		if l == arm64.LastLevel {
 			gr.pte = tpa
+			// Every page's descriptor is in this one table page (mo.load,
+			// with the table looked up once; not a table: all invalid).
+			tbl, err := mo.K.PT.Table(tpa)
 			for i := i0; i < i1; i++ {
 				va := gr.va + uint64(i)*mo.ps
-				d, _ := mo.load(tpa + uint64(g.Index(va, l))*8)
+				var d uint64
+				if err == nil {
+					idx := g.Index(va, l)
+					d = mo.raw.Load(tpa+uint64(idx)*8, &tbl[idx])
+				}
 				fn(i, leafTranslation(g, d, l, va, pxn))
 			}
 			return
