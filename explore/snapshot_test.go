@@ -14,13 +14,17 @@ import (
 // is the freshly booted kernel: the same physmem metadata and free lists,
 // the same table pages with the same descriptors, the same bookkeeping
 // (vmalloc, execmem cache, locks, statistics, TLBI counts, warnings), and a
-// byte-identical ptdump.
+// byte-identical ptdump. (Under the race detector: one preset; restoring
+// runs on one goroutine, and the run without -race covers the others.)
 func TestRestoreEqualsFreshBoot(t *testing.T) {
-	walks := 6
+	walks, presets := 6, []string{"collapse", "rfc-v1", "mainline"}
 	if testing.Short() || raceDetector {
 		walks = 2
 	}
-	for _, preset := range []string{"collapse", "rfc-v1", "mainline"} {
+	if raceDetector {
+		presets = presets[:1]
+	}
+	for _, preset := range presets {
 		for _, name := range ScenarioNames() {
 			sc, _ := LookupScenario(name)
 			x, err := New(Config{Preset: preset, Scenario: sc})
@@ -58,13 +62,22 @@ func TestRestoreEqualsFreshBoot(t *testing.T) {
 	}
 }
 
-// Searching with restored kernels prints what searching with a fresh boot
-// per run prints, for every scenario, with and without a violation.
+// Searching with restored kernels and setups prints what searching with a
+// fresh boot and Build per run prints, for every scenario, with and without
+// a violation. Under the race detector the searches run on two workers,
+// which share the pools, and only the cases with a violation: a serial
+// search runs one goroutine at a time (nothing for the detector), and the
+// run without -race covers every scenario.
 func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
 	type tc struct{ preset, scenario, mut string }
 	cases := []tc{{"rfc-v1", "neighbours", ""}, {"collapse", "split", "no-split-lock"}, {"collapse", "chunk-release", "clean-forgets-alias"}}
-	for _, name := range ScenarioNames() {
-		cases = append(cases, tc{"collapse", name, ""})
+	jobs := 1
+	if raceDetector {
+		jobs = 2
+	} else {
+		for _, name := range ScenarioNames() {
+			cases = append(cases, tc{"collapse", name, ""})
+		}
 	}
 	for _, c := range cases {
 		muts, err := LookupMutant(c.mut)
@@ -74,7 +87,7 @@ func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
 		sc, _ := LookupScenario(c.scenario)
 		var out [2]string
 		for i, fresh := range []bool{true, false} {
-			x, err := New(Config{Preset: c.preset, Scenario: sc, Bound: 1, Mutations: muts})
+			x, err := New(Config{Preset: c.preset, Scenario: sc, Bound: 1, Mutations: muts, Jobs: jobs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,13 +106,17 @@ func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
 
 // A reused setup restored after any schedules is what a new boot and Build
 // make: the same kernel (physmem, tables, bookkeeping, ptdump), the same CPU
-// state (TLBs and walk caches the Build warmed), the same threads.
+// state (TLBs and walk caches the Build warmed), the same threads. (Under
+// the race detector: one preset, as TestRestoreEqualsFreshBoot.)
 func TestSetupRestoreEqualsFreshBuild(t *testing.T) {
-	walks := 6
+	walks, presets := 6, []string{"collapse", "rfc-v1", "mainline"}
 	if testing.Short() || raceDetector {
 		walks = 2
 	}
-	for _, preset := range []string{"collapse", "rfc-v1", "mainline"} {
+	if raceDetector {
+		presets = presets[:1]
+	}
+	for _, preset := range presets {
 		for _, name := range ScenarioNames() {
 			sc, _ := LookupScenario(name)
 			if !sc.Reuse {
