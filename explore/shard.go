@@ -91,6 +91,7 @@ func (x *Explorer) RunShard(sh Shard) (*ShardResult, error) {
 	}
 	defer relaxGC()()
 	defer x.kernels.drain()
+	defer x.setups.drain()
 	r := &ShardResult{Shard: sh, Preset: x.cfg.Preset, Scenario: x.cfg.Scenario.Name, Bound: x.cfg.Bound,
 		Points: x.cfg.Points.String(), Random: x.cfg.Random, Seed: x.cfg.Seed, Levels: []ShardLevel{}, Walks: []ShardWalk{}}
 	violated := false
