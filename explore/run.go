@@ -31,6 +31,11 @@ type run struct {
 	fin      chan struct{}
 	opts     []int
 
+	// The page writers of the last page point looked up (a walker's
+	// loads come page by page); not kept while the explorer learns them.
+	pwPage, pwVal uint64
+	pwOK          bool
+
 	sched       Schedule
 	preemptions int
 	violation   *check.Violation
@@ -222,12 +227,24 @@ func (r *run) point(id int, ev *cpu.Event) bool {
 		page := ev.PA &^ (r.k.G.PageSize() - 1)
 		// A CPU that stores to a descriptor stores to its page: a page
 		// no other CPU writes (most loads) needs no descriptor lookup.
-		if r.x.pageWriters[page]&others == 0 {
+		if r.pageWriters(page)&others == 0 {
 			return false
 		}
 		return r.x.descWriters[ev.PA]&others != 0 || r.lastPage[id] != page
 	}
 	return true
+}
+
+// pageWriters is r.x.pageWriters[page], remembering the last page.
+func (r *run) pageWriters(page uint64) uint64 {
+	if r.pwOK && r.pwPage == page {
+		return r.pwVal
+	}
+	w := r.x.pageWriters[page]
+	if !r.x.learn {
+		r.pwPage, r.pwVal, r.pwOK = page, w, true
+	}
+	return w
 }
 
 func (r *run) describeWaits() string {
