@@ -155,9 +155,18 @@ func (r *run) exit(i int) {
 // decide picks the CPU that performs the next step; cur is the CPU that
 // holds the baton (-1 when it has none: the start, or it just finished).
 func (r *run) decide(cur int) int {
+	curRuns := cur >= 0 && r.canRun(cur)
+	if curRuns {
+		// Most steps: no preemption may happen before cur's step (or the
+		// run winds down), and every chooser but the replay's then keeps
+		// cur without looking at the others.
+		if _, replay := r.ch.(*replayChooser); !replay && (r.winding || !r.point(cur, r.pending[cur])) {
+			r.sched = append(r.sched, int8(cur))
+			return cur
+		}
+	}
 	// The options: the current CPU first if it can go on, then the
 	// others in CPU order.
-	curRuns := cur >= 0 && r.canRun(cur)
 	r.opts = r.opts[:0]
 	if curRuns {
 		r.opts = append(r.opts, cur)
@@ -174,8 +183,8 @@ func (r *run) decide(cur int) int {
 	if rc, ok := r.ch.(*replayChooser); ok {
 		next = rc.choose(r, len(r.sched), cur, curRuns, r.opts, true)
 	} else if !r.winding && len(r.opts) > 1 {
-		point := !curRuns || r.point(cur, r.pending[cur])
-		next = r.ch.choose(r, len(r.sched), cur, curRuns, r.opts, point)
+		// Here cur cannot run, or a preemption may happen before its step.
+		next = r.ch.choose(r, len(r.sched), cur, curRuns, r.opts, true)
 	}
 	if curRuns && next != cur {
 		r.preemptions++
