@@ -37,14 +37,14 @@ const qemuGuest = `
 cat > /tmp/work.sh <<'W'
 mark() { echo "ptlab-mark $1" > "$PTLAB_TRACEFS/trace_marker"; }
 mark capture-start
-/bin/ptlab capture -o /tmp/before.txt 2>/tmp/before.err || exit 1
+/bin/ptlab capture --pa --tables -o /tmp/before.txt 2>/tmp/before.err || exit 1
 mark before
 for m in $MODS; do insmod "$MODDIR/$m.ko" || echo "insmod $m failed" >&2; done
 rev=""; for m in $MODS; do rev="$m $rev"; done
 for m in $rev; do rmmod "$m" || echo "rmmod $m failed" >&2; done
 n=0; for m in $MODS; do n=$((n+1)); [ $n -le 20 ] && insmod "$MODDIR/$m.ko"; done
 mark after
-/bin/ptlab capture -o /tmp/after.txt 2>/tmp/after.err
+/bin/ptlab capture --pa --tables -o /tmp/after.txt 2>/tmp/after.err
 mark capture-end
 W
 export MODS MODDIR
