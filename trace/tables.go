@@ -160,8 +160,8 @@ func tableDump(k *kernel.Kernel, c kernel.CPU, name string) (*ptdump.Dump, error
 // TableDiff is one table page whose change (before to after) differs
 // between the real kernel and the model.
 type TableDiff struct {
-	Key                                          TableKey
-	End                                          uint64
+	Key                                            TableKey
+	End                                            uint64
 	RealBefore, RealAfter, ModelBefore, ModelAfter bool
 }
 
