@@ -68,14 +68,14 @@ func TestModulePlacementFromOwnBoot(t *testing.T) {
 				kaslr = ""
 			}
 			cfg := fmt.Sprintf("kernel: %q\ngranule: 4K\nva_bits: 52\nconfig_va_bits: 52\nlpa2: true\n"+
-				"ram: [{base: 0x40000000, size: 2G}]\ncpus: [{model: neoverse-n1, count: 2}]\nkfence: idle\n"+
+				"ram: [{base: 0x40000000, size: 2G}]\ncpus: [{model: neoverse-n1, count: 2}]\nkfence: idle\nrodata: %q\n"+
 				"%s"+
 				// The pinned replay puts the recording's own vmalloc areas
 				// where the real kernel had them; the boot-time users the
 				// model adds (stacks, device ioremaps) are not byte-exact
 				// and would sit there, so this boot declares none.
 				"boot_threads: 0\ndevices: [{name: pcie-pio, base: 0x3eff0000, size: 0x10000, pci_io: true}]\n",
-				meta["OSRELEASE"], kaslr)
+				meta["OSRELEASE"], rec.Rodata(), kaslr)
 			if kaslr == "" {
 				// Without KASLR the module region is the model's own
 				// (module_init_limits): the window the recorded kernel
