@@ -38,10 +38,12 @@ func checkRecording(t *testing.T, recPath, beforePath, afterPath string) []Diffe
 		t.Errorf("line %d: %s unmapped: %s", m.Line, m.Event, m.Reason)
 	}
 	before, after := parseDumpFile(t, beforePath), parseDumpFile(t, afterPath)
-	// The model boots with the recorded kernel's rodata= (qemu-virt's
-	// machine data says "on", which 6.12 reads as no alias protection).
+	// The model boots the recorded release (uname -r of the meta block;
+	// recordings older than the capture's OSRELEASE header would get the
+	// newest profile) with its rodata= (qemu-virt's machine data says
+	// "on", which 6.12 reads as no alias protection).
 	s := &workload.Scenario{Name: "qemu", Machine: "qemu-virt", Presets: []string{"mainline"},
-		Config: workload.NewConfigOverride(fmt.Appendf(nil, "rodata: %q\n", rec.Rodata()), "recording.yaml"),
+		Config: workload.NewConfigOverride(fmt.Appendf(nil, "rodata: %q\nkernel: %q\n", rec.Rodata(), rec.Meta["kernel"]), "recording.yaml"),
 		Import: beforePath, Work: workload.Workload{Modules: "none"}, Replay: tl.Replay}
 	run, _ := replayPinned(t, s, rec)
 	mb, ma := run.Before, run.After
