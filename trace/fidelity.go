@@ -532,6 +532,9 @@ func pteTables(d *ptdump.Dump) map[uint64]bool {
 //   - the table covers an explained page difference (a capture that saw the
 //     other side of an area's lifetime, ExplainLate).
 //
+// A table one side replaced (freed and allocated again at the same VA) and
+// the other kept is explained only by an explained page difference.
+//
 // It returns the table pages these causes add to model minus real per
 // level, why, and the differences none explains.
 func ExplainTables(diffs []TableDiff, ex []Explained) (residual map[string]int64, why []string, rest []TableDiff) {
@@ -547,6 +550,12 @@ func ExplainTables(diffs []TableDiff, ex []Explained) (residual map[string]int64
 	for _, d := range diffs {
 		diff := (b2i(d.ModelAfter) - b2i(d.ModelBefore)) - (b2i(d.RealAfter) - b2i(d.RealBefore))
 		switch {
+		case d.RealReplaced || d.ModelReplaced:
+			if !inExplained(d) {
+				rest = append(rest, d)
+				continue
+			}
+			why = append(why, fmt.Sprintf("%v: covers an explained page difference", d))
 		case d.RealBefore && !d.ModelBefore && d.RealAfter && d.ModelAfter:
 			why = append(why, fmt.Sprintf("%v: the kernel had this table before the recording (page tables of freed areas stay; vunmap_range_noflush clears entries only), the model's start state had not", d))
 		case d.ModelBefore && !d.RealBefore && d.RealAfter && d.ModelAfter:

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -190,7 +191,7 @@ func checkTables(t *testing.T, before, after *ptdump.Dump, run *ModelRun, explai
 		t.Errorf("table difference: %v", d)
 	}
 	check := func(name string, c counts, residual map[string]int64) {
-		for _, l := range sortedKeys(c.rb, c.ra, c.mb, c.ma) {
+		for _, l := range levelOrder(sortedKeys(c.rb, c.ra, c.mb, c.ma)) {
 			r := tableRow{name, l, c.rb[l], c.ra[l], c.mb[l], c.ma[l]}
 			rows = append(rows, r)
 			t.Logf("%v", r)
@@ -216,4 +217,11 @@ func checkTables(t *testing.T, before, after *ptdump.Dump, run *ModelRun, explai
 		check("all", whole, wres)
 	}
 	return rows, exact
+}
+
+// levelOrder sorts level names from the root down (PGD, P4D, PUD, PMD, PTE).
+func levelOrder(ls []string) []string {
+	rank := map[string]int{"PGD": 0, "P4D": 1, "PUD": 2, "PMD": 3, "PTE": 4}
+	slices.SortStableFunc(ls, func(a, b string) int { return rank[a] - rank[b] })
+	return ls
 }

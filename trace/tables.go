@@ -26,8 +26,12 @@ type TableKey struct {
 	VA    uint64
 }
 
-// TableSet is table pages with the end of the VA range each translates.
-type TableSet map[TableKey]uint64
+// TableInfo is where a table page is: the end of the VA range it
+// translates and its physical address (0 when only estimated).
+type TableInfo struct{ End, PA uint64 }
+
+// TableSet is table pages by level and first VA.
+type TableSet map[TableKey]TableInfo
 
 // regionKindAt is the region kind of the range holding va ("modules" and
 // "vmalloc" as "modules+vmalloc"), "" outside every marked region.
@@ -62,7 +66,7 @@ func DumpTables(d *ptdump.Dump, kind string) (set TableSet, ok bool) {
 		if kind != "" && regionKindAt(d, tl.Start) != kind {
 			continue
 		}
-		set[TableKey{g.Levels[l+1].Name, tl.Start}] = tl.End
+		set[TableKey{g.Levels[l+1].Name, tl.Start}] = TableInfo{tl.End, tl.PA}
 	}
 	return set, true
 }
@@ -86,7 +90,7 @@ func estimatedTables(d *ptdump.Dump) TableSet {
 	}
 	blk := d.Geometry.Levels[i-1].Size
 	for b := range pteTables(d) {
-		out[TableKey{"PTE", b}] = b + blk
+		out[TableKey{"PTE", b}] = TableInfo{End: b + blk}
 	}
 	return out
 }
@@ -158,11 +162,14 @@ func tableDump(k *kernel.Kernel, c kernel.CPU, name string) (*ptdump.Dump, error
 }
 
 // TableDiff is one table page whose change (before to after) differs
-// between the real kernel and the model.
+// between the real kernel and the model: present or not at each of the
+// four states, and whether a side replaced it (present before and after,
+// at another physical page).
 type TableDiff struct {
 	Key                                            TableKey
 	End                                            uint64
 	RealBefore, RealAfter, ModelBefore, ModelAfter bool
+	RealReplaced, ModelReplaced                    bool
 }
 
 func (d TableDiff) String() string {
@@ -172,17 +179,34 @@ func (d TableDiff) String() string {
 		}
 		return "absent"
 	}
-	return fmt.Sprintf("%s table at %#x: real %s -> %s, model %s -> %s", d.Key.Level, d.Key.VA, b(d.RealBefore), b(d.RealAfter), b(d.ModelBefore), b(d.ModelAfter))
+	r := func(v bool) string {
+		if v {
+			return " (another page)"
+		}
+		return ""
+	}
+	return fmt.Sprintf("%s table at %#x: real %s -> %s%s, model %s -> %s%s", d.Key.Level, d.Key.VA,
+		b(d.RealBefore), b(d.RealAfter), r(d.RealReplaced), b(d.ModelBefore), b(d.ModelAfter), r(d.ModelReplaced))
 }
 
 // CompareTableSets lists the table pages whose change differs between the
-// real kernel (rb -> ra) and the model (mb -> ma), in VA then level order.
+// real kernel (rb -> ra) and the model (mb -> ma), in VA then level order:
+// added or removed on one side only, or replaced by another page on one
+// side only (page tables of the kernel's mappings stay where they were
+// allocated until freed, so a table at the same VA on another page was freed
+// and allocated again). Replacement needs physical addresses on both sides
+// (table lines); estimated sets have none.
 func CompareTableSets(rb, ra, mb, ma TableSet) []TableDiff {
 	keys := map[TableKey]uint64{}
 	for _, s := range []TableSet{rb, ra, mb, ma} {
 		for k, e := range s {
-			keys[k] = max(keys[k], e)
+			keys[k] = max(keys[k], e.End)
 		}
+	}
+	replaced := func(b, a TableSet, k TableKey) bool {
+		x, okb := b[k]
+		y, oka := a[k]
+		return okb && oka && x.PA != y.PA
 	}
 	var out []TableDiff
 	for k, e := range keys {
@@ -190,8 +214,9 @@ func CompareTableSets(rb, ra, mb, ma TableSet) []TableDiff {
 		_, xra := ra[k]
 		_, xmb := mb[k]
 		_, xma := ma[k]
-		if b2i(xra)-b2i(xrb) != b2i(xma)-b2i(xmb) {
-			out = append(out, TableDiff{k, e, xrb, xra, xmb, xma})
+		rr, mr := replaced(rb, ra, k), replaced(mb, ma, k)
+		if b2i(xra)-b2i(xrb) != b2i(xma)-b2i(xmb) || rr != mr {
+			out = append(out, TableDiff{k, e, xrb, xra, xmb, xma, rr, mr})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
