@@ -51,7 +51,7 @@ func TestCommittedRecording(t *testing.T) {
 }
 
 // committedRecordings are the directories testdata/qemu-NAME.
-var committedRecordings = []string{"6.12", "6.12-2", "6.12-3", "6.12-nokaslr", "7.3", "6.12-tables", "6.12-nokaslr-tables"}
+var committedRecordings = []string{"6.12", "6.12-2", "6.12-3", "6.12-nokaslr", "7.3", "6.12-tables", "6.12-nokaslr-tables", "7.3-tables"}
 
 // TestRecordingDir checks a recording saved by TestTraceOnRealKernel
 // (PTLAB_TRACE_SAVE) again: PTLAB_TRACE_DIR=DIR with recording.txt,

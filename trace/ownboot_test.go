@@ -41,7 +41,7 @@ func readXZ(t *testing.T, path string) []byte {
 var metaRE = regexp.MustCompile(`(?m)^(?:NUMBER\()?([A-Za-z_]+)\)?=(\S+)$`)
 
 func TestModulePlacementFromOwnBoot(t *testing.T) {
-	for _, dir := range []string{"qemu-6.12", "qemu-6.12-nokaslr", "qemu-7.3", "qemu-6.12-tables", "qemu-6.12-nokaslr-tables"} {
+	for _, dir := range []string{"qemu-6.12", "qemu-6.12-nokaslr", "qemu-7.3", "qemu-6.12-tables", "qemu-6.12-nokaslr-tables", "qemu-7.3-tables"} {
 		t.Run(dir, func(t *testing.T) {
 			base := filepath.Join("testdata", dir)
 			recText := readXZ(t, filepath.Join(base, "recording.txt.xz"))
