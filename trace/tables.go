@@ -34,14 +34,19 @@ type TableInfo struct{ End, PA uint64 }
 type TableSet map[TableKey]TableInfo
 
 // regionKindAt is the region kind of the range holding va ("modules" and
-// "vmalloc" as "modules+vmalloc"), "" outside every marked region.
+// "vmalloc" as "modules+vmalloc"), "" outside every marked region (also
+// between an end marker and the next region's start).
 func regionKindAt(d *ptdump.Dump, va uint64) string {
 	rs := d.Ranges
 	i := sort.Search(len(rs), func(i int) bool { return rs[i].End == 0 || rs[i].End > va })
 	if i == len(rs) || rs[i].Start > va || rs[i].Marker < 0 || rs[i].Marker >= len(d.Markers) {
 		return ""
 	}
-	k := d.Markers[rs[i].Marker].Kind
+	m := &d.Markers[rs[i].Marker]
+	if m.End {
+		return "" // after "vmalloc() end" and the like: no region's
+	}
+	k := m.Kind
 	if k == "modules" || k == "vmalloc" {
 		k = "modules+vmalloc"
 	}
