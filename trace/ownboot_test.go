@@ -7,8 +7,11 @@ package trace
 // Every module section must land where the real kernel put it (the model's
 // own lowest-fit search in the recorded module window, as the pinned replay
 // checks it), and the table pages the recorded history added must be the
-// ones the real kernel added, level by level (checkTables: exact where the
-// captures carry table lines).
+// ones the real kernel added, level by level and table by table
+// (checkTables: exact where the captures carry table lines — the "-tables"
+// recordings —, the model's from the census of its own tables; estimated
+// from the leaves for the older ones). The pages whose change differs must
+// be ones ExplainLate explains, as in the imported replay.
 
 import (
 	"bytes"

@@ -3,8 +3,9 @@ package trace
 // The live loop: boot Debian's arm64 kernel under QEMU with
 // qemu-arm64-guest.sh, record with the script `ptlab trace script` prints
 // while modules load and unload, capture the page tables before and after
-// with `ptlab capture`, and check the replay against them (as
-// TestCommittedRecording does for the committed recording). Skipped with
+// with `ptlab capture --pa --tables` (a TBL line per table descriptor, so
+// the table pages compare exactly, table by table), and check the replay
+// against them (as TestCommittedRecording does for the committed recordings). Skipped with
 // -short or without qemu-system-aarch64. PTLAB_TRACE_SAVE=DIR keeps the
 // recording and both captures there; PTLAB_QEMU_ARGS adds options of the
 // script ("-E trixie-backports": Debian's 7.x kernel).
