@@ -169,6 +169,13 @@ func TestTraceOnRealKernel(t *testing.T) {
 		}
 	}
 	checkRecording(t, files["recording"], files["before"], files["after"])
+	// The guest captured with --tables: the table pages must have compared
+	// exactly, not from the leaf estimate.
+	for _, s := range []string{"before", "after"} {
+		if d := parseDumpFile(t, files[s]); len(d.Tables) == 0 {
+			t.Errorf("the %q capture has no table lines", s)
+		}
+	}
 
 	// ptlab trace record, the Go recorder, on the same kernel: one module
 	// loaded and unloaded, every event mapped.
