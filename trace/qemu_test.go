@@ -168,7 +168,11 @@ func TestTraceOnRealKernel(t *testing.T) {
 			os.WriteFile(filepath.Join(save, s+".txt"), []byte(strings.Join(secs[s], "\n")+"\n"), 0o644)
 		}
 	}
-	checkRecording(t, files["recording"], files["before"], files["after"])
+	t.Run("imported", func(t *testing.T) { checkRecording(t, files["recording"], files["before"], files["after"]) })
+	t.Run("ownboot", func(t *testing.T) {
+		text := func(s string) []byte { return []byte(strings.Join(secs[s], "\n") + "\n") }
+		checkOwnBoot(t, "live", text("recording"), text("before"), text("after"))
+	})
 	// The guest captured with --tables: the table pages must have compared
 	// exactly, not from the leaf estimate.
 	for _, s := range []string{"before", "after"} {
