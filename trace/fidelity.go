@@ -533,7 +533,8 @@ func pteTables(d *ptdump.Dump) map[uint64]bool {
 //     other side of an area's lifetime, ExplainLate).
 //
 // A table one side replaced (freed and allocated again at the same VA) and
-// the other kept is explained only by an explained page difference.
+// the other kept, or one both added with other descriptor attributes, is
+// explained only by an explained page difference.
 //
 // It returns the table pages these causes add to model minus real per
 // level, why, and the differences none explains.
@@ -550,7 +551,7 @@ func ExplainTables(diffs []TableDiff, ex []Explained) (residual map[string]int64
 	for _, d := range diffs {
 		diff := (b2i(d.ModelAfter) - b2i(d.ModelBefore)) - (b2i(d.RealAfter) - b2i(d.RealBefore))
 		switch {
-		case d.RealReplaced || d.ModelReplaced:
+		case d.RealReplaced || d.ModelReplaced || d.RealAttrs != d.ModelAttrs:
 			if !inExplained(d) {
 				rest = append(rest, d)
 				continue

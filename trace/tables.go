@@ -27,8 +27,13 @@ type TableKey struct {
 }
 
 // TableInfo is where a table page is: the end of the VA range it
-// translates and its physical address (0 when only estimated).
-type TableInfo struct{ End, PA uint64 }
+// translates, its physical address (0 when only estimated) and the
+// hierarchical attributes of the descriptor pointing to it ("PXNTable",
+// "UXNTable", "" when only estimated).
+type TableInfo struct {
+	End, PA uint64
+	Attrs   string
+}
 
 // TableSet is table pages by level and first VA.
 type TableSet map[TableKey]TableInfo
@@ -71,9 +76,22 @@ func DumpTables(d *ptdump.Dump, kind string) (set TableSet, ok bool) {
 		if kind != "" && regionKindAt(d, tl.Start) != kind {
 			continue
 		}
-		set[TableKey{g.Levels[l+1].Name, tl.Start}] = TableInfo{tl.End, tl.PA}
+		set[TableKey{g.Levels[l+1].Name, tl.Start}] = TableInfo{tl.End, tl.PA, tableAttrs(tl)}
 	}
 	return set, true
+}
+
+// tableAttrs names a table line's hierarchical attributes.
+func tableAttrs(tl *ptdump.TableLine) string {
+	switch {
+	case tl.PXNTable && tl.UXNTable:
+		return "PXNTable UXNTable"
+	case tl.PXNTable:
+		return "PXNTable"
+	case tl.UXNTable:
+		return "UXNTable"
+	}
+	return "-"
 }
 
 // Count is the set's table pages per level.
@@ -168,13 +186,15 @@ func tableDump(k *kernel.Kernel, c kernel.CPU, name string) (*ptdump.Dump, error
 
 // TableDiff is one table page whose change (before to after) differs
 // between the real kernel and the model: present or not at each of the
-// four states, and whether a side replaced it (present before and after,
-// at another physical page).
+// four states, whether a side replaced it (present before and after, at
+// another physical page), and, for a table both sides added, the
+// descriptor's attributes when they differ.
 type TableDiff struct {
 	Key                                            TableKey
 	End                                            uint64
 	RealBefore, RealAfter, ModelBefore, ModelAfter bool
 	RealReplaced, ModelReplaced                    bool
+	RealAttrs, ModelAttrs                          string
 }
 
 func (d TableDiff) String() string {
@@ -190,8 +210,14 @@ func (d TableDiff) String() string {
 		}
 		return ""
 	}
-	return fmt.Sprintf("%s table at %#x: real %s -> %s%s, model %s -> %s%s", d.Key.Level, d.Key.VA,
-		b(d.RealBefore), b(d.RealAfter), r(d.RealReplaced), b(d.ModelBefore), b(d.ModelAfter), r(d.ModelReplaced))
+	a := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return " (" + s + ")"
+	}
+	return fmt.Sprintf("%s table at %#x: real %s -> %s%s%s, model %s -> %s%s%s", d.Key.Level, d.Key.VA,
+		b(d.RealBefore), b(d.RealAfter), r(d.RealReplaced), a(d.RealAttrs), b(d.ModelBefore), b(d.ModelAfter), r(d.ModelReplaced), a(d.ModelAttrs))
 }
 
 // CompareTableSets lists the table pages whose change differs between the
@@ -199,8 +225,10 @@ func (d TableDiff) String() string {
 // added or removed on one side only, or replaced by another page on one
 // side only (page tables of the kernel's mappings stay where they were
 // allocated until freed, so a table at the same VA on another page was freed
-// and allocated again). Replacement needs physical addresses on both sides
-// (table lines); estimated sets have none.
+// and allocated again), or added by both with other descriptor attributes
+// (PXNTable, UXNTable: pmd_populate_kernel and friends set them).
+// Replacement and attributes need table lines on both sides; estimated sets
+// have neither.
 func CompareTableSets(rb, ra, mb, ma TableSet) []TableDiff {
 	keys := map[TableKey]uint64{}
 	for _, s := range []TableSet{rb, ra, mb, ma} {
@@ -220,8 +248,13 @@ func CompareTableSets(rb, ra, mb, ma TableSet) []TableDiff {
 		_, xmb := mb[k]
 		_, xma := ma[k]
 		rr, mr := replaced(rb, ra, k), replaced(mb, ma, k)
-		if b2i(xra)-b2i(xrb) != b2i(xma)-b2i(xmb) || rr != mr {
-			out = append(out, TableDiff{k, e, xrb, xra, xmb, xma, rr, mr})
+		// A table both sides added must be hooked up alike.
+		var rat, mat string
+		if !xrb && !xmb && xra && xma && ra[k].Attrs != ma[k].Attrs {
+			rat, mat = ra[k].Attrs, ma[k].Attrs
+		}
+		if b2i(xra)-b2i(xrb) != b2i(xma)-b2i(xmb) || rr != mr || rat != mat {
+			out = append(out, TableDiff{k, e, xrb, xra, xmb, xma, rr, mr, rat, mat})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -114,6 +114,15 @@ func TestCompareTableSetsReplaced(t *testing.T) {
 	if d := CompareTableSets(TableSet{}, at(1), TableSet{}, TableSet{}); len(d) != 1 || !d[0].RealAfter || d[0].ModelAfter {
 		t.Errorf("added by the kernel only: %v", d)
 	}
+	// Added by both, hooked up with other attributes.
+	uxn := TableSet{k: {End: k.VA + 2<<20, PA: 1, Attrs: "UXNTable"}}
+	none := TableSet{k: {End: k.VA + 2<<20, PA: 7, Attrs: "-"}}
+	if d := CompareTableSets(TableSet{}, uxn, TableSet{}, none); len(d) != 1 || d[0].RealAttrs != "UXNTable" || d[0].ModelAttrs != "-" {
+		t.Errorf("added with other attributes: %v", d)
+	}
+	if d := CompareTableSets(TableSet{}, uxn, TableSet{}, uxn); len(d) != 0 {
+		t.Errorf("added alike: %v", d)
+	}
 }
 
 // Table lines name the next level's table, in the region of their start.
