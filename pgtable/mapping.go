@@ -56,11 +56,12 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 				continue
 			}
 			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
-				m.bits = bits
+				m.bits, m.sh = bits, t.cachedShadow(cl)
 				return m.mapLevel(ctpa, ctbl, cl, va, end, prot)
 			}
 		}
 	}
+	m.sh = t.rootSh
 	return m.mapLevel(t.root, t.rootTbl, t.g.StartLevel, va, end, prot)
 }
 
@@ -75,10 +76,15 @@ type mapper struct {
 	flags Flags
 	cache bool   // single-threaded door: use and fill the walk cache
 	bits  uint64 // table descriptor bits above the current table
+	// sh is the shadow of the table the first mapLevel call starts at, when
+	// known; that call consumes it.
+	sh *shadowEntry
 }
 
 func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot uint64) error {
 	g := m.g
+	sh := m.sh
+	m.sh = nil // recursive calls start at tables whose shadow is unknown
 	// Descend without recursion while [va, end) lies inside one entry that
 	// cannot become a block (nor a contiguous run, which needs 16 entries):
 	// the common case of mapping a few pages. Tables that exist are followed
@@ -96,7 +102,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 	read, readOK := uint64(0), false
 	if stop > l {
 		var c cursor
-		c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, m.bits
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, tbl, l, m.bits, sh
 		m.w.remember = m.cache
 		ctpa, ctbl, err := m.w.descend(&c, va, stop-1)
 		m.w.remember = false
@@ -109,7 +115,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 			c.bits |= c.desc
 			tpa, tbl, l = ctpa, ctbl, stop
 			if m.cache {
-				m.t.remember(va, l, tpa, tbl, c.bits)
+				m.t.remember(va, l, tpa, tbl, c.bits, c.csh)
 			}
 		}
 		m.bits = c.bits
@@ -131,7 +137,11 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				desc = g.MkTable(tpa, m.flags&NoExecMappings != 0)
 			}
 			m.bits |= desc
-			m.t.remember(va, l+1, tpa, tbl, m.bits)
+			var sh *shadowEntry
+			if m.w.direct {
+				sh = m.t.shadowOf(tpa, l+1)
+			}
+			m.t.remember(va, l+1, tpa, tbl, m.bits, sh)
 		}
 		l++
 	}

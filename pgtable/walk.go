@@ -60,12 +60,10 @@ func (c *cursor) entry(g *arm64.Geometry, va uint64, err error, e *Entry) {
 // filling it on the way down). Fields are set one by one: struct literals
 // cost a temporary and a copy.
 func (t *Tables) walkTo(w *walker, va uint64, c *cursor) error {
-	c.tpa, c.tbl, c.l, c.bits = t.root, t.rootTbl, t.g.StartLevel, 0
+	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
 	if cacheable(w.d) {
 		w.remember = true
-		if l, tpa, tbl, bits, ok := t.deepest(va); ok {
-			c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, bits
-		}
+		t.deepest(va, c) // moves c to the deepest cached table
 	}
 	_, _, err := w.descend(c, va, arm64.LastLevel)
 	return err

@@ -21,6 +21,7 @@ type walkCache struct {
 	tpa  [8]uint64
 	tbl  [8][]uint64
 	bits [8]uint64 // table descriptor bits accumulated above (PXNTable, UXNTable)
+	sh   [8]*shadowEntry // the table's shadow, when a Direct walk knew it
 }
 
 func cacheable(d Door) bool {
@@ -49,37 +50,41 @@ func (t *Tables) cached(va uint64, l arm64.Level) (uint64, []uint64, uint64, boo
 	return wc.tpa[i], wc.tbl[i], wc.bits[i], true
 }
 
+// cachedShadow is the shadow of the level-l table cached returned.
+func (t *Tables) cachedShadow(l arm64.Level) *shadowEntry { return t.wc.sh[uint8(l+1)&7] }
+
 // remember records that the level-l table at tpa serves va.
-func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64) {
+func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64, sh *shadowEntry) {
 	wc := &t.wc
 	if g := t.gen.Load(); wc.gen != g {
 		*wc = walkCache{gen: g}
 	}
 	i := uint8(l+1) & 7
-	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
+	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i], wc.sh[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits, sh
 }
 
 // deepest returns the deepest cached table serving va (levels below the
 // root), checking the generation once; it also empties a stale cache, so
 // that the walk that follows may fill it with rememberAt.
-func (t *Tables) deepest(va uint64) (l arm64.Level, tpa uint64, tbl []uint64, bits uint64, ok bool) {
+func (t *Tables) deepest(va uint64, c *cursor) (ok bool) {
 	wc := &t.wc
 	if g := t.gen.Load(); wc.gen != g {
 		*wc = walkCache{gen: g}
-		return 0, 0, nil, 0, false
+		return false
 	}
-	for l = arm64.LastLevel; l > t.g.StartLevel; l-- {
+	for l := arm64.LastLevel; l > t.g.StartLevel; l-- {
 		if i := uint8(l+1) & 7; wc.tag[i] == va>>t.g.Shift(l-1)+1 {
-			return l, wc.tpa[i], wc.tbl[i], wc.bits[i], true
+			c.tpa, c.tbl, c.l, c.bits, c.sh = wc.tpa[i], wc.tbl[i], l, wc.bits[i], wc.sh[i]
+			return true
 		}
 	}
-	return 0, 0, nil, 0, false
+	return false
 }
 
 // rememberAt is remember for a walk that began with deepest (the cache's
 // generation is current).
-func (t *Tables) rememberAt(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64) {
+func (t *Tables) rememberAt(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64, sh *shadowEntry) {
 	wc := &t.wc
 	i := uint8(l+1) & 7
-	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits
+	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i], wc.sh[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits, sh
 }

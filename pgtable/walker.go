@@ -120,6 +120,9 @@ func (w *walker) doorStore(tpa uint64, tbl []uint64, idx int, v uint64) {
 
 // cursor is where a walk stands: the level-l table (tpa, tbl), with bits
 // the table descriptors above it ORed, and the entry idx/desc it read there.
+// sh is the table's shadow when the walker is direct and knows it (nil
+// otherwise: the walk then resolves tables through the index only); csh is
+// the shadow of the table descend stopped at, if it returned one.
 type cursor struct {
 	tpa  uint64
 	tbl  []uint64
@@ -127,6 +130,8 @@ type cursor struct {
 	bits uint64
 	idx  int
 	desc uint64
+	sh   *shadowEntry
+	csh  *shadowEntry
 }
 
 // descend is the walk rule. From c it reads the entry for va; while that is
@@ -135,38 +140,120 @@ type cursor struct {
 // w.remember is set). It returns with c at an entry that is not a table
 // (ctbl nil), or at a level-stop table descriptor and the table behind it.
 // One loop instead of a call per level: the Go compiler inlines neither a
-// per-level step nor a generic visitor's methods.
+// per-level step nor a generic visitor's methods. The loop keeps the
+// cursor in registers and writes it back once.
+//
+// The table behind a descriptor comes from the current table's shadow
+// entry when it is valid (shadow.go), else from the index (table), which
+// then refills the entry. For the Direct door the levels whose shadow
+// entries are valid go through descendShadow first, the same rule in a loop
+// without calls (Go spills every live value around a call in a loop, which
+// doubled the instructions per level); the loop here takes over at the
+// first entry the shadow cannot serve.
 func (w *walker) descend(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
-	for {
-		c.idx = w.g.Index(va, c.l)
-		c.desc = w.load(c.tpa, c.tbl, c.idx)
-		if !w.g.IsTable(c.desc, c.l) {
-			return 0, nil, nil
-		}
-		ctpa = w.g.OutputAddress(c.desc)
-		ctbl, ok := w.table(ctpa)
-		if !ok {
-			return ctpa, nil, w.notTable(ctpa, c.l, descPA(c.tpa, c.idx), va)
-		}
-		if c.l >= stop {
+	if !w.direct {
+		c.sh = nil // shadows are the Direct door's alone
+	} else if c.sh != nil {
+		if ctpa, ctbl, done := w.descendShadow(c, va, stop); done {
 			return ctpa, ctbl, nil
 		}
-		c.bits |= c.desc
-		c.tpa, c.tbl, c.l = ctpa, ctbl, c.l+1
+	}
+	g := w.g
+	tpa, tbl, l, bits, sh := c.tpa, c.tbl, c.l, c.bits, c.sh
+	sgen := w.t.sgen.Load()
+	var idx int
+	var desc uint64
+	var csh *shadowEntry
+	for {
+		idx = g.Index(va, l)
+		desc = w.load(tpa, tbl, idx)
+		if !g.IsTable(desc, l) {
+			ctpa, ctbl = 0, nil
+			break
+		}
+		ctpa = g.OutputAddress(desc)
+		var se *shadowEntry
+		hit := false
+		if sh != nil {
+			se = sh.at(idx)
+			hit = se.desc == desc && se.gen == sgen
+		}
+		if hit {
+			ctbl, csh = unsafe.Slice(se.tbl, w.epp), se.sh
+		} else {
+			var ok bool
+			if ctbl, ok = w.table(ctpa); !ok {
+				err = w.notTable(ctpa, l, descPA(tpa, idx), va)
+				break
+			}
+			csh = nil
+			if se != nil {
+				csh = w.fillShadow(se, desc, ctpa, l+1)
+			}
+		}
+		if l >= stop {
+			break
+		}
+		bits |= desc
+		tpa, tbl, l, sh = ctpa, ctbl, l+1, csh
 		if w.remember {
-			w.t.rememberAt(va, c.l, ctpa, ctbl, c.bits)
+			w.t.rememberAt(va, l, tpa, tbl, bits, sh)
 		}
 	}
+	c.tpa, c.tbl, c.l, c.bits, c.idx, c.desc, c.sh, c.csh = tpa, tbl, l, bits, idx, desc, sh, csh
+	return ctpa, ctbl, err
+}
+
+// descendShadow is descend for the Direct door while the shadow serves:
+// done=false leaves c at the table whose entry it could not resolve (no
+// shadow, or a stale entry), for descend to go on from there. The table is
+// held as a pointer to its first descriptor (a slice costs a length check
+// per index and a length and capacity per move); an index never exceeds
+// the table's entries (Geometry.Index masks it).
+func (w *walker) descendShadow(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, ctbl []uint64, done bool) {
+	g := w.g
+	tpa, tp, l, bits, sh := c.tpa, &c.tbl[0], c.l, c.bits, c.sh
+	sgen := w.t.sgen.Load()
+	var idx int
+	var desc uint64
+	for {
+		idx = int(va>>(g.Shift(l)&63)) & (g.Entries(l) - 1)
+		desc = *(*uint64)(unsafe.Add(unsafe.Pointer(tp), idx*8))
+		if !g.IsTable(desc, l) {
+			done = true
+			break
+		}
+		if sh == nil {
+			break
+		}
+		se := sh.at(idx)
+		if se.desc != desc || se.gen != sgen {
+			break
+		}
+		if l >= stop {
+			ctpa, ctbl, done = se.pa, unsafe.Slice(se.tbl, w.epp), true
+			c.csh = se.sh
+			break
+		}
+		bits |= desc
+		tpa, tp, l, sh = se.pa, se.tbl, l+1, se.sh
+		if w.remember {
+			w.t.rememberAt(va, l, tpa, unsafe.Slice(tp, w.epp), bits, sh)
+		}
+	}
+	c.tpa, c.tbl, c.l, c.bits, c.sh, c.idx, c.desc = tpa, unsafe.Slice(tp, w.epp), l, bits, sh, idx, desc
+	return ctpa, ctbl, done
 }
 
 // step reads the level-l entry for va in the table at tpa (descend over
 // one level). When it is a table descriptor, ctpa/ctbl are the next-level
-// table; ctbl is nil for a leaf or an empty slot.
-func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, err error) {
+// table and csh its shadow; ctbl is nil for a leaf or an empty slot. sh is
+// the shadow of the table at tpa, or nil.
+func (w *walker) step(tpa uint64, tbl []uint64, sh *shadowEntry, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, csh *shadowEntry, err error) {
 	var c cursor
-	c.tpa, c.tbl, c.l = tpa, tbl, l
+	c.tpa, c.tbl, c.l, c.sh = tpa, tbl, l, sh
 	ctpa, ctbl, err = w.descend(&c, va, l)
-	return c.idx, c.desc, ctpa, ctbl, err
+	return c.idx, c.desc, ctpa, ctbl, c.csh, err
 }
 
 // notTable is the error of a table descriptor at dpa whose output address
@@ -241,7 +328,7 @@ func (w *walker) pteSpan(tbl []uint64, va, end uint64) (i, j int) {
 }
 
 // walkRange walks [va, end) below the level-l table at tpa.
-func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
+func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, sh *shadowEntry, l arm64.Level, va, end, bits uint64) error {
 level:
 	for {
 		v.table(l, va, end)
@@ -251,17 +338,17 @@ level:
 		}
 		for {
 			next := w.t.boundary(va, end, l)
-			idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+			idx, desc, ctpa, ctbl, csh, err := w.step(tpa, tbl, sh, l, va)
 			switch {
 			case err != nil:
 				return err
 			case ctbl != nil && next == end:
 				// The rest of the range lies below this entry: descend
 				// without recursion (the common case of a few pages).
-				tpa, tbl, l, bits = ctpa, ctbl, l+1, bits|desc
+				tpa, tbl, sh, l, bits = ctpa, ctbl, csh, l+1, bits|desc
 				continue level
 			case ctbl != nil:
-				err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
+				err = walkRange(w, v, ctpa, ctbl, csh, l+1, va, next, bits|desc)
 			default:
 				err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
 			}
@@ -288,7 +375,7 @@ func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
 				var w walker
 				w.init(t, d)
-				return walkRange(&w, v, ctpa, ctbl, cl, start, end, bits)
+				return walkRange(&w, v, ctpa, ctbl, t.cachedShadow(cl), cl, start, end, bits)
 			}
 		}
 	}
@@ -302,5 +389,5 @@ func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
 	}
 	var w walker
 	w.init(t, d)
-	return walkRange(&w, v, t.root, t.rootTbl, t.g.StartLevel, start, end, 0)
+	return walkRange(&w, v, t.root, t.rootTbl, t.rootSh, t.g.StartLevel, start, end, 0)
 }
