@@ -64,11 +64,11 @@ type tableRef struct {
 // index and the slot directory are published atomically, so CPUs running as
 // goroutines may walk while another allocates.
 type Tables struct {
-	gen  atomic.Uint64 // bumped when a table leaves the tree (walk cache validity)
+	gen atomic.Uint64 // bumped when a table leaves the tree (walk cache validity)
 	// sgen is the shadow generation (shadow.go): bumped whenever a table
 	// page is released or the tree restored; unlike gen it never goes back.
 	sgen atomic.Uint64
-	wc   walkCache     // for single-threaded doors only
+	wc   walkCache // for single-threaded doors only
 	g    arm64.Geometry
 	mem  *physmem.Memory
 	epp  int // entries per table page

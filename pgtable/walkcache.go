@@ -20,7 +20,7 @@ type walkCache struct {
 	tag  [8]uint64 // by level+1: va >> Shift(level-1), plus 1 (0 = empty)
 	tpa  [8]uint64
 	tbl  [8][]uint64
-	bits [8]uint64 // table descriptor bits accumulated above (PXNTable, UXNTable)
+	bits [8]uint64       // table descriptor bits accumulated above (PXNTable, UXNTable)
 	sh   [8]*shadowEntry // the table's shadow, when a Direct walk knew it
 }
 
