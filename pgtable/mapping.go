@@ -37,10 +37,27 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	var m mapper
 	m.w.init(t, d)
 	m.t, m.g, m.d, m.delta, m.flags, m.cache = t, &t.g, d, pa-va, flags, cacheable(d)
-	if m.cache && end-va == ps {
+	if end-va == ps {
 		// One page: never part of a contiguous run.
-		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
-			return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+		if m.cache {
+			if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
+				return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+			}
+		}
+		if m.w.direct {
+			// Nobody observes the loads: walk to the page table and, if
+			// it exists, write the entry there; otherwise (a table to
+			// create, a block in the way) the general path below walks
+			// again and decides.
+			var c cursor
+			ctpa, ctbl, err := t.walkToLevel(&m.w, va, &c, arm64.LastLevel-1)
+			m.w.remember = false
+			if err == nil && ctbl != nil {
+				if m.cache {
+					t.remember(va, arm64.LastLevel, ctpa, ctbl, c.bits|c.desc, nil)
+				}
+				return m.setLeaf(ctpa, ctbl, arm64.LastLevel, va, prot)
+			}
 		}
 	}
 	if m.cache && end-va == t.g.Size(arm64.LevelPMD) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(arm64.LevelPMD) && flags&NoBlockMappings == 0 {

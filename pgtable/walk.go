@@ -60,13 +60,20 @@ func (c *cursor) entry(g *arm64.Geometry, va uint64, err error, e *Entry) {
 // filling it on the way down). Fields are set one by one: struct literals
 // cost a temporary and a copy.
 func (t *Tables) walkTo(w *walker, va uint64, c *cursor) error {
+	_, _, err := t.walkToLevel(w, va, c, arm64.LastLevel)
+	return err
+}
+
+// walkToLevel is walkTo stopping at a level-stop table descriptor (descend):
+// ctbl is then the table behind it. A walk that starts in a cached table
+// below stop stands there at return, with ctbl nil.
+func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
 	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
 	if cacheable(w.d) {
 		w.remember = true
 		t.deepest(va, c) // moves c to the deepest cached table
 	}
-	_, _, err := w.descend(c, va, arm64.LastLevel)
-	return err
+	return w.descend(c, va, stop)
 }
 
 // Translate returns the physical address va maps to and the leaf that maps

@@ -81,6 +81,28 @@ func (t *Tables) deepest(va uint64, c *cursor) (ok bool) {
 	return false
 }
 
+// deepestFor is deepest for the range [start, end) (start < end, or end 0):
+// the deepest cached table that holds all of it.
+func (t *Tables) deepestFor(start, end uint64, c *cursor) (ok bool) {
+	wc := &t.wc
+	if g := t.gen.Load(); wc.gen != g {
+		*wc = walkCache{gen: g}
+		return false
+	}
+	span := start ^ (end - 1)
+	for l := arm64.LastLevel; l > t.g.StartLevel; l-- {
+		s := t.g.Shift(l-1) & 63
+		if span>>s != 0 {
+			return false // wider than one entry above: no table from here up holds it
+		}
+		if i := uint8(l+1) & 7; wc.tag[i] == start>>s+1 {
+			c.tpa, c.tbl, c.l, c.bits, c.sh = wc.tpa[i], wc.tbl[i], l, wc.bits[i], wc.sh[i]
+			return true
+		}
+	}
+	return false
+}
+
 // rememberAt is remember for a walk that began with deepest (the cache's
 // generation is current).
 func (t *Tables) rememberAt(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64, sh *shadowEntry) {

@@ -241,7 +241,10 @@ func (w *walker) descendShadow(c *cursor, va uint64, stop arm64.Level) (ctpa uin
 			w.t.rememberAt(va, l, tpa, unsafe.Slice(tp, w.epp), bits, sh)
 		}
 	}
-	c.tpa, c.tbl, c.l, c.bits, c.sh, c.idx, c.desc = tpa, unsafe.Slice(tp, w.epp), l, bits, sh, idx, desc
+	if l != c.l { // moved: the one-level walks of a cached start do not
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, unsafe.Slice(tp, w.epp), l, bits, sh
+	}
+	c.idx, c.desc = idx, desc
 	return ctpa, ctbl, done
 }
 
@@ -346,6 +349,11 @@ level:
 				// The rest of the range lies below this entry: descend
 				// without recursion (the common case of a few pages).
 				tpa, tbl, sh, l, bits = ctpa, ctbl, csh, l+1, bits|desc
+				if w.remember {
+					// The table serving the whole rest of the range: the
+					// next operation nearby starts here (walkCached).
+					w.t.rememberAt(va, l, tpa, tbl, bits, sh)
+				}
 				continue level
 			case ctbl != nil:
 				err = walkRange(w, v, ctpa, ctbl, csh, l+1, va, next, bits|desc)
@@ -366,18 +374,19 @@ level:
 // walkCached walks [start, end) from the deepest table of the walk cache
 // that holds the whole range, or from the root: for visitors that do not
 // count tables (unmap, protect), and only for doors that may use the cache.
+//
+// The walk remembers the tables it enters that serve the rest of the range,
+// so that the next operation nearby starts there.
 func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 	if cacheable(d) && (start < end || end == 0) {
-		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
-			if start^(end-1) >= t.g.Size(cl-1) {
-				break // wider than one entry above: no deeper table holds it
-			}
-			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
-				var w walker
-				w.init(t, d)
-				return walkRange(&w, v, ctpa, ctbl, t.cachedShadow(cl), cl, start, end, bits)
-			}
+		var w walker
+		w.init(t, d)
+		w.remember = true
+		var c cursor
+		if t.deepestFor(start, end, &c) {
+			return walkRange(&w, v, c.tpa, c.tbl, c.sh, c.l, start, end, c.bits)
 		}
+		return walkRange(&w, v, t.root, t.rootTbl, t.rootSh, t.g.StartLevel, start, end, 0)
 	}
 	return walkRoot(t, d, v, start, end)
 }
