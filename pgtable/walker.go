@@ -200,7 +200,10 @@ func (w *walker) descend(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, c
 			w.t.rememberAt(va, l, tpa, tbl, bits, sh)
 		}
 	}
-	c.tpa, c.tbl, c.l, c.bits, c.idx, c.desc, c.sh, c.csh = tpa, tbl, l, bits, idx, desc, sh, csh
+	if l != c.l { // moved (a one-level step does not)
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, tbl, l, bits, sh
+	}
+	c.idx, c.desc, c.csh = idx, desc, csh
 	return ctpa, ctbl, err
 }
 
