@@ -50,7 +50,7 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			// create, a block in the way) the general path below walks
 			// again and decides.
 			var c cursor
-			ctpa, ctbl, err := t.walkToLevel(&m.w, va, &c, arm64.LastLevel-1)
+			ctpa, ctbl, err := t.walkToLevel(&m.w, va, &c, arm64.LastLevel-1, arm64.LastLevel-1)
 			m.w.remember = false
 			if err == nil && ctbl != nil {
 				if m.cache {

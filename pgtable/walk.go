@@ -60,18 +60,19 @@ func (c *cursor) entry(g *arm64.Geometry, va uint64, err error, e *Entry) {
 // filling it on the way down). Fields are set one by one: struct literals
 // cost a temporary and a copy.
 func (t *Tables) walkTo(w *walker, va uint64, c *cursor) error {
-	_, _, err := t.walkToLevel(w, va, c, arm64.LastLevel)
+	_, _, err := t.walkToLevel(w, va, c, arm64.LastLevel, arm64.LastLevel)
 	return err
 }
 
 // walkToLevel is walkTo stopping at a level-stop table descriptor (descend):
 // ctbl is then the table behind it. A walk that starts in a cached table
-// below stop stands there at return, with ctbl nil.
-func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
+// below stop stands there at return, with ctbl nil. Cached tables below
+// level top are not looked for (the caller has looked already).
+func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
 	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
 	if cacheable(w.d) {
 		w.remember = true
-		t.deepest(va, c) // moves c to the deepest cached table
+		t.deepest(va, c, top) // moves c to the deepest cached table
 	}
 	return w.descend(c, va, stop)
 }
@@ -102,7 +103,8 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 	var w walker
 	w.init(t, d)
 	var c cursor
-	err := t.walkTo(&w, va, &c)
+	// (A cacheable door's page-table level has missed above.)
+	_, _, err := t.walkToLevel(&w, va, &c, arm64.LastLevel, arm64.LastLevel-1)
 	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
 	c.entry(g, va, err, &leaf)
 	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {

@@ -63,16 +63,16 @@ func (t *Tables) remember(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bi
 	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i], wc.sh[i] = va>>t.g.Shift(l-1)+1, tpa, tbl, bits, sh
 }
 
-// deepest returns the deepest cached table serving va (levels below the
-// root), checking the generation once; it also empties a stale cache, so
-// that the walk that follows may fill it with rememberAt.
-func (t *Tables) deepest(va uint64, c *cursor) (ok bool) {
+// deepest moves c to the deepest cached table serving va (levels below the
+// root, from top up), checking the generation once; it also empties a stale
+// cache, so that the walk that follows may fill it with rememberAt.
+func (t *Tables) deepest(va uint64, c *cursor, top arm64.Level) (ok bool) {
 	wc := &t.wc
 	if g := t.gen.Load(); wc.gen != g {
 		*wc = walkCache{gen: g}
 		return false
 	}
-	for l := arm64.LastLevel; l > t.g.StartLevel; l-- {
+	for l := top; l > t.g.StartLevel; l-- {
 		if i := uint8(l+1) & 7; wc.tag[i] == va>>t.g.Shift(l-1)+1 {
 			c.tpa, c.tbl, c.l, c.bits, c.sh = wc.tpa[i], wc.tbl[i], l, wc.bits[i], wc.sh[i]
 			return true
