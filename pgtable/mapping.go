@@ -360,7 +360,9 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	}
 	// A range served by one cached PTE table has no block in the way.
 	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+	top := arm64.LastLevel // the deepest cached level the first walk looks at
 	if oneTable && cacheable(d) {
+		top--
 		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
 			var w walker
 			w.init(t, d)
@@ -374,9 +376,10 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	w.init(t, d)
 	for va := start; ; va = end - 1 {
 		var c cursor
-		if err := t.walkTo(&w, va, &c); err != nil {
+		if _, _, err := t.walkToLevel(&w, va, &c, arm64.LastLevel, top); err != nil {
 			return err
 		}
+		top = arm64.LastLevel
 		if w.direct && oneTable && c.l == arm64.LastLevel {
 			// The check walk reached the one PTE table of the range: with
 			// nobody observing loads, clear there instead of walking again.
