@@ -386,10 +386,25 @@ func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 		w.init(t, d)
 		w.remember = true
 		var c cursor
-		if t.deepestFor(start, end, &c) {
-			return walkRange(&w, v, c.tpa, c.tbl, c.sh, c.l, start, end, c.bits)
+		if !t.deepestFor(start, end, &c) {
+			c.tpa, c.tbl, c.sh, c.l, c.bits = t.root, t.rootTbl, t.rootSh, t.g.StartLevel, 0
 		}
-		return walkRange(&w, v, t.root, t.rootTbl, t.rootSh, t.g.StartLevel, start, end, 0)
+		if w.direct && c.l < arm64.LastLevel && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
+			// The range lies in one page table's span: walk to that table
+			// at once (the loads are nobody's to observe, so where the walk
+			// ends above it, at a block or an empty slot, the range walk
+			// below starts there and reads that entry again).
+			ctpa, ctbl, err := w.descend(&c, start, arm64.LastLevel-1)
+			if err != nil {
+				return err
+			}
+			if ctbl != nil {
+				bits := c.bits | c.desc
+				t.rememberAt(start, arm64.LastLevel, ctpa, ctbl, bits, nil)
+				return walkRange(&w, v, ctpa, ctbl, nil, arm64.LastLevel, start, end, bits)
+			}
+		}
+		return walkRange(&w, v, c.tpa, c.tbl, c.sh, c.l, start, end, c.bits)
 	}
 	return walkRoot(t, d, v, start, end)
 }
