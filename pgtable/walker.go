@@ -256,6 +256,14 @@ func (w *walker) descendShadow(c *cursor, va uint64, stop arm64.Level) (ctpa uin
 // table and csh its shadow; ctbl is nil for a leaf or an empty slot. sh is
 // the shadow of the table at tpa, or nil.
 func (w *walker) step(tpa uint64, tbl []uint64, sh *shadowEntry, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, csh *shadowEntry, err error) {
+	if w.direct {
+		// A leaf or an empty slot (most entries a range walk visits above
+		// the last level) needs no walk; nobody observes a second load.
+		idx = w.g.Index(va, l)
+		if desc = tbl[idx]; !w.g.IsTable(desc, l) {
+			return idx, desc, 0, nil, nil, nil
+		}
+	}
 	var c cursor
 	c.tpa, c.tbl, c.l, c.sh = tpa, tbl, l, sh
 	ctpa, ctbl, err = w.descend(&c, va, l)
