@@ -45,6 +45,11 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			}
 		}
 		if m.w.direct {
+			if m.cache {
+				if tpa, tbl, _, ok := t.cachedViaShadow(va); ok {
+					return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+				}
+			}
 			// Nobody observes the loads: walk to the page table and, if
 			// it exists, write the entry there; otherwise (a table to
 			// create, a block in the way) the general path below walks
@@ -361,19 +366,21 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	// A range served by one cached PTE table has no block in the way.
 	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
 	top := arm64.LastLevel // the deepest cached level the first walk looks at
+	var w walker
+	w.init(t, d)
 	if oneTable && cacheable(d) {
 		top--
-		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
-			var w walker
-			w.init(t, d)
+		ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel)
+		if !ok && w.direct {
+			ctpa, ctbl, _, ok = t.cachedViaShadow(start)
+		}
+		if ok {
 			i, j := w.pteSpan(ctbl, start, end)
 			return unmapVisitor{}.ptes(&w, ctpa, ctbl, i, j, start, 0)
 		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
 	// covered only in part holds start or end-1, so the two edges suffice.
-	var w walker
-	w.init(t, d)
 	for va := start; ; va = end - 1 {
 		var c cursor
 		if _, _, err := t.walkToLevel(&w, va, &c, arm64.LastLevel, top); err != nil {

@@ -49,6 +49,16 @@ func (sh *shadowEntry) at(idx int) *shadowEntry {
 	return (*shadowEntry)(unsafe.Add(unsafe.Pointer(sh), uintptr(idx)*unsafe.Sizeof(shadowEntry{})))
 }
 
+// valid returns entry idx of the shadow at sh if it was filled for desc in
+// shadow generation sgen, else nil: the one test every use of a shadow
+// entry makes.
+func (sh *shadowEntry) valid(idx int, desc, sgen uint64) *shadowEntry {
+	if se := sh.at(idx); se.desc == desc && se.gen == sgen {
+		return se
+	}
+	return nil
+}
+
 // invalidateShadows makes every shadow entry filled so far stale.
 func (t *Tables) invalidateShadows() { t.sgen.Add(1) }
 

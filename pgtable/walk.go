@@ -82,11 +82,16 @@ func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Le
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 	if cacheable(d) {
 		// The page-table level straight from the walk cache.
-		if tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel); hit {
+		_, direct := d.(Direct)
+		tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel)
+		if !hit && direct {
+			tpa, tbl, bits, hit = t.cachedViaShadow(va)
+		}
+		if hit {
 			g := &t.g
 			idx := g.Index(va, arm64.LastLevel)
 			var desc uint64
-			if _, direct := d.(Direct); direct {
+			if direct {
 				desc = tbl[idx]
 			} else {
 				desc = d.Load(descPA(tpa, idx), &tbl[idx])

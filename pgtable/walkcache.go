@@ -1,6 +1,10 @@
 package pgtable
 
-import "github.com/ptlab/ptlab/arm64"
+import (
+	"unsafe"
+
+	"github.com/ptlab/ptlab/arm64"
+)
 
 // walkCacher is implemented by Direct, and so by every door that embeds
 // it: such a door uses the walk cache iff its Direct value was built with
@@ -48,6 +52,32 @@ func (t *Tables) cached(va uint64, l arm64.Level) (uint64, []uint64, uint64, boo
 		return 0, nil, 0, false
 	}
 	return wc.tpa[i], wc.tbl[i], wc.bits[i], true
+}
+
+// cachedViaShadow is the Direct door's second try after cached(va,
+// LastLevel) missed: the cached table one level up and the shadow entry of
+// va's descriptor there (the step descend takes with a valid entry: the
+// common miss of page-by-page work in random order, where the table above
+// is shared). It remembers the page table it finds. (Callers test cached
+// first themselves: that test inlines, this does not.)
+func (t *Tables) cachedViaShadow(va uint64) (tpa uint64, tbl []uint64, bits uint64, ok bool) {
+	wc := &t.wc
+	g := &t.g
+	const l = arm64.LastLevel
+	i := uint8(l+1) & 7
+	j := uint8(l) & 7 // the level above
+	if wc.gen != t.gen.Load() || wc.sh[j] == nil || wc.tag[j] != va>>(g.Shift(l-2)&63)+1 {
+		return 0, nil, 0, false
+	}
+	idx := g.Index(va, l-1)
+	desc := wc.tbl[j][idx]
+	se := wc.sh[j].valid(idx, desc, t.sgen.Load())
+	if se == nil || !g.IsTable(desc, l-1) {
+		return 0, nil, 0, false
+	}
+	tbl, bits = unsafe.Slice(se.tbl, t.epp), wc.bits[j]|desc
+	wc.tag[i], wc.tpa[i], wc.tbl[i], wc.bits[i], wc.sh[i] = va>>(g.Shift(l-1)&63)+1, se.pa, tbl, bits, nil
+	return se.pa, tbl, bits, true
 }
 
 // cachedShadow is the shadow of the level-l table cached returned.

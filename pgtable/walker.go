@@ -176,7 +176,7 @@ func (w *walker) descend(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, c
 		hit := false
 		if sh != nil {
 			se = sh.at(idx)
-			hit = se.desc == desc && se.gen == sgen
+			hit = sh.valid(idx, desc, sgen) != nil
 		}
 		if hit {
 			ctbl, csh = unsafe.Slice(se.tbl, w.epp), se.sh
@@ -229,8 +229,8 @@ func (w *walker) descendShadow(c *cursor, va uint64, stop arm64.Level) (ctpa uin
 		if sh == nil {
 			break
 		}
-		se := sh.at(idx)
-		if se.desc != desc || se.gen != sgen {
+		se := sh.valid(idx, desc, sgen)
+		if se == nil {
 			break
 		}
 		if l >= stop {
@@ -393,11 +393,21 @@ func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 		var w walker
 		w.init(t, d)
 		w.remember = true
+		oneSpan := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+		if oneSpan {
+			tpa, tbl, bits, ok := t.cached(start, arm64.LastLevel)
+			if !ok && w.direct {
+				tpa, tbl, bits, ok = t.cachedViaShadow(start)
+			}
+			if ok {
+				return walkRange(&w, v, tpa, tbl, nil, arm64.LastLevel, start, end, bits)
+			}
+		}
 		var c cursor
 		if !t.deepestFor(start, end, &c) {
 			c.tpa, c.tbl, c.sh, c.l, c.bits = t.root, t.rootTbl, t.rootSh, t.g.StartLevel, 0
 		}
-		if w.direct && c.l < arm64.LastLevel && start^(end-1) < t.g.Size(arm64.LastLevel-1) {
+		if w.direct && c.l < arm64.LastLevel && oneSpan {
 			// The range lies in one page table's span: walk to that table
 			// at once (the loads are nobody's to observe, so where the walk
 			// ends above it, at a block or an empty slot, the range walk
