@@ -23,12 +23,13 @@ import (
 // reallocated to another slot with an identical descriptor fails the
 // second. A failed test falls back to the index and refills the entry.
 //
-// Shadows exist only for tables walked through the Direct door (the door
-// of single-threaded runs; nothing else reads or writes them), are
-// allocated on the first such walk through the table above, and stay with
-// the table slot for its next occupant. Only non-leaf tables get one; at one
-// per 512 page tables on a PTE-mapped machine they add well under 1% to the
-// host memory of the tables.
+// Shadows exist only for tables walked through the Direct door itself (the
+// door of single-threaded runs; no other door, not even one embedding
+// Direct, reads or writes them), are allocated on the first such walk
+// through the table above (the root's with the tree), and stay with the
+// table slot for its next occupant. Only non-leaf tables get one: 40 bytes
+// per descriptor, at one per 512 page tables on a PTE-mapped machine about
+// 1% of the host memory of the tables.
 
 // shadowEntry is what a Direct walk found behind one table descriptor.
 type shadowEntry struct {
