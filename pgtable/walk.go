@@ -80,7 +80,8 @@ func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Le
 // Translate returns the physical address va maps to and the leaf that maps
 // it, or ok=false when va is not mapped by a valid leaf.
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
-	if cacheable(d) {
+	cache := cacheable(d)
+	if cache {
 		// The page-table level straight from the walk cache.
 		_, direct := d.(Direct)
 		tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel)
@@ -108,8 +109,12 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 	var w walker
 	w.init(t, d)
 	var c cursor
-	// (A cacheable door's page-table level has missed above.)
-	_, _, err := t.walkToLevel(&w, va, &c, arm64.LastLevel, arm64.LastLevel-1)
+	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
+	if cache { // walkTo, with the page-table level known to miss
+		w.remember = true
+		t.deepest(va, &c, arm64.LastLevel-1)
+	}
+	_, _, err := w.descend(&c, va, arm64.LastLevel)
 	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
 	c.entry(g, va, err, &leaf)
 	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
