@@ -83,6 +83,9 @@ type Version struct {
 	// sets: under KASLR modules get a random 2 GiB region reached through
 	// PLTs, never the 128 MiB direct-branch window (module_init_limits).
 	ModuleRegionFull bool
+	// Fixmap is the release's enum fixed_addresses as Debian builds it
+	// (fixmap.go): its size places FIXADDR_TOT_START.
+	Fixmap Fixmap
 	// Image is the kernel image of Debian's build of the release (kallsyms
 	// of the booted kernel).
 	Image Image
@@ -97,6 +100,7 @@ var Versions = []Version{
 		Name: "6.1", Release: "v6.1 (Debian 6.1.0, bookworm)",
 		LegacyLayout: true, AliasNoCont: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 256},
 		Image:            imageDebian61,
 		Boot:             bootDebian61,
 	},
@@ -105,6 +109,7 @@ var Versions = []Version{
 		KFENCE:        true,
 		AliasFromText: true, AliasNoCont: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 512},
 		Image:            imageDebian612,
 		Boot:             bootDebian612,
 	},
@@ -114,6 +119,7 @@ var Versions = []Version{
 		AliasFromText: true, AliasNoCont: true, HeaderMapped: true,
 		Execmem: true, BPFProgPack: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 512, P4D: true},
 		Image:            imageDebian612,
 		Boot:             bootDebian612,
 	},
@@ -123,6 +129,7 @@ var Versions = []Version{
 		RodataNoAlias: true, AliasFromText: true, AliasNoCont: true, HeaderMapped: true, LazySplit: true,
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 512, P4D: true, VNCR: true},
 		Image:            imageDebian618,
 		Boot:             bootDebian618,
 	},
@@ -132,6 +139,7 @@ var Versions = []Version{
 		RodataNoAlias: true, AliasFromText: true, HeaderMapped: true, LazySplit: true,
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 512, P4D: true, VNCR: true},
 		Image:            imageDebian73,
 		Boot:             bootDebian612,
 	},
@@ -141,6 +149,7 @@ var Versions = []Version{
 		RodataNoAlias: true, AliasFromText: true, AliasUnmapData: true, HeaderMapped: true, LazySplit: true,
 		Execmem: true, BPFProgPack: true, PresentInvalid: true, KprobeROX: true,
 		ModuleRegionFull: true,
+		Fixmap:           Fixmap{NRCPUs: 512, P4D: true, VNCR: true},
 		Image:            imageDebian73,
 		Boot:             bootDebian73,
 	},
@@ -268,8 +277,12 @@ var (
 
 // Layout is the kernel VA layout of this release for a geometry.
 func (v *Version) Layout(g arm64.Geometry, configVABits int) arm64.Layout {
+	var l arm64.Layout
 	if v.LegacyLayout {
-		return arm64.LegacyKernelLayout(g, configVABits)
+		l = arm64.LegacyKernelLayout(g, configVABits)
+	} else {
+		l = arm64.KernelLayout(g, configVABits)
 	}
-	return arm64.KernelLayout(g, configVABits)
+	l.FixaddrStart = l.FixaddrTop - v.fixmapStartOffset(g.PageSize())
+	return l
 }
