@@ -97,12 +97,15 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 			} else {
 				desc = d.Load(descPA(tpa, idx), &tbl[idx])
 			}
-			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: descPA(tpa, idx),
-				TablePXN: bits&arm64.TablePXN != 0, TableUXN: bits&arm64.TableUXN != 0}
-			if !arm64.DescValid(desc) {
-				return 0, e, false
+			// Field by field into the result and a bare return: a
+			// returned Entry value is copied out with 16-byte loads of
+			// the 8-byte stores just made (a store-forwarding stall).
+			leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va&^(g.PageSize()-1), arm64.LastLevel, desc, descPA(tpa, idx)
+			leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+			if ok = arm64.DescValid(desc); ok {
+				pa = g.OutputAddress(desc) + va&(g.PageSize()-1)
 			}
-			return g.OutputAddress(desc) + va&(g.PageSize()-1), e, true
+			return
 		}
 	}
 	// Lookup's walk without its Entry copied out and back.
@@ -118,12 +121,13 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
 	c.entry(g, va, err, &leaf)
 	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
-		return 0, leaf, false
+		return // pa 0, ok false
 	}
 	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
-		return 0, leaf, false
+		return
 	}
-	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), leaf, true
+	pa, ok = g.OutputAddress(c.desc)+va&(g.Size(c.l)-1), true
+	return
 }
 
 // Visit calls fn for every leaf or empty slot reached in [start, end), in
