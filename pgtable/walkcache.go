@@ -134,7 +134,10 @@ func (t *Tables) deepestFor(start, end uint64, c *cursor) (ok bool) {
 }
 
 // rememberAt is remember for a walk that began with deepest (the cache's
-// generation is current).
+// generation is current). Out of line: inlined, its write barriers made
+// the walk loops keep their state on the stack.
+//
+//go:noinline
 func (t *Tables) rememberAt(va uint64, l arm64.Level, tpa uint64, tbl []uint64, bits uint64, sh *shadowEntry) {
 	wc := &t.wc
 	i := uint8(l+1) & 7
