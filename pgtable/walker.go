@@ -18,7 +18,11 @@ import (
 // own per-level loop for creating them, because creating a mapping decides
 // per entry between a block, a contiguous run and a (possibly new) table
 // (alloc_init_*), but reads, writes and resolves tables through the same
-// walker (load, store, table, descPA).
+// walker (load, store, table, descPA). For the Direct door a table comes
+// from the table shadow when its entry is valid (shadow.go): descend's
+// call-free loop descendShadow, and the walk cache's page-table-level miss
+// (cachedViaShadow), apply the same rule through the same test
+// (shadowEntry.valid).
 //
 // Hot paths build walker, cursor and visitor values field by field: a
 // struct literal is assembled aside and copied with wide moves that read
