@@ -25,8 +25,9 @@ import (
 //
 // Shadows exist only for tables walked through the Direct door itself (the
 // door of single-threaded runs; no other door, not even one embedding
-// Direct, reads or writes them), are allocated on the first such walk
-// through the table above (the root's with the tree), and stay with the
+// Direct, reads or writes them), are given to a table on the first such
+// walk through the table above (the root's with the tree), from chunks of
+// shadowsPerChunk (the first allocated with the tree), and stay with the
 // table slot for its next occupant. Only non-leaf tables get one: 40 bytes
 // per descriptor, at one per 512 page tables on a PTE-mapped machine about
 // 1% of the host memory of the tables.
@@ -40,9 +41,21 @@ type shadowEntry struct {
 	sh   *shadowEntry // that table's shadow; nil for a last-level table
 }
 
-// newShadow allocates the shadow of a table page of epp entries and returns
-// its first entry.
-func newShadow(epp int) *shadowEntry { return &make([]shadowEntry, epp)[0] }
+// shadowsPerChunk is how many shadows one allocation backs: a tree's first
+// chunk comes with the tree (New), so the shadows of the first tables below
+// the root cost no allocation where they are first walked.
+const shadowsPerChunk = 4
+
+// newShadow returns the first entry of a zeroed shadow for a table page,
+// taken from the current chunk (a new one when it is used up).
+func (t *Tables) newShadow() *shadowEntry {
+	if len(t.shadowFree) < t.epp {
+		t.shadowFree = make([]shadowEntry, shadowsPerChunk*t.epp)
+	}
+	sh := &t.shadowFree[0]
+	t.shadowFree = t.shadowFree[t.epp:]
+	return sh
+}
 
 // at is entry idx of the shadow that starts at sh (idx is a table index,
 // below the table's entry count, by construction of Geometry.Index).
@@ -71,7 +84,7 @@ func (t *Tables) shadowOf(pa uint64, l arm64.Level) *shadowEntry {
 		return nil
 	}
 	if r.sh == nil {
-		r.sh = newShadow(t.epp)
+		r.sh = t.newShadow()
 	}
 	return r.sh
 }

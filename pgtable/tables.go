@@ -82,6 +82,8 @@ type Tables struct {
 	rootHi   uint64
 	// rootSh is the root's shadow, where Direct walks from the root start.
 	rootSh *shadowEntry
+	// shadowFree is what is left of the current shadow chunk (shadow.go).
+	shadowFree []shadowEntry
 
 	basePFN uint64
 	index   []atomic.Pointer[indexLeaf] // PFN -> table
@@ -125,7 +127,7 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 	t.rootHi = (root>>g.PageShift - t.basePFN) >> indexShift
 	t.rootLeaf = t.index[t.rootHi].Load()
 	r := t.refOf(root)
-	r.sh = newShadow(t.epp)
+	r.sh = t.newShadow()
 	t.rootSh = r.sh
 	return t, nil
 }
