@@ -482,14 +482,19 @@ func TestFidelityAgainstRealKernels(t *testing.T) {
 				}
 				t.Errorf("%#x-%#x %s: %s %s -> %s %s (real line %d, ptlab line %d)", ch.Start, ch.End, ch.Kind, ch.From, ch.FromAttrs, ch.To, ch.ToAttrs, ch.LineA, ch.LineB)
 			}
-			if len(res.ownedMisplaced) > 1 {
+			if len(res.ownedMisplaced) > 0 {
 				t.Errorf("tables above VMALLOC_END in one tree only: %v", res.ownedMisplaced)
 			}
+			// The linear map and the tables above VMALLOC_END are the
+			// same on every boot of a build: equal. The whole tree may
+			// differ by one table in the vmalloc area, where boots of one
+			// build differ: three boots of Debian's 6.1 listed 56 to 58
+			// kernel_clone stacks and 18 to 36 unpurged areas.
 			for _, l := range []string{"P4D/PUD", "PMD", "PTE"} {
-				if d := res.realTables[l] - res.modelTables[l]; d < -1 || d > 1 {
+				if res.realTables[l] != res.modelTables[l] {
 					t.Errorf("linear-map %s tables: real %d, ptlab %d", l, res.realTables[l], res.modelTables[l])
 				}
-				if d := res.realOwned[l] - res.modelOwned[l]; d < -1 || d > 1 {
+				if res.realOwned[l] != res.modelOwned[l] {
 					t.Errorf("vmemmap/PCI I/O/fixmap %s tables: real %d, ptlab %d", l, res.realOwned[l], res.modelOwned[l])
 				}
 				if d := res.realAll[l] - res.modelAll[l]; d < -1 || d > 1 {

@@ -106,7 +106,7 @@ func ImportDump(base Config, d *ptdump.Dump) (Config, *Imported, error) {
 	if len(im.Ranges) == 0 {
 		return base, nil, fmt.Errorf("%w: %s: no mapped linear-map range", ErrConfig, d.Name)
 	}
-	if err := alias.image(&cfg.Image); err != nil {
+	if err := alias.image(&cfg.Image, v.Image.Rodata); err != nil {
 		return base, nil, fmt.Errorf("%s: %w", d.Name, err)
 	}
 	cfg.RAM = ram
@@ -142,7 +142,7 @@ func (a *aliasFinder) add(pa uint64, r *ptdump.Range) {
 // 2 MiB boundary below _stext (the image is loaded 2 MiB aligned), and text
 // plus rodata sized so that __init_begin falls where the alias ends, so none
 // of the dump's read-only alias is left to the page allocator.
-func (a *aliasFinder) image(im *Image) error {
+func (a *aliasFinder) image(im *Image, releaseRodata Size) error {
 	if a.bestE == 0 {
 		return nil // no alias printed (rodata=off): keep the configured image
 	}
@@ -153,9 +153,12 @@ func (a *aliasFinder) image(im *Image) error {
 	}
 	im.PhysBase = Size(text)
 	// Split the alias between text and rodata as the configured image
-	// does (a quarter rodata when it says nothing); only their sum is
-	// visible in a dump.
+	// does, else as the release's own image does (a quarter rodata when
+	// neither says); only their sum is visible in a dump.
 	rodata := uint64(im.Rodata)
+	if rodata == 0 {
+		rodata = uint64(releaseRodata)
+	}
 	if rodata == 0 {
 		rodata = n / 4
 	}

@@ -8,5 +8,8 @@
 // It knows nothing about policy: who may split, which lock is held, when TLBs
 // are invalidated are the kernel package's business. Every descriptor load and
 // store, and every table-page allocation and free, goes through a Door supplied
-// by the caller, so a simulated CPU can interpose on each shared touch.
+// by the caller, so a simulated CPU can interpose on each shared touch. Walks
+// through the plain Direct door also keep a self-validating shadow of the
+// table pointers beside non-leaf tables (shadow.go) and a walk cache
+// (walkcache.go); neither changes what any operation does.
 package pgtable

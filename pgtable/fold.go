@@ -131,11 +131,11 @@ func (t *Tables) uniformRun(d Door, tpa uint64, tbl []uint64, first, n int, l ar
 // lookupAt returns the entry at exactly level l for va; found=false when the
 // walk ends above l (a leaf or an empty slot in the way).
 func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool, err error) {
-	tpa, tbl := t.root, t.rootTbl
+	tpa, tbl, sh := t.root, t.rootTbl, t.rootSh
 	var w walker
 	w.init(t, d)
 	for cl := t.g.StartLevel; ; cl++ {
-		idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, cl, va)
+		idx, desc, ctpa, ctbl, csh, err := w.step(tpa, tbl, sh, cl, va)
 		switch {
 		case cl == l:
 			return Entry{VA: va &^ (t.g.Size(cl) - 1), Level: cl, Desc: desc, DescPA: descPA(tpa, idx)}, true, nil
@@ -144,7 +144,7 @@ func (t *Tables) lookupAt(d Door, va uint64, l arm64.Level) (e Entry, found bool
 		case ctbl == nil:
 			return Entry{}, false, nil
 		}
-		tpa, tbl = ctpa, ctbl
+		tpa, tbl, sh = ctpa, ctbl, csh
 	}
 }
 

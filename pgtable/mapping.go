@@ -37,10 +37,32 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	var m mapper
 	m.w.init(t, d)
 	m.t, m.g, m.d, m.delta, m.flags, m.cache = t, &t.g, d, pa-va, flags, cacheable(d)
-	if m.cache && end-va == ps {
+	if end-va == ps {
 		// One page: never part of a contiguous run.
-		if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
-			return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+		if m.cache {
+			if tpa, tbl, _, ok := t.cached(va, arm64.LastLevel); ok {
+				return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+			}
+		}
+		if m.w.direct {
+			if m.cache {
+				if tpa, tbl, _, ok := t.cachedViaShadow(va); ok {
+					return m.setLeaf(tpa, tbl, arm64.LastLevel, va, prot)
+				}
+			}
+			// Nobody observes the loads: walk to the page table and, if
+			// it exists, write the entry there; otherwise (a table to
+			// create, a block in the way) the general path below walks
+			// again and decides.
+			var c cursor
+			ctpa, ctbl, err := t.walkToLevel(&m.w, va, &c, arm64.LastLevel-1, arm64.LastLevel-1)
+			m.w.remember = false
+			if err == nil && ctbl != nil {
+				if m.cache {
+					t.remember(va, arm64.LastLevel, ctpa, ctbl, c.bits|c.desc, nil)
+				}
+				return m.setLeaf(ctpa, ctbl, arm64.LastLevel, va, prot)
+			}
 		}
 	}
 	if m.cache && end-va == t.g.Size(arm64.LevelPMD) && (va|pa)&(end-va-1) == 0 && t.g.BlockAllowed(arm64.LevelPMD) && flags&NoBlockMappings == 0 {
@@ -56,11 +78,12 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 				continue
 			}
 			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {
-				m.bits = bits
+				m.bits, m.sh = bits, t.cachedShadow(cl)
 				return m.mapLevel(ctpa, ctbl, cl, va, end, prot)
 			}
 		}
 	}
+	m.sh = t.rootSh
 	return m.mapLevel(t.root, t.rootTbl, t.g.StartLevel, va, end, prot)
 }
 
@@ -75,10 +98,15 @@ type mapper struct {
 	flags Flags
 	cache bool   // single-threaded door: use and fill the walk cache
 	bits  uint64 // table descriptor bits above the current table
+	// sh is the shadow of the table the first mapLevel call starts at, when
+	// known; that call consumes it.
+	sh *shadowEntry
 }
 
 func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot uint64) error {
 	g := m.g
+	sh := m.sh
+	m.sh = nil // recursive calls start at tables whose shadow is unknown
 	// Descend without recursion while [va, end) lies inside one entry that
 	// cannot become a block (nor a contiguous run, which needs 16 entries):
 	// the common case of mapping a few pages. Tables that exist are followed
@@ -96,7 +124,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 	read, readOK := uint64(0), false
 	if stop > l {
 		var c cursor
-		c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, m.bits
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, tbl, l, m.bits, sh
 		m.w.remember = m.cache
 		ctpa, ctbl, err := m.w.descend(&c, va, stop-1)
 		m.w.remember = false
@@ -109,7 +137,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 			c.bits |= c.desc
 			tpa, tbl, l = ctpa, ctbl, stop
 			if m.cache {
-				m.t.remember(va, l, tpa, tbl, c.bits)
+				m.t.remember(va, l, tpa, tbl, c.bits, c.csh)
 			}
 		}
 		m.bits = c.bits
@@ -131,7 +159,11 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 				desc = g.MkTable(tpa, m.flags&NoExecMappings != 0)
 			}
 			m.bits |= desc
-			m.t.remember(va, l+1, tpa, tbl, m.bits)
+			var sh *shadowEntry
+			if m.w.direct {
+				sh = m.t.shadowOf(tpa, l+1)
+			}
+			m.t.remember(va, l+1, tpa, tbl, m.bits, sh)
 		}
 		l++
 	}
@@ -333,23 +365,28 @@ func (t *Tables) Unmap(d Door, start, end uint64) error {
 	}
 	// A range served by one cached PTE table has no block in the way.
 	oneTable := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+	top := arm64.LastLevel // the deepest cached level the first walk looks at
+	var w walker
+	w.init(t, d)
 	if oneTable && cacheable(d) {
-		if ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel); ok {
-			var w walker
-			w.init(t, d)
+		top--
+		ctpa, ctbl, _, ok := t.cached(start, arm64.LastLevel)
+		if !ok && w.direct {
+			ctpa, ctbl, _, ok = t.cachedViaShadow(start)
+		}
+		if ok {
 			i, j := w.pteSpan(ctbl, start, end)
 			return unmapVisitor{}.ptes(&w, ctpa, ctbl, i, j, start, 0)
 		}
 	}
 	// Check first so a refusal leaves the tables as they were. A block
 	// covered only in part holds start or end-1, so the two edges suffice.
-	var w walker
-	w.init(t, d)
 	for va := start; ; va = end - 1 {
 		var c cursor
-		if err := t.walkTo(&w, va, &c); err != nil {
+		if _, _, err := t.walkToLevel(&w, va, &c, arm64.LastLevel, top); err != nil {
 			return err
 		}
+		top = arm64.LastLevel
 		if w.direct && oneTable && c.l == arm64.LastLevel {
 			// The check walk reached the one PTE table of the range: with
 			// nobody observing loads, clear there instead of walking again.

@@ -84,6 +84,9 @@ func (t *Tables) Restore(s *Snapshot) error {
 	t.root = s.root
 	t.wc = s.wc
 	t.gen.Store(s.gen)
+	// Tables allocated since the snapshot left their slots: shadow
+	// entries filled meanwhile may name them.
+	t.invalidateShadows()
 	return nil
 }
 

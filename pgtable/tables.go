@@ -51,6 +51,9 @@ type tableRef struct {
 	pa    uint64
 	slot  int32
 	level arm64.Level
+	// sh is the table's shadow (shadow.go), allocated by the first Direct
+	// walk through the table above; kept for the slot's next occupant.
+	sh *shadowEntry
 }
 
 // Tables is one tree of translation tables (swapper_pg_dir and everything
@@ -61,8 +64,11 @@ type tableRef struct {
 // index and the slot directory are published atomically, so CPUs running as
 // goroutines may walk while another allocates.
 type Tables struct {
-	gen  atomic.Uint64 // bumped when a table leaves the tree (walk cache validity)
-	wc   walkCache     // for single-threaded doors only
+	gen atomic.Uint64 // bumped when a table leaves the tree (walk cache validity)
+	// sgen is the shadow generation (shadow.go): bumped whenever a table
+	// page is released or the tree restored; unlike gen it never goes back.
+	sgen atomic.Uint64
+	wc   walkCache // for single-threaded doors only
 	g    arm64.Geometry
 	mem  *physmem.Memory
 	epp  int // entries per table page
@@ -74,6 +80,10 @@ type Tables struct {
 	// never removed), where walkers start looking.
 	rootLeaf *indexLeaf
 	rootHi   uint64
+	// rootSh is the root's shadow, where Direct walks from the root start.
+	rootSh *shadowEntry
+	// shadowFree is what is left of the current shadow chunk (shadow.go).
+	shadowFree []shadowEntry
 
 	basePFN uint64
 	index   []atomic.Pointer[indexLeaf] // PFN -> table
@@ -116,6 +126,9 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 	t.rootTbl, _ = t.lookup(root)
 	t.rootHi = (root>>g.PageShift - t.basePFN) >> indexShift
 	t.rootLeaf = t.index[t.rootHi].Load()
+	r := t.refOf(root)
+	r.sh = t.newShadow()
+	t.rootSh = r.sh
 	return t, nil
 }
 
@@ -291,6 +304,9 @@ func (t *Tables) freeUnpublished(d Door, pa uint64) error {
 func (t *Tables) release(r *tableRef) error {
 	pa, s, l := r.pa, r.slot, r.level
 	t.setRef(pa, nil)
+	// A shadow entry may hold this page's descriptors; the next table at pa
+	// may live in another slot.
+	t.invalidateShadows()
 	t.mu.Lock()
 	t.freeSlots = append(t.freeSlots, s)
 	*t.counts.At(l)--

@@ -147,7 +147,7 @@ func (t *Tables) trackSubtree(tpa uint64, l arm64.Level, va uint64, sign int64) 
 		if r[1]-1 < hi-1 {
 			hi = r[1]
 		}
-		if err := walkRange(&w, &v, tpa, tbl, l, lo, hi, 0); err != nil {
+		if err := walkRange(&w, &v, tpa, tbl, nil, l, lo, hi, 0); err != nil {
 			return err
 		}
 		tr.add(i, &c, sign)

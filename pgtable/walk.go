@@ -60,53 +60,74 @@ func (c *cursor) entry(g *arm64.Geometry, va uint64, err error, e *Entry) {
 // filling it on the way down). Fields are set one by one: struct literals
 // cost a temporary and a copy.
 func (t *Tables) walkTo(w *walker, va uint64, c *cursor) error {
-	c.tpa, c.tbl, c.l, c.bits = t.root, t.rootTbl, t.g.StartLevel, 0
+	_, _, err := t.walkToLevel(w, va, c, arm64.LastLevel, arm64.LastLevel)
+	return err
+}
+
+// walkToLevel is walkTo stopping at a level-stop table descriptor (descend):
+// ctbl is then the table behind it. A walk that starts in a cached table
+// below stop stands there at return, with ctbl nil. Cached tables below
+// level top are not looked for (the caller has looked already).
+func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
+	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
 	if cacheable(w.d) {
 		w.remember = true
-		if l, tpa, tbl, bits, ok := t.deepest(va); ok {
-			c.tpa, c.tbl, c.l, c.bits = tpa, tbl, l, bits
-		}
+		t.deepest(va, c, top) // moves c to the deepest cached table
 	}
-	_, _, err := w.descend(c, va, arm64.LastLevel)
-	return err
+	return w.descend(c, va, stop)
 }
 
 // Translate returns the physical address va maps to and the leaf that maps
 // it, or ok=false when va is not mapped by a valid leaf.
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
-	if cacheable(d) {
+	cache := cacheable(d)
+	if cache {
 		// The page-table level straight from the walk cache.
-		if tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel); hit {
+		_, direct := d.(Direct)
+		tpa, tbl, bits, hit := t.cached(va, arm64.LastLevel)
+		if !hit && direct {
+			tpa, tbl, bits, hit = t.cachedViaShadow(va)
+		}
+		if hit {
 			g := &t.g
 			idx := g.Index(va, arm64.LastLevel)
 			var desc uint64
-			if _, direct := d.(Direct); direct {
+			if direct {
 				desc = tbl[idx]
 			} else {
 				desc = d.Load(descPA(tpa, idx), &tbl[idx])
 			}
-			e := Entry{VA: va &^ (g.PageSize() - 1), Level: arm64.LastLevel, Desc: desc, DescPA: descPA(tpa, idx),
-				TablePXN: bits&arm64.TablePXN != 0, TableUXN: bits&arm64.TableUXN != 0}
-			if !arm64.DescValid(desc) {
-				return 0, e, false
+			// Field by field into the result and a bare return: a
+			// returned Entry value is copied out with 16-byte loads of
+			// the 8-byte stores just made (a store-forwarding stall).
+			leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va&^(g.PageSize()-1), arm64.LastLevel, desc, descPA(tpa, idx)
+			leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+			if ok = arm64.DescValid(desc); ok {
+				pa = g.OutputAddress(desc) + va&(g.PageSize()-1)
 			}
-			return g.OutputAddress(desc) + va&(g.PageSize()-1), e, true
+			return
 		}
 	}
 	// Lookup's walk without its Entry copied out and back.
 	var w walker
 	w.init(t, d)
 	var c cursor
-	err := t.walkTo(&w, va, &c)
+	c.tpa, c.tbl, c.l, c.bits, c.sh = t.root, t.rootTbl, t.g.StartLevel, 0, t.rootSh
+	if cache { // walkTo, with the page-table level known to miss
+		w.remember = true
+		t.deepest(va, &c, arm64.LastLevel-1)
+	}
+	_, _, err := w.descend(&c, va, arm64.LastLevel)
 	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
 	c.entry(g, va, err, &leaf)
 	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
-		return 0, leaf, false
+		return // pa 0, ok false
 	}
 	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
-		return 0, leaf, false
+		return
 	}
-	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), leaf, true
+	pa, ok = g.OutputAddress(c.desc)+va&(g.Size(c.l)-1), true
+	return
 }
 
 // Visit calls fn for every leaf or empty slot reached in [start, end), in

@@ -18,7 +18,11 @@ import (
 // own per-level loop for creating them, because creating a mapping decides
 // per entry between a block, a contiguous run and a (possibly new) table
 // (alloc_init_*), but reads, writes and resolves tables through the same
-// walker (load, store, table, descPA).
+// walker (load, store, table, descPA). For the Direct door a table comes
+// from the table shadow when its entry is valid (shadow.go): descend's
+// call-free loop descendShadow, and the walk cache's page-table-level miss
+// (cachedViaShadow), apply the same rule through the same test
+// (shadowEntry.valid).
 //
 // Hot paths build walker, cursor and visitor values field by field: a
 // struct literal is assembled aside and copied with wide moves that read
@@ -120,6 +124,9 @@ func (w *walker) doorStore(tpa uint64, tbl []uint64, idx int, v uint64) {
 
 // cursor is where a walk stands: the level-l table (tpa, tbl), with bits
 // the table descriptors above it ORed, and the entry idx/desc it read there.
+// sh is the table's shadow when the walker is direct and knows it (nil
+// otherwise: the walk then resolves tables through the index only); csh is
+// the shadow of the table descend stopped at, if it returned one.
 type cursor struct {
 	tpa  uint64
 	tbl  []uint64
@@ -127,6 +134,8 @@ type cursor struct {
 	bits uint64
 	idx  int
 	desc uint64
+	sh   *shadowEntry
+	csh  *shadowEntry
 }
 
 // descend is the walk rule. From c it reads the entry for va; while that is
@@ -135,38 +144,134 @@ type cursor struct {
 // w.remember is set). It returns with c at an entry that is not a table
 // (ctbl nil), or at a level-stop table descriptor and the table behind it.
 // One loop instead of a call per level: the Go compiler inlines neither a
-// per-level step nor a generic visitor's methods.
+// per-level step nor a generic visitor's methods. The loop keeps the
+// cursor in registers and writes it back once.
+//
+// The table behind a descriptor comes from the current table's shadow
+// entry when it is valid (shadow.go), else from the index (table), which
+// then refills the entry. For the Direct door the levels whose shadow
+// entries are valid go through descendShadow first, the same rule in a loop
+// without calls (Go spills every live value around a call in a loop, which
+// doubled the instructions per level); the loop here takes over at the
+// first entry the shadow cannot serve.
 func (w *walker) descend(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, ctbl []uint64, err error) {
-	for {
-		c.idx = w.g.Index(va, c.l)
-		c.desc = w.load(c.tpa, c.tbl, c.idx)
-		if !w.g.IsTable(c.desc, c.l) {
-			return 0, nil, nil
-		}
-		ctpa = w.g.OutputAddress(c.desc)
-		ctbl, ok := w.table(ctpa)
-		if !ok {
-			return ctpa, nil, w.notTable(ctpa, c.l, descPA(c.tpa, c.idx), va)
-		}
-		if c.l >= stop {
+	if !w.direct {
+		c.sh = nil // shadows are the Direct door's alone
+	} else if c.sh != nil {
+		if ctpa, ctbl, done := w.descendShadow(c, va, stop); done {
 			return ctpa, ctbl, nil
 		}
-		c.bits |= c.desc
-		c.tpa, c.tbl, c.l = ctpa, ctbl, c.l+1
+	}
+	g := w.g
+	tpa, tbl, l, bits, sh := c.tpa, c.tbl, c.l, c.bits, c.sh
+	sgen := w.t.sgen.Load()
+	var idx int
+	var desc uint64
+	var csh *shadowEntry
+	for {
+		idx = g.Index(va, l)
+		desc = w.load(tpa, tbl, idx)
+		if !g.IsTable(desc, l) {
+			ctpa, ctbl = 0, nil
+			break
+		}
+		ctpa = g.OutputAddress(desc)
+		var se *shadowEntry
+		hit := false
+		if sh != nil {
+			se = sh.at(idx)
+			hit = sh.valid(idx, desc, sgen) != nil
+		}
+		if hit {
+			ctbl, csh = unsafe.Slice(se.tbl, w.epp), se.sh
+		} else {
+			var ok bool
+			if ctbl, ok = w.table(ctpa); !ok {
+				err = w.notTable(ctpa, l, descPA(tpa, idx), va)
+				break
+			}
+			csh = nil
+			if se != nil {
+				csh = w.fillShadow(se, desc, ctpa, l+1)
+			}
+		}
+		if l >= stop {
+			break
+		}
+		bits |= desc
+		tpa, tbl, l, sh = ctpa, ctbl, l+1, csh
 		if w.remember {
-			w.t.rememberAt(va, c.l, ctpa, ctbl, c.bits)
+			w.t.rememberAt(va, l, tpa, tbl, bits, sh)
 		}
 	}
+	if l != c.l { // moved (a one-level step does not)
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, tbl, l, bits, sh
+	}
+	c.idx, c.desc, c.csh = idx, desc, csh
+	return ctpa, ctbl, err
+}
+
+// descendShadow is descend for the Direct door while the shadow serves:
+// done=false leaves c at the table whose entry it could not resolve (no
+// shadow, or a stale entry), for descend to go on from there. The table is
+// held as a pointer to its first descriptor (a slice costs a length check
+// per index and a length and capacity per move); an index never exceeds
+// the table's entries (Geometry.Index masks it).
+func (w *walker) descendShadow(c *cursor, va uint64, stop arm64.Level) (ctpa uint64, ctbl []uint64, done bool) {
+	g := w.g
+	tpa, tp, l, bits, sh := c.tpa, &c.tbl[0], c.l, c.bits, c.sh
+	sgen := w.t.sgen.Load()
+	var idx int
+	var desc uint64
+	for {
+		idx = int(va>>(g.Shift(l)&63)) & (g.Entries(l) - 1)
+		desc = *(*uint64)(unsafe.Add(unsafe.Pointer(tp), idx*8))
+		if !g.IsTable(desc, l) {
+			done = true
+			break
+		}
+		if sh == nil {
+			break
+		}
+		se := sh.valid(idx, desc, sgen)
+		if se == nil {
+			break
+		}
+		if l >= stop {
+			ctpa, ctbl, done = se.pa, unsafe.Slice(se.tbl, w.epp), true
+			c.csh = se.sh
+			break
+		}
+		bits |= desc
+		tpa, tp, l, sh = se.pa, se.tbl, l+1, se.sh
+		if w.remember {
+			w.t.rememberAt(va, l, tpa, unsafe.Slice(tp, w.epp), bits, sh)
+		}
+	}
+	if l != c.l { // moved: the one-level walks of a cached start do not
+		c.tpa, c.tbl, c.l, c.bits, c.sh = tpa, unsafe.Slice(tp, w.epp), l, bits, sh
+	}
+	c.idx, c.desc = idx, desc
+	return ctpa, ctbl, done
 }
 
 // step reads the level-l entry for va in the table at tpa (descend over
 // one level). When it is a table descriptor, ctpa/ctbl are the next-level
-// table; ctbl is nil for a leaf or an empty slot.
-func (w *walker) step(tpa uint64, tbl []uint64, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, err error) {
+// table and csh its shadow; ctbl is nil for a leaf or an empty slot. sh is
+// the shadow of the table at tpa, or nil.
+func (w *walker) step(tpa uint64, tbl []uint64, sh *shadowEntry, l arm64.Level, va uint64) (idx int, desc, ctpa uint64, ctbl []uint64, csh *shadowEntry, err error) {
+	if w.direct {
+		// A leaf or an empty slot (most entries a range walk visits above
+		// the last level) needs no walk; nobody observes a second load.
+		idx = w.g.Index(va, l)
+		if desc = tbl[idx]; !w.g.IsTable(desc, l) {
+			return idx, desc, 0, nil, nil, nil
+		}
+	}
 	var c cursor
-	c.tpa, c.tbl, c.l = tpa, tbl, l
+	c.tpa, c.tbl, c.l, c.sh = tpa, tbl, l, sh
 	ctpa, ctbl, err = w.descend(&c, va, l)
-	return c.idx, c.desc, ctpa, ctbl, err
+	return c.idx, c.desc, ctpa, ctbl, c.csh, err
 }
 
 // notTable is the error of a table descriptor at dpa whose output address
@@ -241,7 +346,7 @@ func (w *walker) pteSpan(tbl []uint64, va, end uint64) (i, j int) {
 }
 
 // walkRange walks [va, end) below the level-l table at tpa.
-func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, l arm64.Level, va, end, bits uint64) error {
+func walkRange(w *walker, v *visitor, tpa uint64, tbl []uint64, sh *shadowEntry, l arm64.Level, va, end, bits uint64) error {
 level:
 	for {
 		v.table(l, va, end)
@@ -251,17 +356,22 @@ level:
 		}
 		for {
 			next := w.t.boundary(va, end, l)
-			idx, desc, ctpa, ctbl, err := w.step(tpa, tbl, l, va)
+			idx, desc, ctpa, ctbl, csh, err := w.step(tpa, tbl, sh, l, va)
 			switch {
 			case err != nil:
 				return err
 			case ctbl != nil && next == end:
 				// The rest of the range lies below this entry: descend
 				// without recursion (the common case of a few pages).
-				tpa, tbl, l, bits = ctpa, ctbl, l+1, bits|desc
+				tpa, tbl, sh, l, bits = ctpa, ctbl, csh, l+1, bits|desc
+				if w.remember {
+					// The table serving the whole rest of the range: the
+					// next operation nearby starts here (walkCached).
+					w.t.rememberAt(va, l, tpa, tbl, bits, sh)
+				}
 				continue level
 			case ctbl != nil:
-				err = walkRange(w, v, ctpa, ctbl, l+1, va, next, bits|desc)
+				err = walkRange(w, v, ctpa, ctbl, csh, l+1, va, next, bits|desc)
 			default:
 				err = v.entry(w, tpa, tbl, idx, desc, l, va, next, bits)
 			}
@@ -279,18 +389,44 @@ level:
 // walkCached walks [start, end) from the deepest table of the walk cache
 // that holds the whole range, or from the root: for visitors that do not
 // count tables (unmap, protect), and only for doors that may use the cache.
+//
+// The walk remembers the tables it enters that serve the rest of the range,
+// so that the next operation nearby starts there.
 func walkCached(t *Tables, d Door, v *visitor, start, end uint64) error {
 	if cacheable(d) && (start < end || end == 0) {
-		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
-			if start^(end-1) >= t.g.Size(cl-1) {
-				break // wider than one entry above: no deeper table holds it
+		var w walker
+		w.init(t, d)
+		w.remember = true
+		oneSpan := start^(end-1) < t.g.Size(arm64.LastLevel-1)
+		if oneSpan {
+			tpa, tbl, bits, ok := t.cached(start, arm64.LastLevel)
+			if !ok && w.direct {
+				tpa, tbl, bits, ok = t.cachedViaShadow(start)
 			}
-			if ctpa, ctbl, bits, ok := t.cached(start, cl); ok {
-				var w walker
-				w.init(t, d)
-				return walkRange(&w, v, ctpa, ctbl, cl, start, end, bits)
+			if ok {
+				return walkRange(&w, v, tpa, tbl, nil, arm64.LastLevel, start, end, bits)
 			}
 		}
+		var c cursor
+		if !t.deepestFor(start, end, &c) {
+			c.tpa, c.tbl, c.sh, c.l, c.bits = t.root, t.rootTbl, t.rootSh, t.g.StartLevel, 0
+		}
+		if w.direct && c.l < arm64.LastLevel && oneSpan {
+			// The range lies in one page table's span: walk to that table
+			// at once (the loads are nobody's to observe, so where the walk
+			// ends above it, at a block or an empty slot, the range walk
+			// below starts there and reads that entry again).
+			ctpa, ctbl, err := w.descend(&c, start, arm64.LastLevel-1)
+			if err != nil {
+				return err
+			}
+			if ctbl != nil {
+				bits := c.bits | c.desc
+				t.rememberAt(start, arm64.LastLevel, ctpa, ctbl, bits, nil)
+				return walkRange(&w, v, ctpa, ctbl, nil, arm64.LastLevel, start, end, bits)
+			}
+		}
+		return walkRange(&w, v, c.tpa, c.tbl, c.sh, c.l, start, end, c.bits)
 	}
 	return walkRoot(t, d, v, start, end)
 }
@@ -302,5 +438,5 @@ func walkRoot(t *Tables, d Door, v *visitor, start, end uint64) error {
 	}
 	var w walker
 	w.init(t, d)
-	return walkRange(&w, v, t.root, t.rootTbl, t.g.StartLevel, start, end, 0)
+	return walkRange(&w, v, t.root, t.rootTbl, t.rootSh, t.g.StartLevel, start, end, 0)
 }

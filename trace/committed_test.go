@@ -23,9 +23,11 @@ import (
 // do_free_init ran after the "after" mark: its init text stays allocated
 // through the window (recorded purges there must not release its VA), so
 // mtd's ro_after_init goes above it as in the kernel. qemu-6.12-nokaslr is
-// a boot with nokaslr, whose module region the model places itself.
+// a boot with nokaslr, whose module region the model places itself. The
+// "-tables" recordings were captured with --pa --tables: their table pages
+// compare exactly (checkTables), the older ones' from the leaf estimate.
 func TestCommittedRecording(t *testing.T) {
-	for _, kver := range []string{"6.12", "6.12-2", "6.12-3", "6.12-nokaslr", "7.3"} {
+	for _, kver := range committedRecordings {
 		t.Run(kver, func(t *testing.T) {
 			dir := filepath.Join("testdata", "qemu-"+kver)
 			tmp := t.TempDir()
@@ -48,13 +50,22 @@ func TestCommittedRecording(t *testing.T) {
 	}
 }
 
+// committedRecordings are the directories testdata/qemu-NAME.
+var committedRecordings = []string{"6.12", "6.12-2", "6.12-3", "6.12-nokaslr", "7.3", "6.12-tables", "6.12-nokaslr-tables", "7.3-tables"}
+
 // TestRecordingDir checks a recording saved by TestTraceOnRealKernel
-// (PTLAB_TRACE_SAVE) again: PTLAB_TRACE_DIR=DIR with recording.txt,
-// before.txt and after.txt.
+// (PTLAB_TRACE_SAVE) again, imported and on ptlab's own boot:
+// PTLAB_TRACE_DIR=DIR with recording.txt, before.txt and after.txt.
 func TestRecordingDir(t *testing.T) {
 	dir := os.Getenv("PTLAB_TRACE_DIR")
 	if dir == "" {
 		t.Skip("set PTLAB_TRACE_DIR to a directory saved with PTLAB_TRACE_SAVE")
 	}
-	checkRecording(t, filepath.Join(dir, "recording.txt"), filepath.Join(dir, "before.txt"), filepath.Join(dir, "after.txt"))
+	t.Run("imported", func(t *testing.T) {
+		checkRecording(t, filepath.Join(dir, "recording.txt"), filepath.Join(dir, "before.txt"), filepath.Join(dir, "after.txt"))
+	})
+	t.Run("ownboot", func(t *testing.T) {
+		read := func(n string) []byte { return readXZ(t, filepath.Join(dir, n)) }
+		checkOwnBoot(t, filepath.Base(dir), read("recording.txt"), read("before.txt"), read("after.txt"))
+	})
 }

@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -68,7 +67,7 @@ func (d Difference) String() string {
 
 // CompareChanges compares how the real kernel's regions changed between two
 // dumps (before, after) with how the model's changed (mBefore, mAfter), per
-// permission set and per leaf size. Comparing changes, not states, keeps
+// permission set and per leaf size (table pages: CompareTableSets). Comparing changes, not states, keeps
 // out what the model never had (boot-time vmalloc areas, other users of the
 // address space before the recording).
 func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dump) []Difference {
@@ -92,16 +91,24 @@ func CompareChanges(regions []string, before, after, mBefore, mAfter *ptdump.Dum
 		}
 		cmp("perm", b.Perm, a.Perm, x.Perm, y.Perm)
 		cmp("leaf", b.Leaf, a.Leaf, x.Leaf, y.Leaf)
-		cmp("tables", b.Tables, a.Tables, x.Tables, y.Tables)
 	}
 	return out
 }
 
-// ModelDump runs a replay scenario under one preset and returns the model's
-// kernel_page_tables dump after it, and the dump after only the operations
-// at time 0 (the start state), the result, and the module regions a pinned
+// ModelRun is what a replay did to the model: its tables at the start
+// state and after the replay, as dumps with table lines (tableDump) and as
+// a census of its own tables, the result, and the module regions a pinned
 // replay put elsewhere than the recorded kernel did.
-func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump, res *workload.Result, misplaced []workload.Misplaced, err error) {
+type ModelRun struct {
+	Before, After             *ptdump.Dump
+	TablesBefore, TablesAfter TableCensus
+	Result                    *workload.Result
+	Misplaced                 []workload.Misplaced
+}
+
+// ModelDump runs a replay scenario under one preset twice: with only the
+// operations at time 0 (the start state) and with all of them.
+func ModelDump(s *workload.Scenario, preset string) (*ModelRun, error) {
 	start := *s
 	rp := *s.Replay
 	rp.Ops = nil
@@ -111,23 +118,29 @@ func ModelDump(s *workload.Scenario, preset string) (before, after *ptdump.Dump,
 		}
 	}
 	start.Replay = &rp
-	dump := func(sc *workload.Scenario) (*ptdump.Dump, *workload.Result, []workload.Misplaced, error) {
+	run := &ModelRun{}
+	dump := func(sc *workload.Scenario, d **ptdump.Dump, tc *TableCensus) error {
 		r, st, err := workload.RunReplay(sc, preset, nil)
 		if err != nil {
-			return nil, nil, nil, err
+			return err
 		}
-		var buf bytes.Buffer
-		if err := st.Kernel.PtdumpWalk(&kernel.PlainCPU{}, &buf); err != nil {
-			return nil, nil, nil, err
+		c := &kernel.PlainCPU{}
+		if *d, err = tableDump(st.Kernel, c, "model:"+preset); err != nil {
+			return err
 		}
-		d, err := ptdump.Parse(&buf, "model:"+preset, ptdump.ParseOptions{})
-		return d, r, st.Misplaced, err
+		if *tc, err = ModelTables(st.Kernel, c); err != nil {
+			return err
+		}
+		run.Result, run.Misplaced = r, st.Misplaced
+		return nil
 	}
-	if before, _, _, err = dump(&start); err != nil {
-		return nil, nil, nil, nil, err
+	if err := dump(&start, &run.Before, &run.TablesBefore); err != nil {
+		return nil, err
 	}
-	after, res, misplaced, err = dump(s)
-	return before, after, res, misplaced, err
+	if err := dump(s, &run.After, &run.TablesAfter); err != nil {
+		return nil, err
+	}
+	return run, nil
 }
 
 // PageChange is how one page's mapping changed between two dumps.
@@ -501,49 +514,60 @@ func pteTables(d *ptdump.Dump) map[uint64]bool {
 	return out
 }
 
-// ExplainTables accounts for a difference in the PTE table pages of the
-// module/vmalloc region. The kernel never frees the page tables of a vmalloc
-// mapping (vunmap_range_noflush clears entries only), so a block whose table
-// the "before" capture shows while the model's start state has none holds a
-// table left by areas freed before the recording: when both then map there,
-// the model gains a table the kernel already had. Explained pages (a capture
-// seeing the other side of an area's lifetime) account for their blocks. It
-// returns the table pages these causes add to model minus real, why, and
-// the blocks whose difference neither explains.
-func ExplainTables(d Dumps, ex []Explained) (residual int64, why []string, rest []uint64) {
-	rb, ra, mb, ma := pteTables(d.RealBefore), pteTables(d.RealAfter), pteTables(d.ModelBefore), pteTables(d.ModelAfter)
-	i := d.RealAfter.Geometry.Level("PTE")
-	var blk uint64 = 2 << 20
-	if i >= 1 {
-		blk = d.RealAfter.Geometry.Levels[i-1].Size
-	}
-	inExplained := func(b uint64) bool {
+// ExplainTables accounts for the table pages whose change differs between
+// the real kernel and the model (CompareTableSets) by what the recording
+// cannot order. The kernel never frees the page tables of a vmalloc or
+// module mapping (mm/vmalloc.c: vunmap_range_noflush and the
+// vunmap_p*d_range helpers clear leaf entries only; free_vmap_area and
+// __purge_vmap_area_lazy release VA, not tables), so a table exists from
+// the first mapping through its range on; which ones the start state has
+// depends on history before the recording:
+//   - the "before" capture shows a table the model's start state lacks, and
+//     both have it after: the kernel already had it (left by areas freed
+//     before the recording, or by boot-time users the model does not
+//     repeat), the model allocated it during the replay;
+//   - the model's start state has a table the "before" capture lacks, and
+//     both have it after: the model's start state mapped there (its own
+//     boot-time areas), the kernel allocated it during the recording;
+//   - the table covers an explained page difference (a capture that saw the
+//     other side of an area's lifetime, ExplainLate).
+//
+// A table one side replaced (freed and allocated again at the same VA) and
+// the other kept, or one both added with other descriptor attributes, is
+// explained only by an explained page difference.
+//
+// It returns the table pages these causes add to model minus real per
+// level, why, and the differences none explains.
+func ExplainTables(diffs []TableDiff, ex []Explained) (residual map[string]int64, why []string, rest []TableDiff) {
+	residual = map[string]int64{}
+	inExplained := func(d TableDiff) bool {
 		for _, e := range ex {
-			if e.Start < b+blk && b < e.End {
+			if e.Start < d.End && d.Key.VA < e.End {
 				return true
 			}
 		}
 		return false
 	}
-	b2i := func(v bool) int64 {
-		if v {
-			return 1
-		}
-		return 0
-	}
-	for _, b := range sortedKeys(rb, ra, mb, ma) {
-		diff := (b2i(ma[b]) - b2i(mb[b])) - (b2i(ra[b]) - b2i(rb[b]))
+	for _, d := range diffs {
+		diff := (b2i(d.ModelAfter) - b2i(d.ModelBefore)) - (b2i(d.RealAfter) - b2i(d.RealBefore))
 		switch {
-		case diff == 0:
-		case rb[b] && !mb[b] && ra[b] && ma[b]:
-			residual += diff
-			why = append(why, fmt.Sprintf("%#x: the \"before\" capture shows a PTE table the model's start state lacks (left by areas freed before the recording; vunmap never frees page tables)", b))
-		case inExplained(b):
-			residual += diff
-			why = append(why, fmt.Sprintf("%#x: holds an explained page difference", b))
+		case d.RealReplaced || d.ModelReplaced || d.RealAttrs != d.ModelAttrs:
+			if !inExplained(d) {
+				rest = append(rest, d)
+				continue
+			}
+			why = append(why, fmt.Sprintf("%v: covers an explained page difference", d))
+		case d.RealBefore && !d.ModelBefore && d.RealAfter && d.ModelAfter:
+			why = append(why, fmt.Sprintf("%v: the kernel had this table before the recording (page tables of freed areas stay; vunmap_range_noflush clears entries only), the model's start state had not", d))
+		case d.ModelBefore && !d.RealBefore && d.RealAfter && d.ModelAfter:
+			why = append(why, fmt.Sprintf("%v: the model's start state mapped here (its own boot-time areas), the kernel allocated the table during the recording", d))
+		case inExplained(d):
+			why = append(why, fmt.Sprintf("%v: covers an explained page difference", d))
 		default:
-			rest = append(rest, b)
+			rest = append(rest, d)
+			continue
 		}
+		residual[d.Key.Level] += diff
 	}
 	return residual, why, rest
 }

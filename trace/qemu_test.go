@@ -3,8 +3,9 @@ package trace
 // The live loop: boot Debian's arm64 kernel under QEMU with
 // qemu-arm64-guest.sh, record with the script `ptlab trace script` prints
 // while modules load and unload, capture the page tables before and after
-// with `ptlab capture`, and check the replay against them (as
-// TestCommittedRecording does for the committed recording). Skipped with
+// with `ptlab capture --pa --tables` (a TBL line per table descriptor, so
+// the table pages compare exactly, table by table), and check the replay
+// against them (as TestCommittedRecording does for the committed recordings). Skipped with
 // -short or without qemu-system-aarch64. PTLAB_TRACE_SAVE=DIR keeps the
 // recording and both captures there; PTLAB_QEMU_ARGS adds options of the
 // script ("-E trixie-backports": Debian's 7.x kernel).
@@ -37,14 +38,14 @@ const qemuGuest = `
 cat > /tmp/work.sh <<'W'
 mark() { echo "ptlab-mark $1" > "$PTLAB_TRACEFS/trace_marker"; }
 mark capture-start
-/bin/ptlab capture -o /tmp/before.txt 2>/tmp/before.err || exit 1
+/bin/ptlab capture --pa --tables -o /tmp/before.txt 2>/tmp/before.err || exit 1
 mark before
 for m in $MODS; do insmod "$MODDIR/$m.ko" || echo "insmod $m failed" >&2; done
 rev=""; for m in $MODS; do rev="$m $rev"; done
 for m in $rev; do rmmod "$m" || echo "rmmod $m failed" >&2; done
 n=0; for m in $MODS; do n=$((n+1)); [ $n -le 20 ] && insmod "$MODDIR/$m.ko"; done
 mark after
-/bin/ptlab capture -o /tmp/after.txt 2>/tmp/after.err
+/bin/ptlab capture --pa --tables -o /tmp/after.txt 2>/tmp/after.err
 mark capture-end
 W
 export MODS MODDIR
@@ -167,7 +168,18 @@ func TestTraceOnRealKernel(t *testing.T) {
 			os.WriteFile(filepath.Join(save, s+".txt"), []byte(strings.Join(secs[s], "\n")+"\n"), 0o644)
 		}
 	}
-	checkRecording(t, files["recording"], files["before"], files["after"])
+	t.Run("imported", func(t *testing.T) { checkRecording(t, files["recording"], files["before"], files["after"]) })
+	t.Run("ownboot", func(t *testing.T) {
+		text := func(s string) []byte { return []byte(strings.Join(secs[s], "\n") + "\n") }
+		checkOwnBoot(t, "live", text("recording"), text("before"), text("after"))
+	})
+	// The guest captured with --tables: the table pages must have compared
+	// exactly, not from the leaf estimate.
+	for _, s := range []string{"before", "after"} {
+		if d := parseDumpFile(t, files[s]); len(d.Tables) == 0 {
+			t.Errorf("the %q capture has no table lines", s)
+		}
+	}
 
 	// ptlab trace record, the Go recorder, on the same kernel: one module
 	// loaded and unloaded, every event mapped.
