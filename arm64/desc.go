@@ -102,6 +102,12 @@ func (g *Geometry) MkTable(pa uint64, pxn bool) uint64 {
 	return d
 }
 
+// MkTableBare builds a table descriptor with the table type and TABLE_AF
+// alone, as early_fixmap_init hooks up bm_pud, bm_pmd and bm_pte.
+func (g *Geometry) MkTableBare(pa uint64) uint64 {
+	return g.AddressBits(pa) | PMDTypeTable | TableAF
+}
+
 // MkLeaf builds a leaf descriptor from a page protection (PAGE_KERNEL-style
 // value whose type bits say page): at level 3 as is (pfn_pte), above as a
 // block with type 0b01 (mk_pmd_sect_prot / mk_pud_sect_prot). A prot without

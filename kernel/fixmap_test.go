@@ -50,3 +50,48 @@ func TestFixmapSpan(t *testing.T) {
 		}
 	}
 }
+
+// tableDescs returns the table descriptors on the walk to va's last level,
+// root first.
+func tableDescs(t *testing.T, k *Kernel, va uint64) []uint64 {
+	t.Helper()
+	g := k.G
+	pa := k.PT.Root()
+	var out []uint64
+	for l := g.StartLevel; l < arm64.LastLevel; l++ {
+		tbl, err := k.PT.Table(pa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := tbl[g.Index(va, l)]
+		if !g.IsTable(d, l) {
+			break
+		}
+		out = append(out, d)
+		pa = g.OutputAddress(d)
+	}
+	return out
+}
+
+// early_fixmap_init hooks bm_pud, bm_pmd and bm_pte up with the table type
+// alone; the PCI I/O window's page table, hooked up later by
+// pmd_populate_kernel in the same PMD table, carries UXNTable as every other
+// kernel table does. The captures of 6.1, 6.12 and 7.3 show both.
+func TestFixmapTablesBare(t *testing.T) {
+	for _, v := range []string{"6.1", "6.12", "7.3"} {
+		k := boot(t, "qemu-virt", func(c *Config) { c.Kernel = v })
+		fix := tableDescs(t, k, k.Layout.FixaddrStart)
+		if len(fix) != int(arm64.LastLevel-k.G.StartLevel) {
+			t.Fatalf("%s: %d tables above the fixmap's first slot", v, len(fix))
+		}
+		for i, d := range fix {
+			if d&(arm64.TableUXN|arm64.TablePXN) != 0 {
+				t.Errorf("%s: fixmap table descriptor %d is %#x: UXNTable/PXNTable set", v, i, d)
+			}
+		}
+		pci := tableDescs(t, k, k.Layout.PCIIOStart)
+		if last := pci[len(pci)-1]; last&arm64.TableUXN == 0 {
+			t.Errorf("%s: PCI I/O page table hooked up without UXNTable: %#x", v, last)
+		}
+	}
+}

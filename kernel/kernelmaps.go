@@ -124,7 +124,10 @@ func (k *Kernel) vmemmapPopulate(c CPU) error {
 // and NR_BM_PTE_TABLES bm_pte pages, static in the image's bss) are hooked
 // up for the whole [FIXADDR_TOT_START, FIXADDR_TOP) span before any slot is
 // used. The model creates the same tables by mapping the span with pages
-// and unmapping it (Unmap keeps table pages, as the kernel keeps these).
+// and unmapping it (Unmap keeps table pages, as the kernel keeps these),
+// hooked up with the table type alone (pgtable.BareTables): the
+// __p?d_populate calls there pass no UXN/PXN table attributes. The span's
+// size is the release's (fixmap.go).
 //
 // Before the fixmap could span several PMDs (6.1, Version.LegacyLayout) there
 // was one bm_pte, for the early-ioremap slots (FIX_BTMAP, which must share a
@@ -139,7 +142,7 @@ func (k *Kernel) earlyFixmapInit(c CPU) error {
 	if start >= end {
 		return nil
 	}
-	if err := k.PT.Map(c, start, 0, end-start, 0, pgtable.NoBlockMappings|pgtable.NoContMappings); err != nil {
+	if err := k.PT.Map(c, start, 0, end-start, 0, pgtable.NoBlockMappings|pgtable.NoContMappings|pgtable.BareTables); err != nil {
 		return fmt.Errorf("early_fixmap_init: %w", err)
 	}
 	if err := k.PT.Unmap(c, start, end); err != nil {

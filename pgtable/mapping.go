@@ -13,7 +13,20 @@ const (
 	NoBlockMappings Flags = 1 << 0 // NO_BLOCK_MAPPINGS: no PUD/PMD blocks
 	NoContMappings  Flags = 1 << 1 // NO_CONT_MAPPINGS: no contiguous runs
 	NoExecMappings  Flags = 1 << 2 // NO_EXEC_MAPPINGS: tables get PXNTable
+	// BareTables: new tables are hooked up as early_fixmap_init's
+	// __p?d_populate calls do (arch/arm64/mm/fixmap.c), with the table
+	// type alone: no UXNTable or PXNTable, unlike every other kernel table.
+	BareTables Flags = 1 << 3
 )
+
+// tableDesc is the descriptor a mapping with these flags hooks a new table
+// page at pa up with.
+func (f Flags) tableDesc(g *arm64.Geometry, pa uint64) uint64 {
+	if f&BareTables != 0 {
+		return g.MkTableBare(pa)
+	}
+	return g.MkTable(pa, f&NoExecMappings != 0)
+}
 
 // Map maps [va, va+size) to pa with prot (a page-form protection such as
 // arm64.PageKernel) using the largest leaf the alignment of VA and PA allows
@@ -156,7 +169,7 @@ func (m *mapper) mapLevel(tpa uint64, tbl []uint64, l arm64.Level, va, end, prot
 		if m.cache {
 			desc := old
 			if desc == 0 {
-				desc = g.MkTable(tpa, m.flags&NoExecMappings != 0)
+				desc = m.flags.tableDesc(g, tpa)
 			}
 			m.bits |= desc
 			var sh *shadowEntry
@@ -347,7 +360,7 @@ func (m *mapper) populate(tpa uint64, tbl []uint64, idx int, l arm64.Level, va u
 		}
 		return old, nil, false, nil
 	}
-	d.Store(dpa, &tbl[idx], m.g.MkTable(cpa, m.flags&NoExecMappings != 0))
+	d.Store(dpa, &tbl[idx], m.flags.tableDesc(m.g, cpa))
 	if t.tr != nil {
 		t.trackTable(va, l+1)
 	}
