@@ -7,6 +7,58 @@ import (
 	"github.com/ptlab/ptlab/kernel"
 )
 
+// savedPool keeps objects idle between runs, each with the state it is
+// restored to before its next run: the common part of kernelPool and
+// setupPool. An object is added once, after it was made and saved; put
+// returns it after a run; drain lets the idle ones go.
+type savedPool[T comparable, S any] struct {
+	mu    sync.Mutex
+	idle  []T
+	saved map[T]S
+}
+
+// take pops an idle object and its saved state.
+func (p *savedPool[T, S]) take() (t T, s S, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return t, s, false
+	}
+	t = p.idle[n-1]
+	p.idle = p.idle[:n-1]
+	return t, p.saved[t], true
+}
+
+// add records a new object's saved state (the object is in use).
+func (p *savedPool[T, S]) add(t T, s S) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.saved == nil {
+		p.saved = map[T]S{}
+	}
+	p.saved[t] = s
+}
+
+// put hands an object back after its run has ended (every CPU finished).
+func (p *savedPool[T, S]) put(t T) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.saved[t]; ok {
+		p.idle = append(p.idle, t)
+	}
+}
+
+// drain lets the idle objects go (a finished search keeps none).
+func (p *savedPool[T, S]) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.idle {
+		delete(p.saved, t)
+	}
+	p.idle = nil
+}
+
 // kernelPool keeps booted kernels for the explorer's runs: a kernel is
 // booted once (per worker that needs one at the same time), snapshotted, and
 // restored from its snapshot before every further run instead of booting
@@ -14,9 +66,7 @@ import (
 // Build still runs per run, on the restored kernel, so its threads hold no
 // object of an earlier run.
 type kernelPool struct {
-	mu    sync.Mutex
-	idle  []*kernel.Kernel
-	snaps map[*kernel.Kernel]*kernel.Snapshot
+	savedPool[*kernel.Kernel, *kernel.Snapshot]
 	// fresh boots every run (tests compare both ways).
 	fresh bool
 }
@@ -24,53 +74,21 @@ type kernelPool struct {
 // get returns a kernel in its just-booted state. Real-mode runs (CPUs as
 // goroutines) always boot a fresh one.
 func (p *kernelPool) get(cfg kernel.Config, mode cpu.Mode) (*kernel.Kernel, error) {
-	p.mu.Lock()
 	if p.fresh || mode != cpu.Cooperative {
-		p.mu.Unlock()
 		return kernel.Boot(cfg)
 	}
-	if n := len(p.idle); n > 0 {
-		k := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		snap := p.snaps[k]
-		p.mu.Unlock()
+	if k, snap, ok := p.take(); ok {
 		if err := k.Restore(snap); err != nil {
 			return nil, err
 		}
 		return k, nil
 	}
-	p.mu.Unlock()
 	k, err := kernel.Boot(cfg)
 	if err != nil {
 		return nil, err
 	}
-	snap := k.Snapshot()
-	p.mu.Lock()
-	if p.snaps == nil {
-		p.snaps = map[*kernel.Kernel]*kernel.Snapshot{}
-	}
-	p.snaps[k] = snap
-	p.mu.Unlock()
+	p.add(k, k.Snapshot())
 	return k, nil
-}
-
-// put hands a kernel back after its run has ended (every CPU finished).
-func (p *kernelPool) put(k *kernel.Kernel) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.snaps[k]; ok {
-		p.idle = append(p.idle, k)
-	}
-}
-
-// drain lets the idle kernels go (a finished search keeps none).
-func (p *kernelPool) drain() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, k := range p.idle {
-		delete(p.snaps, k)
-	}
-	p.idle = nil
 }
 
 // setupPool keeps built scenarios of a Reuse scenario: a kernel booted and
@@ -81,32 +99,24 @@ func (p *kernelPool) drain() {
 // starts from the serial run's check.Start), so a restored setup is the one
 // a new Build would make.
 type setupPool struct {
-	mu    sync.Mutex
-	idle  []*builtSetup
-	built map[*Setup]*builtSetup
+	savedPool[*Setup, *builtSetup]
 }
 
-// builtSetup is one built scenario and its state after the Build.
+// builtSetup is a built scenario's state after the Build.
 type builtSetup struct {
-	s    *Setup
 	snap *kernel.Snapshot
 	cpus *cpu.MachineState
 }
 
 // get returns a setup in its just-built state.
 func (p *setupPool) get(x *Explorer) (*Setup, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		b := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if err := b.s.K.Restore(b.snap); err != nil {
+	if s, b, ok := p.take(); ok {
+		if err := s.K.Restore(b.snap); err != nil {
 			return nil, err
 		}
-		b.s.M.RestoreState(b.cpus)
-		return b.s, nil
+		s.M.RestoreState(b.cpus)
+		return s, nil
 	}
-	p.mu.Unlock()
 	k, err := kernel.Boot(x.kcfg)
 	if err != nil {
 		return nil, err
@@ -116,31 +126,6 @@ func (p *setupPool) get(x *Explorer) (*Setup, error) {
 	if err := x.buildOn(s); err != nil {
 		return nil, err
 	}
-	b := &builtSetup{s: s, snap: k.Snapshot(), cpus: s.M.SaveState()}
-	p.mu.Lock()
-	if p.built == nil {
-		p.built = map[*Setup]*builtSetup{}
-	}
-	p.built[s] = b
-	p.mu.Unlock()
+	p.add(s, &builtSetup{snap: k.Snapshot(), cpus: s.M.SaveState()})
 	return s, nil
-}
-
-// put hands a setup back after its run has ended (every CPU finished).
-func (p *setupPool) put(s *Setup) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if b, ok := p.built[s]; ok {
-		p.idle = append(p.idle, b)
-	}
-}
-
-// drain lets the idle setups go.
-func (p *setupPool) drain() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, b := range p.idle {
-		delete(p.built, b.s)
-	}
-	p.idle = nil
 }
