@@ -17,13 +17,7 @@ import (
 // byte-identical ptdump. (Under the race detector: one preset; restoring
 // runs on one goroutine, and the run without -race covers the others.)
 func TestRestoreEqualsFreshBoot(t *testing.T) {
-	walks, presets := 6, []string{"collapse", "rfc-v1", "mainline"}
-	if testing.Short() || raceDetector {
-		walks = 2
-	}
-	if raceDetector {
-		presets = presets[:1]
-	}
+	walks, presets := restoreTestSize()
 	for _, preset := range presets {
 		for _, name := range ScenarioNames() {
 			sc, _ := LookupScenario(name)
@@ -111,13 +105,7 @@ func TestSnapshotSearchEqualsFreshBoots(t *testing.T) {
 // state (TLBs and walk caches the Build warmed), the same threads. (Under
 // the race detector: one preset, as TestRestoreEqualsFreshBoot.)
 func TestSetupRestoreEqualsFreshBuild(t *testing.T) {
-	walks, presets := 6, []string{"collapse", "rfc-v1", "mainline"}
-	if testing.Short() || raceDetector {
-		walks = 2
-	}
-	if raceDetector {
-		presets = presets[:1]
-	}
+	walks, presets := restoreTestSize()
 	for _, preset := range presets {
 		for _, name := range ScenarioNames() {
 			sc, _ := LookupScenario(name)
@@ -178,4 +166,19 @@ func threadNames(s *Setup) string {
 	}
 	fmt.Fprintf(&b, " tracked %v", s.Tracked)
 	return b.String()
+}
+
+// restoreTestSize is how many random walks per scenario, and under which
+// presets, the restore tests compare: fewer in -short, and one preset under
+// the race detector, where restoring runs on one goroutine and the run
+// without -race covers the others.
+func restoreTestSize() (walks int, presets []string) {
+	walks, presets = 6, []string{"collapse", "rfc-v1", "mainline"}
+	if testing.Short() || raceDetector {
+		walks = 2
+	}
+	if raceDetector {
+		presets = presets[:1]
+	}
+	return walks, presets
 }
