@@ -30,6 +30,26 @@ func bootSmall(t testing.TB, machine, preset string) *kernel.Kernel {
 	return k
 }
 
+// sealedText allocates 16 KiB of module text in the ROX cache, writes
+// object's text into it when object is non-zero, and makes it ROX again:
+// the sealed text the W^X and text checks look at.
+func sealedText(t testing.TB, k *kernel.Kernel, c kernel.CPU, object uint64) uint64 {
+	t.Helper()
+	p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, 16<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if object != 0 {
+		if err := k.WriteText(p, 16<<10, object); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.ExecmemRestoreROX(c, p, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func linearVA(k *kernel.Kernel) uint64 {
 	r := k.Mem.Regions()[0]
 	return k.Lin(r.Base + r.Size - 8<<20)
@@ -84,13 +104,7 @@ func TestLeaksAndDanglingTables(t *testing.T) {
 func TestWXFindsWritableAlias(t *testing.T) {
 	k := bootSmall(t, "bbml2-server", "rox-cache")
 	c := &kernel.PlainCPU{}
-	p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, 16<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := k.ExecmemRestoreROX(c, p, 16<<10); err != nil {
-		t.Fatal(err)
-	}
+	p := sealedText(t, k, c, 0)
 	var raw pgtable.Atomic
 	if err := WX(k, raw, nil); err != nil {
 		t.Fatalf("sealed text: %v", err)
@@ -100,7 +114,7 @@ func TestWXFindsWritableAlias(t *testing.T) {
 	if err := k.PT.Protect(raw, lin, lin+k.G.PageSize(), arm64.PTEWrite, arm64.PTERdonly); err != nil {
 		t.Fatal(err)
 	}
-	err = WX(k, raw, nil)
+	err := WX(k, raw, nil)
 	if !errors.Is(err, ErrViolation) || !strings.Contains(err.Error(), "linear alias") {
 		t.Errorf("writable alias of executable text: %v", err)
 	}

@@ -18,13 +18,7 @@ func TestFinalWXTrackedAndUntracked(t *testing.T) {
 	for _, tracked := range []bool{true, false} {
 		k := bootSmall(t, "bbml2-server", "rox-cache")
 		c := &kernel.PlainCPU{}
-		p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, 16<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := k.ExecmemRestoreROX(c, p, 16<<10); err != nil {
-			t.Fatal(err)
-		}
+		p := sealedText(t, k, c, 0)
 		var raw pgtable.Atomic
 		pa, _, _ := k.PT.Translate(raw, p)
 		lin := k.Lin(pa)

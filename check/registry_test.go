@@ -93,16 +93,7 @@ func TestMonitorWXPerStep(t *testing.T) {
 	k := bootSmall(t, "bbml2-server", "rox-cache")
 	m := cpu.NewMachine(k, 1, cpu.Cooperative)
 	c := m.CPUs[0]
-	p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, 16<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := k.WriteText(p, 16<<10, k.Exec.NewObject()); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.ExecmemRestoreROX(c, p, 16<<10); err != nil {
-		t.Fatal(err)
-	}
+	p := sealedText(t, k, c, k.Exec.NewObject())
 	pa, _, _ := k.PT.Translate(pgtable.Atomic{}, p)
 	lin := k.Lin(pa)
 	mo := monitorFor(k, m, p, []Range{{Start: lin, End: lin + k.G.PageSize()}})
@@ -160,17 +151,8 @@ func TestAccountingFinal(t *testing.T) {
 func TestExecContentFindsDeadText(t *testing.T) {
 	k := bootSmall(t, "bbml2-server", "rox-cache")
 	c := &kernel.PlainCPU{}
-	p, err := k.ExecmemAllocRW(c, kernel.ExecmemModuleText, 16<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := k.Exec.NewObject()
-	if err := k.WriteText(p, 16<<10, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.ExecmemRestoreROX(c, p, 16<<10); err != nil {
-		t.Fatal(err)
-	}
+	p := sealedText(t, k, c, o)
 	if err := ExecContent(k, pgtable.Atomic{}); err != nil {
 		t.Fatal(err)
 	}
