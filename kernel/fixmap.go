@@ -11,8 +11,10 @@ package kernel
 // Fixmap is what in a release's enum fixed_addresses is not the same in every
 // modelled release.
 type Fixmap struct {
-	// NRCPUs is the build's CONFIG_NR_CPUS (Debian: 256 in 6.1, 512 from
-	// 6.12 on, as /boot/config-* of the packages shows).
+	// NRCPUs is the build's CONFIG_NR_CPUS (Debian: 256 in 6.1, 512 in 6.12
+	// and 6.18, as /boot/config-* of those packages shows; 7.3's packages
+	// carry no config, and its captures' three fixmap PTE tables hold for
+	// any value from 50 to 560 with 4K pages, so 512 as in 6.18).
 	NRCPUs int
 	// VNCR: FIX_VNCR_END..FIX_VNCR, one slot per possible CPU for the page
 	// KVM maps a nested guest's VNCR_EL2 at ("KVM: arm64: nv: Handle mapping
