@@ -407,6 +407,54 @@ func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
 	}
 }
 
+// Replayed is After for a step that an earlier run of the same scenario
+// performed the same way, after the same steps, and that passed every
+// check there (an explorer replaying a schedule's prefix): a check would
+// find what it found then, so Replayed checks nothing and only keeps what
+// the monitor carries from step to step — the operation each CPU is in,
+// the reference translations an operation's end sets, and where each
+// group's descriptors are.
+func (mo *Monitor) Replayed(c *cpu.CPU, ev *cpu.Event) {
+	mo.forget()
+	if mo.record || mo.err != nil {
+		mo.After(c, ev)
+		return
+	}
+	switch ev.Kind {
+	case cpu.EvOpEnd:
+		id := c.ID()
+		mo.cur[id] = -1
+		mo.setRefs(opKey{id, ev.Op})
+		mo.flux(id, ev.Op, -1)
+	case cpu.EvStore:
+		for i := range mo.groups {
+			if gr := &mo.groups[i]; gr.hit(ev.PA) {
+				mo.scan(gr, 0, 0, nil) // the path to the region moved
+			}
+		}
+	}
+}
+
+// hit says whether the descriptor at pa leads to gr's region above its
+// last level.
+func (gr *group) hit(pa uint64) bool {
+	hit := false
+	for _, u := range gr.up {
+		hit = hit || (u == pa && u != 0)
+	}
+	return hit
+}
+
+// setRefs makes the translations an ending operation leaves over its
+// footprint the reference of the pages the monitor follows.
+func (mo *Monitor) setRefs(key opKey) {
+	for _, p := range mo.oracle.after[key] {
+		if gr := mo.groupOf(p.va); gr != nil {
+			gr.ref[(p.va-gr.va)/mo.ps] = mo.tr(p.va)
+		}
+	}
+}
+
 func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 	id := c.ID()
 	if ev.Level == cpu.LevelUnknown {
@@ -431,12 +479,8 @@ func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 	}
 	for i := range mo.groups {
 		gr := &mo.groups[i]
-		hit := false
-		for _, u := range gr.up {
-			hit = hit || (u == ev.PA && u != 0)
-		}
 		switch {
-		case hit:
+		case gr.hit(ev.PA):
 			mo.checkGroup(gr, 0, len(gr.ref), id)
 		case gr.pte != 0 && ev.PA&^(mo.ps-1) == gr.pte:
 			j := int((ev.PA & (mo.ps - 1)) / 8)
