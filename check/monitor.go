@@ -289,22 +289,38 @@ func leafTranslation(g *arm64.Geometry, d uint64, l arm64.Level, va uint64, pxn 
 // scan walks the group's region, refreshing its upper descriptor addresses
 // and last-level table, and calls fn with the translation of pages [i0, i1).
 func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
+	mo.scanPages(gr, i0, i1, false, fn)
+}
+
+// scanPages is scan; with execOnly, fn sees only the executable pages
+// (valid, PXN clear at the leaf and above), which is all W^X looks at: most
+// tracked pages are not executable, and a region under PXNTable has none.
+func (mo *Monitor) scanPages(gr *group, i0, i1 int, execOnly bool, fn func(i int, t Translation)) {
 	g := mo.g
 	gr.up = [5]uint64{}
 	gr.pte = 0
 	tpa, pxn := mo.K.PT.Root(), false
 	for l := g.StartLevel; ; l++ {
+		if execOnly && pxn {
+			i1 = i0 // nothing below is executable; the walk goes on for up and pte
+		}
 		if l == arm64.LastLevel {
 			gr.pte = tpa
 			// Every page's descriptor is in this one table page (mo.load,
 			// with the table looked up once; not a table: all invalid).
 			tbl, err := mo.K.PT.Table(tpa)
+			if execOnly && err != nil {
+				return
+			}
 			for i := i0; i < i1; i++ {
 				va := gr.va + uint64(i)*mo.ps
 				var d uint64
 				if err == nil {
 					idx := g.Index(va, l)
 					d = mo.raw.Load(tpa+uint64(idx)*8, &tbl[idx])
+				}
+				if execOnly && (!arm64.DescValid(d) || d&arm64.PTEPXN != 0) {
+					continue
 				}
 				fn(i, leafTranslation(g, d, l, va, pxn))
 			}
@@ -317,6 +333,9 @@ func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
 			pxn = pxn || d&arm64.TablePXN != 0
 			tpa = g.OutputAddress(d)
 			continue
+		}
+		if execOnly && !leafTranslation(g, d, l, gr.va, pxn).Exec {
+			return
 		}
 		for i := i0; i < i1; i++ {
 			va := gr.va + uint64(i)*mo.ps
@@ -652,7 +671,7 @@ func perm(w, x bool) string {
 func (mo *Monitor) wx(by int, strict bool) {
 	for gi := range mo.groups {
 		gr := &mo.groups[gi]
-		mo.scan(gr, 0, len(gr.ref), func(i int, t Translation) {
+		mo.scanPages(gr, 0, len(gr.ref), true, func(i int, t Translation) {
 			mo.wxCheck(gr.va+uint64(i)*mo.ps, t, by, strict)
 		})
 	}

@@ -171,8 +171,7 @@ type CPU struct {
 	// hooked all or none: a descriptor access refreshes its table level
 	// only when other hooked CPUs went ahead while its hook ran (relevel).
 	Hook Hook
-	// quiet is Hook as a QuietLoader (SetHook), consulted only while Hook
-	// still holds it.
+	// quiet is Hook as a QuietLoader on a cooperative machine (SetHook).
 	quiet QuietLoader
 	// IgnoreLocks lets a cooperative CPU proceed past a lock it cannot take
 	// (set by an explorer that found a deadlock and winds the run down).
@@ -200,10 +199,14 @@ type CPU struct {
 var _ kernel.CPU = (*CPU)(nil)
 
 // SetHook sets Hook, and lets a cooperative CPU take loads through its
-// QuietLoad when h is a QuietLoader.
+// QuietLoad when h is a QuietLoader. A hook that may be one must be set
+// with SetHook (a Hook set directly keeps the QuietLoader set before).
 func (c *CPU) SetHook(h Hook) {
 	c.Hook = h
-	c.quiet, _ = h.(QuietLoader)
+	c.quiet = nil
+	if q, ok := h.(QuietLoader); ok && c.m.Mode == Cooperative {
+		c.quiet = q
+	}
 }
 
 // ID is smp_processor_id().
@@ -238,7 +241,7 @@ func (c *CPU) after(ev *Event) {
 // Load reads a descriptor (READ_ONCE / pXdp_get).
 func (c *CPU) Load(pa uint64, p *uint64) uint64 {
 	l := c.m.levelOf(pa)
-	if q := c.quiet; q != nil && l != LevelUnknown && c.Hook == Hook(q) && c.m.Mode == Cooperative && q.QuietLoad(c, pa) {
+	if c.quiet != nil && l != LevelUnknown && c.quiet.QuietLoad(c, pa) {
 		// A step like any other (counted, on the walker's path), with
 		// no other CPU running before it and nothing to check after.
 		c.Counts[EvLoad]++

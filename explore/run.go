@@ -38,6 +38,10 @@ type run struct {
 	spOK     bool
 	pageMask uint64 // the page size - 1
 	replay   bool   // the chooser replays a schedule
+	points   Points
+	// quiet: QuietLoad may take loads (no tracer, not learning, not
+	// replaying).
+	quiet bool
 
 	// checked is how many first steps of the run an earlier run
 	// performed the same way and checked (dfsChooser.checked): the
@@ -54,8 +58,9 @@ func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *
 	r := &run{x: x, k: s.K, m: s.M, mon: mon, ch: ch, tr: tr, threads: s.Threads,
 		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), wake: make([]chan struct{}, n),
 		parked: make(chan int, n), fin: make(chan struct{}),
-		opts: make([]int, 0, n), pageMask: s.K.G.PageSize() - 1}
+		opts: make([]int, 0, n), pageMask: s.K.G.PageSize() - 1, points: x.cfg.Points}
 	_, r.replay = ch.(*replayChooser)
+	r.quiet = tr == nil && !x.learn && !r.replay
 	for i, c := range s.M.CPUs {
 		r.wake[i] = make(chan struct{})
 		c.SetHook(r)
@@ -142,7 +147,7 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 // through Before and After.
 func (r *run) QuietLoad(c *cpu.CPU, pa uint64) bool {
 	id := c.ID()
-	if r.tr != nil || r.x.learn || r.replay || !r.begun[id] {
+	if !r.quiet || !r.begun[id] {
 		return false
 	}
 	if !r.winding && r.loadPoint(id, pa) {
@@ -266,7 +271,7 @@ func (r *run) point(id int, ev *cpu.Event) bool {
 
 // loadPoint is point for a load of the descriptor at pa.
 func (r *run) loadPoint(id int, pa uint64) bool {
-	switch r.x.cfg.Points {
+	switch r.points {
 	case PointsAll:
 		return true
 	case PointsWrites:
