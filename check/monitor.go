@@ -806,7 +806,7 @@ func (mo *Monitor) directMap() {
 func Leaks(k *kernel.Kernel) error {
 	g := &k.G
 	var raw pgtable.Atomic
-	seen := map[uint64]bool{}
+	seen := make(map[uint64]bool, k.PT.TotalTablePages())
 	// from is the entry that points to pa (0 for the root).
 	var walk func(pa uint64, l arm64.Level, from uint64) error
 	walk = func(pa uint64, l arm64.Level, from uint64) error {
