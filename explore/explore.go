@@ -15,9 +15,10 @@
 // preemption) is considered only where another CPU could observe the
 // difference: before stores, table allocs and frees, locks, rwsems, TLBIs,
 // accesses and operation boundaries, and — with PointsShared, the default —
-// before loads of table pages that another CPU stores to (learned from the
-// bound-0 runs, then fixed so the search tree is stable). PointsAll
-// preempts before every load too; PointsWrites before none.
+// before loads of descriptors that another CPU stores to and before the
+// first of a run of loads from a table page that another CPU frees (both
+// learned from the bound-0 runs, then fixed so the search tree is stable).
+// PointsAll preempts before every load too; PointsWrites before none.
 package explore
 
 import (
@@ -88,7 +89,7 @@ type Scenario struct {
 type Points uint8
 
 const (
-	PointsShared Points = iota // writes, sync, and loads of table pages other CPUs write
+	PointsShared Points = iota // writes, sync, and loads of descriptors other CPUs write or from pages they free
 	PointsAll                  // every door call
 	PointsWrites               // never before a load
 )
@@ -181,6 +182,7 @@ type Explorer struct {
 // that store to it. Read-only once learned, by every worker.
 type sharedPage struct {
 	writers uint64
+	freers  uint64   // the CPUs that free it
 	desc    []uint64 // nil until a store
 }
 
@@ -195,7 +197,9 @@ func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
 		}
 		sp.desc[(ev.PA&(pageSize-1))/8] |= bit
 	case cpu.EvTableFree:
-		x.sharedPage(ev.PA).writers |= bit
+		sp := x.sharedPage(ev.PA)
+		sp.writers |= bit
+		sp.freers |= bit
 	}
 }
 

@@ -259,8 +259,12 @@ func (r *run) deadlock(cur int) (curRuns bool) {
 // point says whether a preemption of CPU id may happen before ev. With
 // PointsShared a load is a point when another CPU stores to that very
 // descriptor, or when it is the CPU's first load in a run of loads from a
-// page that another CPU stores to or frees (entering the page is what
-// matters to a walker whose page is freed; its position inside does not).
+// page that another CPU frees (entering the page is what matters to a
+// walker whose page is freed; its position inside does not). Any other
+// load reads a value no other CPU changes from a page no other CPU frees:
+// run before or after the others' steps it reads the same and leaves the
+// same state; only the CPU's own walk record differs, which the others'
+// steps look at only when they free a page.
 func (r *run) point(id int, ev *cpu.Event) bool {
 	switch ev.Kind {
 	case cpu.EvLoad, cpu.EvWalk:
@@ -283,7 +287,10 @@ func (r *run) loadPoint(id int, pa uint64) bool {
 	if sp == nil || sp.writers&others == 0 {
 		return false
 	}
-	return r.lastPage[id] != page || sp.desc != nil && sp.desc[(pa&r.pageMask)/8]&others != 0
+	if sp.desc != nil && sp.desc[(pa&r.pageMask)/8]&others != 0 {
+		return true
+	}
+	return sp.freers&others != 0 && r.lastPage[id] != page
 }
 
 // sharedPage is r.x.shared[page], remembering the last page.
