@@ -57,22 +57,40 @@ func doorTranslator(k *kernel.Kernel, d pgtable.Door) translator {
 
 // wxPage is the W^X rule for one page, the one place it is written: va
 // translating as t must not be executable and writable, nor executable while
-// its linear alias is writable. It returns the violation's message, or "".
-func wxPage(k *kernel.Kernel, va uint64, t Translation, tr translator) string {
+// its linear alias is writable. It returns what breaks it (ok when
+// nothing): the message is formatted only for a violation that stands
+// (the monitor exempts trap fill during a run).
+func wxPage(k *kernel.Kernel, va uint64, t Translation, tr translator) wxBreak {
 	if !t.Valid || !t.Exec {
-		return ""
+		return wxBreak{}
 	}
 	if t.Write {
-		return fmt.Sprintf("%#x is writable and executable", va)
+		return wxBreak{va: va, writable: true}
 	}
 	lin := k.Lin(t.PA &^ (k.G.PageSize() - 1))
 	if lin == va&^(k.G.PageSize()-1) || !k.Layout.IsLinear(lin) {
-		return ""
+		return wxBreak{}
 	}
 	if lt := tr(lin); lt.Valid && lt.Write {
-		return fmt.Sprintf("%#x is executable while its linear alias %#x is writable", va, lin)
+		return wxBreak{va: va, lin: lin}
 	}
-	return ""
+	return wxBreak{}
+}
+
+// wxBreak is how a page breaks W^X: writable and executable, or
+// executable with a writable linear alias lin; none when both are zero.
+type wxBreak struct {
+	va, lin  uint64
+	writable bool
+}
+
+func (b wxBreak) ok() bool { return !b.writable && b.lin == 0 }
+
+func (b wxBreak) String() string {
+	if b.writable {
+		return fmt.Sprintf("%#x is writable and executable", b.va)
+	}
+	return fmt.Sprintf("%#x is executable while its linear alias %#x is writable", b.va, b.lin)
 }
 
 // Exemption says whether a page may break W^X across aliases (e.g. a
@@ -100,8 +118,8 @@ func wxAll(k *kernel.Kernel, tr translator, exempt Exemption, skip func(va uint6
 			if skip != nil && skip(va) {
 				continue
 			}
-			if msg := wxPage(k, va, tr(va), tr); msg != "" {
-				return &Violation{Kind: KindWX, Addr: va, CPU: -1, Step: -1, Msg: msg + " (" + a.Caller + ")"}
+			if b := wxPage(k, va, tr(va), tr); !b.ok() {
+				return &Violation{Kind: KindWX, Addr: va, CPU: -1, Step: -1, Msg: b.String() + " (" + a.Caller + ")"}
 			}
 		}
 	}

@@ -125,8 +125,11 @@ type Monitor struct {
 	aliasPAs []uint64
 	owners   []physmem.Owner // directMap's scratch, one per aliasPAs entry
 	memo     regionMemo
-	pmdSize  uint64
-	ps       uint64
+	// lastGroup is the group groupOf found last (groups is never
+	// reallocated once the monitor is built).
+	lastGroup *group
+	pmdSize   uint64
+	ps        uint64
 }
 
 // Start is what a monitor starts from: the reference translation of every
@@ -260,11 +263,17 @@ func (mo *Monitor) reportErr(err error, c int) {
 	mo.report(&cp)
 }
 
+// groupOf is the group of va's region, or nil; the last one found is
+// remembered (callers go page by page).
 func (mo *Monitor) groupOf(va uint64) *group {
 	base := va &^ (mo.pmdSize - 1)
+	if gr := mo.lastGroup; gr != nil && gr.va == base {
+		return gr
+	}
 	for i := range mo.groups {
 		if mo.groups[i].va == base {
-			return &mo.groups[i]
+			mo.lastGroup = &mo.groups[i]
+			return mo.lastGroup
 		}
 	}
 	return nil
@@ -386,10 +395,15 @@ func (mo *Monitor) Before(c *cpu.CPU, ev *cpu.Event) {
 	}
 }
 
+// flux counts operation op of CPU c in (delta 1) or out of (-1) every
+// followed page of its footprint: per group (one per region), the pages of
+// each range inside the group's region.
 func (mo *Monitor) flux(c, op int, delta int) {
 	for _, r := range mo.ops[c][op].Footprint {
-		for va := r.Start &^ (mo.ps - 1); va < r.End; va += mo.ps {
-			if gr := mo.groupOf(va); gr != nil {
+		start := r.Start &^ (mo.ps - 1)
+		for gi := range mo.groups {
+			gr := &mo.groups[gi]
+			for va := max(start, gr.va); va < min(r.End, gr.va+mo.pmdSize); va += mo.ps {
 				i := (va - gr.va) / mo.ps
 				gr.flux[i] = uint8(int(gr.flux[i]) + delta)
 			}
@@ -710,14 +724,14 @@ func (mo *Monitor) wxCheck(va uint64, t Translation, by int, strict bool) {
 			return
 		}
 	}
-	msg := wxPage(mo.K, va, t, mo.tr)
-	if msg == "" {
+	b := wxPage(mo.K, va, t, mo.tr)
+	if b.ok() {
 		return
 	}
 	if c := mo.K.Mem.Private(t.PA &^ (mo.ps - 1)); !strict && !t.Write && (c == kernel.ContentTrap || c == kernel.ContentZero) {
 		return
 	}
-	mo.fail(KindWX, va, by, "%s", msg)
+	mo.fail(KindWX, va, by, "%s", b)
 }
 
 // Final checks the state when every CPU is done: the tracked translations,
