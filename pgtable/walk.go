@@ -80,6 +80,19 @@ func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Le
 // Translate returns the physical address va maps to and the leaf that maps
 // it, or ok=false when va is not mapped by a valid leaf.
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
+	// The results are filled through a pointer and returned bare: an Entry
+	// returned by a call is stored field by field and copied on with wide
+	// loads (a store-forwarding stall per call).
+	if isLean(d) {
+		pa, ok = t.translateLean(va, &leaf)
+	} else {
+		pa, ok = t.translate(d, va, &leaf)
+	}
+	return
+}
+
+// translate is Translate through every door but the plain Direct{}.
+func (t *Tables) translate(d Door, va uint64, leaf *Entry) (pa uint64, ok bool) {
 	cache := cacheable(d)
 	if cache {
 		// The page-table level straight from the walk cache.
@@ -97,9 +110,7 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 			} else {
 				desc = d.Load(descPA(tpa, idx), &tbl[idx])
 			}
-			// Field by field into the result and a bare return: a
-			// returned Entry value is copied out with 16-byte loads of
-			// the 8-byte stores just made (a store-forwarding stall).
+			// Field by field into the result (see Translate).
 			leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va&^(g.PageSize()-1), arm64.LastLevel, desc, descPA(tpa, idx)
 			leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
 			if ok = arm64.DescValid(desc); ok {
@@ -118,16 +129,7 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 		t.deepest(va, &c, arm64.LastLevel-1)
 	}
 	_, _, err := w.descend(&c, va, arm64.LastLevel)
-	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
-	c.entry(g, va, err, &leaf)
-	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
-		return // pa 0, ok false
-	}
-	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
-		return
-	}
-	pa, ok = g.OutputAddress(c.desc)+va&(g.Size(c.l)-1), true
-	return
+	return t.translated(&c, va, err, leaf)
 }
 
 // Visit calls fn for every leaf or empty slot reached in [start, end), in

@@ -1,0 +1,111 @@
+package pgtable
+
+import (
+	"unsafe"
+
+	"github.com/ptlab/ptlab/arm64"
+)
+
+// The lean entry of the plain Direct door (Direct{} without the walk
+// cache): Translate and the one-page Map begin with the walk rule of
+// descendShadow from the root, in one loop that keeps the table, its shadow,
+// the level and the accumulated table bits in registers and makes no call
+// (no walker, no cursor, no door checks). At the first table descriptor
+// whose shadow entry cannot serve it (stale, or never filled) the walk goes
+// on from that table with the general walker (descend), which resolves the
+// table through the PFN index and refills the entry; so the lean loop is
+// descend's rule with its index fallback taken out of line, not a second
+// rule. Both end the way the general path ends (translated, setLeaf).
+
+// isLean reports whether d is the plain Direct door without the walk cache.
+// A door that embeds Direct is another type and never takes the lean path.
+func isLean(d Door) bool {
+	dd, ok := d.(Direct)
+	return ok && !dd.WalkCache
+}
+
+// translateLean is Translate through Direct{} (hardware walk, shadow first).
+// The walk holds one pointer, the shadow entry that led to the current table
+// (the root's is t.lean.root), and reads the table, its address and its
+// shadow from there: few live values, so the loop keeps them in registers.
+func (t *Tables) translateLean(va uint64, leaf *Entry) (uint64, bool) {
+	cur, l := &t.lean.root, t.g.StartLevel
+	sgen := t.sgen.Load()
+	var bits, desc, idx uint64
+	var s uint8
+	for {
+		lv := &t.lean.lv[uint8(l+1)&7]
+		s = lv.shift
+		idx = va >> (s & 63) & lv.mask
+		desc = *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
+		if l == arm64.LastLevel || desc&arm64.PTETypeMask != arm64.PMDTypeTable {
+			break // not a table descriptor (Geometry.IsTable)
+		}
+		sh := cur.sh
+		if sh == nil {
+			return t.translateFrom(va, cur, l, bits, leaf)
+		}
+		se := sh.at(int(idx))
+		if se.desc != desc || se.gen != sgen { // shadowEntry.valid
+			return t.translateFrom(va, cur, l, bits, leaf)
+		}
+		bits |= desc
+		cur, l = se, l+1
+	}
+	// The entry that maps va: Translate's end (translated, cursor.entry)
+	// on values held in registers.
+	off := va & (1<<(s&63) - 1)
+	leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va-off, l, desc, cur.pa+idx*8
+	leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+	if arm64.DescValid(desc) && (l == arm64.LastLevel || t.g.BlockAllowed(l)) {
+		return t.g.OutputAddress(desc) + off, true
+	}
+	return 0, false
+}
+
+// leanGeometry is what the lean walks need beside the root: a shadow entry
+// standing for the descriptor above the root, and per level (index
+// level+1, as Geometry's) the index shift and mask.
+type leanGeometry struct {
+	root shadowEntry
+	lv   [8]struct {
+		shift uint8
+		mask  uint64
+	}
+}
+
+func (t *Tables) initLean() {
+	g := &t.g
+	t.lean.root = shadowEntry{pa: t.root, tbl: &t.rootTbl[0], sh: t.rootSh}
+	for l := g.StartLevel; l <= arm64.LastLevel; l++ {
+		lv := &t.lean.lv[uint8(l+1)&7]
+		lv.shift, lv.mask = uint8(g.Shift(l)), uint64(g.Entries(l)-1)
+	}
+}
+
+// translateFrom is the lean Translate's fallback: the general walk from the
+// level-l table cur leads to (table bits above), as Translate's.
+//
+//go:noinline
+func (t *Tables) translateFrom(va uint64, cur *shadowEntry, l arm64.Level, bits uint64, leaf *Entry) (pa uint64, ok bool) {
+	var w walker
+	w.init(t, Direct{})
+	var c cursor
+	c.tpa, c.tbl, c.l, c.bits, c.sh = cur.pa, unsafe.Slice(cur.tbl, t.epp), l, bits, cur.sh
+	_, _, err := w.descend(&c, va, arm64.LastLevel)
+	return t.translated(&c, va, err, leaf)
+}
+
+// translated is Translate's end: leaf from where the walk c stopped (with
+// err), and the address va translates to when that is a valid leaf.
+func (t *Tables) translated(c *cursor, va uint64, err error, leaf *Entry) (pa uint64, ok bool) {
+	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
+	c.entry(g, va, err, leaf)
+	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
+		return 0, false
+	}
+	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
+		return 0, false
+	}
+	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), true
+}
