@@ -25,36 +25,35 @@ func isLean(d Door) bool {
 }
 
 // translateLean is Translate through Direct{} (hardware walk, shadow first).
-// The walk holds one pointer, the shadow entry that led to the current table
-// (the root's is t.lean.root), and reads the table, its address and its
-// shadow from there: few live values, so the loop keeps them in registers.
+// The walk holds two pointers: the shadow entry that led to the current table
+// (the root's is t.lean.root), from which it reads the table, its address
+// and its shadow, and the current level's record. Few live values, so the
+// loop keeps them in registers.
 func (t *Tables) translateLean(va uint64, leaf *Entry) (uint64, bool) {
-	cur, l := &t.lean.root, t.g.StartLevel
+	cur, lv := &t.lean.root, &t.lean.lv[0]
 	sgen := t.sgen.Load()
 	var bits, desc, idx uint64
-	var s uint8
 	for {
-		lv := &t.lean.lv[uint8(l+1)&7]
-		s = lv.shift
-		idx = va >> (s & 63) & lv.mask
+		idx = va >> (lv.shift & 63) & lv.mask
 		desc = *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
-		if l == arm64.LastLevel || desc&arm64.PTETypeMask != arm64.PMDTypeTable {
+		if desc&arm64.PTETypeMask != lv.tableType {
 			break // not a table descriptor (Geometry.IsTable)
 		}
 		sh := cur.sh
 		if sh == nil {
-			return t.translateFrom(va, cur, l, bits, leaf)
+			return t.translateFrom(va, cur, lv.level, bits, leaf)
 		}
 		se := sh.at(int(idx))
 		if se.desc != desc || se.gen != sgen { // shadowEntry.valid
-			return t.translateFrom(va, cur, l, bits, leaf)
+			return t.translateFrom(va, cur, lv.level, bits, leaf)
 		}
 		bits |= desc
-		cur, l = se, l+1
+		cur, lv = se, lv.next()
 	}
 	// The entry that maps va: Translate's end (translated, cursor.entry)
 	// on values held in registers.
-	off := va & (1<<(s&63) - 1)
+	l := lv.level
+	off := va & (1<<(lv.shift&63) - 1)
 	leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va-off, l, desc, cur.pa+idx*8
 	leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
 	if arm64.DescValid(desc) && (l == arm64.LastLevel || t.g.BlockAllowed(l)) {
@@ -64,22 +63,38 @@ func (t *Tables) translateLean(va uint64, leaf *Entry) (uint64, bool) {
 }
 
 // leanGeometry is what the lean walks need beside the root: a shadow entry
-// standing for the descriptor above the root, and per level (index
-// level+1, as Geometry's) the index shift and mask.
+// standing for the descriptor above the root, and one record per level
+// from the first lookup level down.
 type leanGeometry struct {
 	root shadowEntry
-	lv   [8]struct {
-		shift uint8
-		mask  uint64
-	}
+	lv   [arm64.LastLevel - arm64.MinLevel + 1]leanLevel
+}
+
+// leanLevel is one level of a lean walk: the index shift and mask of the
+// level, and the descriptor type that means a table there (PMD_TYPE_TABLE;
+// at the last level a value no masked type equals, so a page descriptor
+// ends the walk as Geometry.IsTable has it).
+type leanLevel struct {
+	shift     uint8
+	level     arm64.Level
+	mask      uint64
+	tableType uint64
+}
+
+// next is the record of the level below (never called at the last level).
+func (lv *leanLevel) next() *leanLevel {
+	return (*leanLevel)(unsafe.Add(unsafe.Pointer(lv), unsafe.Sizeof(leanLevel{})))
 }
 
 func (t *Tables) initLean() {
 	g := &t.g
 	t.lean.root = shadowEntry{pa: t.root, tbl: &t.rootTbl[0], sh: t.rootSh}
 	for l := g.StartLevel; l <= arm64.LastLevel; l++ {
-		lv := &t.lean.lv[uint8(l+1)&7]
-		lv.shift, lv.mask = uint8(g.Shift(l)), uint64(g.Entries(l)-1)
+		lv := &t.lean.lv[l-g.StartLevel]
+		lv.shift, lv.level, lv.mask, lv.tableType = uint8(g.Shift(l)), l, uint64(g.Entries(l)-1), arm64.PMDTypeTable
+		if l == arm64.LastLevel {
+			lv.tableType = ^uint64(0)
+		}
 	}
 }
 
