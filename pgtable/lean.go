@@ -24,44 +24,6 @@ func isLean(d Door) bool {
 	return ok && !dd.WalkCache
 }
 
-// translateLean is Translate through Direct{} (hardware walk, shadow first).
-// The walk holds two pointers: the shadow entry that led to the current table
-// (the root's is t.lean.root), from which it reads the table, its address
-// and its shadow, and the current level's record. Few live values, so the
-// loop keeps them in registers.
-func (t *Tables) translateLean(va uint64, leaf *Entry) (uint64, bool) {
-	cur, lv := &t.lean.root, &t.lean.lv[0]
-	sgen := t.sgen.Load()
-	var bits, desc, idx uint64
-	for {
-		idx = va >> (lv.shift & 63) & lv.mask
-		desc = *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
-		if desc&arm64.PTETypeMask != lv.tableType {
-			break // not a table descriptor (Geometry.IsTable)
-		}
-		sh := cur.sh
-		if sh == nil {
-			return t.translateFrom(va, cur, lv.level, bits, leaf)
-		}
-		se := sh.at(int(idx))
-		if se.desc != desc || se.gen != sgen { // shadowEntry.valid
-			return t.translateFrom(va, cur, lv.level, bits, leaf)
-		}
-		bits |= desc
-		cur, lv = se, lv.next()
-	}
-	// The entry that maps va: Translate's end (translated, cursor.entry)
-	// on values held in registers.
-	l := lv.level
-	off := va & (1<<(lv.shift&63) - 1)
-	leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va-off, l, desc, cur.pa+idx*8
-	leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
-	if arm64.DescValid(desc) && (l == arm64.LastLevel || t.g.BlockAllowed(l)) {
-		return t.g.OutputAddress(desc) + off, true
-	}
-	return 0, false
-}
-
 // leanGeometry is what the lean walks need beside the root: a shadow entry
 // standing for the descriptor above the root, and one record per level
 // from the first lookup level down.
