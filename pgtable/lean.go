@@ -1,6 +1,7 @@
 package pgtable
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/ptlab/ptlab/arm64"
@@ -28,8 +29,9 @@ func isLean(d Door) bool {
 // standing for the descriptor above the root, and one record per level
 // from the first lookup level down.
 type leanGeometry struct {
-	root shadowEntry
-	lv   [arm64.LastLevel - arm64.MinLevel + 1]leanLevel
+	pageSize uint64
+	root     shadowEntry
+	lv       [arm64.LastLevel - arm64.MinLevel + 1]leanLevel
 }
 
 // leanLevel is one level of a lean walk: the index shift and mask of the
@@ -50,6 +52,7 @@ func (lv *leanLevel) next() *leanLevel {
 
 func (t *Tables) initLean() {
 	g := &t.g
+	t.lean.pageSize = g.PageSize()
 	t.lean.root = shadowEntry{pa: t.root, tbl: &t.rootTbl[0], sh: t.rootSh}
 	for l := g.StartLevel; l <= arm64.LastLevel; l++ {
 		lv := &t.lean.lv[l-g.StartLevel]
@@ -85,4 +88,80 @@ func (t *Tables) translated(c *cursor, va uint64, err error, leaf *Entry) (pa ui
 		return 0, false
 	}
 	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), true
+}
+
+// mapPageDirect is Map of the one page at va through the plain Direct door
+// (pa and va page-aligned). With the walk cache it looks for the page
+// table there, as the general one-page path does first; without, it walks
+// the lean way to the page table (as that path's walkToLevel). Then it
+// writes as setLeaf does. ok=false when neither finds the page table (a
+// cache miss; a walk that ends above the last level at an empty slot that
+// needs a table or at a block in the way): the caller's general path then
+// decides, walking again from the root as it does after its own walk.
+func (t *Tables) mapPageDirect(cache bool, va, pa, prot uint64) (ok bool, err error) {
+	if cache {
+		// Map's one-page path through the walk cache.
+		if tpa, tbl, _, hit := t.cached(va, arm64.LastLevel); hit {
+			return true, t.setPage(tpa, &tbl[0], va, pa, prot)
+		}
+		if tpa, tbl, _, hit := t.cachedViaShadow(va); hit {
+			return true, t.setPage(tpa, &tbl[0], va, pa, prot)
+		}
+		return false, nil
+	}
+	cur, lv := &t.lean.root, &t.lean.lv[0]
+	sgen := t.sgen.Load()
+	for lv.level < arm64.LastLevel {
+		idx := va >> (lv.shift & 63) & lv.mask
+		desc := *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
+		if desc&arm64.PTETypeMask != lv.tableType {
+			return false, nil // a leaf or an empty slot above the page table
+		}
+		sh := cur.sh
+		if sh == nil {
+			return t.mapPageFrom(va, pa, prot, cur, lv.level)
+		}
+		se := sh.at(int(idx))
+		if se.desc != desc || se.gen != sgen { // shadowEntry.valid
+			return t.mapPageFrom(va, pa, prot, cur, lv.level)
+		}
+		cur, lv = se, lv.next()
+	}
+	return true, t.setPage(cur.pa, cur.tbl, va, pa, prot)
+}
+
+// mapPageFrom is mapPageDirect's fallback where the shadow cannot serve: the
+// general walk (descend) from the level-l table cur leads to, down to the
+// page table.
+//
+//go:noinline
+func (t *Tables) mapPageFrom(va, pa, prot uint64, cur *shadowEntry, l arm64.Level) (ok bool, err error) {
+	var w walker
+	w.init(t, Direct{})
+	var c cursor
+	c.tpa, c.tbl, c.l, c.sh = cur.pa, unsafe.Slice(cur.tbl, t.epp), l, cur.sh
+	ctpa, ctbl, err := w.descend(&c, va, arm64.LastLevel-1)
+	if err != nil || ctbl == nil {
+		return false, nil // the general path walks again and reports
+	}
+	return true, t.setPage(ctpa, &ctbl[0], va, pa, prot)
+}
+
+// setPage is setLeaf at the last level through Direct{}: the page entry for
+// va in the page table at tpa (first descriptor tp) becomes a page at pa,
+// with the create path's check (pgattr_change_is_safe).
+func (t *Tables) setPage(tpa uint64, tp *uint64, va, pa, prot uint64) error {
+	g := &t.g
+	idx := int(va>>g.PageShift) & (t.epp - 1)
+	p := (*uint64)(unsafe.Add(unsafe.Pointer(tp), idx*8))
+	old := *p
+	nv := g.AddressBits(pa) | prot&g.AttrMask() // MkLeaf at the last level
+	if old != 0 && old != nv && !g.PgattrChangeIsSafe(old, nv) {
+		return fmt.Errorf("%w: %s at %#x (va %#x): %#016x -> %#016x", ErrUnsafe, g.Name(arm64.LastLevel), descPA(tpa, idx), va, old, nv)
+	}
+	*p = nv
+	if t.tr != nil {
+		t.trackLeaf(va, arm64.LastLevel, old, nv)
+	}
+	return nil
 }

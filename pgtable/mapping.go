@@ -37,6 +37,21 @@ func (f Flags) tableDesc(g *arm64.Geometry, pa uint64) uint64 {
 // Missing tables are allocated through the door (-ENOMEM stops the walk
 // where it is, as in the kernel).
 func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
+	if size == t.lean.pageSize && (va|pa)&(size-1) == 0 {
+		if dd, direct := d.(Direct); direct {
+			// One aligned page through the plain Direct door: the page
+			// table from the walk cache or the lean walk (lean.go),
+			// without the general path's set-up.
+			if ok, err := t.mapPageDirect(dd.WalkCache, va, pa, prot); ok {
+				return err
+			}
+		}
+	}
+	return t.mapRange(d, va, pa, size, prot, flags)
+}
+
+// mapRange is Map's general path.
+func (t *Tables) mapRange(d Door, va, pa, size, prot uint64, flags Flags) error {
 	ps := t.g.PageSize()
 	if (va^pa)&(ps-1) != 0 {
 		return fmt.Errorf("%w: va %#x and pa %#x differ in page offset", ErrInvalid, va, pa)
