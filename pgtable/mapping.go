@@ -47,11 +47,6 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			}
 		}
 	}
-	return t.mapRange(d, va, pa, size, prot, flags)
-}
-
-// mapRange is Map's general path.
-func (t *Tables) mapRange(d Door, va, pa, size, prot uint64, flags Flags) error {
 	ps := t.g.PageSize()
 	if (va^pa)&(ps-1) != 0 {
 		return fmt.Errorf("%w: va %#x and pa %#x differ in page offset", ErrInvalid, va, pa)
