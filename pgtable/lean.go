@@ -8,22 +8,19 @@ import (
 )
 
 // The lean entry of the plain Direct door (Direct{} without the walk
-// cache): Translate and the one-page Map begin with the walk rule of
-// descendShadow from the root, in one loop that keeps the table, its shadow,
-// the level and the accumulated table bits in registers and makes no call
-// (no walker, no cursor, no door checks). At the first table descriptor
-// whose shadow entry cannot serve it (stale, or never filled) the walk goes
-// on from that table with the general walker (descend), which resolves the
-// table through the PFN index and refills the entry; so the lean loop is
-// descend's rule with its index fallback taken out of line, not a second
-// rule. Both end the way the general path ends (translated, setLeaf).
-
-// isLean reports whether d is the plain Direct door without the walk cache.
-// A door that embeds Direct is another type and never takes the lean path.
-func isLean(d Door) bool {
-	dd, ok := d.(Direct)
-	return ok && !dd.WalkCache
-}
+// cache). Translate (walk.go) and the one-page Map (mapPageDirect) start
+// with the walk rule of descendShadow from the root — index, load, table
+// test, shadow-entry test (shadowEntry.valid), move — in a loop that holds
+// two pointers (the shadow entry that led to the current table, and the
+// level's record, leanLevel) and the values read, all in registers, and
+// makes no call: no walker, cursor or door. (The loop is written out in
+// both: a shared step function, inlined, made Go keep the loop's values on
+// the stack.) At the first table descriptor whose shadow entry cannot serve
+// it (stale, or never filled) the walk goes on from that table with the
+// general walker (descend: translateFrom, mapPageFrom), which resolves the
+// table through the PFN index and refills the entry. Both end as the
+// general paths end (Translate's translated, Map's setLeaf).
+// TestPropertyLean holds the lean paths to the general ones.
 
 // leanGeometry is what the lean walks need beside the root: a shadow entry
 // standing for the descriptor above the root, and one record per level
