@@ -87,24 +87,36 @@ func (t *Tables) translated(c *cursor, va uint64, err error, leaf *Entry) (pa ui
 	return g.OutputAddress(c.desc) + va&(g.Size(c.l)-1), true
 }
 
-// mapPageDirect is Map of the one page at va through the plain Direct door
-// (pa and va page-aligned). With the walk cache it looks for the page
-// table there, as the general one-page path does first; without, it walks
-// the lean way to the page table (as that path's walkToLevel). Then it
-// writes as setLeaf does. ok=false when neither finds the page table (a
-// cache miss; a walk that ends above the last level at an empty slot that
-// needs a table or at a block in the way): the caller's general path then
-// decides, walking again from the root as it does after its own walk.
-func (t *Tables) mapPageDirect(cache bool, va, pa, prot uint64) (ok bool, err error) {
+// protectPageDirect is Protect of the one page at va (page-aligned) through
+// the plain Direct door, without the incremental census: the page table
+// from pageTableDirect, then protectVisitor.ptes's rewrite of the one entry
+// (empty ones included, as pageattr_pte_entry does). ok=false when the page
+// table is not found that way (the caller's range walk then decides).
+func (t *Tables) protectPageDirect(cache bool, va, set, clear uint64) (ok bool) {
+	_, tp, ok := t.pageTableDirect(cache, va)
+	if ok {
+		p := (*uint64)(unsafe.Add(unsafe.Pointer(tp), (int(va>>t.g.PageShift)&(t.epp-1))*8))
+		*p = *p&^clear | set
+	}
+	return ok
+}
+
+// pageTableDirect finds the page table serving va for the one-page paths of
+// the plain Direct door. With the walk cache it looks there (cached, then
+// cachedViaShadow, which remembers what it finds), as the general one-page
+// paths do first; without, it walks the lean way from the root (as their
+// walkToLevel does). ok=false on a cache miss, or when the walk ends above
+// the last level (an empty slot or a leaf).
+func (t *Tables) pageTableDirect(cache bool, va uint64) (tpa uint64, tp *uint64, ok bool) {
 	if cache {
-		// Map's one-page path through the walk cache.
-		if tpa, tbl, _, hit := t.cached(va, arm64.LastLevel); hit {
-			return true, t.setPage(tpa, &tbl[0], va, pa, prot)
+		tpa, tbl, _, hit := t.cached(va, arm64.LastLevel)
+		if !hit {
+			tpa, tbl, _, hit = t.cachedViaShadow(va)
 		}
-		if tpa, tbl, _, hit := t.cachedViaShadow(va); hit {
-			return true, t.setPage(tpa, &tbl[0], va, pa, prot)
+		if !hit {
+			return 0, nil, false
 		}
-		return false, nil
+		return tpa, &tbl[0], true
 	}
 	cur, lv := &t.lean.root, &t.lean.lv[0]
 	sgen := t.sgen.Load()
@@ -112,36 +124,36 @@ func (t *Tables) mapPageDirect(cache bool, va, pa, prot uint64) (ok bool, err er
 		idx := va >> (lv.shift & 63) & lv.mask
 		desc := *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
 		if desc&arm64.PTETypeMask != lv.tableType {
-			return false, nil // a leaf or an empty slot above the page table
+			return 0, nil, false // a leaf or an empty slot above the page table
 		}
 		sh := cur.sh
 		if sh == nil {
-			return t.mapPageFrom(va, pa, prot, cur, lv.level)
+			return t.pageTableFrom(va, cur, lv.level)
 		}
 		se := sh.at(int(idx))
 		if se.desc != desc || se.gen != sgen { // shadowEntry.valid
-			return t.mapPageFrom(va, pa, prot, cur, lv.level)
+			return t.pageTableFrom(va, cur, lv.level)
 		}
 		cur, lv = se, lv.next()
 	}
-	return true, t.setPage(cur.pa, cur.tbl, va, pa, prot)
+	return cur.pa, cur.tbl, true
 }
 
-// mapPageFrom is mapPageDirect's fallback where the shadow cannot serve: the
-// general walk (descend) from the level-l table cur leads to, down to the
-// page table.
+// pageTableFrom is pageTableDirect's fallback where the shadow cannot
+// serve: the general walk (descend) from the level-l table cur leads to,
+// down to the page table.
 //
 //go:noinline
-func (t *Tables) mapPageFrom(va, pa, prot uint64, cur *shadowEntry, l arm64.Level) (ok bool, err error) {
+func (t *Tables) pageTableFrom(va uint64, cur *shadowEntry, l arm64.Level) (tpa uint64, tp *uint64, ok bool) {
 	var w walker
 	w.init(t, Direct{})
 	var c cursor
 	c.tpa, c.tbl, c.l, c.sh = cur.pa, unsafe.Slice(cur.tbl, t.epp), l, cur.sh
 	ctpa, ctbl, err := w.descend(&c, va, arm64.LastLevel-1)
 	if err != nil || ctbl == nil {
-		return false, nil // the general path walks again and reports
+		return 0, nil, false // the general path walks again and reports
 	}
-	return true, t.setPage(ctpa, &ctbl[0], va, pa, prot)
+	return ctpa, &ctbl[0], true
 }
 
 // setPage is setLeaf at the last level through Direct{}: the page entry for

@@ -16,7 +16,8 @@ import (
 var leanServed, leanFellBack int
 
 // TestPropertyLean checks that the lean entry of the plain Direct door
-// (Translate and the one-page Map through Direct{}) is the general walk
+// (Translate, and the one-page Map and Protect through Direct{}) and the
+// one-page paths through Direct{WalkCache: true} follow the general walk
 // rule. Two trees in two identical memories receive the same random
 // operations — map (pages, ranges and blocks, with protections that may be
 // refused), unmap, protect, split, fold, unhook and free of PTE and PMD
@@ -24,7 +25,8 @@ var leanServed, leanFellBack int
 // optionally the incremental census — tree A through Direct{} (lean
 // Translate and Map; the general walker with table shadows elsewhere),
 // tree B through Atomic{}, which never reads a shadow nor takes a lean
-// path. After every step the two trees must hold the same table pages and
+// path (tree A's door is drawn per step: Direct{} or Direct{WalkCache:
+// true}). After every step the two trees must hold the same table pages and
 // descriptors, every operation must have returned the same error, and
 // Translate through Direct{} must equal Translate through Atomic{} on the
 // same tree (A), whose shadows are by then stale in every way the
@@ -66,7 +68,10 @@ func checkLean(rt *rapid.T) {
 	}
 	a, memA := newTree()
 	b, memB := newTree()
-	lean, general := Door(Direct{}), Door(Atomic{})
+	// Tree A's door, drawn per step: Direct{} (the lean walks) or
+	// Direct{WalkCache: true} (the one-page paths through the walk cache).
+	directs := []Door{Direct{}, Direct{WalkCache: true}}
+	lean, general := directs[0], Door(Atomic{})
 	pageVA := func(label string) uint64 {
 		spot := base + rapid.Uint64Range(0, 7).Draw(rt, label+"spot")*(window/8)&^(pmd-1)
 		return spot + rapid.Uint64Range(0, 2*pmd/ps-1).Draw(rt, label)*ps
@@ -92,9 +97,11 @@ func checkLean(rt *rapid.T) {
 			}
 			va += rapid.Uint64Range(0, ps-1).Draw(rt, "offset")
 			want, we, wok := a.Translate(general, va)
-			got, ge, gok := a.Translate(lean, va)
-			if got != want || ge != we || gok != wok {
-				rt.Fatalf("%s: lean Translate of %#x gives %#x %+v ok=%v; the general walk %#x %+v ok=%v", step, va, got, ge, gok, want, we, wok)
+			for _, dd := range directs {
+				got, ge, gok := a.Translate(dd, va)
+				if got != want || ge != we || gok != wok {
+					rt.Fatalf("%s: Translate through %+v of %#x gives %#x %+v ok=%v; the general walk %#x %+v ok=%v", step, dd, va, got, ge, gok, want, we, wok)
+				}
 			}
 			if bpa, be, bok := b.Translate(general, va); bpa != want || be != we || bok != wok {
 				rt.Fatalf("%s: %#x translates to %#x %+v in A and %#x %+v in B", step, va, want, we, bpa, be)
@@ -111,7 +118,8 @@ func checkLean(rt *rapid.T) {
 	var smA, smB *physmem.Snapshot
 	steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 	for i := 0; i < steps; i++ {
-		switch rapid.IntRange(0, 13).Draw(rt, "op") {
+		lean = directs[rapid.IntRange(0, 1).Draw(rt, "door")]
+		switch rapid.IntRange(0, 14).Draw(rt, "op") {
 		case 0, 1, 2, 3: // one page: the lean Map
 			va := pageVA("va")
 			pa := paBase + va - base
@@ -125,9 +133,9 @@ func checkLean(rt *rapid.T) {
 				errA = a.Map(lean, va, pa, ps, prot, flags)
 			} else {
 				// Map's dispatch by hand, to count which side served.
-				var ok bool
-				if ok, errA = a.mapPageDirect(false, va, pa, prot); ok {
+				if tpa, tp, ok := a.pageTableDirect(lean == directs[1], va); ok {
 					leanServed++
+					errA = a.setPage(tpa, tp, va, pa, prot)
 				} else {
 					leanFellBack++
 					errA = a.Map(lean, va, pa, ps, prot, flags) // served by the general path
@@ -212,6 +220,14 @@ func checkLean(rt *rapid.T) {
 				}
 			}
 			verify("restore")
+		case 14: // protect one page: the one-page Protect
+			va := pageVA("va")
+			set, clear := arm64.PTERdonly, arm64.PTEWrite
+			if rapid.Bool().Draw(rt, "rw") {
+				set, clear = clear, set
+			}
+			same("protect page", func(tb *Tables, d Door) error { return tb.Protect(d, va, va+ps, set, clear) })
+			verify("protect page")
 		case 12: // split at an address (blocks and contiguous runs around it)
 			va := pageVA("va")
 			same("split", func(tb *Tables, d Door) error { return tb.SplitAt(d, va, nil) })
