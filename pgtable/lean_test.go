@@ -89,7 +89,10 @@ func checkLean(rt *rapid.T) {
 		}
 		// Probes through Direct{} refill the stale shadow entries they
 		// meet; a step without probes leaves them for the next operation.
-		probes := rapid.IntRange(0, 24).Draw(rt, "probes")
+		probes := 0
+		if rapid.Bool().Draw(rt, "probe") {
+			probes = rapid.IntRange(1, 24).Draw(rt, "probes")
+		}
 		for i := 0; i < probes; i++ {
 			va := pageVA("probe")
 			if i >= 12 { // neighbours of earlier probes: walks sharing tables
@@ -118,7 +121,7 @@ func checkLean(rt *rapid.T) {
 	var smA, smB *physmem.Snapshot
 	steps := rapid.IntRange(1, 50).Draw(rt, "steps")
 	for i := 0; i < steps; i++ {
-		lean = directs[rapid.IntRange(0, 1).Draw(rt, "door")]
+		lean = directs[rapid.IntRange(0, 2).Draw(rt, "door")/2] // Direct{} 2 times in 3
 		switch rapid.IntRange(0, 14).Draw(rt, "op") {
 		case 0, 1, 2, 3: // one page: the lean Map
 			va := pageVA("va")
@@ -222,10 +225,12 @@ func checkLean(rt *rapid.T) {
 			verify("restore")
 		case 14: // protect one page: the one-page Protect
 			va := pageVA("va")
-			set, clear := arm64.PTERdonly, arm64.PTEWrite
-			if rapid.Bool().Draw(rt, "rw") {
-				set, clear = clear, set
-			}
+			// Read-only or writable; invalid (present, set_memory_valid's
+			// way) or valid again: the census sees the latter.
+			changes := [][2]uint64{{arm64.PTERdonly, arm64.PTEWrite}, {arm64.PTEWrite, arm64.PTERdonly},
+				{arm64.PTEPresentInvalid, arm64.PTEValid}, {arm64.PTEValid, arm64.PTEPresentInvalid}}
+			c := changes[rapid.IntRange(0, len(changes)-1).Draw(rt, "change")]
+			set, clear := c[0], c[1]
 			same("protect page", func(tb *Tables, d Door) error { return tb.Protect(d, va, va+ps, set, clear) })
 			verify("protect page")
 		case 12: // split at an address (blocks and contiguous runs around it)
