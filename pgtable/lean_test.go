@@ -265,3 +265,84 @@ func checkLean(rt *rapid.T) {
 		}
 	}
 }
+
+// TestLeanStaleShadowSamePA builds the case the shadow generation exists
+// for: a page table freed and a new one allocated at the same address in
+// another slot, so the descriptor above is the same value again while its
+// shadow entry still names the old slot's descriptors. Lean Translate, Map
+// and Protect through Direct{} must then find the new table.
+func TestLeanStaleShadowSamePA(t *testing.T) {
+	const (
+		va1 = 0xffff800080000000 // two PMD entries of one PMD table
+		va2 = va1 + 2<<20
+		pa  = 0x1_0000_0000
+		ps  = 4096
+	)
+	exercised := false
+	for _, order := range [][2]uint64{{va1, va2}, {va2, va1}} {
+		g := arm64.Geometry4K48
+		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: 64 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := New(g, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, va := range []uint64{va1, va2} {
+			if err := tb.Map(Direct{}, va, pa, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+				t.Fatal(err)
+			}
+			tb.Translate(Direct{}, va) // fills the PMD table's shadow entry
+		}
+		e1, _ := tb.Lookup(Atomic{}, va1)
+		old := tb.refOf(e1.DescPA &^ (ps - 1))
+		oldPA, oldSlot := old.pa, old.slot
+		for _, va := range order { // unhook and free both page tables
+			tpa, ok, err := tb.UnhookTable(Atomic{}, va, arm64.LevelPMD)
+			if err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			if err := tb.FreeTable(Atomic{}, tpa); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A new page table for va1 through a door that never touches
+		// shadows.
+		if err := tb.Map(Atomic{}, va1, pa, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+			t.Fatal(err)
+		}
+		e1, _ = tb.Lookup(Atomic{}, va1)
+		r := tb.refOf(e1.DescPA &^ (ps - 1))
+		if r.pa != oldPA || r.slot == oldSlot {
+			continue // not the case wanted: the other order gives it
+		}
+		exercised = true
+		want, we, wok := tb.Translate(Atomic{}, va1)
+		if got, ge, gok := tb.Translate(Direct{}, va1); got != want || ge != we || gok != wok {
+			t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, va1, got, ge, want, we)
+		}
+		if err := tb.Map(Direct{}, va1+ps, pa+ps, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.Protect(Direct{}, va1, va1+ps, arm64.PTERdonly, arm64.PTEWrite); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []uint64{pa, pa + ps} {
+			va := va1 + uint64(i)*ps
+			got, e, ok := tb.Translate(Atomic{}, va)
+			if !ok || got != want {
+				t.Errorf("free order %#x: %#x translates to %#x ok=%v, want %#x", order, va, got, ok, want)
+			}
+			if ro := e.Desc&arm64.PTERdonly != 0; ro != (i == 0) {
+				t.Errorf("free order %#x: %#x read-only=%v after protecting the first page", order, va, ro)
+			}
+			if lp, le, lok := tb.Translate(Direct{}, va); lp != got || le != e || lok != ok {
+				t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, va, lp, le, got, e)
+			}
+		}
+	}
+	if !exercised {
+		t.Fatal("no free order put the new page table at the old address in another slot")
+	}
+}
