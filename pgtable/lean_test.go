@@ -320,7 +320,7 @@ func TestLeanStaleShadowSamePA(t *testing.T) {
 		exercised = true
 		want, we, wok := tb.Translate(Atomic{}, va1)
 		if got, ge, gok := tb.Translate(Direct{}, va1); got != want || ge != we || gok != wok {
-			t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, va1, got, ge, want, we)
+			t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, uint64(va1), got, ge, want, we)
 		}
 		if err := tb.Map(Direct{}, va1+ps, pa+ps, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
 			t.Fatal(err)
