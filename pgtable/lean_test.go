@@ -269,8 +269,10 @@ func checkLean(rt *rapid.T) {
 // TestLeanStaleShadowSamePA builds the case the shadow generation exists
 // for: a page table freed and a new one allocated at the same address in
 // another slot, so the descriptor above is the same value again while its
-// shadow entry still names the old slot's descriptors. Lean Translate, Map
-// and Protect through Direct{} must then find the new table.
+// shadow entry still names the old slot's descriptors. The first lean
+// Translate, Map or Protect through Direct{} that meets the entry must find
+// the new table (each is tried first on a tree of its own: the first to
+// fall back refills the entry for the others).
 func TestLeanStaleShadowSamePA(t *testing.T) {
 	const (
 		va1 = 0xffff800080000000 // two PMD entries of one PMD table
@@ -278,8 +280,10 @@ func TestLeanStaleShadowSamePA(t *testing.T) {
 		pa  = 0x1_0000_0000
 		ps  = 4096
 	)
-	exercised := false
-	for _, order := range [][2]uint64{{va1, va2}, {va2, va1}} {
+	const flags = NoBlockMappings | NoContMappings
+	// build returns the tree with the stale entry, or nil when this free
+	// order does not put the new table at the old address in another slot.
+	build := func(order [2]uint64) *Tables {
 		g := arm64.Geometry4K48
 		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: 64 << 20}})
 		if err != nil {
@@ -289,8 +293,10 @@ func TestLeanStaleShadowSamePA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, va := range []uint64{va1, va2} {
-			if err := tb.Map(Direct{}, va, pa, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+		// va1+2 pages is mapped in the old page table only: a walk that
+		// reads the old slot finds it.
+		for _, va := range []uint64{va1, va1 + 2*ps, va2} {
+			if err := tb.Map(Direct{}, va, pa, ps, arm64.PageKernel, flags); err != nil {
 				t.Fatal(err)
 			}
 			tb.Translate(Direct{}, va) // fills the PMD table's shadow entry
@@ -309,38 +315,50 @@ func TestLeanStaleShadowSamePA(t *testing.T) {
 		}
 		// A new page table for va1 through a door that never touches
 		// shadows.
-		if err := tb.Map(Atomic{}, va1, pa, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+		if err := tb.Map(Atomic{}, va1, pa, ps, arm64.PageKernel, flags); err != nil {
 			t.Fatal(err)
 		}
 		e1, _ = tb.Lookup(Atomic{}, va1)
-		r := tb.refOf(e1.DescPA &^ (ps - 1))
-		if r.pa != oldPA || r.slot == oldSlot {
-			continue // not the case wanted: the other order gives it
+		if r := tb.refOf(e1.DescPA &^ (ps - 1)); r.pa != oldPA || r.slot == oldSlot {
+			return nil
+		}
+		return tb
+	}
+	// same requires the lean and the general Translate to agree at va.
+	same := func(tb *Tables, va uint64, what string) {
+		t.Helper()
+		want, we, wok := tb.Translate(Atomic{}, va)
+		if got, ge, gok := tb.Translate(Direct{}, va); got != want || ge != we || gok != wok {
+			t.Errorf("%s: lean Translate of %#x gives %#x %+v ok=%v, the index %#x %+v ok=%v", what, va, got, ge, gok, want, we, wok)
+		}
+	}
+	exercised := false
+	for _, order := range [][2]uint64{{va1, va2}, {va2, va1}} {
+		if build(order) == nil {
+			continue
 		}
 		exercised = true
-		want, we, wok := tb.Translate(Atomic{}, va1)
-		if got, ge, gok := tb.Translate(Direct{}, va1); got != want || ge != we || gok != wok {
-			t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, uint64(va1), got, ge, want, we)
-		}
-		if err := tb.Map(Direct{}, va1+ps, pa+ps, ps, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
+		// Translate first: the old slot still maps va1+2 pages.
+		tb := build(order)
+		same(tb, va1+2*ps, "translate first")
+		// Map first: the page must land in the new table.
+		tb = build(order)
+		if err := tb.Map(Direct{}, va1+ps, pa+ps, ps, arm64.PageKernel, flags); err != nil {
 			t.Fatal(err)
 		}
+		if got, _, ok := tb.Translate(Atomic{}, va1+ps); !ok || got != pa+ps {
+			t.Errorf("map first: %#x translates to %#x ok=%v, want %#x", uint64(va1+ps), got, ok, uint64(pa+ps))
+		}
+		same(tb, va1+2*ps, "map first")
+		// Protect first: the new table's entry must change.
+		tb = build(order)
 		if err := tb.Protect(Direct{}, va1, va1+ps, arm64.PTERdonly, arm64.PTEWrite); err != nil {
 			t.Fatal(err)
 		}
-		for i, want := range []uint64{pa, pa + ps} {
-			va := va1 + uint64(i)*ps
-			got, e, ok := tb.Translate(Atomic{}, va)
-			if !ok || got != want {
-				t.Errorf("free order %#x: %#x translates to %#x ok=%v, want %#x", order, va, got, ok, want)
-			}
-			if ro := e.Desc&arm64.PTERdonly != 0; ro != (i == 0) {
-				t.Errorf("free order %#x: %#x read-only=%v after protecting the first page", order, va, ro)
-			}
-			if lp, le, lok := tb.Translate(Direct{}, va); lp != got || le != e || lok != ok {
-				t.Errorf("free order %#x: lean Translate of %#x gives %#x %+v, the index %#x %+v", order, va, lp, le, got, e)
-			}
+		if _, e, ok := tb.Translate(Atomic{}, va1); !ok || e.Desc&arm64.PTERdonly == 0 {
+			t.Errorf("protect first: %#x maps %#x ok=%v, want read-only", uint64(va1), e.Desc, ok)
 		}
+		same(tb, va1+2*ps, "protect first")
 	}
 	if !exercised {
 		t.Fatal("no free order put the new page table at the old address in another slot")
