@@ -8,19 +8,21 @@ import (
 )
 
 // The lean entry of the plain Direct door (Direct{} without the walk
-// cache). Translate (walk.go) and the one-page Map (mapPageDirect) start
-// with the walk rule of descendShadow from the root — index, load, table
-// test, shadow-entry test (shadowEntry.valid), move — in a loop that holds
-// two pointers (the shadow entry that led to the current table, and the
-// level's record, leanLevel) and the values read, all in registers, and
-// makes no call: no walker, cursor or door. (The loop is written out in
-// both: a shared step function, inlined, made Go keep the loop's values on
-// the stack.) At the first table descriptor whose shadow entry cannot serve
-// it (stale, or never filled) the walk goes on from that table with the
-// general walker (descend: translateFrom, mapPageFrom), which resolves the
-// table through the PFN index and refills the entry. Both end as the
-// general paths end (Translate's translated, Map's setLeaf).
-// TestPropertyLean holds the lean paths to the general ones.
+// cache). Translate (walk.go) and the one-page Map and Protect
+// (pageTableDirect) start with the walk rule of descendShadow from the
+// root — index, load, table test, shadow-entry test (shadowEntry.valid),
+// move — in a loop that holds two pointers (the shadow entry that led to
+// the current table, and the level's record, leanLevel) and the values
+// read, all in registers, and makes no call: no walker, cursor or door.
+// (The loop is written out in both: a shared step function, inlined, made
+// Go keep the loop's values on the stack.) At the first table descriptor
+// whose shadow entry cannot serve it (stale, or never filled) the walk goes
+// on from that table with the general walker (descend: translateFrom,
+// pageTableFrom), which resolves the table through the PFN index and
+// refills the entry. They end as the general paths end (Translate's
+// translated, Map's setLeaf, Protect's protectVisitor.ptes).
+// TestPropertyLean and TestLeanStaleShadowSamePA hold the lean paths to the
+// general ones.
 
 // leanGeometry is what the lean walks need beside the root: a shadow entry
 // standing for the descriptor above the root, and one record per level
