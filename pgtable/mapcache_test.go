@@ -10,10 +10,10 @@ import (
 
 // TestMapBlockOverCachedPageTable maps a PMD block where a PTE table is in
 // the way, with that PTE table in the walk cache but not the PMD table
-// above it (a later walk elsewhere replaced it). The kernel's
-// alloc_init_pmd would put a block over the table and stop at the BUG_ON
-// (pgattr_change_is_safe); the model refuses with ErrUnsafe and changes
-// nothing, whatever the door. Through the walk cache Map once started in
+// above it (a later walk elsewhere replaced it). The kernel's init_pmd
+// (arch/arm64/mm/mmu.c) would put a block over the table and stop at the
+// BUG_ON (pgattr_change_is_safe); the model refuses with ErrUnsafe and
+// changes nothing, whatever the door. Through the walk cache Map once started in
 // the cached PTE table and wrote contiguous PTEs there.
 func TestMapBlockOverCachedPageTable(t *testing.T) {
 	const va, vb = 0xffff800080000000, 0xffff8000c0000000 // two PUD entries

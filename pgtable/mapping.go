@@ -105,7 +105,7 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 			}
 			if t.g.BlockAllowed(cl-1) && flags&NoBlockMappings == 0 && (va|end|pa)&(sz-1) == 0 {
 				// The range is one whole block at level cl-1: that level
-				// decides (alloc_init_pmd's pmd_set_huge; a table in the
+				// decides (init_pmd's pmd_set_huge, mmu.c; a table in the
 				// way is refused), not a table below it that happens to
 				// be cached.
 				continue
