@@ -131,7 +131,7 @@ func execContent(k *kernel.Kernel, tr translator, ranges []Range) error {
 		return false
 	}
 	for _, a := range k.VM.Areas() {
-		if a.Owner != physmem.OwnerExecmem {
+		if a.Owner != physmem.OwnerExecmem || !overlaps(ranges, a.Addr, a.Addr+uint64(a.NrPages)*ps) {
 			continue
 		}
 		for i := 0; i < a.NrPages; i++ {
@@ -151,6 +151,21 @@ func execContent(k *kernel.Kernel, tr translator, ranges []Range) error {
 		}
 	}
 	return nil
+}
+
+// overlaps says whether [lo, hi) meets one of ranges (nil: everything).
+// Footprints are few and usually far from most areas, whose pages then
+// need no look.
+func overlaps(ranges []Range, lo, hi uint64) bool {
+	if ranges == nil {
+		return true
+	}
+	for _, r := range ranges {
+		if r.Start < hi && lo < r.End {
+			return true
+		}
+	}
+	return false
 }
 
 // Accounting checks physmem's own consistency (free + owned = total) and

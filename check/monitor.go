@@ -289,22 +289,38 @@ func leafTranslation(g *arm64.Geometry, d uint64, l arm64.Level, va uint64, pxn 
 // scan walks the group's region, refreshing its upper descriptor addresses
 // and last-level table, and calls fn with the translation of pages [i0, i1).
 func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
+	mo.scanPages(gr, i0, i1, false, fn)
+}
+
+// scanPages is scan; with execOnly, fn sees only the executable pages
+// (valid, PXN clear at the leaf and above), which is all W^X looks at: most
+// tracked pages are not executable, and a region under PXNTable has none.
+func (mo *Monitor) scanPages(gr *group, i0, i1 int, execOnly bool, fn func(i int, t Translation)) {
 	g := mo.g
 	gr.up = [5]uint64{}
 	gr.pte = 0
 	tpa, pxn := mo.K.PT.Root(), false
 	for l := g.StartLevel; ; l++ {
+		if execOnly && pxn {
+			i1 = i0 // nothing below is executable; the walk goes on for up and pte
+		}
 		if l == arm64.LastLevel {
 			gr.pte = tpa
 			// Every page's descriptor is in this one table page (mo.load,
 			// with the table looked up once; not a table: all invalid).
 			tbl, err := mo.K.PT.Table(tpa)
+			if execOnly && err != nil {
+				return
+			}
 			for i := i0; i < i1; i++ {
 				va := gr.va + uint64(i)*mo.ps
 				var d uint64
 				if err == nil {
 					idx := g.Index(va, l)
 					d = mo.raw.Load(tpa+uint64(idx)*8, &tbl[idx])
+				}
+				if execOnly && (!arm64.DescValid(d) || d&arm64.PTEPXN != 0) {
+					continue
 				}
 				fn(i, leafTranslation(g, d, l, va, pxn))
 			}
@@ -317,6 +333,9 @@ func (mo *Monitor) scan(gr *group, i0, i1 int, fn func(i int, t Translation)) {
 			pxn = pxn || d&arm64.TablePXN != 0
 			tpa = g.OutputAddress(d)
 			continue
+		}
+		if execOnly && !leafTranslation(g, d, l, gr.va, pxn).Exec {
+			return
 		}
 		for i := i0; i < i1; i++ {
 			va := gr.va + uint64(i)*mo.ps
@@ -407,6 +426,54 @@ func (mo *Monitor) After(c *cpu.CPU, ev *cpu.Event) {
 	}
 }
 
+// Replayed is After for a step that an earlier run of the same scenario
+// performed the same way, after the same steps, and that passed every
+// check there (an explorer replaying a schedule's prefix): a check would
+// find what it found then, so Replayed checks nothing and only keeps what
+// the monitor carries from step to step — the operation each CPU is in,
+// the reference translations an operation's end sets, and where each
+// group's descriptors are.
+func (mo *Monitor) Replayed(c *cpu.CPU, ev *cpu.Event) {
+	mo.forget()
+	if mo.record || mo.err != nil {
+		mo.After(c, ev)
+		return
+	}
+	switch ev.Kind {
+	case cpu.EvOpEnd:
+		id := c.ID()
+		mo.cur[id] = -1
+		mo.setRefs(opKey{id, ev.Op})
+		mo.flux(id, ev.Op, -1)
+	case cpu.EvStore:
+		for i := range mo.groups {
+			if gr := &mo.groups[i]; gr.hit(ev.PA) {
+				mo.scan(gr, 0, 0, nil) // the path to the region moved
+			}
+		}
+	}
+}
+
+// hit says whether the descriptor at pa leads to gr's region above its
+// last level.
+func (gr *group) hit(pa uint64) bool {
+	hit := false
+	for _, u := range gr.up {
+		hit = hit || (u == pa && u != 0)
+	}
+	return hit
+}
+
+// setRefs makes the translations an ending operation leaves over its
+// footprint the reference of the pages the monitor follows.
+func (mo *Monitor) setRefs(key opKey) {
+	for _, p := range mo.oracle.after[key] {
+		if gr := mo.groupOf(p.va); gr != nil {
+			gr.ref[(p.va-gr.va)/mo.ps] = mo.tr(p.va)
+		}
+	}
+}
+
 func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 	id := c.ID()
 	if ev.Level == cpu.LevelUnknown {
@@ -431,12 +498,8 @@ func (mo *Monitor) afterStore(c *cpu.CPU, ev *cpu.Event) {
 	}
 	for i := range mo.groups {
 		gr := &mo.groups[i]
-		hit := false
-		for _, u := range gr.up {
-			hit = hit || (u == ev.PA && u != 0)
-		}
 		switch {
-		case hit:
+		case gr.hit(ev.PA):
 			mo.checkGroup(gr, 0, len(gr.ref), id)
 		case gr.pte != 0 && ev.PA&^(mo.ps-1) == gr.pte:
 			j := int((ev.PA & (mo.ps - 1)) / 8)
@@ -608,7 +671,7 @@ func perm(w, x bool) string {
 func (mo *Monitor) wx(by int, strict bool) {
 	for gi := range mo.groups {
 		gr := &mo.groups[gi]
-		mo.scan(gr, 0, len(gr.ref), func(i int, t Translation) {
+		mo.scanPages(gr, 0, len(gr.ref), true, func(i int, t Translation) {
 			mo.wxCheck(gr.va+uint64(i)*mo.ps, t, by, strict)
 		})
 	}
@@ -743,7 +806,7 @@ func (mo *Monitor) directMap() {
 func Leaks(k *kernel.Kernel) error {
 	g := &k.G
 	var raw pgtable.Atomic
-	seen := map[uint64]bool{}
+	seen := make(map[uint64]bool, k.PT.TotalTablePages())
 	// from is the entry that points to pa (0 for the root).
 	var walk func(pa uint64, l arm64.Level, from uint64) error
 	walk = func(pa uint64, l arm64.Level, from uint64) error {

@@ -104,6 +104,21 @@ type Hook interface {
 	After(c *CPU, ev *Event)
 }
 
+// QuietLoader is a Hook of a cooperative scheduler that can take most
+// descriptor loads in one call. Nine steps in ten of an explored run are
+// loads before which no other CPU may run and after which nothing is
+// checked but that the page is a live table; for those the full Before and
+// After (an Event built, the choice, the monitor) cost more than the
+// kernel code between them.
+type QuietLoader interface {
+	Hook
+	// QuietLoad is asked before CPU c loads the descriptor at pa, in a
+	// live table page: true means the hook has taken the load as a step
+	// with nothing to decide or check, and Before and After are not called
+	// for it; false, that the load goes through Before and After.
+	QuietLoad(c *CPU, pa uint64) bool
+}
+
 // Machine is a set of CPUs sharing one modelled kernel.
 type Machine struct {
 	K    *kernel.Kernel
@@ -156,6 +171,8 @@ type CPU struct {
 	// hooked all or none: a descriptor access refreshes its table level
 	// only when other hooked CPUs went ahead while its hook ran (relevel).
 	Hook Hook
+	// quiet is Hook as a QuietLoader on a cooperative machine (SetHook).
+	quiet QuietLoader
 	// IgnoreLocks lets a cooperative CPU proceed past a lock it cannot take
 	// (set by an explorer that found a deadlock and winds the run down).
 	IgnoreLocks bool
@@ -180,6 +197,17 @@ type CPU struct {
 }
 
 var _ kernel.CPU = (*CPU)(nil)
+
+// SetHook sets Hook, and lets a cooperative CPU take loads through its
+// QuietLoad when h is a QuietLoader. A hook that may be one must be set
+// with SetHook (a Hook set directly keeps the QuietLoader set before).
+func (c *CPU) SetHook(h Hook) {
+	c.Hook = h
+	c.quiet = nil
+	if q, ok := h.(QuietLoader); ok && c.m.Mode == Cooperative {
+		c.quiet = q
+	}
+}
 
 // ID is smp_processor_id().
 func (c *CPU) ID() int { return c.id }
@@ -212,8 +240,20 @@ func (c *CPU) after(ev *Event) {
 
 // Load reads a descriptor (READ_ONCE / pXdp_get).
 func (c *CPU) Load(pa uint64, p *uint64) uint64 {
+	l := c.m.levelOf(pa)
+	if c.quiet != nil && l != LevelUnknown && c.quiet.QuietLoad(c, pa) {
+		// A step like any other (counted, on the walker's path), with
+		// no other CPU running before it and nothing to check after.
+		c.Counts[EvLoad]++
+		c.m.stepped++
+		c.othersRan = false
+		c.Path.enter(c.m, pa, l)
+		v := atomic.LoadUint64(p)
+		c.Path.follow(c.m, pa, l, v)
+		return v
+	}
 	ev := &c.ev
-	*ev = Event{Kind: EvLoad, PA: pa, Level: c.m.levelOf(pa)}
+	*ev = Event{Kind: EvLoad, PA: pa, Level: l}
 	c.Path.enter(c.m, pa, ev.Level)
 	c.before(ev)
 	c.relevel(ev)

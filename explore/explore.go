@@ -15,9 +15,10 @@
 // preemption) is considered only where another CPU could observe the
 // difference: before stores, table allocs and frees, locks, rwsems, TLBIs,
 // accesses and operation boundaries, and — with PointsShared, the default —
-// before loads of table pages that another CPU stores to (learned from the
-// bound-0 runs, then fixed so the search tree is stable). PointsAll
-// preempts before every load too; PointsWrites before none.
+// before loads of descriptors that another CPU stores to and before the
+// first of a run of loads from a table page that another CPU frees (both
+// learned from the bound-0 runs, then fixed so the search tree is stable).
+// PointsAll preempts before every load too; PointsWrites before none.
 package explore
 
 import (
@@ -88,7 +89,7 @@ type Scenario struct {
 type Points uint8
 
 const (
-	PointsShared Points = iota // writes, sync, and loads of table pages other CPUs write
+	PointsShared Points = iota // writes, sync, and loads of descriptors other CPUs write or from pages they free
 	PointsAll                  // every door call
 	PointsWrites               // never before a load
 )
@@ -160,28 +161,55 @@ type Explorer struct {
 	kcfg   kernel.Config
 	oracle *check.Oracle
 	// Learned from the bound-0 runs for PointsShared: which CPUs store to
-	// each descriptor, and store to or free each table page.
-	descWriters, pageWriters map[uint64]uint64
-	learn                    bool
-	kernels                  kernelPool // booted kernels, restored per run (snapshot.go)
-	setups                   setupPool  // built scenarios, restored per run (Scenario.Reuse)
+	// or free each table page, and store to each of its descriptors.
+	shared  map[uint64]*sharedPage
+	learn   bool
+	kernels kernelPool // booted kernels, restored per run (snapshot.go)
+	setups  setupPool  // built scenarios, restored per run (Scenario.Reuse)
 	// start is the monitors' reference, read once from the tables the
 	// serial run's setup left (every run's setup leaves the same).
 	start *check.Start
 	// steps is the length of the longest run so far: a run's schedule
 	// starts with that capacity.
 	steps atomic.Int64
+	// checkReplayed checks every step of every run, also those a run
+	// replays from an earlier one (dfsChooser.checked): the tests' oracle.
+	checkReplayed bool
+}
+
+// sharedPage is what the bound-0 runs learned of one table page: the CPUs
+// (a bit each) that store to it or free it, and per descriptor the CPUs
+// that store to it. Read-only once learned, by every worker.
+type sharedPage struct {
+	writers uint64
+	freers  uint64   // the CPUs that free it
+	desc    []uint64 // nil until a store
 }
 
 func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
 	bit := uint64(1) << uint(id)
 	switch ev.Kind {
 	case cpu.EvStore:
-		x.descWriters[ev.PA] |= bit
-		x.pageWriters[ev.PA&^(pageSize-1)] |= bit
+		sp := x.sharedPage(ev.PA &^ (pageSize - 1))
+		sp.writers |= bit
+		if sp.desc == nil {
+			sp.desc = make([]uint64, pageSize/8)
+		}
+		sp.desc[(ev.PA&(pageSize-1))/8] |= bit
 	case cpu.EvTableFree:
-		x.pageWriters[ev.PA] |= bit
+		sp := x.sharedPage(ev.PA)
+		sp.writers |= bit
+		sp.freers |= bit
 	}
+}
+
+func (x *Explorer) sharedPage(page uint64) *sharedPage {
+	sp := x.shared[page]
+	if sp == nil {
+		sp = &sharedPage{}
+		x.shared[page] = sp
+	}
+	return sp
 }
 
 // New prepares an exploration: it checks the configuration and records the
@@ -199,7 +227,7 @@ func New(cfg Config) (*Explorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Explorer{cfg: cfg, kcfg: kcfg, descWriters: map[uint64]uint64{}, pageWriters: map[uint64]uint64{}}
+	x := &Explorer{cfg: cfg, kcfg: kcfg, shared: map[uint64]*sharedPage{}}
 	// The serial run is the bound-0 search's first schedule: learn the
 	// shared pages from it too, so random walks without a systematic search
 	// (--bound -1) keep the load preemption points.
@@ -268,6 +296,9 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	}
 	mon := x.monitor(s)
 	r := newRun(x, s, mon, ch, tr)
+	if d, ok := ch.(*dfsChooser); ok && !x.checkReplayed {
+		r.checked = d.checked
+	}
 	r.sched = make(Schedule, 0, x.steps.Load())
 	r.start()
 	if n := int64(len(r.sched)); n > x.steps.Load() {
@@ -477,11 +508,16 @@ type dfsChooser struct {
 	points Points
 	stack  []choicePoint
 	depth  int
+	// checked: the next run's first checked steps are the previous run's
+	// (the same choices up to the step where the top choice point now
+	// takes its next option), and that run passed every check on them.
+	checked int
 }
 
-type choicePoint struct{ n, idx int }
+// choicePoint is a choice of n options, idx taken, made before step.
+type choicePoint struct{ n, idx, step int }
 
-func (d *dfsChooser) choose(r *run, _, _ int, curRuns bool, opts []int, point bool) int {
+func (d *dfsChooser) choose(r *run, step, _ int, curRuns bool, opts []int, point bool) int {
 	n := len(opts)
 	if curRuns && (!point || r.preemptions >= d.bound) {
 		n = 1
@@ -492,14 +528,14 @@ func (d *dfsChooser) choose(r *run, _, _ int, curRuns bool, opts []int, point bo
 	if d.depth < len(d.stack) {
 		cp := d.stack[d.depth]
 		d.depth++
-		if cp.n != n {
+		if cp.n != n || cp.step != step {
 			r.fail(&check.Violation{Kind: check.KindNondeterminism, CPU: -1, Step: len(r.sched),
-				Msg: fmt.Sprintf("%v: choice point %d had %d options, now %d", ErrNondeterminism, d.depth-1, cp.n, n)})
+				Msg: fmt.Sprintf("%v: choice point %d had %d options before step %d, now %d before step %d", ErrNondeterminism, d.depth-1, cp.n, cp.step, n, step)})
 			return opts[0]
 		}
 		return opts[cp.idx]
 	}
-	d.stack = append(d.stack, choicePoint{n: n})
+	d.stack = append(d.stack, choicePoint{n: n, step: step})
 	d.depth++
 	return opts[0]
 }
@@ -510,6 +546,7 @@ func (d *dfsChooser) next() bool {
 		top := &d.stack[len(d.stack)-1]
 		top.idx++
 		if top.idx < top.n {
+			d.checked = top.step
 			return true
 		}
 		d.stack = d.stack[:len(d.stack)-1]

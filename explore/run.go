@@ -31,11 +31,22 @@ type run struct {
 	fin      chan struct{}
 	opts     []int
 
-	// The page writers of the last page point looked up (a walker's
+	// The learned writers of the last page point looked up (a walker's
 	// loads come page by page); not kept while the explorer learns them.
-	pwPage, pwVal uint64
-	pwOK          bool
+	spPage   uint64
+	sp       *sharedPage
+	spOK     bool
+	pageMask uint64 // the page size - 1
+	replay   bool   // the chooser replays a schedule
+	points   Points
+	// quiet: QuietLoad may take loads (no tracer, not learning, not
+	// replaying).
+	quiet bool
 
+	// checked is how many first steps of the run an earlier run
+	// performed the same way and checked (dfsChooser.checked): the
+	// monitor only follows them (check.Monitor.Replayed).
+	checked     int
 	sched       Schedule
 	preemptions int
 	violation   *check.Violation
@@ -47,10 +58,12 @@ func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *
 	r := &run{x: x, k: s.K, m: s.M, mon: mon, ch: ch, tr: tr, threads: s.Threads,
 		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), wake: make([]chan struct{}, n),
 		parked: make(chan int, n), fin: make(chan struct{}),
-		opts: make([]int, 0, n)}
+		opts: make([]int, 0, n), pageMask: s.K.G.PageSize() - 1, points: x.cfg.Points}
+	_, r.replay = ch.(*replayChooser)
+	r.quiet = tr == nil && !x.learn && !r.replay
 	for i, c := range s.M.CPUs {
 		r.wake[i] = make(chan struct{})
-		c.Hook = r
+		c.SetHook(r)
 	}
 	return r
 }
@@ -113,7 +126,7 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 	r.pending[id] = nil
 	r.lastPage[id] = 0
 	if ev.Kind == cpu.EvLoad || ev.Kind == cpu.EvWalk {
-		r.lastPage[id] = ev.PA &^ (r.k.G.PageSize() - 1)
+		r.lastPage[id] = ev.PA &^ r.pageMask
 	}
 	if !r.winding {
 		r.mon.Step = len(r.sched) - 1
@@ -124,12 +137,37 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 	}
 }
 
+// QuietLoad implements cpu.QuietLoader: a load by the running CPU before
+// which no preemption may happen is a step (in the schedule, as decide
+// would record it) with nothing else to do: Before would keep the CPU, the
+// monitor checks a load only for a table page that is not live (the CPU
+// asks only for live ones), and a load changes no table, so the monitor's
+// memo of them stays valid. Tracing, learning the shared pages, and
+// replaying a schedule (whose chooser sees every step) take every load
+// through Before and After.
+func (r *run) QuietLoad(c *cpu.CPU, pa uint64) bool {
+	id := c.ID()
+	if !r.quiet || !r.begun[id] {
+		return false
+	}
+	if !r.winding && r.loadPoint(id, pa) {
+		return false
+	}
+	r.sched = append(r.sched, int8(id))
+	r.lastPage[id] = pa &^ r.pageMask
+	return true
+}
+
 // After implements cpu.Hook: check the step.
 func (r *run) After(c *cpu.CPU, ev *cpu.Event) {
 	if r.tr != nil {
 		r.tr.after(r, c, ev)
 	}
 	if r.winding {
+		return
+	}
+	if len(r.sched) <= r.checked { // this step is len(r.sched)-1
+		r.mon.Replayed(c, ev)
 		return
 	}
 	r.mon.After(c, ev)
@@ -160,7 +198,7 @@ func (r *run) decide(cur int) int {
 		// Most steps: no preemption may happen before cur's step (or the
 		// run winds down), and every chooser but the replay's then keeps
 		// cur without looking at the others.
-		if _, replay := r.ch.(*replayChooser); !replay && (r.winding || !r.point(cur, r.pending[cur])) {
+		if !r.replay && (r.winding || !r.point(cur, r.pending[cur])) {
 			r.sched = append(r.sched, int8(cur))
 			return cur
 		}
@@ -180,8 +218,8 @@ func (r *run) decide(cur int) int {
 		curRuns = r.deadlock(cur)
 	}
 	next := r.opts[0]
-	if rc, ok := r.ch.(*replayChooser); ok {
-		next = rc.choose(r, len(r.sched), cur, curRuns, r.opts, true)
+	if r.replay {
+		next = r.ch.choose(r, len(r.sched), cur, curRuns, r.opts, true)
 	} else if !r.winding && len(r.opts) > 1 {
 		// Here cur cannot run, or a preemption may happen before its step.
 		next = r.ch.choose(r, len(r.sched), cur, curRuns, r.opts, true)
@@ -221,39 +259,50 @@ func (r *run) deadlock(cur int) (curRuns bool) {
 // point says whether a preemption of CPU id may happen before ev. With
 // PointsShared a load is a point when another CPU stores to that very
 // descriptor, or when it is the CPU's first load in a run of loads from a
-// page that another CPU stores to or frees (entering the page is what
-// matters to a walker whose page is freed; its position inside does not).
+// page that another CPU frees (entering the page is what matters to a
+// walker whose page is freed; its position inside does not). Any other
+// load reads a value no other CPU changes from a page no other CPU frees:
+// run before or after the others' steps it reads the same and leaves the
+// same state; only the CPU's own walk record differs, which the others'
+// steps look at only when they free a page.
 func (r *run) point(id int, ev *cpu.Event) bool {
 	switch ev.Kind {
 	case cpu.EvLoad, cpu.EvWalk:
-		switch r.x.cfg.Points {
-		case PointsAll:
-			return true
-		case PointsWrites:
-			return false
-		}
-		others := ^uint64(1 << uint(id))
-		page := ev.PA &^ (r.k.G.PageSize() - 1)
-		// A CPU that stores to a descriptor stores to its page: a page
-		// no other CPU writes (most loads) needs no descriptor lookup.
-		if r.pageWriters(page)&others == 0 {
-			return false
-		}
-		return r.x.descWriters[ev.PA]&others != 0 || r.lastPage[id] != page
+		return r.loadPoint(id, ev.PA)
 	}
 	return true
 }
 
-// pageWriters is r.x.pageWriters[page], remembering the last page.
-func (r *run) pageWriters(page uint64) uint64 {
-	if r.pwOK && r.pwPage == page {
-		return r.pwVal
+// loadPoint is point for a load of the descriptor at pa.
+func (r *run) loadPoint(id int, pa uint64) bool {
+	switch r.points {
+	case PointsAll:
+		return true
+	case PointsWrites:
+		return false
 	}
-	w := r.x.pageWriters[page]
+	others := ^uint64(1 << uint(id))
+	page := pa &^ r.pageMask
+	sp := r.sharedPage(page)
+	if sp == nil || sp.writers&others == 0 {
+		return false
+	}
+	if sp.desc != nil && sp.desc[(pa&r.pageMask)/8]&others != 0 {
+		return true
+	}
+	return sp.freers&others != 0 && r.lastPage[id] != page
+}
+
+// sharedPage is r.x.shared[page], remembering the last page.
+func (r *run) sharedPage(page uint64) *sharedPage {
+	if r.spOK && r.spPage == page {
+		return r.sp
+	}
+	sp := r.x.shared[page]
 	if !r.x.learn {
-		r.pwPage, r.pwVal, r.pwOK = page, w, true
+		r.spPage, r.sp, r.spOK = page, sp, true
 	}
-	return w
+	return sp
 }
 
 func (r *run) describeWaits() string {

@@ -198,6 +198,12 @@ func (ls *levelSearch) worker() {
 // idle.
 func (ls *levelSearch) search(u *unit) error {
 	d := &dfsChooser{bound: ls.bound, points: ls.points, stack: slices.Clone(u.prefix)}
+	if n := len(u.prefix); n > 0 {
+		// Up to its last choice, the unit's first run is a run that
+		// passed: the root run (a level-one unit), or the last run of
+		// the unit it was handed over from.
+		d.checked = u.prefix[n-1].step
+	}
 	floor, limit := u.floor, u.limit
 	for {
 		d.depth = 0
@@ -247,6 +253,7 @@ func nextWithin(d *dfsChooser, floor, limit int) bool {
 			last = limit
 		}
 		if top.idx <= last {
+			d.checked = top.step
 			return true
 		}
 		d.stack = d.stack[:i]

@@ -22,6 +22,8 @@ type Snapshot struct {
 	mem  *physmem.Snapshot
 	pt   *pgtable.Snapshot
 	book *Kernel // a deep copy of everything but Mem and PT
+	// objects is how many objects the copy holds (copyBook's map size).
+	objects int
 }
 
 // Snapshot records k's state. Memory and tables journal or copy what
@@ -29,7 +31,7 @@ type Snapshot struct {
 // on k meanwhile; a later Snapshot replaces this one.
 func (k *Kernel) Snapshot() *Snapshot {
 	s := &Snapshot{k: k, mem: k.Mem.Snapshot(), pt: k.PT.Snapshot(), book: new(Kernel)}
-	k.copyBook(s.book, k)
+	s.objects = k.copyBook(s.book, k, 0)
 	return s
 }
 
@@ -47,35 +49,42 @@ func (k *Kernel) Restore(s *Snapshot) error {
 	if err := k.PT.Restore(s.pt); err != nil {
 		return err
 	}
-	k.copyBook(k, s.book)
+	k.copyBook(k, s.book, s.objects)
 	return nil
 }
 
 // copyBook deep-copies src's fields except Mem and PT into dst (both
 // shared with k): pointers shared inside src stay shared in the copy.
-func (k *Kernel) copyBook(dst, src *Kernel) {
-	c := copier{seen: map[seenKey]reflect.Value{}}
+// It returns how many objects it copied or kept (size the next copy of
+// the same bookkeeping with it).
+func (k *Kernel) copyBook(dst, src *Kernel, size int) int {
+	c := copier{seen: make(map[seenKey]reflect.Value, size)}
 	// Memory and tables are snapshotted on their own; references to them
 	// (or to the kernel itself) from the bookkeeping stay k's.
 	for _, p := range []any{k.Mem, k.PT} {
 		v := reflect.ValueOf(p)
-		c.seen[seenKey{v.Pointer(), v.Type()}] = v
+		c.seen[seenKey{v.Pointer(), planOf(v.Type())}] = v
 	}
 	if imp := src.Cfg.imported; imp != nil { // a dump's linear map: read-only after boot
-		c.seen[seenKey{reflect.ValueOf(imp).Pointer(), reflect.TypeOf(imp)}] = reflect.ValueOf(imp)
+		v := reflect.ValueOf(imp)
+		c.seen[seenKey{v.Pointer(), planOf(v.Type())}] = v
 	}
-	c.seen[seenKey{reflect.ValueOf(src).Pointer(), reflect.TypeFor[*Kernel]()}] = reflect.ValueOf(dst)
+	kp := planOf(reflect.TypeFor[*Kernel]())
+	c.seen[seenKey{reflect.ValueOf(src).Pointer(), kp}] = reflect.ValueOf(dst)
 	mem, pt := dst.Mem, dst.PT
-	c.copy(reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem())
+	c.copy(reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem(), kp.elem)
 	dst.Mem, dst.PT = mem, pt
+	return len(c.seen)
 }
 
 // copier deep-copies Go values, unexported fields included.
 type copier struct{ seen map[seenKey]reflect.Value }
 
+// seenKey is an object already copied: its address and its type's plan (a
+// struct and its first field share an address).
 type seenKey struct {
-	p uintptr
-	t reflect.Type
+	p    uintptr
+	plan *copyPlan
 }
 
 // settable makes a struct field of an addressable value writable.
@@ -86,79 +95,130 @@ func settable(v reflect.Value) reflect.Value {
 	return reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem()
 }
 
-var flatTypes sync.Map // reflect.Type -> bool: no pointer to follow inside
-
-// flat says whether values of t can be copied by assignment: nothing in
-// them refers to memory a copy must not share (strings are immutable;
-// functions and channels are shared on purpose).
-func flat(t reflect.Type) bool {
-	if f, ok := flatTypes.Load(t); ok {
-		return f.(bool)
-	}
-	f := true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface, reflect.UnsafePointer:
-		f = false
-	case reflect.Array:
-		f = flat(t.Elem())
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if !flat(t.Field(i).Type) {
-				f = false
-				break
-			}
-		}
-	}
-	flatTypes.Store(t, f)
-	return f
+// copyPlan is how values of one type are deep-copied, worked out once per
+// type: reflection's per-value questions (is this type flat, where is
+// this field) answered up front.
+type copyPlan struct {
+	t    reflect.Type
+	kind reflect.Kind
+	// flat: values can be copied by assignment; nothing in them refers to
+	// memory a copy must not share (strings are immutable; functions and
+	// channels are shared on purpose).
+	flat   bool
+	fields []fieldPlan // struct: the fields that are not flat
+	elem   *copyPlan   // pointer, array, slice: the element; map: the value
+	key    *copyPlan   // map
 }
 
-// copy sets dst (settable) to a deep copy of src.
-func (c *copier) copy(dst, src reflect.Value) {
-	t := src.Type()
-	if flat(t) {
+type fieldPlan struct {
+	off  uintptr
+	plan *copyPlan
+}
+
+var (
+	plansMu sync.Mutex
+	plans   sync.Map // reflect.Type -> *copyPlan, complete
+)
+
+// planOf returns t's plan, building it (and its parts') on first use.
+func planOf(t reflect.Type) *copyPlan {
+	if p, ok := plans.Load(t); ok {
+		return p.(*copyPlan)
+	}
+	plansMu.Lock()
+	defer plansMu.Unlock()
+	building := map[reflect.Type]*copyPlan{}
+	p := buildPlan(t, building)
+	for t, p := range building {
+		plans.Store(t, p)
+	}
+	return p
+}
+
+// buildPlan builds t's plan; building holds the plans under construction
+// (a recursive type refers to its own plan).
+func buildPlan(t reflect.Type, building map[reflect.Type]*copyPlan) *copyPlan {
+	if p, ok := plans.Load(t); ok {
+		return p.(*copyPlan)
+	}
+	if p, ok := building[t]; ok {
+		return p
+	}
+	p := &copyPlan{t: t, kind: t.Kind(), flat: true}
+	building[t] = p
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice:
+		p.flat = false
+		p.elem = buildPlan(t.Elem(), building)
+	case reflect.Map:
+		p.flat = false
+		p.key, p.elem = buildPlan(t.Key(), building), buildPlan(t.Elem(), building)
+	case reflect.Interface, reflect.UnsafePointer:
+		p.flat = false
+	case reflect.Array:
+		p.elem = buildPlan(t.Elem(), building)
+		p.flat = p.elem.flat || t.Len() == 0
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if fp := buildPlan(f.Type, building); !fp.flat {
+				p.fields = append(p.fields, fieldPlan{off: f.Offset, plan: fp})
+			}
+		}
+		p.flat = len(p.fields) == 0
+	}
+	return p
+}
+
+// copy sets dst (settable) to a deep copy of src, both of p's type.
+func (c *copier) copy(dst, src reflect.Value, p *copyPlan) {
+	if p.flat {
 		dst.Set(src)
 		return
 	}
-	switch t.Kind() {
+	switch p.kind {
 	case reflect.Pointer:
 		if src.IsNil() {
 			dst.SetZero()
 			return
 		}
-		key := seenKey{src.Pointer(), t}
+		key := seenKey{src.Pointer(), p}
 		if v, ok := c.seen[key]; ok {
 			dst.Set(v)
 			return
 		}
-		n := reflect.New(t.Elem())
+		n := reflect.New(p.elem.t)
 		c.seen[key] = n
-		c.copy(n.Elem(), src.Elem())
+		c.copy(n.Elem(), src.Elem(), p.elem)
 		dst.Set(n)
 	case reflect.Struct:
 		if !src.CanAddr() {
-			tmp := reflect.New(t).Elem()
+			tmp := reflect.New(p.t).Elem()
 			tmp.Set(src)
 			src = tmp
 		}
-		for i := range t.NumField() {
-			c.copy(settable(dst.Field(i)), settable(src.Field(i)))
+		// The flat fields by one assignment of the whole struct, then
+		// every other field deep-copied over its shallow copy.
+		dst.Set(src)
+		sb, db := unsafe.Pointer(src.UnsafeAddr()), unsafe.Pointer(dst.UnsafeAddr())
+		for _, f := range p.fields {
+			c.copy(reflect.NewAt(f.plan.t, unsafe.Add(db, f.off)).Elem(), reflect.NewAt(f.plan.t, unsafe.Add(sb, f.off)).Elem(), f.plan)
 		}
 	case reflect.Array:
 		for i := range src.Len() {
-			c.copy(dst.Index(i), src.Index(i))
+			c.copy(dst.Index(i), src.Index(i), p.elem)
 		}
 	case reflect.Slice:
 		if src.IsNil() {
 			dst.SetZero()
 			return
 		}
-		n := reflect.MakeSlice(t, src.Len(), src.Cap())
-		if flat(t.Elem()) {
+		n := reflect.MakeSlice(p.t, src.Len(), src.Cap())
+		if p.elem.flat {
 			reflect.Copy(n, src)
 		} else {
 			for i := range src.Len() {
-				c.copy(n.Index(i), src.Index(i))
+				c.copy(n.Index(i), src.Index(i), p.elem)
 			}
 		}
 		dst.Set(n)
@@ -167,13 +227,12 @@ func (c *copier) copy(dst, src reflect.Value) {
 			dst.SetZero()
 			return
 		}
-		n := reflect.MakeMapWithSize(t, src.Len())
+		n := reflect.MakeMapWithSize(p.t, src.Len())
 		it := src.MapRange()
-		kt, vt := t.Key(), t.Elem()
 		for it.Next() {
-			kv, vv := reflect.New(kt).Elem(), reflect.New(vt).Elem()
-			c.copy(kv, it.Key())
-			c.copy(vv, it.Value())
+			kv, vv := reflect.New(p.key.t).Elem(), reflect.New(p.elem.t).Elem()
+			c.copy(kv, it.Key(), p.key)
+			c.copy(vv, it.Value(), p.elem)
 			n.SetMapIndex(kv, vv)
 		}
 		dst.Set(n)
@@ -184,7 +243,7 @@ func (c *copier) copy(dst, src reflect.Value) {
 		}
 		e := src.Elem()
 		n := reflect.New(e.Type()).Elem()
-		c.copy(n, e)
+		c.copy(n, e, planOf(e.Type()))
 		dst.Set(n)
 	default: // functions, channels, unsafe pointers: shared
 		dst.Set(src)
@@ -202,8 +261,8 @@ func (k *Kernel) Diff(o *Kernel) string {
 		return "tables: " + d
 	}
 	a, b := new(Kernel), new(Kernel)
-	k.copyBook(a, k)
-	o.copyBook(b, o)
+	k.copyBook(a, k, 0)
+	o.copyBook(b, o, 0)
 	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
 	for i := range va.NumField() {
 		fa, fb := settable(va.Field(i)), settable(vb.Field(i))

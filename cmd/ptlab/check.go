@@ -56,7 +56,7 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.IntVar(&f.random, "random", 0, "random walks after the search")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the random walks")
 	fl.StringVar(&f.replay, "replay", "", `replay one schedule ("0x65 1x619" or "0,0,1,...") instead of searching`)
-	fl.StringVar(&f.points, "points", "shared", "preemption points: shared (stores, sync, loads of shared tables), all, writes")
+	fl.StringVar(&f.points, "points", "shared", "preemption points: shared (stores, sync, loads of descriptors other CPUs store to or from pages they free), all, writes")
 	fl.StringVar(&f.mutant, "mutant", "none", "inject a known bug: "+mutantNames())
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
