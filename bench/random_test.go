@@ -3,6 +3,7 @@ package bench
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/ptlab/ptlab/arm64"
 	"github.com/ptlab/ptlab/pgtable"
@@ -339,11 +340,21 @@ func (f *floorTables) translate(va uint64) (uint64, bool) {
 
 // BenchmarkFloor is the minimal unrolled 4-level walk over the same pages in
 // the same random order as LookupRand: the floor for an uncached Lookup.
+// Lookup4Level is the floor alone; Pair alternates it round by round with
+// ptlab's LookupUncached (as BenchmarkPair does with the peers) and reports
+// both and their ratio (ptlab/floor, the goal being <= 3).
 func BenchmarkFloor(b *testing.B) {
 	f := newFloor()
 	for i := range uint64(nPages) {
 		if pa, ok := f.translate(ptVA + i*pageSize); !ok || pa != ptPA+i*pageSize {
 			b.Fatalf("floor: va %#x -> %#x %v", ptVA+i*pageSize, pa, ok)
+		}
+	}
+	floor := func(n int) {
+		for j := range n {
+			pa, ok := f.translate(ptVA + pagePerm[j]*pageSize)
+			sinkPA += pa
+			sinkOK = sinkOK != ok
 		}
 	}
 	b.Run("Lookup4Level", func(b *testing.B) {
@@ -355,5 +366,30 @@ func BenchmarkFloor(b *testing.B) {
 				sinkOK = sinkOK != ok
 			}
 		}
+	})
+	b.Run("Pair", func(b *testing.B) {
+		pt := ptLookupOrder(pagePerm, uncached)(b)
+		var tPt, tFl time.Duration
+		b.ReportAllocs()
+		b.ResetTimer()
+		for done, round := 0, 0; done < b.N; round++ {
+			n := min(nPages, b.N-done)
+			for k := range 2 {
+				t0 := time.Now()
+				if (round+k)%2 == 0 {
+					if err := pt.op(n); err != nil {
+						b.Fatal(err)
+					}
+					tPt += time.Since(t0)
+				} else {
+					floor(n)
+					tFl += time.Since(t0)
+				}
+			}
+			done += n
+		}
+		b.ReportMetric(float64(tPt.Nanoseconds())/float64(b.N), "ptlab-ns/op")
+		b.ReportMetric(float64(tFl.Nanoseconds())/float64(b.N), "floor-ns/op")
+		b.ReportMetric(float64(tPt)/float64(tFl), "ptlab/floor")
 	})
 }

@@ -37,6 +37,18 @@ func (f Flags) tableDesc(g *arm64.Geometry, pa uint64) uint64 {
 // Missing tables are allocated through the door (-ENOMEM stops the walk
 // where it is, as in the kernel).
 func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
+	if size == t.lean.pageSize && (va|pa)&(size-1) == 0 {
+		if dd, direct := d.(Direct); direct {
+			// One aligned page through the plain Direct door: the page
+			// table from the walk cache or the lean walk (lean.go), then
+			// setLeaf's write, without the general path's set-up. If the
+			// page table is not found so, the general path decides,
+			// walking again as it does after its own walk.
+			if tpa, tp, ok := t.pageTableDirect(dd.WalkCache, va); ok {
+				return t.setPage(tpa, tp, va, pa, prot)
+			}
+		}
+	}
 	ps := t.g.PageSize()
 	if (va^pa)&(ps-1) != 0 {
 		return fmt.Errorf("%w: va %#x and pa %#x differ in page offset", ErrInvalid, va, pa)
@@ -87,7 +99,15 @@ func (t *Tables) Map(d Door, va, pa, size, prot uint64, flags Flags) error {
 	if m.cache {
 		// Start from the deepest cached table that holds the whole range.
 		for cl := arm64.LastLevel; cl > t.g.StartLevel; cl-- {
-			if va^(end-1) >= t.g.Size(cl-1) {
+			sz := t.g.Size(cl - 1)
+			if va^(end-1) >= sz {
+				continue
+			}
+			if t.g.BlockAllowed(cl-1) && flags&NoBlockMappings == 0 && (va|end|pa)&(sz-1) == 0 {
+				// The range is one whole block at level cl-1: that level
+				// decides (init_pmd's pmd_set_huge, mmu.c; a table in the
+				// way is refused), not a table below it that happens to
+				// be cached.
 				continue
 			}
 			if ctpa, ctbl, bits, ok := t.cached(va, cl); ok {

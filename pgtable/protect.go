@@ -9,6 +9,12 @@ package pgtable
 // the range is rewritten, empty ones included. Contiguous runs are not
 // checked: keeping them whole is the caller's duty, as in the kernel.
 func (t *Tables) Protect(d Door, start, end, set, clear uint64) error {
+	if end-start == t.lean.pageSize && start&(end-start-1) == 0 && t.tr == nil {
+		if dd, direct := d.(Direct); direct && t.protectPageDirect(dd.WalkCache, start, set, clear) {
+			// One page through the plain Direct door (lean.go).
+			return nil
+		}
+	}
 	var v visitor // field by field: a literal is built aside and copied
 	v.op, v.protect.set, v.protect.clear = opProtect, set, clear
 	return walkCached(t, d, &v, start, end)

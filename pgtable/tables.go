@@ -82,6 +82,8 @@ type Tables struct {
 	rootHi   uint64
 	// rootSh is the root's shadow, where Direct walks from the root start.
 	rootSh *shadowEntry
+	// lean is the geometry of the lean Direct walks (lean.go).
+	lean leanGeometry
 	// shadowFree is what is left of the current shadow chunk (shadow.go).
 	shadowFree []shadowEntry
 
@@ -129,6 +131,7 @@ func New(g arm64.Geometry, mem *physmem.Memory) (*Tables, error) {
 	r := t.refOf(root)
 	r.sh = t.newShadow()
 	t.rootSh = r.sh
+	t.initLean()
 	return t, nil
 }
 

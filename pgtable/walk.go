@@ -1,6 +1,8 @@
 package pgtable
 
 import (
+	"unsafe"
+
 	"github.com/ptlab/ptlab/arm64"
 )
 
@@ -80,6 +82,10 @@ func (t *Tables) walkToLevel(w *walker, va uint64, c *cursor, stop, top arm64.Le
 // Translate returns the physical address va maps to and the leaf that maps
 // it, or ok=false when va is not mapped by a valid leaf.
 func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
+	// Results are filled field by field and returned bare: an Entry
+	// returned by a call is stored field by field and copied on with wide
+	// loads (a store-forwarding stall per call). So the two fast paths
+	// are written out here rather than called.
 	cache := cacheable(d)
 	if cache {
 		// The page-table level straight from the walk cache.
@@ -97,9 +103,6 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 			} else {
 				desc = d.Load(descPA(tpa, idx), &tbl[idx])
 			}
-			// Field by field into the result and a bare return: a
-			// returned Entry value is copied out with 16-byte loads of
-			// the 8-byte stores just made (a store-forwarding stall).
 			leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va&^(g.PageSize()-1), arm64.LastLevel, desc, descPA(tpa, idx)
 			leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
 			if ok = arm64.DescValid(desc); ok {
@@ -107,6 +110,41 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 			}
 			return
 		}
+	}
+	if _, direct := d.(Direct); direct && !cache {
+		// The plain Direct door: the lean walk (lean.go).
+		cur, lv := &t.lean.root, &t.lean.lv[0]
+		sgen := t.sgen.Load()
+		var bits, desc, idx uint64
+		for {
+			idx = va >> (lv.shift & 63) & lv.mask
+			desc = *(*uint64)(unsafe.Add(unsafe.Pointer(cur.tbl), idx*8))
+			if desc&arm64.PTETypeMask != lv.tableType {
+				break // not a table descriptor (Geometry.IsTable)
+			}
+			sh := cur.sh
+			if sh == nil {
+				pa, ok = t.translateFrom(va, cur, lv.level, bits, &leaf)
+				return
+			}
+			se := sh.at(int(idx))
+			if se.desc != desc || se.gen != sgen { // shadowEntry.valid
+				pa, ok = t.translateFrom(va, cur, lv.level, bits, &leaf)
+				return
+			}
+			bits |= desc
+			cur, lv = se, lv.next()
+		}
+		// The entry that maps va: translated and cursor.entry on values
+		// held in registers.
+		l := lv.level
+		off := va & (1<<(lv.shift&63) - 1)
+		leaf.VA, leaf.Level, leaf.Desc, leaf.DescPA = va-off, l, desc, cur.pa+idx*8
+		leaf.TablePXN, leaf.TableUXN = bits&arm64.TablePXN != 0, bits&arm64.TableUXN != 0
+		if arm64.DescValid(desc) && (l == arm64.LastLevel || t.g.BlockAllowed(l)) {
+			pa, ok = t.g.OutputAddress(desc)+off, true
+		}
+		return
 	}
 	// Lookup's walk without its Entry copied out and back.
 	var w walker
@@ -118,15 +156,7 @@ func (t *Tables) Translate(d Door, va uint64) (pa uint64, leaf Entry, ok bool) {
 		t.deepest(va, &c, arm64.LastLevel-1)
 	}
 	_, _, err := w.descend(&c, va, arm64.LastLevel)
-	g := &t.g // not leaf.PA(t.g, va): that copies the Geometry on every call
-	c.entry(g, va, err, &leaf)
-	if err != nil || !arm64.DescValid(c.desc) || g.IsTable(c.desc, c.l) {
-		return // pa 0, ok false
-	}
-	if c.l < arm64.LastLevel && !g.BlockAllowed(c.l) {
-		return
-	}
-	pa, ok = g.OutputAddress(c.desc)+va&(g.Size(c.l)-1), true
+	pa, ok = t.translated(&c, va, err, &leaf)
 	return
 }
 

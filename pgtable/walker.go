@@ -20,9 +20,9 @@ import (
 // (alloc_init_*), but reads, writes and resolves tables through the same
 // walker (load, store, table, descPA). For the Direct door a table comes
 // from the table shadow when its entry is valid (shadow.go): descend's
-// call-free loop descendShadow, and the walk cache's page-table-level miss
-// (cachedViaShadow), apply the same rule through the same test
-// (shadowEntry.valid).
+// call-free loop descendShadow, the walk cache's page-table-level miss
+// (cachedViaShadow) and the lean entry of Direct{} without the walk cache
+// (lean.go) apply the same rule through the same test (shadowEntry.valid).
 //
 // Hot paths build walker, cursor and visitor values field by field: a
 // struct literal is assembled aside and copied with wide moves that read
