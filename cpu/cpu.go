@@ -136,6 +136,18 @@ type Machine struct {
 	// stepped is performed for Cooperative machines, whose CPUs run one
 	// at a time (handing over orders their accesses): no atomic needed.
 	stepped uint64
+	levels  levelCache // Cooperative machines only
+}
+
+// levelCache remembers the levels of the table pages a cooperative
+// machine's CPUs accessed last (a walk touches one page per level): a page
+// stays a table at its level until the tables' release generation moves
+// (pgtable.Tables.ReleaseGeneration). Pages that are not tables are not
+// remembered: any allocation may make one a table.
+type levelCache struct {
+	gen   uint64
+	key   [4]uint64 // page + 1 (0: empty)
+	level [4]arm64.Level
 }
 
 // NewMachine creates n CPUs for k. CPU i has the MIDR of the kernel's CPU i
@@ -154,10 +166,27 @@ func (m *Machine) Geometry() *arm64.Geometry { return &m.g }
 
 // levelOf returns the level of the live table page holding pa.
 func (m *Machine) levelOf(pa uint64) arm64.Level {
-	l, ok := m.pt.LevelOf(pa &^ m.pageMask)
+	page := pa &^ m.pageMask
+	if m.Mode != Cooperative {
+		l, ok := m.pt.LevelOf(page)
+		if !ok {
+			return LevelUnknown
+		}
+		return l
+	}
+	lc := &m.levels
+	if gen := m.pt.ReleaseGeneration(); gen != lc.gen {
+		*lc = levelCache{gen: gen}
+	}
+	i := (page / (m.pageMask + 1)) & 3
+	if lc.key[i] == page+1 {
+		return lc.level[i]
+	}
+	l, ok := m.pt.LevelOf(page)
 	if !ok {
 		return LevelUnknown
 	}
+	lc.key[i], lc.level[i] = page+1, l
 	return l
 }
 
