@@ -56,15 +56,8 @@ func checkLean(rt *rapid.T) {
 	const paBase = 0x1_0000_0000
 	ram := max(64<<20, 512*ps) // little: freed table pages come back soon
 	newTree := func() (*Tables, *physmem.Memory) {
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: ram}})
-		if err != nil {
-			rt.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			rt.Fatal(err)
-		}
-		return tb, mem
+		tb := newTables(rt, g, ram)
+		return tb, tb.mem
 	}
 	a, memA := newTree()
 	b, memB := newTree()
@@ -284,15 +277,7 @@ func TestLeanStaleShadowSamePA(t *testing.T) {
 	// build returns the tree with the stale entry, or nil when this free
 	// order does not put the new table at the old address in another slot.
 	build := func(order [2]uint64) *Tables {
-		g := arm64.Geometry4K48
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: 64 << 20}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tb := newTables(t, arm64.Geometry4K48, 64<<20)
 		// va1+2 pages is mapped in the old page table only: a walk that
 		// reads the old slot finds it.
 		for _, va := range []uint64{va1, va1 + 2*ps, va2} {

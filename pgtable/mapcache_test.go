@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/ptlab/ptlab/arm64"
-	"github.com/ptlab/ptlab/physmem"
 )
 
 // TestMapBlockOverCachedPageTable maps a PMD block where a PTE table is in
@@ -19,15 +18,7 @@ func TestMapBlockOverCachedPageTable(t *testing.T) {
 	const va, vb = 0xffff800080000000, 0xffff8000c0000000 // two PUD entries
 	var want string
 	for _, d := range []Door{Atomic{}, Direct{WalkCache: true}} {
-		g := arm64.Geometry4K48
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: 64 << 20}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tb := newTables(t, arm64.Geometry4K48, 64<<20)
 		for _, v := range []uint64{va, vb} {
 			if err := tb.Map(Direct{}, v, 0x100000000, 4096, arm64.PageKernel, NoBlockMappings|NoContMappings); err != nil {
 				t.Fatal(err)
@@ -37,7 +28,7 @@ func TestMapBlockOverCachedPageTable(t *testing.T) {
 		tb.Translate(cd, va)       // caches va's PMD and PTE tables
 		tb.Translate(cd, vb+2<<20) // vb's PMD table (the entry there is empty)
 		_, before, _ := tb.Translate(Atomic{}, va)
-		err = tb.Map(d, va, 0x100000000, 2<<20, arm64.PageKernel, 0)
+		err := tb.Map(d, va, 0x100000000, 2<<20, arm64.PageKernel, 0)
 		if !errors.Is(err, ErrUnsafe) {
 			t.Fatalf("%T: block over a PTE table: %v, want ErrUnsafe", d, err)
 		}

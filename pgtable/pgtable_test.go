@@ -15,7 +15,15 @@ const (
 
 var d = Direct{WalkCache: true}
 
-func newTables(t testing.TB, g arm64.Geometry, ram uint64) *Tables {
+// fataler is what newTables needs of a test: *testing.T and *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+// newTables is an empty tree of geometry g over ram bytes of memory at
+// ramBase (its memory is the tree's mem).
+func newTables(t fataler, g arm64.Geometry, ram uint64) *Tables {
 	t.Helper()
 	mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: ram}})
 	if err != nil {

@@ -37,14 +37,8 @@ func TestPropertyTableOps(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		g := arm64.Geometry4K48
 		const ram = 2 << 30
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: ram}})
-		if err != nil {
-			rt.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			rt.Fatal(err)
-		}
+		tb := newTables(rt, g, ram)
+		mem := tb.mem
 		flags := Flags(rapid.IntRange(0, 3).Draw(rt, "flags")) | NoExecMappings
 		if err := tb.Map(d, linBase, ramBase, ram, linearProt, flags); err != nil {
 			rt.Fatal(err)

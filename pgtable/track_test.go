@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/ptlab/ptlab/arm64"
-	"github.com/ptlab/ptlab/physmem"
 	"pgregory.net/rapid"
 )
 
@@ -17,14 +16,7 @@ func TestPropertyTrackedCensus(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		g := arm64.Geometry4K48
 		const ram = 1 << 30
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: ram}})
-		if err != nil {
-			rt.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			rt.Fatal(err)
-		}
+		tb := newTables(rt, g, ram)
 		const span = 4 << 30 // VA window: four 1G slots
 		cut1 := linBase + rapid.Uint64Range(1, span/4096-1).Draw(rt, "cut1")*4096
 		cut2 := cut1 + rapid.Uint64Range(1, (linBase+span-cut1)/4096).Draw(rt, "cut2")*4096
