@@ -15,9 +15,10 @@
 // preemption) is considered only where another CPU could observe the
 // difference: before stores, table allocs and frees, locks, rwsems, TLBIs,
 // accesses and operation boundaries, and — with PointsShared, the default —
-// before loads of descriptors that another CPU stores to and before the
-// first of a run of loads from a table page that another CPU frees (both
-// learned from the bound-0 runs, then fixed so the search tree is stable).
+// before loads of descriptors that another CPU stores to (unless the
+// loading CPU holds a mutex every such store held) and before the first of
+// a run of loads from a table page that another CPU frees (all learned
+// from the bound-0 runs, then fixed so the search tree is stable).
 // PointsAll preempts before every load too; PointsWrites before none.
 package explore
 
@@ -161,8 +162,12 @@ type Explorer struct {
 	kcfg   kernel.Config
 	oracle *check.Oracle
 	// Learned from the bound-0 runs for PointsShared: which CPUs store to
-	// or free each table page, and store to each of its descriptors.
+	// or free each table page, and store to each of its descriptors, and
+	// under which mutexes; lockBit numbers the mutexes by name (each
+	// modelled lock has its own name, and a run's kernel is a fresh copy:
+	// the name is what stays the same).
 	shared  map[uint64]*sharedPage
+	lockBit map[string]uint
 	learn   bool
 	kernels kernelPool // booted kernels, restored per run (snapshot.go)
 	setups  setupPool  // built scenarios, restored per run (Scenario.Reuse)
@@ -184,9 +189,14 @@ type sharedPage struct {
 	writers uint64
 	freers  uint64   // the CPUs that free it
 	desc    []uint64 // nil until a store
+	// guard is per descriptor the mutexes (Explorer.lockBit) held at
+	// every store to it, by any CPU.
+	guard []uint64
 }
 
-func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
+// learnEvent records what CPU id's step ev tells of the shared pages; held
+// is the mutexes the CPU holds.
+func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize, held uint64) {
 	bit := uint64(1) << uint(id)
 	switch ev.Kind {
 	case cpu.EvStore:
@@ -194,8 +204,15 @@ func (x *Explorer) learnEvent(id int, ev *cpu.Event, pageSize uint64) {
 		sp.writers |= bit
 		if sp.desc == nil {
 			sp.desc = make([]uint64, pageSize/8)
+			sp.guard = make([]uint64, pageSize/8)
 		}
-		sp.desc[(ev.PA&(pageSize-1))/8] |= bit
+		i := (ev.PA & (pageSize - 1)) / 8
+		if sp.desc[i] == 0 {
+			sp.guard[i] = held
+		} else {
+			sp.guard[i] &= held
+		}
+		sp.desc[i] |= bit
 	case cpu.EvTableFree:
 		sp := x.sharedPage(ev.PA)
 		sp.writers |= bit
@@ -227,7 +244,7 @@ func New(cfg Config) (*Explorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Explorer{cfg: cfg, kcfg: kcfg, shared: map[uint64]*sharedPage{}}
+	x := &Explorer{cfg: cfg, kcfg: kcfg, shared: map[uint64]*sharedPage{}, lockBit: map[string]uint{}}
 	// The serial run is the bound-0 search's first schedule: learn the
 	// shared pages from it too, so random walks without a systematic search
 	// (--bound -1) keep the load preemption points.

@@ -26,6 +26,7 @@ type run struct {
 	done     []bool
 	begun    []bool
 	lastPage []uint64 // page of the CPU's last step if it was a load
+	held     []uint64 // the mutexes (Explorer.lockBit) each CPU holds
 	wake     []chan struct{}
 	parked   chan int
 	fin      chan struct{}
@@ -56,7 +57,7 @@ type run struct {
 func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *run {
 	n := len(s.M.CPUs)
 	r := &run{x: x, k: s.K, m: s.M, mon: mon, ch: ch, tr: tr, threads: s.Threads,
-		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), wake: make([]chan struct{}, n),
+		pending: make([]*cpu.Event, n), done: make([]bool, n), begun: make([]bool, n), lastPage: make([]uint64, n), held: make([]uint64, n), wake: make([]chan struct{}, n),
 		parked: make(chan int, n), fin: make(chan struct{}),
 		opts: make([]int, 0, n), pageMask: s.K.G.PageSize() - 1, points: x.cfg.Points}
 	_, r.replay = ch.(*replayChooser)
@@ -97,6 +98,25 @@ func (r *run) thread(i int) {
 	}
 }
 
+// lockStep keeps held[id] for a mutex CPU id took or released. Mutexes
+// are numbered while the explorer learns; one first met later has no
+// number and counts as not held.
+func (r *run) lockStep(id int, ev *cpu.Event) {
+	b, ok := r.x.lockBit[ev.Mutex.Name]
+	if !ok && r.x.learn && len(r.x.lockBit) < 64 {
+		b, ok = uint(len(r.x.lockBit)), true
+		r.x.lockBit[ev.Mutex.Name] = b
+	}
+	if !ok {
+		return
+	}
+	if ev.Kind == cpu.EvLock {
+		r.held[id] |= 1 << b
+	} else {
+		r.held[id] &^= 1 << b
+	}
+}
+
 // fail records the first violation; the run then winds down without
 // preemptions or checks.
 func (r *run) fail(v *check.Violation) {
@@ -111,7 +131,7 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 	id := c.ID()
 	r.pending[id] = ev
 	if r.x.learn {
-		r.x.learnEvent(id, ev, r.k.G.PageSize())
+		r.x.learnEvent(id, ev, r.k.G.PageSize(), r.held[id])
 	}
 	if !r.begun[id] {
 		// The thread's first announcement: wait for the scheduler's decision.
@@ -160,6 +180,9 @@ func (r *run) QuietLoad(c *cpu.CPU, pa uint64) bool {
 
 // After implements cpu.Hook: check the step.
 func (r *run) After(c *cpu.CPU, ev *cpu.Event) {
+	if ev.Kind == cpu.EvLock || ev.Kind == cpu.EvUnlock {
+		r.lockStep(c.ID(), ev)
+	}
 	if r.tr != nil {
 		r.tr.after(r, c, ev)
 	}
@@ -258,13 +281,15 @@ func (r *run) deadlock(cur int) (curRuns bool) {
 
 // point says whether a preemption of CPU id may happen before ev. With
 // PointsShared a load is a point when another CPU stores to that very
-// descriptor, or when it is the CPU's first load in a run of loads from a
-// page that another CPU frees (entering the page is what matters to a
-// walker whose page is freed; its position inside does not). Any other
-// load reads a value no other CPU changes from a page no other CPU frees:
-// run before or after the others' steps it reads the same and leaves the
-// same state; only the CPU's own walk record differs, which the others'
-// steps look at only when they free a page.
+// descriptor and the loading CPU holds no mutex that every store to it
+// held, or when it is the CPU's first load in a run of loads from a page
+// that another CPU frees (entering the page is what matters to a walker
+// whose page is freed; its position inside does not). Any other load
+// reads a value no other CPU can change before the loading CPU's next
+// point (an unlock is one), from a page no other CPU frees: run before or
+// after the others' steps it reads the same and leaves the same state;
+// only the CPU's own walk record differs, which the others' steps look at
+// only when they free a page.
 func (r *run) point(id int, ev *cpu.Event) bool {
 	switch ev.Kind {
 	case cpu.EvLoad, cpu.EvWalk:
@@ -287,8 +312,13 @@ func (r *run) loadPoint(id int, pa uint64) bool {
 	if sp == nil || sp.writers&others == 0 {
 		return false
 	}
-	if sp.desc != nil && sp.desc[(pa&r.pageMask)/8]&others != 0 {
-		return true
+	if sp.desc != nil {
+		// A descriptor another CPU stores to, unless this CPU holds a
+		// mutex every store to it held: then no other CPU can store to it
+		// before this CPU's next point.
+		if i := (pa & r.pageMask) / 8; sp.desc[i]&others != 0 && sp.guard[i]&r.held[id] == 0 {
+			return true
+		}
 	}
 	return sp.freers&others != 0 && r.lastPage[id] != page
 }
