@@ -20,14 +20,8 @@ func TestPropertyShadow(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		g := arm64.Geometry4K48
 		// Little RAM, so that freed table pages come back soon.
-		mem, err := physmem.New(g.PageShift, []physmem.Region{{Base: ramBase, Size: 64 << 20}})
-		if err != nil {
-			rt.Fatal(err)
-		}
-		tb, err := New(g, mem)
-		if err != nil {
-			rt.Fatal(err)
-		}
+		tb := newTables(rt, g, 64<<20)
+		mem := tb.mem
 		const (
 			base   = 0xffff800080000000 // VMALLOC_START
 			window = 4 << 30            // four PMD tables' worth
