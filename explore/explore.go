@@ -134,6 +134,9 @@ type Config struct {
 	// Sem, when set, bounds the runs in flight of parallel searches that
 	// share it (several scenarios explored at once).
 	Sem chan struct{}
+	// Reduce caches the search's nodes by happens-before (hb.go) and
+	// searches each once.
+	Reduce bool
 }
 
 // Result is what an exploration found.
@@ -146,9 +149,18 @@ type Result struct {
 	// iterations covered the others) plus random walks. Runs counts every
 	// execution.
 	Schedules, Runs int
-	Exhaustive      bool // the search covered every schedule within the bound
-	Steps           int  // steps executed in total
-	Elapsed         time.Duration
+	// With Config.Reduce: Pruned counts the runs stopped, and the options
+	// not run, at a state searched before; Behaviours the distinct
+	// behaviours of the runs that went to the end (what every CPU did:
+	// each step through the hook, with the values read and written), per
+	// the last iteration (the one with the bound: it runs the schedules
+	// with fewer preemptions again): every behaviour within the bound, so
+	// the same for any Jobs, unlike the runs, which depend on which worker
+	// meets a state first.
+	Pruned, Behaviours int
+	Exhaustive         bool // the search covered every schedule within the bound
+	Steps              int  // steps executed in total
+	Elapsed            time.Duration
 	// Violation is the first violation, with the schedule that reaches it.
 	Violation   *check.Violation
 	Schedule    Schedule
@@ -180,6 +192,11 @@ type Explorer struct {
 	// checkReplayed checks every step of every run, also those a run
 	// replays from an earlier one (dfsChooser.checked): the tests' oracle.
 	checkReplayed bool
+	// behaviours, when set (tests), collects a digest of what every CPU
+	// of each run that went to the end did: each step it performed
+	// through the hook, with the values it read and wrote.
+	behaviours   map[uint64]bool
+	behavioursMu sync.Mutex
 }
 
 // sharedPage is what the bound-0 runs learned of one table page: the CPUs
@@ -269,6 +286,7 @@ type outcome struct {
 	steps       int
 	oracle      *check.Oracle
 	trace       []TraceStep
+	pruned      bool // stopped at a node searched before (hb.go)
 }
 
 // boot builds a fresh kernel and the scenario's initial state.
@@ -313,16 +331,42 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	}
 	mon := x.monitor(s)
 	r := newRun(x, s, mon, ch, tr)
-	if d, ok := ch.(*dfsChooser); ok && !x.checkReplayed {
-		r.checked = d.checked
+	if d, ok := ch.(*dfsChooser); ok {
+		if !x.checkReplayed {
+			r.checked = d.checked
+		}
+		if d.cache != nil && !x.learn && x.cfg.Points != PointsWrites && len(s.M.CPUs) <= maxCPUs {
+			r.cache, r.bound, r.fresh = d.cache, d.bound, d.checked
+			r.hb = &d.hb
+			r.hb.reset(len(s.M.CPUs))
+			s.K.SetSharedHook(r.touch)
+			defer s.K.SetSharedHook(nil)
+		}
+	}
+	if x.behaviours != nil || r.cache != nil {
+		r.did = make([]uint64, len(s.M.CPUs))
 	}
 	r.sched = make(Schedule, 0, x.steps.Load())
 	r.start()
 	if n := int64(len(r.sched)); n > x.steps.Load() {
 		x.steps.Store(n) // a race between workers only costs a reallocation
 	}
-	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps()}
-	if r.violation != nil {
+	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps(), pruned: r.pruning}
+	if r.pruning {
+		// Stopped at a node searched before: no final state to check.
+	} else if r.violation == nil && r.did != nil {
+		b := r.behaviour()
+		if r.cache != nil {
+			r.cache.end(b)
+		}
+		if x.behaviours != nil {
+			x.behavioursMu.Lock()
+			x.behaviours[b] = true
+			x.behavioursMu.Unlock()
+		}
+	}
+	if r.pruning {
+	} else if r.violation != nil {
 		o.violation = r.violation
 	} else if err := mon.Final(); err != nil {
 		o.violation = mon.Violation()
@@ -385,19 +429,27 @@ func (x *Explorer) Run() (*Result, error) {
 	for b := 0; b <= x.cfg.Bound && res.Violation == nil && !limited; b++ {
 		x.learn = b == 0
 		if b > 0 && x.parallel() {
-			lv, err := x.searchLevel(b, x.cfg.Jobs, Shard{})
+			cache := x.newCache()
+			lv, err := x.searchLevel(b, x.cfg.Jobs, Shard{}, cache)
 			if err != nil {
 				return nil, err
 			}
 			res.Runs += lv.runs
-			res.Schedules += lv.schedules
 			res.Steps += lv.steps
-			if lv.viol != nil {
-				found(lv.viol, false)
+			res.Pruned += lv.pruned
+			if cache == nil || lv.viol == nil {
+				res.Schedules += lv.schedules
+				res.Behaviours = cache.behaviours()
+				if lv.viol != nil {
+					found(lv.viol, false)
+				}
+				continue
 			}
-			continue
+			// With a shared cache, which run meets a state first (and so
+			// which violation comes first) depends on the workers' timing:
+			// the serial search of this iteration decides.
 		}
-		d := &dfsChooser{bound: b, points: x.cfg.Points}
+		d := &dfsChooser{bound: b, points: x.cfg.Points, cache: x.newCache()}
 		for {
 			if x.cfg.MaxRuns > 0 && res.Runs >= x.cfg.MaxRuns {
 				limited = true
@@ -410,7 +462,9 @@ func (x *Explorer) Run() (*Result, error) {
 			}
 			res.Runs++
 			res.Steps += o.steps
-			if o.preemptions == b {
+			if o.pruned {
+				res.Pruned++
+			} else if o.preemptions == b {
 				res.Schedules++
 			}
 			if o.violation != nil {
@@ -420,6 +474,10 @@ func (x *Explorer) Run() (*Result, error) {
 			if !d.next() {
 				break
 			}
+		}
+		res.Pruned += d.skipped
+		if d.cache != nil {
+			res.Behaviours = d.cache.behaviours()
 		}
 	}
 	x.learn = false
@@ -454,6 +512,14 @@ func (x *Explorer) Run() (*Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// newCache is an iteration's state cache, when the search caches states.
+func (x *Explorer) newCache() *stateCache {
+	if !x.cfg.Reduce {
+		return nil
+	}
+	return &stateCache{}
 }
 
 // relaxGC raises the garbage collector's target for the duration of a
@@ -529,10 +595,22 @@ type dfsChooser struct {
 	// (the same choices up to the step where the top choice point now
 	// takes its next option), and that run passed every check on them.
 	checked int
+	// cache, when set, prunes runs at nodes searched before (hb.go); hb
+	// is the partial order of the current run.
+	cache   *stateCache
+	hb      hbTrace
+	skipped int // options not run: covered by a node searched before
 }
 
 // choicePoint is a choice of n options, idx taken, made before step.
-type choicePoint struct{ n, idx, step int }
+// With state caching, ahead holds the nodes each option leads to
+// (hbTrace.ahead) and left the preemptions each leaves.
+type choicePoint struct {
+	n, idx, step int
+	ahead        []uint64
+	opts         []int
+	left         []int8
+}
 
 func (d *dfsChooser) choose(r *run, step, _ int, curRuns bool, opts []int, point bool) int {
 	n := len(opts)
@@ -552,7 +630,19 @@ func (d *dfsChooser) choose(r *run, step, _ int, curRuns bool, opts []int, point
 		}
 		return opts[cp.idx]
 	}
-	d.stack = append(d.stack, choicePoint{n: n, step: step})
+	cp := choicePoint{n: n, step: step}
+	if d.cache != nil && r.hb != nil && !r.tainted {
+		cp.ahead = r.hb.ahead(opts[:n], r.pending, r.pageMask)
+		cp.opts = slices.Clone(opts[:n])
+		cp.left = make([]int8, n)
+		for i := range n {
+			cp.left[i] = int8(d.bound - r.preemptions)
+			if curRuns && i > 0 {
+				cp.left[i]-- // a preemption
+			}
+		}
+	}
+	d.stack = append(d.stack, cp)
 	d.depth++
 	return opts[0]
 }
@@ -562,6 +652,7 @@ func (d *dfsChooser) next() bool {
 	for len(d.stack) > 0 {
 		top := &d.stack[len(d.stack)-1]
 		top.idx++
+		d.skipCovered(top, top.n-1)
 		if top.idx < top.n {
 			d.checked = top.step
 			return true
@@ -569,6 +660,16 @@ func (d *dfsChooser) next() bool {
 		d.stack = d.stack[:len(d.stack)-1]
 	}
 	return false
+}
+
+// skipCovered moves top past the options up to last that a search from
+// the state they lead to covers (hbTrace.ahead): they are not run.
+func (d *dfsChooser) skipCovered(top *choicePoint, last int) {
+	for top.ahead != nil && top.idx <= last &&
+		d.cache.covered(top.ahead[top.idx], top.opts[top.idx], int(top.left[top.idx])) {
+		top.idx++
+		d.skipped++
+	}
 }
 
 // randomChooser preempts at each point with a probability drawn per walk.

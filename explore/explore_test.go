@@ -410,7 +410,7 @@ func TestMutationScore(t *testing.T) {
 		t.Skip("runs every mutant")
 	}
 	skipUnderRace(t)
-	rs, err := MutationScore("collapse", 1)
+	rs, err := MutationScore("collapse", 1, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestRegistryMutantsProveKinds(t *testing.T) {
 		t.Skip("runs every mutant")
 	}
 	skipUnderRace(t)
-	rs, err := MutationScore("collapse", 1)
+	rs, err := MutationScore("collapse", 1, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,9 @@ type MutantResult struct {
 // MutationScore runs every mutant (and every equivalent change) under
 // preset over the scenarios it names, with the preemption bound given, and
 // reports which invariant caught it where. A mutant is caught when at least
-// one of its scenarios finds a violation.
-func MutationScore(preset string, bound int) ([]MutantResult, error) {
+// one of its scenarios finds a violation. reduce caches states
+// (Config.Reduce).
+func MutationScore(preset string, bound int, reduce bool) ([]MutantResult, error) {
 	var out []MutantResult
 	for _, m := range append(append([]Mutant(nil), Mutants...), Equivalent...) {
 		for _, name := range m.Scenarios {
@@ -28,7 +29,7 @@ func MutationScore(preset string, bound int) ([]MutantResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			x, err := New(Config{Preset: preset, Scenario: sc, Mutations: m.Mutations, Bound: bound})
+			x, err := New(Config{Preset: preset, Scenario: sc, Mutations: m.Mutations, Bound: bound, Reduce: reduce})
 			if err != nil {
 				return nil, fmt.Errorf("mutant %s, scenario %s: %w", m.Name, name, err)
 			}

@@ -171,7 +171,7 @@ func TestSearchTreeEqualsSerial(t *testing.T) {
 		for b := 1; b <= 3; b++ {
 			want := serialLevel(run, b)
 			for _, jobs := range []int{1, 2, 3, 8} {
-				lv, err := searchTree(run, b, PointsShared, jobs, Shard{})
+				lv, err := searchTree(run, b, PointsShared, jobs, Shard{}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

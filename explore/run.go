@@ -52,7 +52,25 @@ type run struct {
 	preemptions int
 	violation   *check.Violation
 	winding     bool // after a violation: run to completion without checks
+
+	// State caching (hb.go): the run's partial order, the iteration's
+	// cache, and its bound; fresh is how many first steps the run replays
+	// from the previous one (no node among them is new). tainted: a step
+	// broke what the bound-0 runs learned, so the order may miss a quiet
+	// load's dependence. pruning: the run met a node searched before and
+	// its CPUs are unwinding.
+	hb      *hbTrace
+	cache   *stateCache
+	bound   int
+	fresh   int
+	tainted bool
+	pruning bool
+	// did is per CPU a digest of its steps (Explorer.behaviours).
+	did []uint64
 }
+
+// pruned is the panic that unwinds a CPU's thread when the run is pruned.
+type pruned struct{}
 
 func newRun(x *Explorer, s *Setup, mon *check.Monitor, ch chooser, tr *tracer) *run {
 	n := len(s.M.CPUs)
@@ -85,7 +103,7 @@ func (r *run) start() {
 func (r *run) thread(i int) {
 	c := r.m.CPUs[i]
 	defer func() {
-		if p := recover(); p != nil {
+		if p := recover(); p != nil && !r.pruning {
 			r.fail(&check.Violation{Kind: check.KindPanic, CPU: i, Step: len(r.sched) - 1,
 				Msg: fmt.Sprintf("CPU%d: %v\n%s", i, p, debug.Stack())})
 		}
@@ -128,6 +146,9 @@ func (r *run) fail(v *check.Violation) {
 
 // Before implements cpu.Hook: park until the chooser gives c the next step.
 func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
+	if r.pruning {
+		return // unwinding: the rest of the run is not searched
+	}
 	id := c.ID()
 	r.pending[id] = ev
 	if r.x.learn {
@@ -138,11 +159,21 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 		r.begun[id] = true
 		r.parked <- id
 		<-r.wake[id]
-	} else if next := r.decide(id); next != id {
+	} else if next := r.decide(id); next < 0 {
+		panic(pruned{})
+	} else if next != id {
 		r.wake[next] <- struct{}{}
 		<-r.wake[id]
 	}
-	// c performs ev now, as step len(r.sched)-1.
+	if r.pruning {
+		panic(pruned{})
+	}
+	// c performs ev now, as step len(r.sched)-1. It enters the order now,
+	// not in After: a step may contain others (an access, the walk that
+	// fills its TLB entry), whose decisions come before its After.
+	if r.hb != nil {
+		r.order(id, ev)
+	}
 	r.pending[id] = nil
 	r.lastPage[id] = 0
 	if ev.Kind == cpu.EvLoad || ev.Kind == cpu.EvWalk {
@@ -166,6 +197,9 @@ func (r *run) Before(c *cpu.CPU, ev *cpu.Event) {
 // replaying a schedule (whose chooser sees every step) take every load
 // through Before and After.
 func (r *run) QuietLoad(c *cpu.CPU, pa uint64) bool {
+	if r.pruning {
+		return true
+	}
 	id := c.ID()
 	if !r.quiet || !r.begun[id] {
 		return false
@@ -180,8 +214,18 @@ func (r *run) QuietLoad(c *cpu.CPU, pa uint64) bool {
 
 // After implements cpu.Hook: check the step.
 func (r *run) After(c *cpu.CPU, ev *cpu.Event) {
+	if r.pruning {
+		return
+	}
 	if ev.Kind == cpu.EvLock || ev.Kind == cpu.EvUnlock {
 		r.lockStep(c.ID(), ev)
+	}
+	if r.did != nil {
+		id := c.ID()
+		r.did[id] = mix(mix(mix(mix(r.did[id], uint64(ev.Kind)), ev.PA), ev.Val^ev.VA), uint64(ev.Op))
+		if ev.Err != nil {
+			r.did[id] = mix(r.did[id], hbString(ev.Err.Error()))
+		}
 	}
 	if r.tr != nil {
 		r.tr.after(r, c, ev)
@@ -203,12 +247,19 @@ func (r *run) After(c *cpu.CPU, ev *cpu.Event) {
 func (r *run) exit(i int) {
 	r.done[i] = true
 	r.pending[i] = nil
-	for _, d := range r.done {
-		if !d {
-			next := r.decide(-1)
-			r.wake[next] <- struct{}{}
-			return
+	for j, d := range r.done {
+		if d {
+			continue
 		}
+		next := j // pruning: every CPU unwinds in turn
+		if !r.pruning {
+			next = r.decide(-1)
+		}
+		if next < 0 {
+			next = j // pruned here
+		}
+		r.wake[next] <- struct{}{}
+		return
 	}
 	close(r.fin)
 }
@@ -224,6 +275,17 @@ func (r *run) decide(cur int) int {
 		if !r.replay && (r.winding || !r.point(cur, r.pending[cur])) {
 			r.sched = append(r.sched, int8(cur))
 			return cur
+		}
+	}
+	if r.cache != nil && !r.winding && !r.tainted && len(r.sched) > r.fresh {
+		// A node no earlier run of this search passed on its way here.
+		who := -1 // a CPU that cannot go on does not count
+		if curRuns {
+			who = cur
+		}
+		if r.cache.visit(r.hb.state(), who, r.bound-r.preemptions) {
+			r.pruning = true
+			return -1
 		}
 	}
 	// The options: the current CPU first if it can go on, then the
@@ -252,6 +314,45 @@ func (r *run) decide(cur int) int {
 	}
 	r.sched = append(r.sched, int8(next))
 	return next
+}
+
+// order adds CPU id's step ev to the run's partial order, after checking
+// that the step keeps to what the bound-0 runs learned of the CPUs that
+// store to a descriptor (and under which mutexes) or free a table page:
+// quiet loads are left out of the order on that ground.
+func (r *run) order(id int, ev *cpu.Event) {
+	switch ev.Kind {
+	case cpu.EvStore:
+		sp := r.x.shared[ev.PA&^r.pageMask]
+		i := (ev.PA & r.pageMask) / 8
+		if sp == nil || sp.desc == nil || sp.desc[i]&(1<<uint(id)) == 0 || sp.guard[i]&^r.held[id] != 0 {
+			r.tainted = true
+		}
+	case cpu.EvTableFree:
+		if sp := r.x.shared[ev.PA]; sp == nil || sp.freers&(1<<uint(id)) == 0 {
+			r.tainted = true
+		}
+	}
+	r.hb.step(id, ev, r.pageMask)
+}
+
+// touch is the kernel's SetSharedHook: the CPU running (the one that
+// performed the last step; every thread's first step comes before any
+// kernel code) accessed shared bookkeeping.
+func (r *run) touch(what string) {
+	if r.pruning || len(r.sched) == 0 {
+		return
+	}
+	r.hb.touch(int(r.sched[len(r.sched)-1]), what)
+}
+
+// behaviour is the digest of what every CPU did (did).
+func (r *run) behaviour() uint64 {
+	b := uint64(len(r.did))
+	for _, d := range r.did {
+		b = mix(b, d)
+	}
+	return b
 }
 
 // canRun says whether CPU i has a step to perform and may perform it.

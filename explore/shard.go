@@ -124,7 +124,7 @@ func (x *Explorer) RunShard(sh Shard) (*ShardResult, error) {
 			x.learn = false
 			parts, violated = []ShardPart{p}, p.Violation != nil
 		} else {
-			res, err := x.searchLevel(b, x.cfg.Jobs, sh)
+			res, err := x.searchLevel(b, x.cfg.Jobs, sh, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -105,7 +105,7 @@ func TestShardPartsEqualSerial(t *testing.T) {
 			for n := 1; n <= 4; n++ {
 				var parts []ShardPart
 				for i := range n {
-					lv, err := searchTree(run, b, PointsShared, 1+i%2, Shard{i, n})
+					lv, err := searchTree(run, b, PointsShared, 1+i%2, Shard{i, n}, nil)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -33,6 +33,7 @@ type unit struct {
 	shard  bool          // an initial unit (root or level one), see shardUnits
 
 	runs, schedules, steps int
+	pruned                 int // runs and options pruned (hb.go)
 	viol                   *outcome
 	aborted                bool // dropped or left before its end
 }
@@ -52,6 +53,7 @@ func before(a, b []choicePoint) int {
 // violation in depth-first order.
 type levelResult struct {
 	runs, schedules, steps int
+	pruned                 int
 	viol                   *outcome
 	parts                  []ShardPart // per initial unit, up to the first violation
 }
@@ -61,6 +63,7 @@ type levelSearch struct {
 	run    func(*dfsChooser) (*outcome, error) // one run of the iteration
 	bound  int
 	points Points
+	cache  *stateCache // shared by the workers (nil: no state caching)
 
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -75,8 +78,8 @@ type levelSearch struct {
 
 // searchLevel explores iteration bound b (≥ 1) with jobs workers, over the
 // whole tree or, with a shard, the shard's part of it (see shardUnits).
-func (x *Explorer) searchLevel(b, jobs int, sh Shard) (*levelResult, error) {
-	return searchTree(x.runLimited, b, x.cfg.Points, jobs, sh)
+func (x *Explorer) searchLevel(b, jobs int, sh Shard, cache *stateCache) (*levelResult, error) {
+	return searchTree(x.runLimited, b, x.cfg.Points, jobs, sh, cache)
 }
 
 // runLimited is one run within the shared bound on runs in flight.
@@ -89,13 +92,13 @@ func (x *Explorer) runLimited(ch *dfsChooser) (*outcome, error) {
 }
 
 // searchTree is searchLevel over any deterministic run function.
-func searchTree(run func(*dfsChooser) (*outcome, error), b int, points Points, jobs int, sh Shard) (*levelResult, error) {
-	ls := &levelSearch{run: run, bound: b, points: points}
+func searchTree(run func(*dfsChooser) (*outcome, error), b int, points Points, jobs int, sh Shard, cache *stateCache) (*levelResult, error) {
+	ls := &levelSearch{run: run, bound: b, points: points, cache: cache}
 	ls.cond = sync.NewCond(&ls.mu)
 	// The root unit's first run is the iteration's first schedule: every
 	// shard runs it, as it names the level-one units.
 	root := &unit{floor: -1, shard: true}
-	d := &dfsChooser{bound: b, points: points}
+	d := &dfsChooser{bound: b, points: points, cache: cache}
 	o, err := run(d)
 	if err != nil {
 		return nil, err
@@ -150,7 +153,9 @@ func shardUnits(spine []choicePoint, sh Shard) []*unit {
 func (u *unit) count(o *outcome, b int) {
 	u.runs++
 	u.steps += o.steps
-	if o.preemptions == b {
+	if o.pruned {
+		u.pruned++
+	} else if o.preemptions == b {
 		u.schedules++
 	}
 }
@@ -197,7 +202,8 @@ func (ls *levelSearch) worker() {
 // search explores unit u depth-first, handing over work when a worker is
 // idle.
 func (ls *levelSearch) search(u *unit) error {
-	d := &dfsChooser{bound: ls.bound, points: ls.points, stack: slices.Clone(u.prefix)}
+	d := &dfsChooser{bound: ls.bound, points: ls.points, stack: slices.Clone(u.prefix), cache: ls.cache}
+	defer func() { u.pruned += d.skipped }()
 	if n := len(u.prefix); n > 0 {
 		// Up to its last choice, the unit's first run is a run that
 		// passed: the root run (a level-one unit), or the last run of
@@ -252,6 +258,7 @@ func nextWithin(d *dfsChooser, floor, limit int) bool {
 		if i == floor {
 			last = limit
 		}
+		d.skipCovered(top, last)
 		if top.idx <= last {
 			d.checked = top.step
 			return true
@@ -312,6 +319,7 @@ func (ls *levelSearch) result() *levelResult {
 		r.runs += u.runs
 		r.schedules += u.schedules
 		r.steps += u.steps
+		r.pruned += u.pruned
 		if u.viol != nil {
 			part.Complete = true
 			part.Violation = record(u.viol)

@@ -109,6 +109,7 @@ func (k *Kernel) ioremapDevice(c CPU, d Device) error {
 		order++
 	}
 	order = min(max(order, k.G.PageShift), maxOrder)
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	addr, ok := k.VM.allocVA(size+ps, uint64(1)<<order, k.Layout.VmallocStart, k.Layout.VmallocEnd)
 	k.bookMu.Unlock()
@@ -126,6 +127,7 @@ func (k *Kernel) ioremapDevice(c CPU, d Device) error {
 	}
 	a := &VMArea{Addr: addr, Size: size + ps, Flags: VMIoremap, Prot: k.Feat.Prot(arm64.ProtDeviceNGnRE),
 		Caller: "ioremap " + d.Name, pageShift: k.G.PageShift}
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	k.VM.insert(a)
 	k.bookMu.Unlock()
@@ -248,11 +250,13 @@ func (k *Kernel) pcpuChunk(c CPU) error {
 	end := k.Layout.VmallocEnd &^ (ps - 1)
 	start := end - unit*n
 	populated := max(ps, 12<<10)
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	k.VM.carve(start, end)
 	k.bookMu.Unlock()
 	for u := uint64(0); u < n; u++ {
 		va := start + u*unit
+		k.shared(sharedVmap)
 		k.bookMu.Lock()
 		k.VM.release(va, va+populated)
 		k.bookMu.Unlock()

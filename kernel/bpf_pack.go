@@ -182,6 +182,7 @@ func (k *Kernel) bpfPackRefill(pack *bpfPack, addr, size uint64) error {
 
 // bpfPacks returns the pack list, created on first use.
 func (k *Kernel) bpfPacks() *bpfPacks {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	defer k.bookMu.Unlock()
 	if k.bpfPackList == nil {

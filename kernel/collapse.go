@@ -32,6 +32,7 @@ func (k *Kernel) freeFoldedTable(c CPU, va, tablePA uint64) error {
 		return err
 	}
 	k.flushTLBKernelPgtable(c, va)
+	k.shared(sharedPtdumpKey)
 	if k.ptdumping.Load() != 0 {
 		c.DownRead(k.InitMM)
 		c.UpRead(k.InitMM)

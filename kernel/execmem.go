@@ -63,6 +63,7 @@ type Execmem struct {
 	Ranges [NumExecmemTypes]ExecmemRange
 	// ArchHasROX is CONFIG_ARCH_HAS_EXECMEM_ROX: execmem_force_rw is real.
 	ArchHasROX bool
+	onShared   func(what string) // Kernel.SetSharedHook
 
 	Mutex  *Mutex            // execmem_cache.mutex
 	free   []vaSpan          // free_areas, sorted and merged
@@ -172,6 +173,7 @@ func (e *Execmem) IsROX(t ExecmemType) bool { return e.Ranges[t].Flags&ExecmemRO
 
 // NewObject names a new piece of text (a module section, a BPF program).
 func (e *Execmem) NewObject() uint64 {
+	e.shared()
 	e.objMu.Lock()
 	defer e.objMu.Unlock()
 	o := e.nextObject
@@ -182,6 +184,7 @@ func (e *Execmem) NewObject() uint64 {
 
 // Retire marks an object's text dead (its owner freed or unloaded it).
 func (e *Execmem) Retire(o uint64) {
+	e.shared()
 	e.objMu.Lock()
 	delete(e.live, o)
 	e.objMu.Unlock()
@@ -192,6 +195,7 @@ func (e *Execmem) Live(content uint64) bool {
 	if content < contentObjectBase {
 		return true
 	}
+	e.shared()
 	e.objMu.Lock()
 	defer e.objMu.Unlock()
 	return e.live[content]
@@ -264,6 +268,7 @@ func (k *Kernel) ExecmemAlloc(c CPU, t ExecmemType, size uint64) (uint64, error)
 	if err != nil {
 		return 0, err
 	}
+	k.Exec.shared()
 	k.Exec.objMu.Lock() // Allocs is shared with the cache path
 	k.Exec.Allocs++
 	k.Exec.objMu.Unlock()
@@ -352,6 +357,7 @@ func (k *Kernel) execmemCacheAllocLocked(r *ExecmemRange, size uint64) (uint64, 
 		} else {
 			e.free[i].start += size
 		}
+		e.shared()
 		e.objMu.Lock()
 		e.Allocs++
 		e.objMu.Unlock()

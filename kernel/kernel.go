@@ -84,10 +84,13 @@ type Kernel struct {
 	VmapLock  *Mutex
 	PurgeLock *Mutex       // vmap_purge_lock: one lazy purge at a time
 	ptdumping atomic.Int32 // arm64_ptdump_lock_key: a ptdump walk is running
-	Stats     Stats
-	TLB       TLBLog
-	VM        *Vmalloc
-	Exec      *Execmem
+	// onShared is told of accesses to bookkeeping shared outside the door
+	// calls (SetSharedHook).
+	onShared func(what string)
+	Stats    Stats
+	TLB      TLBLog
+	VM       *Vmalloc
+	Exec     *Execmem
 	// bpfPackList is bpf_prog_pack's pack_list (bpf_pack.go).
 	bpfPackList *bpfPacks
 	// Mutations are injected bugs for the checker's mutant suite (mutants.go);

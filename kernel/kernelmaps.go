@@ -102,6 +102,7 @@ func (k *Kernel) vmemmapPopulate(c CPU) error {
 				step, order = pmd, int(k.G.Shift(2)-k.G.PageShift)
 			}
 			for va := start; va < end; va += step {
+				k.shared(SharedPages)
 				pa, err := k.Mem.Alloc(order, physmem.OwnerReserved)
 				if err != nil {
 					return fmt.Errorf("vmemmap_populate %#x: %w", va, ErrNoMem)

@@ -25,6 +25,7 @@ func (k *Kernel) allocKFENCEPool() (uint64, error) {
 	for uint64(1)<<order*k.G.PageSize() < k.kfencePoolSize() {
 		order++
 	}
+	k.shared(SharedPages)
 	pa, err := k.Mem.Alloc(order, physmem.OwnerReserved)
 	if err != nil {
 		return 0, fmt.Errorf("KFENCE pool: %w", err)

@@ -12,8 +12,12 @@ import (
 // (io.Discard for a walker that only reads). Table frees that sync with
 // ptdump (pmd_free_pte_page, the collapses) wait for the walk to finish.
 func (k *Kernel) PtdumpWalk(c CPU, w io.Writer) error {
+	k.shared(sharedPtdumpKey)
 	k.ptdumping.Add(1)
-	defer k.ptdumping.Add(-1)
+	defer func() {
+		k.shared(sharedPtdumpKey)
+		k.ptdumping.Add(-1)
+	}()
 	c.DownWrite(k.InitMM)
 	defer c.UpWrite(k.InitMM)
 	pw := ptdump.NewWriter(w, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{})

@@ -106,6 +106,7 @@ func (v *Vmalloc) allocVA(size, align, vstart, vend uint64) (uint64, bool) {
 
 // FindVMArea is find_vm_area: the area whose VA span holds addr.
 func (k *Kernel) FindVMArea(addr uint64) *VMArea {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	defer k.bookMu.Unlock()
 	return k.findVMAreaLocked(addr)
@@ -196,11 +197,13 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 	if r.Flags&VMNoGuard == 0 {
 		span += ps
 	}
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	addr, ok := k.VM.allocVA(span, align, r.Start, r.End)
 	k.bookMu.Unlock()
 	if !ok {
 		k.purgeVmapAreaLazy(c)
+		k.shared(sharedVmap)
 		k.bookMu.Lock()
 		addr, ok = k.VM.allocVA(span, align, r.Start, r.End)
 		k.bookMu.Unlock()
@@ -212,6 +215,7 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 	a := &VMArea{Addr: addr, Size: span, Flags: r.Flags | VMAlloc, PageOrder: order, NrPages: int(size / ps),
 		Prot: r.Prot, Owner: r.Owner, Caller: r.Caller, pageShift: k.G.PageShift}
 	for n := a.NrPages >> order; len(a.Blocks) < n; {
+		k.shared(SharedPages)
 		pa, err := k.Mem.Alloc(order, r.Owner)
 		if err != nil {
 			k.freeAreaPages(a)
@@ -225,6 +229,7 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 		k.releaseVA(addr, addr+span)
 		return nil, err
 	}
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	k.VM.insert(a)
 	k.VM.Allocs++
@@ -233,6 +238,7 @@ func (k *Kernel) vmallocArea(c CPU, r VmallocRequest, shift uint) (*VMArea, erro
 }
 
 func (k *Kernel) releaseVA(s, e uint64) {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	k.VM.release(s, e)
 	k.bookMu.Unlock()
@@ -240,6 +246,7 @@ func (k *Kernel) releaseVA(s, e uint64) {
 
 func (k *Kernel) freeAreaPages(a *VMArea) {
 	for _, pa := range a.Blocks {
+		k.shared(SharedPages)
 		k.modelError("vfree: free of an area's page", k.Mem.Free(pa, a.PageOrder))
 	}
 	a.Blocks = nil
@@ -299,6 +306,7 @@ func (k *Kernel) VmallocHuge(c CPU, size uint64) (*VMArea, error) {
 // lazy purge), reset the linear alias if VM_FLUSH_RESET_PERMS (vm_reset_perms,
 // which flushes), and free the pages.
 func (k *Kernel) Vfree(c CPU, addr uint64) error {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	a := k.findVMAreaLocked(addr)
 	if a == nil || a.Addr != addr {
@@ -324,6 +332,7 @@ func (k *Kernel) Vfree(c CPU, addr uint64) error {
 // freeVmapAreaNoflush queues a freed VA range for the lazy purge, which runs
 // once more than lazy_max_pages are waiting.
 func (k *Kernel) freeVmapAreaNoflush(c CPU, s vaSpan) {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	k.VM.lazy = append(k.VM.lazy, s)
 	k.VM.lazyPages += (s.end - s.start) >> k.G.PageShift
@@ -346,6 +355,7 @@ func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
 	// first has flushed and released its areas, then finds them free.
 	c.Lock(k.PurgeLock)
 	defer c.Unlock(k.PurgeLock)
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	var lazy []vaSpan
 	if !k.VM.TracedPurges {
@@ -361,6 +371,7 @@ func (k *Kernel) vmUnmapAliases(c CPU, start, end uint64, flush bool) {
 		k.FlushTLBKernelRange(c, start, end)
 	}
 	// The VA becomes reusable only after the flush.
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	for _, s := range lazy {
 		k.VM.release(s.start, s.end)

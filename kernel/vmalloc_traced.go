@@ -13,6 +13,7 @@ package kernel
 func (k *Kernel) PurgeTraced(c CPU, start, end uint64) int {
 	c.Lock(k.PurgeLock)
 	defer c.Unlock(k.PurgeLock)
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	var take, keep []vaSpan
 	for _, s := range k.VM.lazy {
@@ -38,6 +39,7 @@ func (k *Kernel) PurgeTraced(c CPU, start, end uint64) int {
 	if !k.Mutations.PurgeWithoutFlush {
 		k.FlushTLBKernelRange(c, lo, hi)
 	}
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	for _, s := range take {
 		k.VM.release(s.start, s.end)
@@ -49,6 +51,7 @@ func (k *Kernel) PurgeTraced(c CPU, start, end uint64) int {
 
 // LazyAreas is the number of freed areas waiting for a purge.
 func (k *Kernel) LazyAreas() int {
+	k.shared(sharedVmap)
 	k.bookMu.Lock()
 	defer k.bookMu.Unlock()
 	return len(k.VM.lazy)

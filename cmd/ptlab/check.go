@@ -19,7 +19,7 @@ type checkFlags struct {
 	preset, scenario, replay, points, mutant string
 	bound, random, maxRuns                   int
 	seed                                     uint64
-	trace, time, mutants                     bool
+	trace, time, mutants, reduce             bool
 	jobs                                     int
 	shard, output, from                      string // check_shard.go
 }
@@ -60,7 +60,8 @@ Scenarios (--scenario all runs each in turn): ` + strings.Join(explore.ScenarioN
 	fl.StringVar(&f.mutant, "mutant", "none", "inject a known bug: "+mutantNames())
 	fl.IntVar(&f.maxRuns, "max-runs", 0, "stop the search after this many runs (0: no limit)")
 	fl.BoolVar(&f.trace, "trace", false, "with --replay: print every step of the run")
-	fl.BoolVar(&f.time, "time", false, "print elapsed time and schedules per second")
+	fl.BoolVar(&f.reduce, "reduce", true, "search each state once: cache the states met (by happens-before) and stop a run at one searched before with as many preemptions left; --reduce=false runs every schedule within the bound (--shard always does)")
+	fl.BoolVar(&f.time, "time", false, "print elapsed time, runs and steps")
 	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "schedules explored at once: scenarios, the depth-first search of a scenario and its random walks (the output is the same for any value; --max-runs searches each scenario serially)")
 	shardFlags(fl, &f)
 	fl.BoolVar(&f.mutants, "mutants", false, "mutation score: run every mutant over its scenarios (at --bound, default preset collapse) and print which invariant catches it")
@@ -86,7 +87,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 		}
 	}
 	if f.mutants {
-		rs, err := explore.MutationScore(f.preset, f.bound)
+		rs, err := explore.MutationScore(f.preset, f.bound, f.reduce)
 		if err != nil {
 			return err
 		}
@@ -126,7 +127,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 	sem := make(chan struct{}, max(f.jobs, 1))
 	cfg := func(sc *explore.Scenario) explore.Config {
 		return explore.Config{Preset: f.preset, Scenario: sc, Mutations: muts, Bound: f.bound,
-			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs, Sem: sem}
+			Random: f.random, Seed: f.seed, Points: points, MaxRuns: f.maxRuns, Jobs: f.jobs, Sem: sem, Reduce: f.reduce}
 	}
 	if f.replay != "" {
 		sc, err := explore.LookupScenario(names[0])
@@ -150,6 +151,8 @@ func runCheck(out io.Writer, f checkFlags) error {
 	for i, name := range names {
 		x, res, sc := runs[i].X, runs[i].Res, runs[i].Scenario
 		total.Schedules += res.Schedules
+		total.Behaviours += res.Behaviours
+		total.Pruned += res.Pruned
 		total.Runs += res.Runs
 		total.Steps += res.Steps
 		total.Elapsed += res.Elapsed
@@ -160,27 +163,49 @@ func runCheck(out io.Writer, f checkFlags) error {
 			bad = append(bad, name)
 			continue
 		}
-		fmt.Fprintf(out, "preset %s, scenario %s: no violation in %d schedules (%s; %d runs, %d steps)\n",
-			f.preset, name, res.Schedules, boundText(res, f), res.Runs, res.Steps)
+		if f.reduce {
+			// Which runs a state cache stops depends on the workers'
+			// timing; the behaviours they end in do not.
+			fmt.Fprintf(out, "preset %s, scenario %s: no violation in %d behaviours (%s)\n", f.preset, name, res.Behaviours, boundText(res, f))
+		} else {
+			fmt.Fprintf(out, "preset %s, scenario %s: no violation in %d schedules (%s; %d runs, %d steps)\n",
+				f.preset, name, res.Schedules, boundText(res, f), res.Runs, res.Steps)
+		}
 		if f.time {
-			fmt.Fprintf(out, "  %v, %.0f schedules/s\n", res.Elapsed.Round(1e6), float64(res.Runs)/res.Elapsed.Seconds())
+			writeTime(out, f, res)
 		}
 	}
 	if len(names) > 1 {
+		n, what := total.Schedules, "schedules"
+		if f.reduce {
+			n, what = total.Behaviours, "behaviours"
+		}
 		if len(bad) == 0 {
-			fmt.Fprintf(out, "preset %s: no violation in %d schedules over %d scenarios (bound %d)\n", f.preset, total.Schedules, len(names), f.bound)
+			fmt.Fprintf(out, "preset %s: no violation in %d %s over %d scenarios (bound %d)\n", f.preset, n, what, len(names), f.bound)
 		} else {
-			fmt.Fprintf(out, "preset %s: violations in %s; %d schedules over %d scenarios (bound %d)\n",
-				f.preset, strings.Join(bad, ", "), total.Schedules, len(names), f.bound)
+			fmt.Fprintf(out, "preset %s: violations in %s; %d %s over %d scenarios (bound %d)\n",
+				f.preset, strings.Join(bad, ", "), n, what, len(names), f.bound)
 		}
 		if f.time {
-			fmt.Fprintf(out, "  %v, %.0f schedules/s\n", total.Elapsed.Round(1e6), float64(total.Runs)/total.Elapsed.Seconds())
+			writeTime(out, f, &total)
 		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w in %s (preset %s)", errViolations, strings.Join(bad, ", "), f.preset)
 	}
 	return nil
+}
+
+// writeTime prints --time's line: the elapsed time (summed over scenarios
+// explored at once), the runs (with state caching: how many ran to the end
+// and how many were stopped or not run, covered by a state searched
+// before), and the steps.
+func writeTime(out io.Writer, f checkFlags, res *explore.Result) {
+	fmt.Fprintf(out, "  %v, %d runs", res.Elapsed.Round(1e6), res.Runs)
+	if f.reduce {
+		fmt.Fprintf(out, " (%d covered by a state searched before)", res.Pruned)
+	}
+	fmt.Fprintf(out, ", %d steps, %.0f runs/s\n", res.Steps, float64(res.Runs)/res.Elapsed.Seconds())
 }
 
 // errViolations makes ptlab exit non-zero when a scenario breaks an invariant.
@@ -196,6 +221,9 @@ func boundText(res *explore.Result, f checkFlags) string {
 	default:
 		s += ", stopped at --max-runs"
 	}
+	if f.reduce && f.bound >= 0 {
+		s += ", states cached"
+	}
 	if f.random > 0 {
 		s += fmt.Sprintf(", %d random walks seed %d", f.random, f.seed)
 	}
@@ -207,9 +235,13 @@ func reportViolation(out io.Writer, x *explore.Explorer, f checkFlags, sc *explo
 	if res.Random {
 		how = fmt.Sprintf("random walk, seed %d", f.seed)
 	}
-	fmt.Fprintf(out, "preset %s, scenario %s: VIOLATION after %d schedules (%s)\n", f.preset, sc.Name, res.Schedules, how)
+	n, what := res.Schedules, "schedules"
+	if f.reduce && !res.Random {
+		n, what = res.Behaviours, "behaviours"
+	}
+	fmt.Fprintf(out, "preset %s, scenario %s: VIOLATION after %d %s (%s)\n", f.preset, sc.Name, n, what, how)
 	if f.time {
-		fmt.Fprintf(out, "  found in %v, %.0f schedules/s\n", res.Elapsed.Round(1e6), float64(res.Runs)/res.Elapsed.Seconds())
+		writeTime(out, f, res)
 	}
 	fmt.Fprintf(out, "  %s: %s\n", res.Violation.Kind, res.Violation.Msg)
 	fmt.Fprintf(out, "schedule (%d steps, %d context switches): %s\n", len(res.Schedule), res.Schedule.Switches(), res.Schedule)

@@ -175,6 +175,7 @@ func flagsFromResult(f checkFlags) (checkFlags, error) {
 	}
 	o := r.Envelope.Options
 	f.preset, f.points, f.mutant = o["preset"], o["points"], o["mutant"]
+	f.reduce = false // a sharded search runs every schedule
 	if names := strings.Split(o["scenarios"], ","); len(names) == 1 {
 		f.scenario = names[0]
 	} else {

@@ -36,7 +36,7 @@ func TestCheckShardsMerge(t *testing.T) {
 		if string(a) != string(b) || len(a) == 0 {
 			t.Errorf("case %d: merged shards differ from the unsharded result:\n%s\n%s", ci, a, b)
 		}
-		plain, perr := run(t, args...)
+		plain, perr := run(t, append(args, "--reduce=false")...)
 		from, ferr := run(t, "check", "--from", merged)
 		if plain != from || (perr == nil) != (ferr == nil) || (perr != nil && !errors.Is(ferr, errViolations)) {
 			t.Errorf("case %d: --from the merged result (%v):\n%s\nplain search (%v):\n%s", ci, ferr, from, perr, plain)

@@ -38,7 +38,7 @@ func TestCheckCollapseClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`no violation in \d+ schedules \(bound 1, exhaustive`).MatchString(out) {
+	if !regexp.MustCompile(`no violation in \d+ behaviours \(bound 1, exhaustive`).MatchString(out) {
 		t.Errorf("output: %s", out)
 	}
 	out, err = run(t, "check", "--preset", "collapse", "--scenario", "split", "--mutant", "no-split-lock", "--bound", "1")

@@ -1,0 +1,365 @@
+package explore
+
+import (
+	"sync"
+
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
+)
+
+// State caching by happens-before (the reduction CHESS and loom call
+// "state hashing by happens-before"): two runs whose steps so far form the
+// same partial order — the same steps per CPU, and every pair of
+// conflicting steps in the same order — reach the same state, whatever
+// order independent steps took. Each run keeps a hash of that partial
+// order (hbTrace); at every decision of the depth-first search after the
+// steps it replays, the run looks up (hash, running CPU) in the
+// iteration's cache of such nodes with the preemptions each had left. A
+// node met before with at least as many preemptions left is not searched
+// again: everything reachable from it within the bound was, or is being,
+// searched from the earlier one. The run stops there (pruned).
+//
+// Why that is sound. A CPU's next steps depend on what it read; the
+// partial order fixes the last store before every load, so every CPU is
+// in the same state, and the tables and the kernel's bookkeeping (shared
+// only under modelled locks, whose steps are in the order) are the same.
+// The monitor checks every step a run performs, in that run's context; what
+// it carries to later steps follows from the order too: the operations in
+// flight are counts, and the reference translations an operation's end
+// reads from the tables are ordered with every store. The preemptions a
+// future needs depend on the state and on which CPU runs, both in the node.
+//
+// What conflicts, conservatively (treating independent steps as
+// conflicting only loses reduction): a load or hardware-walk read of a
+// descriptor reads it and its table page; a store writes the descriptor
+// and reads the page; freeing a table page writes the page and the table
+// allocator; an alloc writes the allocator; a TLBI writes the TLBs, which
+// walks and accesses read; an access writes memory (all accesses
+// conflict); locks and rwsems write themselves; an operation's end writes
+// the monitor's references, which every store reads.
+//
+// Bookkeeping the kernel shares outside the door calls (vmalloc areas,
+// execmem objects, the ptdump static key) is in the order too: the kernel
+// names each access (kernel.SetSharedHook), and it counts as a write by
+// the CPU running, between its steps.
+//
+// Quiet loads (run.QuietLoad) are not in the order: a load is quiet only
+// when no other CPU stores to its descriptor (or every store holds a
+// mutex the loader holds, whose steps order them) and it is not the first
+// load from a page another CPU frees; its value is then fixed by steps
+// already in the order. That rests on the learned writers; a step that
+// breaks what was learned (a store or free by a CPU the bound-0 runs did
+// not see do it) taints the run, which then neither prunes nor records.
+
+// hbObj is one shared object's part of the order: the hash of the last
+// step that wrote it, and the sum of the hashes of the steps that read it
+// since (reads commute with each other, so their order must not count).
+type hbObj struct{ w, r uint64 }
+
+// hbTrace is the hash of one run's partial order so far.
+type hbTrace struct {
+	chain []uint64 // per CPU: the hash of its last step in the order
+	objs  map[uint64]*hbObj
+	free  []*hbObj // reused objects
+}
+
+// Object keys: a descriptor by its address (8-aligned), a table page by
+// its address | 1, and tagged singletons; locks by name (a run's kernel is
+// a fresh copy: the name is what stays the same). Two objects that share a
+// key only add order.
+const (
+	hbPageTag  = 1
+	hbTLB      = 3
+	hbRefs     = 4 // the monitor's reference translations
+	hbData     = 7 // the memory accesses read and write
+	hbLockTag  = 5
+	hbSemTag   = 6
+	hbBookTag  = 3 // kernel bookkeeping named by kernel.SetSharedHook (with a name's key, not the TLB singleton)
+	hbNameSeed = 0x9e3779b97f4a7c15
+)
+
+// hbNames caches the key of each lock name (a few dozen names, read by
+// every worker).
+var hbNames sync.Map
+
+// hbPages is the page allocator, which table allocs and frees write and
+// the kernel's other page allocations touch (kernel.SharedPages).
+var hbPages = hbName(kernel.SharedPages, hbBookTag)
+
+func hbName(name string, tag uint64) uint64 {
+	if k, ok := hbNames.Load(name); ok {
+		return k.(uint64)<<3 | tag
+	}
+	k := hbString(name)
+	hbNames.Store(name, k)
+	return k<<3 | tag
+}
+
+// hbString hashes a lock name (FNV-1a): the same in every run and process,
+// so the search, and so its counts, do not depend on a random seed.
+func hbString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix combines a hash and a value (the finaliser of SplitMix64 over a
+// multiply-xor; good avalanche, no allocation).
+func mix(h, v uint64) uint64 {
+	h ^= v + hbNameSeed + h<<6 + h>>2
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
+
+func (t *hbTrace) reset(cpus int) {
+	if cap(t.chain) < cpus {
+		t.chain = make([]uint64, cpus)
+	}
+	t.chain = t.chain[:cpus]
+	for i := range t.chain {
+		t.chain[i] = mix(uint64(i), 0x51ed)
+	}
+	if t.objs == nil {
+		t.objs = map[uint64]*hbObj{}
+	}
+	for _, o := range t.objs {
+		*o = hbObj{}
+		t.free = append(t.free, o)
+	}
+	clear(t.objs)
+}
+
+func (t *hbTrace) obj(key uint64) *hbObj {
+	o := t.objs[key]
+	if o == nil {
+		if n := len(t.free); n > 0 {
+			o = t.free[n-1]
+			t.free = t.free[:n-1]
+		} else {
+			o = &hbObj{}
+		}
+		t.objs[key] = o
+	}
+	return o
+}
+
+// step adds CPU id's step ev (performed) to the order.
+func (t *hbTrace) step(id int, ev *cpu.Event, pageMask uint64) {
+	var a hbAccess
+	h := t.hash(id, ev, pageMask, &a)
+	for _, o := range a.rd[:a.nr] {
+		o.r += h
+	}
+	for _, o := range a.wr[:a.nw] {
+		o.w, o.r = h, 0
+	}
+	t.chain[id] = h
+}
+
+// touch adds to CPU id's part of the order an access to kernel bookkeeping
+// shared outside the door calls (kernel.SetSharedHook), made between its
+// steps: a write, as the kernel may change it.
+func (t *hbTrace) touch(id int, what string) {
+	o := t.obj(hbName(what, hbBookTag))
+	h := mix(mix(mix(t.chain[id], 0xb00c), o.w), o.r)
+	o.w, o.r = h, 0
+	t.chain[id] = h
+}
+
+// hbAccess is the objects a step writes and reads.
+type hbAccess struct {
+	wr     [2]*hbObj
+	rd     [3]*hbObj
+	nw, nr int
+}
+
+// hash is the hash of CPU id's step ev if it came next: its CPU's last
+// step, what it is, and the last writes (and for a write, the reads since)
+// of the objects it touches, which a collects.
+func (t *hbTrace) hash(id int, ev *cpu.Event, pageMask uint64, a *hbAccess) uint64 {
+	wr, rd := &a.wr, &a.rd
+	nw, nr := 0, 0
+	h := mix(t.chain[id], uint64(ev.Kind))
+	switch ev.Kind {
+	case cpu.EvLoad, cpu.EvWalk:
+		h = mix(h, ev.PA)
+		rd[0], rd[1] = t.obj(ev.PA), t.obj(ev.PA&^pageMask|hbPageTag)
+		nr = 2
+		if ev.Kind == cpu.EvWalk {
+			rd[2] = t.obj(hbTLB)
+			nr = 3
+		}
+	case cpu.EvStore:
+		h = mix(h, ev.PA)
+		wr[0] = t.obj(ev.PA)
+		rd[0], rd[1] = t.obj(ev.PA&^pageMask|hbPageTag), t.obj(hbRefs)
+		nw, nr = 1, 2
+	case cpu.EvTableAlloc:
+		wr[0] = t.obj(hbPages)
+		nw = 1
+	case cpu.EvTableFree:
+		h = mix(h, ev.PA)
+		wr[0], wr[1] = t.obj(hbPages), t.obj(ev.PA|hbPageTag)
+		nw = 2
+	case cpu.EvLock, cpu.EvUnlock:
+		k := hbName(ev.Mutex.Name, hbLockTag)
+		h = mix(h, k)
+		wr[0] = t.obj(k)
+		nw = 1
+	case cpu.EvDownRead, cpu.EvUpRead, cpu.EvDownWrite, cpu.EvUpWrite:
+		k := hbName(ev.Sem.Name, hbSemTag)
+		h = mix(h, k)
+		wr[0] = t.obj(k)
+		nw = 1
+	case cpu.EvTLBI:
+		wr[0] = t.obj(hbTLB)
+		nw = 1
+	case cpu.EvAccess:
+		h = mix(h, ev.VA)
+		wr[0], rd[0] = t.obj(hbData), t.obj(hbTLB)
+		nw, nr = 1, 1
+	case cpu.EvOpEnd:
+		h = mix(h, uint64(ev.Op))
+		wr[0] = t.obj(hbRefs)
+		nw = 1
+	default: // an operation's begin: the CPU's own affair
+		h = mix(h, uint64(ev.Op))
+	}
+	for _, o := range rd[:nr] {
+		h = mix(h, o.w)
+	}
+	for _, o := range wr[:nw] {
+		h = mix(mix(h, o.w), o.r)
+	}
+	a.nw, a.nr = nw, nr
+	return h
+}
+
+// state is the hash of the order so far: with every CPU waiting just
+// before a step in the order (as at every decision), it names the state.
+func (t *hbTrace) state() uint64 {
+	return t.stateWith(-1, 0)
+}
+
+// stateWith is state with CPU id's last step hashed h instead (id -1:
+// none).
+func (t *hbTrace) stateWith(id int, h uint64) uint64 {
+	k := uint64(0x6a09e667f3bcc908)
+	for i, c := range t.chain {
+		if i == id {
+			c = h
+		}
+		k = mix(k, c)
+	}
+	return k
+}
+
+// ahead is, for a choice among opts (the CPUs that may perform the next
+// step; pending their announced steps), the state each option leads to
+// once its step is performed. Every CPU waits at a decision just before a
+// step in the order, so the next decision after the option's step (its
+// CPU's next steps outside the order change nothing in it) is at that
+// state if it comes before another step in the order; either way, a
+// search from that state covers the option (dfsChooser.next).
+func (t *hbTrace) ahead(opts []int, pending []*cpu.Event, pageMask uint64) []uint64 {
+	keys := make([]uint64, len(opts))
+	var a hbAccess
+	for i, o := range opts {
+		keys[i] = t.stateWith(o, t.hash(o, pending[o], pageMask, &a))
+	}
+	return keys
+}
+
+// maxCPUs bounds the CPUs of a scenario whose search caches states.
+const maxCPUs = 7
+
+// nodeLeft is what the cache knows of one state: per CPU that ran last
+// and can go on (index CPU+1; index 0: the CPU that ran cannot), the most
+// preemptions left that a search from the state had; -1: none.
+type nodeLeft struct {
+	left [maxCPUs + 1]int8
+	best int8 // the most over the CPUs that can go on
+}
+
+// stateCache is one iteration's searched states: a search from (state,
+// cur, left) covers every schedule from (state, cur, l) with l ≤ left, and
+// every schedule from (state, c, l) with l < left for any other c — the
+// first switch from cur to c costs at most the one preemption. With cur
+// -1 (the CPU that ran cannot go on) no first choice costs any.
+type stateCache struct {
+	mu sync.Mutex
+	m  map[uint64]*nodeLeft
+	// ends are the behaviours of the runs that went to the end
+	// (run.behaviour). Unlike the runs, and the states met at decisions
+	// (whether a state is a decision depends on which CPU arrives there),
+	// they are the same in every order of search: every behaviour within
+	// the bound (TestStateCachingKeepsEveryBehaviour).
+	ends map[uint64]struct{}
+}
+
+// end records the behaviour of a run that went to the end.
+func (c *stateCache) end(trace uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ends == nil {
+		c.ends = map[uint64]struct{}{}
+	}
+	c.ends[trace] = struct{}{}
+}
+
+// covers is the rule above; cur -1 is a CPU that cannot go on.
+func (n *nodeLeft) covers(cur, left int) bool {
+	return int(n.left[0]) >= left || int(n.left[cur+1]) >= left || int(n.best) > left
+}
+
+// visit says whether a search from (state, cur) with left preemptions
+// left is covered by one made (or begun) before; if not, it records this
+// one.
+func (c *stateCache) visit(state uint64, cur, left int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64]*nodeLeft{}
+	}
+	n := c.m[state]
+	if n == nil {
+		n = &nodeLeft{best: -1}
+		for i := range n.left {
+			n.left[i] = -1
+		}
+		c.m[state] = n
+	} else if n.covers(cur, left) {
+		return true
+	}
+	n.left[cur+1] = max(n.left[cur+1], int8(left))
+	if cur >= 0 {
+		n.best = max(n.best, int8(left))
+	}
+	return false
+}
+
+// covered says whether a search from state with left preemptions left,
+// cur running or unable to go on, is covered.
+func (c *stateCache) covered(state uint64, cur, left int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.m[state]
+	return n != nil && n.covers(cur, left)
+}
+
+// behaviours is how many behaviours the search met (0 without a cache).
+func (c *stateCache) behaviours() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ends)
+}
