@@ -20,6 +20,9 @@ func (k *Kernel) PtdumpWalk(c CPU, w io.Writer) error {
 	}()
 	c.DownWrite(k.InitMM)
 	defer c.UpWrite(k.InitMM)
-	pw := ptdump.NewWriter(w, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{})
+	var pw *ptdump.Writer // nil: a walker that only reads (io.Discard) notes nothing
+	if w != io.Discard {
+		pw = ptdump.NewWriter(w, k.G, ptdump.KernelMarkers(k.Layout), ptdump.Options{})
+	}
 	return ptdump.Walk(k.PT, c, k.G, k.PT.Root(), k.Layout.PageOffset, pw)
 }

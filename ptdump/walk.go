@@ -27,7 +27,8 @@ func (plainLoad) Load(_ uint64, p *uint64) uint64 { return *p }
 // the address space into w and flushes it, as ptdump_walk_pgd does with
 // walk_page_range_novma: an empty slot above the last level is one note (a
 // hole) at its level; a leaf is noted without descending; every slot of a
-// present PTE table is noted, empty ones included. ld may be nil.
+// present PTE table is noted, empty ones included. ld may be nil; w may be
+// nil for a walk that only reads (the loads are the same, nothing is noted).
 func Walk(src TableSource, ld Loader, g arm64.Geometry, root, start uint64, w *Writer) error {
 	if ld == nil {
 		ld = plainLoad{}
@@ -40,6 +41,9 @@ func Walk(src TableSource, ld Loader, g arm64.Geometry, root, start uint64, w *W
 	if err := wk.level(root, tbl, g.StartLevel, start, 0); err != nil {
 		return err
 	}
+	if w == nil {
+		return nil
+	}
 	return w.Flush()
 }
 
@@ -48,6 +52,13 @@ type walker struct {
 	ld  Loader
 	g   *arm64.Geometry
 	w   *Writer
+}
+
+// note notes the leaf (or junk) d at va, unless the walk only reads.
+func (wk *walker) note(va uint64, kl int, d uint64) {
+	if wk.w != nil {
+		wk.w.Note(va, kl, d, wk.g.OutputAddress(d))
+	}
 }
 
 // level walks [va, end) of the level-l table at tpa; end 0 is the top.
@@ -67,21 +78,25 @@ func (wk *walker) level(tpa uint64, tbl []uint64, l arm64.Level, va, end uint64)
 		d := wk.ld.Load(dpa, &tbl[idx])
 		switch {
 		case l == arm64.LastLevel:
-			wk.w.Note(va, kl, d, g.OutputAddress(d))
+			wk.note(va, kl, d)
 		case g.IsTable(d, l):
 			cpa := g.OutputAddress(d)
 			ctbl, err := wk.src.Table(cpa)
 			if err != nil {
 				return fmt.Errorf("ptdump: %s entry %#016x at %#x for va %#x: %w", g.Name(l), d, dpa, va, err)
 			}
-			wk.w.Table(va, next, kl, d, cpa)
+			if wk.w != nil {
+				wk.w.Table(va, next, kl, d, cpa)
+			}
 			if err := wk.level(cpa, ctbl, l+1, va, next); err != nil {
 				return err
 			}
 		case d == 0:
-			wk.w.Note(va, kl, 0, 0) // ptdump_hole
+			if wk.w != nil {
+				wk.w.Note(va, kl, 0, 0) // ptdump_hole
+			}
 		default:
-			wk.w.Note(va, kl, d, g.OutputAddress(d)) // leaf (or non-present junk, printed as the kernel would)
+			wk.note(va, kl, d) // leaf (or non-present junk, printed as the kernel would)
 		}
 		if next == end {
 			return nil
