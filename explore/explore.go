@@ -158,9 +158,14 @@ type Result struct {
 	// the same for any Jobs, unlike the runs, which depend on which worker
 	// meets a state first.
 	Pruned, Behaviours int
-	Exhaustive         bool // the search covered every schedule within the bound
-	Steps              int  // steps executed in total
-	Elapsed            time.Duration
+	// Tainted counts the runs with a step the bound-0 runs did not learn
+	// (a store or free by a CPU not seen doing it): they neither stop at
+	// nor record states, and the load preemption points may have missed
+	// an interleaving there (--time prints it when not zero).
+	Tainted    int
+	Exhaustive bool // the search covered every schedule within the bound
+	Steps      int  // steps executed in total
+	Elapsed    time.Duration
 	// Violation is the first violation, with the schedule that reaches it.
 	Violation   *check.Violation
 	Schedule    Schedule
@@ -287,6 +292,7 @@ type outcome struct {
 	oracle      *check.Oracle
 	trace       []TraceStep
 	pruned      bool // stopped at a node searched before (hb.go)
+	tainted     bool // run.tainted
 }
 
 // boot builds a fresh kernel and the scenario's initial state.
@@ -351,7 +357,7 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	if n := int64(len(r.sched)); n > x.steps.Load() {
 		x.steps.Store(n) // a race between workers only costs a reallocation
 	}
-	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps(), pruned: r.pruning}
+	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps(), pruned: r.pruning, tainted: r.tainted}
 	if r.pruning {
 		// Stopped at a node searched before: no final state to check.
 	} else if r.violation == nil && r.did != nil {
@@ -437,6 +443,7 @@ func (x *Explorer) Run() (*Result, error) {
 			res.Runs += lv.runs
 			res.Steps += lv.steps
 			res.Pruned += lv.pruned
+			res.Tainted += lv.tainted
 			if cache == nil || lv.viol == nil {
 				res.Schedules += lv.schedules
 				res.Behaviours = cache.behaviours()
@@ -462,6 +469,9 @@ func (x *Explorer) Run() (*Result, error) {
 			}
 			res.Runs++
 			res.Steps += o.steps
+			if o.tainted {
+				res.Tainted++
+			}
 			if o.pruned {
 				res.Pruned++
 			} else if o.preemptions == b {

@@ -7,39 +7,44 @@ import (
 	"github.com/ptlab/ptlab/kernel"
 )
 
-// State caching by happens-before (the reduction CHESS and loom call
-// "state hashing by happens-before"): two runs whose steps so far form the
-// same partial order — the same steps per CPU, and every pair of
-// conflicting steps in the same order — reach the same state, whatever
-// order independent steps took. Each run keeps a hash of that partial
-// order (hbTrace); at every decision of the depth-first search after the
-// steps it replays, the run looks up (hash, running CPU) in the
-// iteration's cache of such nodes with the preemptions each had left. A
-// node met before with at least as many preemptions left is not searched
-// again: everything reachable from it within the bound was, or is being,
-// searched from the earlier one. The run stops there (pruned).
+// State caching by happens-before (CHESS's state hashing by the
+// happens-before graph, kept exact under the preemption bound): two runs
+// whose steps so far form the same partial order — the same steps per CPU,
+// and every pair of conflicting steps in the same order — reach the same
+// state, whatever order independent steps took. Each run keeps a hash of
+// that partial order (hbTrace). Every CPU waits at a decision just before a
+// step, so at a decision the hash names the state. At every decision after
+// the steps a run replays, the run looks the state up in the iteration's
+// cache with the preemptions it has left (stateCache): a search from the
+// same state with as many left, or with one more from another CPU, covers
+// it, and the run stops there (pruned). A choice point also remembers the
+// state each option's step leads to (ahead), so that an option already
+// covered is not run at all.
 //
 // Why that is sound. A CPU's next steps depend on what it read; the
 // partial order fixes the last store before every load, so every CPU is
-// in the same state, and the tables and the kernel's bookkeeping (shared
-// only under modelled locks, whose steps are in the order) are the same.
-// The monitor checks every step a run performs, in that run's context; what
-// it carries to later steps follows from the order too: the operations in
-// flight are counts, and the reference translations an operation's end
-// reads from the tables are ordered with every store. The preemptions a
-// future needs depend on the state and on which CPU runs, both in the node.
+// in the same state, and the tables and the kernel's bookkeeping are the
+// same. The monitor checks every step a run performs, in that run's
+// context; what it carries to later steps follows from the order too: the
+// operations in flight are counts, and the reference translations an
+// operation's end reads from the tables are ordered with every store. A
+// step enters the order when it is performed, in Before: an access
+// contains the walk that fills its TLB entry, whose decision comes before
+// the access's After. TestStateCachingKeepsEveryBehaviour compares every
+// scenario with the search that runs every schedule.
 //
 // What conflicts, conservatively (treating independent steps as
 // conflicting only loses reduction): a load or hardware-walk read of a
 // descriptor reads it and its table page; a store writes the descriptor
-// and reads the page; freeing a table page writes the page and the table
+// and reads the page; freeing a table page writes the page and the page
 // allocator; an alloc writes the allocator; a TLBI writes the TLBs, which
 // walks and accesses read; an access writes memory (all accesses
 // conflict); locks and rwsems write themselves; an operation's end writes
 // the monitor's references, which every store reads.
 //
-// Bookkeeping the kernel shares outside the door calls (vmalloc areas,
-// execmem objects, the ptdump static key) is in the order too: the kernel
+// Bookkeeping the kernel shares outside the door calls (the page
+// allocator, vmalloc areas, execmem objects, the ptdump static key) is in
+// the order too: the kernel
 // names each access (kernel.SetSharedHook), and it counts as a write by
 // the CPU running, between its steps.
 //
@@ -69,34 +74,26 @@ type hbTrace struct {
 // key only add order.
 const (
 	hbPageTag  = 1
-	hbTLB      = 3
+	hbBookTag  = 2 // bookkeeping named by kernel.SetSharedHook
+	hbTLB      = 3 // all TLBs and walk caches
 	hbRefs     = 4 // the monitor's reference translations
-	hbData     = 7 // the memory accesses read and write
 	hbLockTag  = 5
 	hbSemTag   = 6
-	hbBookTag  = 3 // kernel bookkeeping named by kernel.SetSharedHook (with a name's key, not the TLB singleton)
+	hbData     = 7 // the memory accesses read and write
 	hbNameSeed = 0x9e3779b97f4a7c15
 )
-
-// hbNames caches the key of each lock name (a few dozen names, read by
-// every worker).
-var hbNames sync.Map
 
 // hbPages is the page allocator, which table allocs and frees write and
 // the kernel's other page allocations touch (kernel.SharedPages).
 var hbPages = hbName(kernel.SharedPages, hbBookTag)
 
+// hbName is the key of a named object (a lock, shared bookkeeping).
 func hbName(name string, tag uint64) uint64 {
-	if k, ok := hbNames.Load(name); ok {
-		return k.(uint64)<<3 | tag
-	}
-	k := hbString(name)
-	hbNames.Store(name, k)
-	return k<<3 | tag
+	return hbString(name)<<3 | tag
 }
 
-// hbString hashes a lock name (FNV-1a): the same in every run and process,
-// so the search, and so its counts, do not depend on a random seed.
+// hbString hashes a name (FNV-1a): the same in every run and process, so
+// the search, and so its counts, do not depend on a random seed.
 func hbString(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {

@@ -2,6 +2,9 @@ package explore
 
 import (
 	"testing"
+
+	"github.com/ptlab/ptlab/cpu"
+	"github.com/ptlab/ptlab/kernel"
 )
 
 // behaviours searches sc under preset at bound, with or without state
@@ -54,5 +57,118 @@ func TestStateCachingKeepsEveryBehaviour(t *testing.T) {
 			t.Errorf("%s: %d behaviours on one worker, %d on two", sc.Name, res.Behaviours, par.Behaviours)
 		}
 		t.Logf("%s bound %d: %d behaviours; runs %d, plain %d", sc.Name, bound, len(plain), res.Runs, plainRes.Runs)
+	}
+}
+
+// The order's hash: steps that touch different things commute, steps that
+// conflict do not, and reads of one thing commute with each other.
+func TestHBOrder(t *testing.T) {
+	const mask = 4095
+	mu := &kernel.Mutex{Name: "m"}
+	load := func(pa uint64) *cpu.Event { return &cpu.Event{Kind: cpu.EvLoad, PA: pa} }
+	store := func(pa uint64) *cpu.Event { return &cpu.Event{Kind: cpu.EvStore, PA: pa} }
+	type step struct {
+		id int
+		ev *cpu.Event
+		bk string // a touch of shared bookkeeping instead
+	}
+	state := func(steps ...step) uint64 {
+		var t hbTrace
+		t.reset(2)
+		for _, s := range steps {
+			if s.bk != "" {
+				t.touch(s.id, s.bk)
+			} else {
+				t.step(s.id, s.ev, mask)
+			}
+		}
+		return t.state()
+	}
+	for _, c := range []struct {
+		name    string
+		a, b    step
+		commute bool
+	}{
+		{"loads of two descriptors", step{0, load(0x1000), ""}, step{1, load(0x2008), ""}, true},
+		{"loads of one descriptor", step{0, load(0x1000), ""}, step{1, load(0x1000), ""}, true},
+		{"store and load of one descriptor", step{0, store(0x1000), ""}, step{1, load(0x1000), ""}, false},
+		{"stores to two pages", step{0, store(0x1000), ""}, step{1, store(0x2000), ""}, true},
+		{"free of the page a load reads", step{0, &cpu.Event{Kind: cpu.EvTableFree, PA: 0x1000}, ""}, step{1, load(0x1ff8), ""}, false},
+		{"alloc and free", step{0, &cpu.Event{Kind: cpu.EvTableAlloc}, ""}, step{1, &cpu.Event{Kind: cpu.EvTableFree, PA: 0x3000}, ""}, false},
+		{"TLBI and walk", step{0, &cpu.Event{Kind: cpu.EvTLBI}, ""}, step{1, &cpu.Event{Kind: cpu.EvWalk, PA: 0x5000}, ""}, false},
+		{"TLBI and load", step{0, &cpu.Event{Kind: cpu.EvTLBI}, ""}, step{1, load(0x5000), ""}, true},
+		{"operation end and store", step{0, &cpu.Event{Kind: cpu.EvOpEnd}, ""}, step{1, store(0x5000), ""}, false},
+		{"operation begin and store", step{0, &cpu.Event{Kind: cpu.EvOpBegin}, ""}, step{1, store(0x5000), ""}, true},
+		{"lock and unlock", step{0, &cpu.Event{Kind: cpu.EvLock, Mutex: mu}, ""}, step{1, &cpu.Event{Kind: cpu.EvUnlock, Mutex: mu}, ""}, false},
+		{"two accesses", step{0, &cpu.Event{Kind: cpu.EvAccess, VA: 1}, ""}, step{1, &cpu.Event{Kind: cpu.EvAccess, VA: 2}, ""}, false},
+		{"bookkeeping", step{0, nil, "vmap bookkeeping"}, step{1, nil, "vmap bookkeeping"}, false},
+		{"page allocator and table alloc", step{0, nil, kernel.SharedPages}, step{1, &cpu.Event{Kind: cpu.EvTableAlloc}, ""}, false},
+		{"bookkeeping and a store", step{0, nil, "vmap bookkeeping"}, step{1, store(0x1000), ""}, true},
+	} {
+		ab, ba := state(c.a, c.b), state(c.b, c.a)
+		if (ab == ba) != c.commute {
+			t.Errorf("%s: commute = %v, want %v", c.name, ab == ba, c.commute)
+		}
+	}
+	// One CPU's steps in another order are another state.
+	if state(step{0, load(0x1000), ""}, step{0, load(0x2000), ""}) == state(step{0, load(0x2000), ""}, step{0, load(0x1000), ""}) {
+		t.Error("program order ignored")
+	}
+}
+
+// The cover rule: a search from (state, CPU, left) covers the same CPU
+// with no more left, any CPU with fewer, and a CPU that cannot go on
+// covers every CPU with no more left.
+func TestStateCacheCovers(t *testing.T) {
+	var c stateCache
+	if c.visit(7, 0, 2) {
+		t.Fatal("a new state is covered")
+	}
+	for _, q := range []struct {
+		cur, left int
+		want      bool
+	}{{0, 2, true}, {0, 1, true}, {1, 1, true}, {1, 2, false}, {-1, 1, true}, {-1, 2, false}} {
+		if got := c.covered(7, q.cur, q.left); got != q.want {
+			t.Errorf("after (0, 2): covered(%d, %d) = %v, want %v", q.cur, q.left, got, q.want)
+		}
+	}
+	c.visit(9, -1, 1)
+	for _, q := range []struct {
+		cur, left int
+		want      bool
+	}{{0, 1, true}, {1, 1, true}, {-1, 1, true}, {2, 2, false}} {
+		if got := c.covered(9, q.cur, q.left); got != q.want {
+			t.Errorf("after (-1, 1): covered(%d, %d) = %v, want %v", q.cur, q.left, got, q.want)
+		}
+	}
+}
+
+// Workers sharing one cache print what one worker prints: the behaviours,
+// and a violation (searched again serially) with its schedule. Short, so
+// that the race detector runs it.
+func TestStateCachingParallel(t *testing.T) {
+	for _, preset := range []string{"collapse", "rfc-v1"} {
+		sc, err := LookupScenario("neighbours")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res [2]*Result
+		for i, jobs := range []int{1, 2} {
+			x, err := New(Config{Preset: preset, Scenario: sc, Bound: 2, Reduce: true, Jobs: jobs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[i], err = x.Run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, b := res[0], res[1]
+		if a.Behaviours != b.Behaviours || (a.Violation == nil) != (b.Violation == nil) || a.Schedule.String() != b.Schedule.String() {
+			t.Errorf("%s: one worker: %d behaviours, violation %v at %s; two: %d, %v at %s",
+				preset, a.Behaviours, a.Violation, a.Schedule, b.Behaviours, b.Violation, b.Schedule)
+		}
+		if (preset == "rfc-v1") != (a.Violation != nil) {
+			t.Errorf("%s: violation %v", preset, a.Violation)
+		}
 	}
 }

@@ -33,7 +33,7 @@ type unit struct {
 	shard  bool          // an initial unit (root or level one), see shardUnits
 
 	runs, schedules, steps int
-	pruned                 int // runs and options pruned (hb.go)
+	pruned, tainted        int // runs and options pruned (hb.go), tainted runs
 	viol                   *outcome
 	aborted                bool // dropped or left before its end
 }
@@ -53,7 +53,7 @@ func before(a, b []choicePoint) int {
 // violation in depth-first order.
 type levelResult struct {
 	runs, schedules, steps int
-	pruned                 int
+	pruned, tainted        int
 	viol                   *outcome
 	parts                  []ShardPart // per initial unit, up to the first violation
 }
@@ -153,6 +153,9 @@ func shardUnits(spine []choicePoint, sh Shard) []*unit {
 func (u *unit) count(o *outcome, b int) {
 	u.runs++
 	u.steps += o.steps
+	if o.tainted {
+		u.tainted++
+	}
 	if o.pruned {
 		u.pruned++
 	} else if o.preemptions == b {
@@ -320,6 +323,7 @@ func (ls *levelSearch) result() *levelResult {
 		r.schedules += u.schedules
 		r.steps += u.steps
 		r.pruned += u.pruned
+		r.tainted += u.tainted
 		if u.viol != nil {
 			part.Complete = true
 			part.Violation = record(u.viol)

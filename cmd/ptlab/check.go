@@ -153,6 +153,7 @@ func runCheck(out io.Writer, f checkFlags) error {
 		total.Schedules += res.Schedules
 		total.Behaviours += res.Behaviours
 		total.Pruned += res.Pruned
+		total.Tainted += res.Tainted
 		total.Runs += res.Runs
 		total.Steps += res.Steps
 		total.Elapsed += res.Elapsed
@@ -203,7 +204,11 @@ func runCheck(out io.Writer, f checkFlags) error {
 func writeTime(out io.Writer, f checkFlags, res *explore.Result) {
 	fmt.Fprintf(out, "  %v, %d runs", res.Elapsed.Round(1e6), res.Runs)
 	if f.reduce {
-		fmt.Fprintf(out, " (%d covered by a state searched before)", res.Pruned)
+		fmt.Fprintf(out, " (%d covered by a state searched before", res.Pruned)
+		if res.Tainted > 0 {
+			fmt.Fprintf(out, "; %d with a step the bound-0 runs did not learn", res.Tainted)
+		}
+		fmt.Fprint(out, ")")
 	}
 	fmt.Fprintf(out, ", %d steps, %.0f runs/s\n", res.Steps, float64(res.Runs)/res.Elapsed.Seconds())
 }
