@@ -59,21 +59,37 @@ import (
 // hbObj is one shared object's part of the order: the hash of the last
 // step that wrote it, and the sum of the hashes of the steps that read it
 // since (reads commute with each other, so their order must not count).
-type hbObj struct{ w, r uint64 }
-
-// hbTrace is the hash of one run's partial order so far.
-type hbTrace struct {
-	chain []uint64 // per CPU: the hash of its last step in the order
-	objs  map[uint64]*hbObj
-	free  []*hbObj // reused objects
+// gen is the run it belongs to: an object of an earlier run is untouched
+// (reset costs nothing however many objects the runs touched).
+type hbObj struct {
+	w, r uint64
+	gen  uint32
 }
 
-// Object keys: a descriptor by its address (8-aligned), a table page by
-// its address | 1, and tagged singletons; locks by name (a run's kernel is
+// hbPage is a table page's objects: the page and its descriptors (one
+// lookup for both).
+type hbPage struct {
+	page hbObj
+	desc []hbObj
+}
+
+// hbTrace is the hash of one run's partial order so far. Its objects live
+// as long as it does, stamped with the run (gen).
+type hbTrace struct {
+	chain []uint64 // per CPU: the hash of its last step in the order
+	gen   uint32
+	objs  map[uint64]*hbObj
+	pages map[uint64]*hbPage
+	// The page last looked up.
+	lastKey  uint64
+	lastPage *hbPage
+}
+
+// Object keys (descriptors and table pages are in hbTrace.pages, by page):
+// tagged singletons; locks by name (a run's kernel is
 // a fresh copy: the name is what stays the same). Two objects that share a
 // key only add order.
 const (
-	hbPageTag  = 1
 	hbBookTag  = 2 // bookkeeping named by kernel.SetSharedHook
 	hbTLB      = 3 // all TLBs and walk caches
 	hbRefs     = 4 // the monitor's reference translations
@@ -115,6 +131,7 @@ func mix(h, v uint64) uint64 {
 	return h
 }
 
+// reset starts a run's order.
 func (t *hbTrace) reset(cpus int) {
 	if cap(t.chain) < cpus {
 		t.chain = make([]uint64, cpus)
@@ -125,26 +142,42 @@ func (t *hbTrace) reset(cpus int) {
 	}
 	if t.objs == nil {
 		t.objs = map[uint64]*hbObj{}
+		t.pages = map[uint64]*hbPage{}
 	}
-	for _, o := range t.objs {
-		*o = hbObj{}
-		t.free = append(t.free, o)
-	}
-	clear(t.objs)
+	t.gen++
 }
 
+// live returns o as the current run sees it.
+func (t *hbTrace) live(o *hbObj) *hbObj {
+	if o.gen != t.gen {
+		*o = hbObj{gen: t.gen}
+	}
+	return o
+}
+
+// obj is a named or singleton object.
 func (t *hbTrace) obj(key uint64) *hbObj {
 	o := t.objs[key]
 	if o == nil {
-		if n := len(t.free); n > 0 {
-			o = t.free[n-1]
-			t.free = t.free[:n-1]
-		} else {
-			o = &hbObj{}
-		}
+		o = &hbObj{}
 		t.objs[key] = o
 	}
-	return o
+	return t.live(o)
+}
+
+// desc is the objects of the descriptor at pa and of its table page.
+func (t *hbTrace) desc(pa, pageMask uint64) (d, page *hbObj) {
+	key := pa &^ pageMask
+	p := t.lastPage
+	if p == nil || t.lastKey != key {
+		p = t.pages[key]
+		if p == nil {
+			p = &hbPage{desc: make([]hbObj, (pageMask+1)/8)}
+			t.pages[key] = p
+		}
+		t.lastKey, t.lastPage = key, p
+	}
+	return t.live(&p.desc[(pa&pageMask)/8]), t.live(&p.page)
 }
 
 // step adds CPU id's step ev (performed) to the order.
@@ -183,60 +216,68 @@ type hbAccess struct {
 func (t *hbTrace) hash(id int, ev *cpu.Event, pageMask uint64, a *hbAccess) uint64 {
 	wr, rd := &a.wr, &a.rd
 	nw, nr := 0, 0
-	h := mix(t.chain[id], uint64(ev.Kind))
+	h := absorb(t.chain[id], uint64(ev.Kind))
 	switch ev.Kind {
 	case cpu.EvLoad, cpu.EvWalk:
-		h = mix(h, ev.PA)
-		rd[0], rd[1] = t.obj(ev.PA), t.obj(ev.PA&^pageMask|hbPageTag)
+		h = absorb(h, ev.PA)
+		rd[0], rd[1] = t.desc(ev.PA, pageMask)
 		nr = 2
 		if ev.Kind == cpu.EvWalk {
 			rd[2] = t.obj(hbTLB)
 			nr = 3
 		}
 	case cpu.EvStore:
-		h = mix(h, ev.PA)
-		wr[0] = t.obj(ev.PA)
-		rd[0], rd[1] = t.obj(ev.PA&^pageMask|hbPageTag), t.obj(hbRefs)
+		h = absorb(h, ev.PA)
+		wr[0], rd[0] = t.desc(ev.PA, pageMask)
+		rd[1] = t.obj(hbRefs)
 		nw, nr = 1, 2
 	case cpu.EvTableAlloc:
 		wr[0] = t.obj(hbPages)
 		nw = 1
 	case cpu.EvTableFree:
-		h = mix(h, ev.PA)
-		wr[0], wr[1] = t.obj(hbPages), t.obj(ev.PA|hbPageTag)
+		h = absorb(h, ev.PA)
+		_, wr[1] = t.desc(ev.PA, pageMask)
+		wr[0] = t.obj(hbPages)
 		nw = 2
 	case cpu.EvLock, cpu.EvUnlock:
 		k := hbName(ev.Mutex.Name, hbLockTag)
-		h = mix(h, k)
+		h = absorb(h, k)
 		wr[0] = t.obj(k)
 		nw = 1
 	case cpu.EvDownRead, cpu.EvUpRead, cpu.EvDownWrite, cpu.EvUpWrite:
 		k := hbName(ev.Sem.Name, hbSemTag)
-		h = mix(h, k)
+		h = absorb(h, k)
 		wr[0] = t.obj(k)
 		nw = 1
 	case cpu.EvTLBI:
 		wr[0] = t.obj(hbTLB)
 		nw = 1
 	case cpu.EvAccess:
-		h = mix(h, ev.VA)
+		h = absorb(h, ev.VA)
 		wr[0], rd[0] = t.obj(hbData), t.obj(hbTLB)
 		nw, nr = 1, 1
 	case cpu.EvOpEnd:
-		h = mix(h, uint64(ev.Op))
+		h = absorb(h, uint64(ev.Op))
 		wr[0] = t.obj(hbRefs)
 		nw = 1
 	default: // an operation's begin: the CPU's own affair
-		h = mix(h, uint64(ev.Op))
+		h = absorb(h, uint64(ev.Op))
 	}
 	for _, o := range rd[:nr] {
-		h = mix(h, o.w)
+		h = absorb(h, o.w)
 	}
 	for _, o := range wr[:nw] {
-		h = mix(mix(h, o.w), o.r)
+		h = absorb(absorb(h, o.w), o.r)
 	}
 	a.nw, a.nr = nw, nr
-	return h
+	return mix(h, uint64(nr<<4|nw))
+}
+
+// absorb takes v into h: injective in v for a given h (an xor, a multiply
+// by an odd constant, an xorshift); mix finishes a step's hash.
+func absorb(h, v uint64) uint64 {
+	h = (h ^ v) * 0x9e3779b97f4a7c15
+	return h ^ h>>29
 }
 
 // state is the hash of the order so far: with every CPU waiting just
@@ -289,49 +330,59 @@ type nodeLeft struct {
 // cur, left) covers every schedule from (state, cur, l) with l ≤ left, and
 // every schedule from (state, c, l) with l < left for any other c — the
 // first switch from cur to c costs at most the one preemption. With cur
-// -1 (the CPU that ran cannot go on) no first choice costs any.
+// -1 (the CPU that ran cannot go on) no first choice costs any. The
+// workers of a parallel search share it; it is cut into shards by state,
+// each with its own lock, so that they seldom wait for each other.
 type stateCache struct {
-	mu sync.Mutex
-	m  map[uint64]*nodeLeft
+	shards [64]cacheShard
 	// ends are the behaviours of the runs that went to the end
 	// (run.behaviour). Unlike the runs, and the states met at decisions
 	// (whether a state is a decision depends on which CPU arrives there),
 	// they are the same in every order of search: every behaviour within
 	// the bound (TestStateCachingKeepsEveryBehaviour).
-	ends map[uint64]struct{}
+	endsMu sync.Mutex
+	ends   map[uint64]struct{}
 }
 
-// end records the behaviour of a run that went to the end.
-func (c *stateCache) end(trace uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ends == nil {
-		c.ends = map[uint64]struct{}{}
-	}
-	c.ends[trace] = struct{}{}
+type cacheShard struct {
+	mu sync.Mutex
+	m  map[uint64]nodeLeft
+	_  [40]byte // a cache line each
 }
+
+func (c *stateCache) shard(state uint64) *cacheShard { return &c.shards[state>>58] }
 
 // covers is the rule above; cur -1 is a CPU that cannot go on.
 func (n *nodeLeft) covers(cur, left int) bool {
 	return int(n.left[0]) >= left || int(n.left[cur+1]) >= left || int(n.best) > left
 }
 
+// end records the behaviour of a run that went to the end.
+func (c *stateCache) end(b uint64) {
+	c.endsMu.Lock()
+	defer c.endsMu.Unlock()
+	if c.ends == nil {
+		c.ends = map[uint64]struct{}{}
+	}
+	c.ends[b] = struct{}{}
+}
+
 // visit says whether a search from (state, cur) with left preemptions
 // left is covered by one made (or begun) before; if not, it records this
 // one.
 func (c *stateCache) visit(state uint64, cur, left int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[uint64]*nodeLeft{}
+	sh := c.shard(state)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		sh.m = map[uint64]nodeLeft{}
 	}
-	n := c.m[state]
-	if n == nil {
-		n = &nodeLeft{best: -1}
+	n, ok := sh.m[state]
+	if !ok {
+		n = nodeLeft{best: -1}
 		for i := range n.left {
 			n.left[i] = -1
 		}
-		c.m[state] = n
 	} else if n.covers(cur, left) {
 		return true
 	}
@@ -339,16 +390,18 @@ func (c *stateCache) visit(state uint64, cur, left int) bool {
 	if cur >= 0 {
 		n.best = max(n.best, int8(left))
 	}
+	sh.m[state] = n
 	return false
 }
 
 // covered says whether a search from state with left preemptions left,
 // cur running or unable to go on, is covered.
 func (c *stateCache) covered(state uint64, cur, left int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.m[state]
-	return n != nil && n.covers(cur, left)
+	sh := c.shard(state)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n, ok := sh.m[state]
+	return ok && n.covers(cur, left)
 }
 
 // behaviours is how many behaviours the search met (0 without a cache).
@@ -356,7 +409,7 @@ func (c *stateCache) behaviours() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.endsMu.Lock()
+	defer c.endsMu.Unlock()
 	return len(c.ends)
 }
