@@ -192,8 +192,10 @@ type Explorer struct {
 	// serial run's setup left (every run's setup leaves the same).
 	start *check.Start
 	// steps is the length of the longest run so far: a run's schedule
-	// starts with that capacity.
-	steps atomic.Int64
+	// starts with that capacity. schedules keeps those of runs that found
+	// nothing, for the next.
+	steps     atomic.Int64
+	schedules sync.Pool
 	// checkReplayed checks every step of every run, also those a run
 	// replays from an earlier one (dfsChooser.checked): the tests' oracle.
 	checkReplayed bool
@@ -345,14 +347,17 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 			r.cache, r.bound, r.fresh = d.cache, d.bound, d.checked
 			r.hb = &d.hb
 			r.hb.reset(len(s.M.CPUs))
-			s.K.SetSharedHook(r.touch)
-			defer s.K.SetSharedHook(nil)
+			s.K.SetSharedHook(r.touch) // until the run ends, below
 		}
 	}
 	if x.behaviours != nil || r.cache != nil {
 		r.did = make([]uint64, len(s.M.CPUs))
 	}
-	r.sched = make(Schedule, 0, x.steps.Load())
+	if buf, ok := x.schedules.Get().(*Schedule); ok && int64(cap(*buf)) >= x.steps.Load() {
+		r.sched = (*buf)[:0]
+	} else {
+		r.sched = make(Schedule, 0, x.steps.Load())
+	}
 	r.start()
 	if n := int64(len(r.sched)); n > x.steps.Load() {
 		x.steps.Store(n) // a race between workers only costs a reallocation
@@ -382,6 +387,15 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 	if x.oracle == nil {
 		o.oracle = mon.Oracle()
 	}
+	if o.violation == nil && tr == nil {
+		// Only a violation's schedule is kept: this one serves the next
+		// run (a long search allocated gigabytes of them).
+		o.schedule = nil
+		x.schedules.Put(&r.sched)
+	}
+	// The kernel goes back to the pools without the hook: another worker
+	// may take it at once.
+	s.K.SetSharedHook(nil)
 	if tr == nil {
 		x.kernels.put(s.K)
 		x.setups.put(s)
