@@ -146,8 +146,9 @@ type Result struct {
 	Points           Points
 	// Schedules counts distinct schedules checked: runs of the depth-first
 	// search with exactly the iteration's number of preemptions (earlier
-	// iterations covered the others) plus random walks. Runs counts every
-	// execution.
+	// iterations covered the others) plus random walks (with Reduce: of
+	// the runs that went to the end, which depends on Jobs). Runs counts
+	// every execution.
 	Schedules, Runs int
 	// With Config.Reduce: Pruned counts the runs stopped, and the options
 	// not run, at a state searched before; Behaviours the distinct
@@ -363,26 +364,25 @@ func (x *Explorer) run(ch chooser, tr *tracer) (*outcome, error) {
 		x.steps.Store(n) // a race between workers only costs a reallocation
 	}
 	o := &outcome{schedule: r.sched, preemptions: r.preemptions, steps: len(r.sched), trace: r.traceSteps(), pruned: r.pruning, tainted: r.tainted}
-	if r.pruning {
-		// Stopped at a node searched before: no final state to check.
-	} else if r.violation == nil && r.did != nil {
-		b := r.behaviour()
-		if r.cache != nil {
-			r.cache.end(b)
+	if !r.pruning { // a pruned run has no final state to check
+		if r.violation != nil {
+			o.violation = r.violation
+		} else if err := mon.Final(); err != nil {
+			o.violation = mon.Violation()
+		} else if v := mon.Violation(); v != nil {
+			o.violation = v
 		}
-		if x.behaviours != nil {
-			x.behavioursMu.Lock()
-			x.behaviours[b] = true
-			x.behavioursMu.Unlock()
+		if o.violation == nil && r.did != nil {
+			b := r.behaviour()
+			if r.cache != nil {
+				r.cache.end(b)
+			}
+			if x.behaviours != nil {
+				x.behavioursMu.Lock()
+				x.behaviours[b] = true
+				x.behavioursMu.Unlock()
+			}
 		}
-	}
-	if r.pruning {
-	} else if r.violation != nil {
-		o.violation = r.violation
-	} else if err := mon.Final(); err != nil {
-		o.violation = mon.Violation()
-	} else if v := mon.Violation(); v != nil {
-		o.violation = v
 	}
 	if x.oracle == nil {
 		o.oracle = mon.Oracle()

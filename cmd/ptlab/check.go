@@ -198,9 +198,9 @@ func runCheck(out io.Writer, f checkFlags) error {
 }
 
 // writeTime prints --time's line: the elapsed time (summed over scenarios
-// explored at once), the runs (with state caching: how many ran to the end
-// and how many were stopped or not run, covered by a state searched
-// before), and the steps.
+// explored at once), the runs (with state caching also the runs stopped
+// and options not run at a state searched before, and the runs with a
+// step the bound-0 runs did not learn), and the steps.
 func writeTime(out io.Writer, f checkFlags, res *explore.Result) {
 	fmt.Fprintf(out, "  %v, %d runs", res.Elapsed.Round(1e6), res.Runs)
 	if f.reduce {
