@@ -23,6 +23,26 @@ func behaviours(t *testing.T, preset string, sc *Scenario, bound int, reduce boo
 	return x.behaviours, res
 }
 
+// sameBehaviours searches sc with and without state caching (on jobs
+// workers) and fails t unless both end in the same behaviours; it returns
+// the cached search's result.
+func sameBehaviours(t *testing.T, sc *Scenario, bound, jobs int) *Result {
+	t.Helper()
+	plain, pr := behaviours(t, "collapse", sc, bound, false, jobs)
+	red, rr := behaviours(t, "collapse", sc, bound, true, jobs)
+	missing := 0
+	for b := range plain {
+		if !red[b] {
+			missing++
+		}
+	}
+	if missing > 0 || len(red) != len(plain) {
+		t.Errorf("%s, bound %d: state caching ends in %d behaviours, the plain search in %d; %d missing", sc.Name, bound, len(red), len(plain), missing)
+	}
+	t.Logf("%s bound %d: %d behaviours; %d runs plain, %d cached", sc.Name, bound, len(plain), pr.Runs, rr.Runs)
+	return rr
+}
+
 // State caching loses no behaviour: the runs of a search with it, which
 // stops runs at states searched before, end in exactly the behaviours
 // (every step of every CPU, with the values it read and wrote) of the
@@ -41,22 +61,11 @@ func TestStateCachingKeepsEveryBehaviour(t *testing.T) {
 		if sc.CPUs > 2 || sc.Name == "chunk-release" {
 			bound = 1
 		}
-		plain, plainRes := behaviours(t, "collapse", sc, bound, false, 1)
-		red, res := behaviours(t, "collapse", sc, bound, true, 1)
+		res := sameBehaviours(t, sc, bound, 1)
 		_, par := behaviours(t, "collapse", sc, bound, true, 2)
-		missing := 0
-		for b := range plain {
-			if !red[b] {
-				missing++
-			}
-		}
-		if missing > 0 || len(red) != len(plain) {
-			t.Errorf("%s, bound %d: state caching ends in %d behaviours, the plain search in %d; %d missing", sc.Name, bound, len(red), len(plain), missing)
-		}
 		if res.Behaviours != par.Behaviours || res.Behaviours == 0 {
 			t.Errorf("%s: %d behaviours on one worker, %d on two", sc.Name, res.Behaviours, par.Behaviours)
 		}
-		t.Logf("%s bound %d: %d behaviours; runs %d, plain %d", sc.Name, bound, len(plain), res.Runs, plainRes.Runs)
 	}
 }
 

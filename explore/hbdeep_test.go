@@ -24,17 +24,6 @@ func TestStateCachingDeep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain, pr := behaviours(t, "collapse", sc, bound, false, 2)
-		red, rr := behaviours(t, "collapse", sc, bound, true, 2)
-		missing := 0
-		for b := range plain {
-			if !red[b] {
-				missing++
-			}
-		}
-		if missing > 0 || len(red) != len(plain) {
-			t.Errorf("%s, bound %d: state caching ends in %d behaviours, the plain search in %d; %d missing", name, bound, len(red), len(plain), missing)
-		}
-		t.Logf("%s bound %d: %d behaviours; %d runs plain, %d cached", name, bound, len(plain), pr.Runs, rr.Runs)
+		sameBehaviours(t, sc, bound, 2)
 	}
 }
