@@ -627,13 +627,11 @@ type dfsChooser struct {
 }
 
 // choicePoint is a choice of n options, idx taken, made before step.
-// With state caching, ahead holds the nodes each option leads to
-// (hbTrace.ahead) and left the preemptions each leaves.
+// With state caching, ahead is per option the state its step leads to
+// (hbTrace.ahead).
 type choicePoint struct {
 	n, idx, step int
-	ahead        []uint64
-	opts         []int
-	left         []int8
+	ahead        []aheadOption
 }
 
 func (d *dfsChooser) choose(r *run, step, _ int, curRuns bool, opts []int, point bool) int {
@@ -656,15 +654,9 @@ func (d *dfsChooser) choose(r *run, step, _ int, curRuns bool, opts []int, point
 	}
 	cp := choicePoint{n: n, step: step}
 	if d.cache != nil && r.hb != nil && !r.tainted {
-		cp.ahead = r.hb.ahead(opts[:n], r.pending, r.pageMask)
-		cp.opts = slices.Clone(opts[:n])
-		cp.left = make([]int8, n)
-		for i := range n {
-			cp.left[i] = int8(d.bound - r.preemptions)
-			if curRuns && i > 0 {
-				cp.left[i]-- // a preemption
-			}
-		}
+		// Every option but the running CPU's is a preemption when it can
+		// go on.
+		cp.ahead = r.hb.ahead(opts[:n], r.pending, r.pageMask, d.bound-r.preemptions, curRuns)
 	}
 	d.stack = append(d.stack, cp)
 	d.depth++
@@ -689,8 +681,7 @@ func (d *dfsChooser) next() bool {
 // skipCovered moves top past the options up to last that a search from
 // the state they lead to covers (hbTrace.ahead): they are not run.
 func (d *dfsChooser) skipCovered(top *choicePoint, last int) {
-	for top.ahead != nil && top.idx <= last &&
-		d.cache.covered(top.ahead[top.idx], top.opts[top.idx], int(top.left[top.idx])) {
+	for top.ahead != nil && top.idx <= last && d.cache.covered(top.ahead[top.idx]) {
 		top.idx++
 		d.skipped++
 	}

@@ -299,20 +299,31 @@ func (t *hbTrace) stateWith(id int, h uint64) uint64 {
 	return k
 }
 
+// aheadOption is one option of a choice point: the state its step leads
+// to, the CPU that then runs, and the preemptions left.
+type aheadOption struct {
+	state     uint64
+	cpu, left int
+}
+
 // ahead is, for a choice among opts (the CPUs that may perform the next
-// step; pending their announced steps), the state each option leads to
-// once its step is performed. Every CPU waits at a decision just before a
-// step in the order, so the next decision after the option's step (its
+// step; pending their announced steps; left preemptions left, one less for
+// every option after the first when preempt), the state each option leads
+// to once its step is performed. Every CPU waits at a decision just before
+// a step in the order, so the next decision after the option's step (its
 // CPU's next steps outside the order change nothing in it) is at that
 // state if it comes before another step in the order; either way, a
 // search from that state covers the option (dfsChooser.next).
-func (t *hbTrace) ahead(opts []int, pending []*cpu.Event, pageMask uint64) []uint64 {
-	keys := make([]uint64, len(opts))
+func (t *hbTrace) ahead(opts []int, pending []*cpu.Event, pageMask uint64, left int, preempt bool) []aheadOption {
+	as := make([]aheadOption, len(opts))
 	var a hbAccess
 	for i, o := range opts {
-		keys[i] = t.stateWith(o, t.hash(o, pending[o], pageMask, &a))
+		as[i] = aheadOption{state: t.stateWith(o, t.hash(o, pending[o], pageMask, &a)), cpu: o, left: left}
+		if preempt && i > 0 {
+			as[i].left--
+		}
 	}
-	return keys
+	return as
 }
 
 // maxCPUs bounds the CPUs of a scenario whose search caches states.
@@ -394,14 +405,14 @@ func (c *stateCache) visit(state uint64, cur, left int) bool {
 	return false
 }
 
-// covered says whether a search from state with left preemptions left,
-// cur running or unable to go on, is covered.
-func (c *stateCache) covered(state uint64, cur, left int) bool {
-	sh := c.shard(state)
+// covered says whether a search from the state option o leads to, with
+// its CPU running (or unable to go on), is covered.
+func (c *stateCache) covered(o aheadOption) bool {
+	sh := c.shard(o.state)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	n, ok := sh.m[state]
-	return ok && n.covers(cur, left)
+	n, ok := sh.m[o.state]
+	return ok && n.covers(o.cpu, o.left)
 }
 
 // behaviours is how many behaviours the search met (0 without a cache).

@@ -137,7 +137,7 @@ func TestStateCacheCovers(t *testing.T) {
 		cur, left int
 		want      bool
 	}{{0, 2, true}, {0, 1, true}, {1, 1, true}, {1, 2, false}, {-1, 1, true}, {-1, 2, false}} {
-		if got := c.covered(7, q.cur, q.left); got != q.want {
+		if got := c.covered(aheadOption{state: 7, cpu: q.cur, left: q.left}); got != q.want {
 			t.Errorf("after (0, 2): covered(%d, %d) = %v, want %v", q.cur, q.left, got, q.want)
 		}
 	}
@@ -146,7 +146,7 @@ func TestStateCacheCovers(t *testing.T) {
 		cur, left int
 		want      bool
 	}{{0, 1, true}, {1, 1, true}, {-1, 1, true}, {2, 2, false}} {
-		if got := c.covered(9, q.cur, q.left); got != q.want {
+		if got := c.covered(aheadOption{state: 9, cpu: q.cur, left: q.left}); got != q.want {
 			t.Errorf("after (-1, 1): covered(%d, %d) = %v, want %v", q.cur, q.left, got, q.want)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"slices"
 	"sync"
-	"sync/atomic"
 )
 
 // The depth-first search of one iteration (one preemption bound) on several
@@ -73,7 +72,6 @@ type levelSearch struct {
 	idle  int   // workers waiting for a unit
 	first *unit // the unit with a violation that starts first
 	err   error // the first error of a run
-	stop  atomic.Bool
 }
 
 // searchLevel explores iteration bound b (≥ 1) with jobs workers, over the
